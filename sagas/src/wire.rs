@@ -1,0 +1,168 @@
+//! The branch call protocol: what the coordinator sends a participant.
+//!
+//! `POST {base_url}{path}` with a JSON [`BranchRequest`] and the headers named here. The reply
+//! decides: `2xx` success; `409`/`422` business rejection (only meaningful for `try`/`action`);
+//! anything else, a connection error or a timeout is transient and retried.
+
+use serde::{Deserialize, Serialize};
+
+/// Header carrying the saga id.
+pub const HEADER_SAGA_ID: &str = "saga-id";
+/// Header carrying the step name.
+pub const HEADER_SAGA_STEP: &str = "saga-step";
+/// Header carrying the phase (`try`, `confirm`, ...).
+pub const HEADER_SAGA_PHASE: &str = "saga-phase";
+/// `{saga_id}:{step}:{phase}`: stable across retries, so participants can deduplicate.
+pub const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// W3C trace context.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+
+/// How a step is driven: SAGA (action, compensate) or TCC (try, confirm, cancel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Saga,
+    Tcc,
+}
+
+impl StepKind {
+    /// The phase that moves the step forward.
+    pub fn forward(self) -> Phase {
+        match self {
+            StepKind::Saga => Phase::Action,
+            StepKind::Tcc => Phase::Try,
+        }
+    }
+
+    /// The phase that undoes the forward phase on rollback.
+    pub fn undo(self) -> Phase {
+        match self {
+            StepKind::Saga => Phase::Compensate,
+            StepKind::Tcc => Phase::Cancel,
+        }
+    }
+
+    /// The phase run once the saga commits, if any (TCC only).
+    pub fn commit(self) -> Option<Phase> {
+        match self {
+            StepKind::Saga => None,
+            StepKind::Tcc => Some(Phase::Confirm),
+        }
+    }
+}
+
+/// One phase of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Try,
+    Confirm,
+    Cancel,
+    Action,
+    Compensate,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Try => "try",
+            Phase::Confirm => "confirm",
+            Phase::Cancel => "cancel",
+            Phase::Action => "action",
+            Phase::Compensate => "compensate",
+        }
+    }
+
+    /// `try` and `action`: the only phases a participant may reject for business reasons.
+    pub fn is_forward(self) -> bool {
+        matches!(self, Phase::Try | Phase::Action)
+    }
+
+    /// `cancel` and `compensate`: undo a forward phase (or nothing, for a null compensation).
+    pub fn is_undo(self) -> bool {
+        matches!(self, Phase::Cancel | Phase::Compensate)
+    }
+
+    /// Phases that must never give up on their own (`confirm`, `cancel`, `compensate`).
+    pub fn must_settle(self) -> bool {
+        !self.is_forward()
+    }
+
+    pub fn parse(s: &str) -> Option<Phase> {
+        Some(match s {
+            "try" => Phase::Try,
+            "confirm" => Phase::Confirm,
+            "cancel" => Phase::Cancel,
+            "action" => Phase::Action,
+            "compensate" => Phase::Compensate,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Body of every branch call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BranchRequest {
+    pub saga_id: String,
+    pub step: String,
+    pub phase: Phase,
+    #[serde(default)]
+    pub input: serde_json::Value,
+}
+
+impl BranchRequest {
+    /// The value of the `Idempotency-Key` header for this call.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}:{}", self.saga_id, self.step, self.phase)
+    }
+}
+
+/// Error body participants return with a rejection (`409`/`422`) or failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchError {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_round_trip_and_classify() {
+        for p in [
+            Phase::Try,
+            Phase::Confirm,
+            Phase::Cancel,
+            Phase::Action,
+            Phase::Compensate,
+        ] {
+            assert_eq!(Phase::parse(p.as_str()), Some(p));
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.as_str()));
+            assert_eq!(p.is_forward(), !p.must_settle());
+        }
+        assert_eq!(StepKind::Tcc.forward(), Phase::Try);
+        assert_eq!(StepKind::Saga.undo(), Phase::Compensate);
+        assert_eq!(StepKind::Saga.commit(), None);
+        assert_eq!(Phase::parse("nope"), None);
+    }
+
+    #[test]
+    fn idempotency_key_names_saga_step_and_phase() {
+        let r = BranchRequest {
+            saga_id: "s1".into(),
+            step: "freeze_funds".into(),
+            phase: Phase::Try,
+            input: serde_json::json!({}),
+        };
+        assert_eq!(r.idempotency_key(), "s1:freeze_funds:try");
+    }
+}
