@@ -1,0 +1,51 @@
+//! HTTP API v1 (JSON): participants, workflows, sagas, health. See DESIGN.md for the contract.
+//! Every error is `{"error": {"code", "message"}}`; bad input is a 4xx, never a panic.
+
+mod error;
+mod extract;
+mod health;
+mod participants;
+mod sagas_routes;
+mod views;
+mod workflows;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+
+pub use error::ApiError;
+
+use crate::runtime::Runtime;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: Arc<Runtime>,
+}
+
+pub fn router(runtime: Arc<Runtime>) -> Router {
+    Router::new()
+        .route("/v1/participants", get(participants::list))
+        .route(
+            "/v1/participants/{name}",
+            put(participants::put).get(participants::get),
+        )
+        .route("/v1/workflows", get(workflows::list))
+        .route(
+            "/v1/workflows/{name}",
+            put(workflows::put).get(workflows::get),
+        )
+        .route(
+            "/v1/sagas",
+            post(sagas_routes::submit).get(sagas_routes::list),
+        )
+        .route("/v1/sagas/{id}", get(sagas_routes::get))
+        .route("/v1/sagas/{id}/events", get(sagas_routes::events))
+        .route("/v1/sagas/{id}/abort", post(sagas_routes::abort))
+        .route("/v1/sagas/{id}/retry", post(sagas_routes::retry))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(AppState { runtime })
+}

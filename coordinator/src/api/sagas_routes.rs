@@ -1,0 +1,169 @@
+//! `/v1/sagas`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+use sagas::api::{SagaEvents, SagaList, SagaState, SagaView, SubmitSaga};
+
+use super::extract::{ApiJson, ApiQuery};
+use super::views::{event_view, saga_view};
+use super::{ApiError, AppState};
+
+/// Longest `wait_ms` honoured; a longer wait is cut to this.
+const MAX_WAIT_MS: u64 = 60_000;
+const MAX_KEY_LEN: usize = 256;
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitParams {
+    wait_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    state: Option<String>,
+    workflow: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_LEN} characters"
+        )));
+    }
+    Ok(Some(key.to_string()))
+}
+
+fn status_for(view: &SagaView) -> StatusCode {
+    if view.state.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    }
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<SubmitParams>,
+    ApiJson(request): ApiJson<SubmitSaga>,
+) -> Result<(StatusCode, Json<SagaView>), ApiError> {
+    let key = idempotency_key(&headers)?;
+    if request.workflow.trim().is_empty() {
+        return Err(ApiError::bad_request("workflow must name a workflow"));
+    }
+    if let Some(url) = &request.callback_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ApiError::bad_request(
+                "callback_url must be an http:// or https:// URL",
+            ));
+        }
+    }
+    let (saga, _new) = state.runtime.submit(request, key).await?;
+    let saga = match params.wait_ms {
+        Some(ms) if ms > 0 && !saga.lifecycle.is_terminal() => state
+            .runtime
+            .wait(&saga.id, Duration::from_millis(ms.min(MAX_WAIT_MS)))
+            .await?
+            .unwrap_or(saga),
+        _ => saga,
+    };
+    let view = saga_view(&saga);
+    Ok((status_for(&view), Json(view)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SagaView>, ApiError> {
+    let saga = state
+        .runtime
+        .get(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("unknown saga {id:?}")))?;
+    Ok(Json(saga_view(&saga)))
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SagaEvents>, ApiError> {
+    let saga = state
+        .runtime
+        .get(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("unknown saga {id:?}")))?;
+    let events = state
+        .runtime
+        .events(&id)?
+        .iter()
+        .map(|(seq, e)| event_view(&saga, *seq, e))
+        .collect();
+    Ok(Json(SagaEvents {
+        saga_id: id,
+        events,
+    }))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<SagaList>, ApiError> {
+    let wanted_state = match params.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(SagaState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown state {s:?}: use running, confirming, committed, compensating, aborted or stuck"
+            ))
+        })?),
+    };
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_PAGE}"
+        )));
+    }
+    let workflow = params.workflow.filter(|w| !w.is_empty());
+    let filter = |saga: &crate::engine::Saga| {
+        wanted_state.is_none_or(|s| saga.lifecycle.api_state() == s)
+            && workflow.as_deref().is_none_or(|w| saga.workflow == w)
+    };
+    let page = state.runtime.list(
+        &filter,
+        params.cursor.as_deref().filter(|c| !c.is_empty()),
+        limit,
+    )?;
+    Ok(Json(SagaList {
+        sagas: page.sagas.iter().map(saga_view).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+pub async fn abort(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SagaView>, ApiError> {
+    let saga = state.runtime.abort(&id).await?;
+    Ok(Json(saga_view(&saga)))
+}
+
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SagaView>, ApiError> {
+    let saga = state.runtime.retry(&id).await?;
+    Ok(Json(saga_view(&saga)))
+}

@@ -1,0 +1,106 @@
+//! Engine state to API bodies.
+
+use sagas::api::{EventView, SagaView, StepView};
+
+use crate::clock::rfc3339;
+use crate::engine::{CallOutcome, Decision, Event, Saga};
+
+pub fn saga_view(saga: &Saga) -> SagaView {
+    SagaView {
+        id: saga.id.clone(),
+        workflow: saga.workflow.clone(),
+        workflow_version: saga.workflow_version,
+        state: saga.lifecycle.api_state(),
+        input: saga.input.clone(),
+        error: saga.error.clone(),
+        created_at: rfc3339(saga.created_at),
+        updated_at: rfc3339(saga.updated_at),
+        callback_url: saga.callback_url.clone(),
+        steps: saga
+            .plan
+            .steps
+            .iter()
+            .zip(&saga.steps)
+            .enumerate()
+            .map(|(i, (plan, state))| StepView {
+                name: plan.name.clone(),
+                participant: plan.participant.clone(),
+                kind: plan.kind,
+                status: saga.api_step_status(i),
+                attempts: state.attempts,
+                phase: state.last_phase,
+                last_error: state.last_error.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn event_view(saga: &Saga, seq: u64, event: &Event) -> EventView {
+    let step_name = |i: usize| saga.plan.steps.get(i).map(|s| s.name.clone());
+    let mut view = EventView {
+        seq,
+        at: rfc3339(event.at()),
+        kind: event.name().into(),
+        step: None,
+        phase: None,
+        attempt: None,
+        outcome: None,
+        http_status: None,
+        latency_ms: None,
+        error: None,
+    };
+    match event {
+        Event::CallStarted { call, .. } => {
+            view.step = step_name(call.step);
+            view.phase = Some(call.phase);
+            view.attempt = Some(call.attempt);
+        }
+        Event::CallEnded {
+            call,
+            outcome,
+            http_status,
+            latency_ms,
+            error,
+            ..
+        } => {
+            view.step = step_name(call.step);
+            view.phase = Some(call.phase);
+            view.attempt = Some(call.attempt);
+            view.outcome = Some(
+                match outcome {
+                    CallOutcome::Ok => "ok",
+                    CallOutcome::Rejected => "rejected",
+                    CallOutcome::Transient => "transient",
+                    CallOutcome::NotSent => "not_sent",
+                }
+                .into(),
+            );
+            view.http_status = *http_status;
+            view.latency_ms = Some(*latency_ms);
+            view.error = error.clone();
+        }
+        Event::Decided { decision, .. } => match decision {
+            Decision::Commit => view.outcome = Some("commit".into()),
+            Decision::Abort { reason } => {
+                view.outcome = Some("abort".into());
+                view.error = Some(reason.clone());
+            }
+        },
+        Event::Stuck { step, reason, .. } => {
+            view.step = step_name(*step);
+            view.error = Some(reason.clone());
+        }
+        Event::Finished { .. } => {
+            view.outcome = Some(
+                if saga.lifecycle.is_terminal() {
+                    saga.lifecycle.name()
+                } else {
+                    "finished"
+                }
+                .into(),
+            );
+        }
+        Event::Created(_) | Event::Resumed { .. } | Event::RetryRequested { .. } => {}
+    }
+    view
+}

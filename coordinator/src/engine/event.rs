@@ -1,0 +1,144 @@
+//! Events: the facts a saga's log records. Each is applied by [`super::Saga::apply`].
+
+use serde::{Deserialize, Serialize};
+
+use sagas::Phase;
+
+use super::{Millis, Plan};
+
+/// One call of one phase of one step. `attempt` counts calls of that phase since the phase
+/// started (or since an operator's retry gave it a fresh budget), from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CallRef {
+    pub step: usize,
+    pub phase: Phase,
+    pub attempt: u32,
+}
+
+impl std::fmt::Display for CallRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "step {} {} attempt {}",
+            self.step, self.phase, self.attempt
+        )
+    }
+}
+
+/// How a call ended, as the runtime classified the participant's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// `2xx`.
+    Ok,
+    /// `409`/`422`: a business rejection. Only `try`/`action` may be rejected; for the
+    /// phases that must settle it counts as a transient failure.
+    Rejected,
+    /// Any other answer, a connection error or a timeout: the call may have been applied.
+    Transient,
+    /// Refused locally (open circuit, full bulkhead): never sent, so never applied.
+    NotSent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Commit,
+    Abort { reason: String },
+}
+
+/// The first event of every saga: everything needed to run it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Created {
+    pub id: String,
+    pub workflow: String,
+    pub workflow_version: u32,
+    pub input: serde_json::Value,
+    pub callback_url: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub plan: Plan,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Created(Box<Created>),
+    /// The runtime is about to send this call; from here on it may have been applied.
+    CallStarted {
+        call: CallRef,
+        at: Millis,
+    },
+    CallEnded {
+        call: CallRef,
+        outcome: CallOutcome,
+        http_status: Option<u16>,
+        latency_ms: u64,
+        error: Option<String>,
+        /// When to try again if the engine decides to retry (backoff with jitter, chosen by
+        /// the runtime so the engine stays deterministic).
+        retry_at: Millis,
+        at: Millis,
+    },
+    /// Commit or roll back. Durable before the first confirm, cancel or compensate.
+    Decided {
+        decision: Decision,
+        at: Millis,
+    },
+    /// A settle phase exhausted its attempts; the saga waits for an operator.
+    Stuck {
+        step: usize,
+        reason: String,
+        at: Millis,
+    },
+    /// The coordinator restarted: calls that were outstanding may or may not have arrived.
+    Resumed {
+        at: Millis,
+    },
+    /// An operator asked a stuck saga to continue with a fresh budget.
+    RetryRequested {
+        at: Millis,
+    },
+    /// Every step settled; the saga is committed or aborted according to its decision.
+    Finished {
+        at: Millis,
+    },
+}
+
+impl Event {
+    pub fn at(&self) -> Millis {
+        match self {
+            Event::Created(c) => c.at,
+            Event::CallStarted { at, .. }
+            | Event::CallEnded { at, .. }
+            | Event::Decided { at, .. }
+            | Event::Stuck { at, .. }
+            | Event::Resumed { at }
+            | Event::RetryRequested { at }
+            | Event::Finished { at } => *at,
+        }
+    }
+
+    /// The name used in errors and the audit trail.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Created(_) => "created",
+            Event::CallStarted { .. } => "call_started",
+            Event::CallEnded { .. } => "call_ended",
+            Event::Decided { .. } => "decided",
+            Event::Stuck { .. } => "stuck",
+            Event::Resumed { .. } => "resumed",
+            Event::RetryRequested { .. } => "retry_requested",
+            Event::Finished { .. } => "finished",
+        }
+    }
+
+    /// Events after which the runtime must reach disk before acting or answering
+    /// (durability rules 1-3 of DESIGN.md).
+    pub fn must_be_durable(&self) -> bool {
+        matches!(
+            self,
+            Event::Created(_) | Event::Decided { .. } | Event::Finished { .. }
+        )
+    }
+}

@@ -1,0 +1,49 @@
+//! The saga engine: a pure state machine with no I/O, no clock and no randomness.
+//!
+//! - [`plan`]: the resolved steps a saga runs (kinds, dependencies, retry budgets);
+//! - [`event`]: the facts recorded in the saga log;
+//! - [`state`]: a saga's state, the fold of its events ([`Saga::apply`]);
+//! - [`decide`]: what to do next given the state and the time ([`decide()`]).
+//!
+//! The runtime records every event before acting on it, so replaying the log rebuilds exactly
+//! the state the runtime had. Randomness (retry jitter) and time enter only as event fields.
+
+pub mod decide;
+pub mod event;
+pub mod plan;
+pub mod state;
+
+pub use decide::{Command, decide};
+pub use event::{CallOutcome, CallRef, Created, Decision, Event};
+pub use plan::{Plan, PlanStep};
+pub use state::{Lifecycle, Saga, StepState, StepStatus};
+
+/// Milliseconds since the Unix epoch. The engine never reads a clock; callers pass `now`.
+pub type Millis = u64;
+
+/// An event that cannot apply to the state it was given. The runtime never records one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("saga {saga}: {event} is not allowed while {state}")]
+    IllegalTransition {
+        saga: String,
+        event: &'static str,
+        state: &'static str,
+    },
+    #[error("saga {saga}: no step {step}")]
+    UnknownStep { saga: String, step: usize },
+    #[error("saga {saga}: step {step} cannot {action}: {why}")]
+    IllegalStep {
+        saga: String,
+        step: String,
+        action: String,
+        why: String,
+    },
+    #[error("saga {saga}: result for {call} does not match the outstanding call")]
+    UnexpectedResult { saga: String, call: String },
+    #[error("invalid plan: {0}")]
+    InvalidPlan(String),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,76 @@
+//! A plan is a workflow version resolved against the participant registry at submission. It
+//! is recorded in the saga's first event, so a saga keeps the definition it started with and
+//! replay never depends on today's registry.
+
+use serde::{Deserialize, Serialize};
+
+use sagas::{RetryPolicy, StepKind};
+
+use super::EngineError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub steps: Vec<PlanStep>,
+    /// Global deadline, relative to the saga's creation.
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStep {
+    pub name: String,
+    pub participant: String,
+    pub action: String,
+    pub kind: StepKind,
+    /// Indices of the steps that must succeed before this one starts.
+    pub deps: Vec<usize>,
+    /// Per-call timeout override; the participant's policy applies when absent.
+    pub timeout_ms: Option<u64>,
+    pub retry: RetryPolicy,
+}
+
+impl Plan {
+    /// Dependencies must point at earlier-validated indices and form no cycle; a plan built
+    /// from a validated workflow always passes, a corrupted log record does not.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        if self.steps.is_empty() {
+            return Err(EngineError::InvalidPlan("no steps".into()));
+        }
+        if self.steps.len() > u16::MAX as usize {
+            return Err(EngineError::InvalidPlan("too many steps".into()));
+        }
+        let n = self.steps.len();
+        for (i, step) in self.steps.iter().enumerate() {
+            if let Some(&d) = step.deps.iter().find(|&&d| d >= n || d == i) {
+                return Err(EngineError::InvalidPlan(format!("step {i} depends on {d}")));
+            }
+        }
+        // Kahn's algorithm: every step must become ready.
+        let mut indegree: Vec<usize> = self.steps.iter().map(|s| s.deps.len()).collect();
+        let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+        let mut seen = 0;
+        while let Some(i) = ready.pop() {
+            seen += 1;
+            for (j, step) in self.steps.iter().enumerate() {
+                if step.deps.contains(&i) {
+                    indegree[j] -= 1;
+                    if indegree[j] == 0 {
+                        ready.push(j);
+                    }
+                }
+            }
+        }
+        if seen != n {
+            return Err(EngineError::InvalidPlan("dependencies form a cycle".into()));
+        }
+        Ok(())
+    }
+
+    /// Steps that depend on `step` (they must be undone before it).
+    pub fn dependents(&self, step: usize) -> impl Iterator<Item = usize> + '_ {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| s.deps.contains(&step))
+            .map(|(j, _)| j)
+    }
+}

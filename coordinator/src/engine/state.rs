@@ -1,0 +1,472 @@
+//! A saga's state and how each event changes it.
+
+use serde::{Deserialize, Serialize};
+
+use sagas::Phase;
+use sagas::api::{SagaState, StepStatus as ApiStepStatus};
+
+use super::event::{CallOutcome, CallRef, Created, Decision, Event};
+use super::{EngineError, Millis, Plan};
+
+/// Where the saga as a whole stands. `Stuck` remembers which way it was settling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// Forward phases run; no decision yet.
+    Running,
+    /// Decided to commit; `confirm` runs for TCC steps.
+    Confirming,
+    /// Decided to roll back; `cancel`/`compensate` run in reverse dependency order.
+    Compensating,
+    /// A settle phase exhausted its attempts; `committing` tells which way it was going.
+    Stuck {
+        committing: bool,
+    },
+    Committed,
+    Aborted,
+}
+
+impl Lifecycle {
+    pub fn name(self) -> &'static str {
+        self.api_state().as_str()
+    }
+
+    pub fn api_state(self) -> SagaState {
+        match self {
+            Lifecycle::Running => SagaState::Running,
+            Lifecycle::Confirming => SagaState::Confirming,
+            Lifecycle::Compensating => SagaState::Compensating,
+            Lifecycle::Stuck { .. } => SagaState::Stuck,
+            Lifecycle::Committed => SagaState::Committed,
+            Lifecycle::Aborted => SagaState::Aborted,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Lifecycle::Committed | Lifecycle::Aborted)
+    }
+}
+
+/// Where one step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Its forward phase was never called.
+    Pending,
+    /// A call is outstanding.
+    Calling {
+        phase: Phase,
+        attempt: u32,
+    },
+    /// The last call of `phase` failed; the next may start at `until`.
+    Waiting {
+        phase: Phase,
+        attempt: u32,
+        until: Millis,
+    },
+    /// The forward phase succeeded.
+    Done,
+    /// The forward phase was rejected by the participant.
+    Rejected,
+    /// The forward phase stopped after the saga decided to roll back; it may have applied.
+    Failed,
+    Confirmed,
+    Compensated,
+    /// Never sent, so there is nothing to undo.
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    pub status: StepStatus,
+    /// Calls made, all phases together (for operators; budgets use the per-phase attempt).
+    pub attempts: u32,
+    /// Some forward call may have reached the participant (so rollback must undo it).
+    pub sent: bool,
+    pub last_phase: Option<Phase>,
+    pub last_error: Option<String>,
+}
+
+impl StepState {
+    fn new() -> Self {
+        StepState {
+            status: StepStatus::Pending,
+            attempts: 0,
+            sent: false,
+            last_phase: None,
+            last_error: None,
+        }
+    }
+
+    /// Nothing more will happen to this step during a rollback.
+    pub fn is_undone(&self) -> bool {
+        matches!(self.status, StepStatus::Compensated | StepStatus::Skipped)
+    }
+
+    /// The forward phase ended in a way that needs an undo call on rollback.
+    pub fn needs_undo(&self) -> bool {
+        matches!(
+            self.status,
+            StepStatus::Done | StepStatus::Rejected | StepStatus::Failed
+        )
+    }
+}
+
+/// A saga's state: the fold of its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Saga {
+    pub id: String,
+    pub workflow: String,
+    pub workflow_version: u32,
+    pub input: serde_json::Value,
+    pub callback_url: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub plan: Plan,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub lifecycle: Lifecycle,
+    pub steps: Vec<StepState>,
+    /// Why the saga rolled back or got stuck.
+    pub error: Option<String>,
+}
+
+impl Saga {
+    /// The state after the saga's first event.
+    pub fn create(created: &Created) -> Result<Saga, EngineError> {
+        created.plan.validate()?;
+        Ok(Saga {
+            id: created.id.clone(),
+            workflow: created.workflow.clone(),
+            workflow_version: created.workflow_version,
+            input: created.input.clone(),
+            callback_url: created.callback_url.clone(),
+            idempotency_key: created.idempotency_key.clone(),
+            plan: created.plan.clone(),
+            created_at: created.at,
+            updated_at: created.at,
+            lifecycle: Lifecycle::Running,
+            steps: created
+                .plan
+                .steps
+                .iter()
+                .map(|_| StepState::new())
+                .collect(),
+            error: None,
+        })
+    }
+
+    /// Rebuilds a saga from its log.
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<Saga, EngineError> {
+        let mut events = events.into_iter();
+        let Some(Event::Created(created)) = events.next() else {
+            return Err(EngineError::InvalidPlan(
+                "log does not start with a created event".into(),
+            ));
+        };
+        let mut saga = Saga::create(created)?;
+        for event in events {
+            saga.apply(event)?;
+        }
+        Ok(saga)
+    }
+
+    /// When the global deadline passes, if the workflow has one.
+    pub fn deadline(&self) -> Option<Millis> {
+        self.plan
+            .timeout_ms
+            .map(|t| self.created_at.saturating_add(t))
+    }
+
+    fn illegal(&self, event: &Event) -> EngineError {
+        EngineError::IllegalTransition {
+            saga: self.id.clone(),
+            event: event.name(),
+            state: self.lifecycle.name(),
+        }
+    }
+
+    fn step_error(&self, step: usize, action: String, why: &str) -> EngineError {
+        EngineError::IllegalStep {
+            saga: self.id.clone(),
+            step: self.plan.steps[step].name.clone(),
+            action,
+            why: why.into(),
+        }
+    }
+
+    /// Applies one event. On error the state is unchanged.
+    pub fn apply(&mut self, event: &Event) -> Result<(), EngineError> {
+        match event {
+            Event::Created(_) => return Err(self.illegal(event)),
+            Event::CallStarted { call, .. } => self.apply_call_started(event, *call)?,
+            Event::CallEnded {
+                call,
+                outcome,
+                error,
+                retry_at,
+                ..
+            } => self.apply_call_ended(*call, *outcome, error.clone(), *retry_at)?,
+            Event::Decided { decision, .. } => self.apply_decided(event, decision)?,
+            Event::Stuck { step, reason, .. } => {
+                let committing = match self.lifecycle {
+                    Lifecycle::Confirming => true,
+                    Lifecycle::Compensating => false,
+                    _ => return Err(self.illegal(event)),
+                };
+                if *step >= self.steps.len() {
+                    return Err(EngineError::UnknownStep {
+                        saga: self.id.clone(),
+                        step: *step,
+                    });
+                }
+                self.lifecycle = Lifecycle::Stuck { committing };
+                self.error = Some(reason.clone());
+            }
+            Event::Resumed { at } => {
+                if self.lifecycle.is_terminal() {
+                    return Err(self.illegal(event));
+                }
+                // An outstanding call may or may not have arrived: retry it now, and count a
+                // forward call as possibly applied.
+                for step in &mut self.steps {
+                    if let StepStatus::Calling { phase, attempt } = step.status {
+                        if phase.is_forward() {
+                            step.sent = true;
+                        }
+                        step.status = StepStatus::Waiting {
+                            phase,
+                            attempt,
+                            until: *at,
+                        };
+                    }
+                }
+                if self.lifecycle == Lifecycle::Compensating {
+                    self.settle_forward_steps();
+                }
+            }
+            Event::RetryRequested { at } => {
+                let Lifecycle::Stuck { committing } = self.lifecycle else {
+                    return Err(self.illegal(event));
+                };
+                self.lifecycle = if committing {
+                    Lifecycle::Confirming
+                } else {
+                    Lifecycle::Compensating
+                };
+                for step in &mut self.steps {
+                    if let StepStatus::Waiting { phase, .. } = step.status {
+                        if phase.must_settle() {
+                            step.status = StepStatus::Waiting {
+                                phase,
+                                attempt: 0,
+                                until: *at,
+                            };
+                        }
+                    }
+                }
+            }
+            Event::Finished { .. } => {
+                self.lifecycle = match self.lifecycle {
+                    Lifecycle::Confirming if self.all_confirmed() => Lifecycle::Committed,
+                    Lifecycle::Compensating if self.steps.iter().all(StepState::is_undone) => {
+                        Lifecycle::Aborted
+                    }
+                    _ => return Err(self.illegal(event)),
+                };
+            }
+        }
+        self.updated_at = self.updated_at.max(event.at());
+        Ok(())
+    }
+
+    /// Every TCC step confirmed (SAGA steps need nothing on commit).
+    pub fn all_confirmed(&self) -> bool {
+        self.plan
+            .steps
+            .iter()
+            .zip(&self.steps)
+            .all(|(plan, state)| match plan.kind.commit() {
+                None => state.status == StepStatus::Done,
+                Some(_) => state.status == StepStatus::Confirmed,
+            })
+    }
+
+    fn apply_call_started(&mut self, event: &Event, call: CallRef) -> Result<(), EngineError> {
+        let Some(plan) = self.plan.steps.get(call.step) else {
+            return Err(EngineError::UnknownStep {
+                saga: self.id.clone(),
+                step: call.step,
+            });
+        };
+        let kind = plan.kind;
+        let allowed = match self.lifecycle {
+            Lifecycle::Running => call.phase == kind.forward(),
+            Lifecycle::Confirming => Some(call.phase) == kind.commit(),
+            Lifecycle::Compensating => call.phase == kind.undo(),
+            _ => false,
+        };
+        if !allowed {
+            return Err(self.illegal(event));
+        }
+        let state = &self.steps[call.step];
+        let next_attempt = match state.status {
+            StepStatus::Pending if call.phase.is_forward() => 1,
+            StepStatus::Done if call.phase == sagas::Phase::Confirm => 1,
+            StepStatus::Done | StepStatus::Rejected | StepStatus::Failed
+                if call.phase.is_undo() =>
+            {
+                1
+            }
+            StepStatus::Waiting { phase, attempt, .. } if phase == call.phase => attempt + 1,
+            _ => {
+                return Err(self.step_error(
+                    call.step,
+                    format!("start {}", call.phase),
+                    &format!("step is {:?}", state.status),
+                ));
+            }
+        };
+        if call.attempt != next_attempt {
+            return Err(self.step_error(
+                call.step,
+                format!("start {} attempt {}", call.phase, call.attempt),
+                &format!("the next attempt is {next_attempt}"),
+            ));
+        }
+        if call.phase.is_forward() && self.lifecycle == Lifecycle::Running {
+            // Only meaningful for forward phases: dependencies must have succeeded.
+            let ready = self.plan.steps[call.step]
+                .deps
+                .iter()
+                .all(|&d| self.steps[d].status == StepStatus::Done);
+            if !ready {
+                return Err(self.step_error(
+                    call.step,
+                    format!("start {}", call.phase),
+                    "dependencies not done",
+                ));
+            }
+        }
+        let state = &mut self.steps[call.step];
+        state.status = StepStatus::Calling {
+            phase: call.phase,
+            attempt: call.attempt,
+        };
+        state.attempts += 1;
+        state.last_phase = Some(call.phase);
+        Ok(())
+    }
+
+    fn apply_call_ended(
+        &mut self,
+        call: CallRef,
+        outcome: CallOutcome,
+        error: Option<String>,
+        retry_at: Millis,
+    ) -> Result<(), EngineError> {
+        let Some(state) = self.steps.get_mut(call.step) else {
+            return Err(EngineError::UnknownStep {
+                saga: self.id.clone(),
+                step: call.step,
+            });
+        };
+        if state.status
+            != (StepStatus::Calling {
+                phase: call.phase,
+                attempt: call.attempt,
+            })
+        {
+            return Err(EngineError::UnexpectedResult {
+                saga: self.id.clone(),
+                call: call.to_string(),
+            });
+        }
+        if outcome != CallOutcome::NotSent && call.phase.is_forward() {
+            state.sent = true;
+        }
+        state.last_error = match outcome {
+            CallOutcome::Ok => None,
+            _ => error.or_else(|| Some(format!("{outcome:?}"))),
+        };
+        let retry = StepStatus::Waiting {
+            phase: call.phase,
+            attempt: call.attempt,
+            until: retry_at,
+        };
+        state.status = match (call.phase.is_forward(), outcome) {
+            (true, CallOutcome::Ok) => StepStatus::Done,
+            (true, CallOutcome::Rejected) => StepStatus::Rejected,
+            (true, _) => retry,
+            (false, CallOutcome::Ok) if call.phase == Phase::Confirm => StepStatus::Confirmed,
+            (false, CallOutcome::Ok) => StepStatus::Compensated,
+            // Settle phases never take no for an answer: a rejection is retried too.
+            (false, _) => retry,
+        };
+        if self.lifecycle != Lifecycle::Running && call.phase.is_forward() {
+            // A late forward result after the decision to roll back.
+            self.settle_forward_steps();
+        }
+        Ok(())
+    }
+
+    fn apply_decided(&mut self, event: &Event, decision: &Decision) -> Result<(), EngineError> {
+        if self.lifecycle != Lifecycle::Running {
+            return Err(self.illegal(event));
+        }
+        match decision {
+            Decision::Commit => {
+                if let Some(i) = self.steps.iter().position(|s| s.status != StepStatus::Done) {
+                    return Err(self.step_error(
+                        i,
+                        "commit".into(),
+                        "its forward phase has not succeeded",
+                    ));
+                }
+                self.lifecycle = Lifecycle::Confirming;
+            }
+            Decision::Abort { reason } => {
+                self.lifecycle = Lifecycle::Compensating;
+                self.error = Some(reason.clone());
+                self.settle_forward_steps();
+            }
+        }
+        Ok(())
+    }
+
+    /// During a rollback, forward phases stop: never-called steps are skipped, and one
+    /// waiting for a retry is undone if any attempt may have reached the participant.
+    fn settle_forward_steps(&mut self) {
+        for step in &mut self.steps {
+            step.status = match step.status {
+                StepStatus::Pending => StepStatus::Skipped,
+                StepStatus::Waiting { phase, .. } if phase.is_forward() => {
+                    if step.sent {
+                        StepStatus::Failed
+                    } else {
+                        StepStatus::Skipped
+                    }
+                }
+                other => other,
+            };
+        }
+    }
+
+    /// The step's status as the API shows it.
+    pub fn api_step_status(&self, step: usize) -> ApiStepStatus {
+        let state = &self.steps[step];
+        match state.status {
+            StepStatus::Pending => ApiStepStatus::Pending,
+            StepStatus::Calling { .. } => ApiStepStatus::Calling,
+            StepStatus::Waiting { .. } if matches!(self.lifecycle, Lifecycle::Stuck { .. }) => {
+                ApiStepStatus::Stuck
+            }
+            StepStatus::Waiting { .. } => ApiStepStatus::Retrying,
+            StepStatus::Done => ApiStepStatus::Succeeded,
+            StepStatus::Rejected => ApiStepStatus::Rejected,
+            StepStatus::Failed => ApiStepStatus::Failed,
+            StepStatus::Confirmed => ApiStepStatus::Confirmed,
+            StepStatus::Compensated => ApiStepStatus::Compensated,
+            StepStatus::Skipped => ApiStepStatus::Skipped,
+        }
+    }
+}

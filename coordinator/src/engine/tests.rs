@@ -1,0 +1,567 @@
+//! Transition-by-transition tests of the engine. Randomised runs live in
+//! `coordinator/tests/engine_properties.rs`.
+
+use sagas::{Phase, RetryPolicy, StepKind};
+
+use super::*;
+
+fn step(name: &str, kind: StepKind, deps: &[usize]) -> PlanStep {
+    PlanStep {
+        name: name.into(),
+        participant: "p".into(),
+        action: "a".into(),
+        kind,
+        deps: deps.to_vec(),
+        timeout_ms: None,
+        retry: RetryPolicy {
+            max_attempts: 2,
+            settle_max_attempts: 3,
+            ..RetryPolicy::default()
+        },
+    }
+}
+
+/// order (SAGA) -> wallet (TCC) -> points (SAGA), like `place_order`.
+fn place_order() -> Saga {
+    saga_with(
+        vec![
+            step("create_order", StepKind::Saga, &[]),
+            step("freeze_funds", StepKind::Tcc, &[0]),
+            step("award_points", StepKind::Saga, &[1]),
+        ],
+        None,
+    )
+}
+
+fn saga_with(steps: Vec<PlanStep>, timeout_ms: Option<u64>) -> Saga {
+    Saga::create(&Created {
+        id: "s1".into(),
+        workflow: "w".into(),
+        workflow_version: 1,
+        input: serde_json::json!({}),
+        callback_url: None,
+        idempotency_key: None,
+        plan: Plan { steps, timeout_ms },
+        at: 1_000,
+    })
+    .unwrap()
+}
+
+fn calls(commands: &[Command]) -> Vec<CallRef> {
+    commands
+        .iter()
+        .filter_map(|c| {
+            if let Command::Call(c) = c {
+                Some(*c)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn start(saga: &mut Saga, call: CallRef) {
+    saga.apply(&Event::CallStarted { call, at: 1_000 }).unwrap();
+}
+
+fn end(saga: &mut Saga, call: CallRef, outcome: CallOutcome) {
+    saga.apply(&Event::CallEnded {
+        call,
+        outcome,
+        http_status: None,
+        latency_ms: 1,
+        error: Some("boom".into()),
+        retry_at: 2_000,
+        at: 1_000,
+    })
+    .unwrap();
+}
+
+/// Records the single `Record` command `decide` returns and gives back the event.
+fn record_next(saga: &mut Saga, now: Millis) -> Event {
+    let commands = decide(saga, now);
+    let [Command::Record(event)] = commands.as_slice() else {
+        panic!("expected one record, got {commands:?}");
+    };
+    saga.apply(event).unwrap();
+    event.clone()
+}
+
+fn run_call(saga: &mut Saga, now: Millis, expect: CallRef, outcome: CallOutcome) {
+    let commands = decide(saga, now);
+    assert!(
+        calls(&commands).contains(&expect),
+        "expected {expect} in {commands:?}"
+    );
+    start(saga, expect);
+    end(saga, expect, outcome);
+}
+
+fn call(step: usize, phase: Phase, attempt: u32) -> CallRef {
+    CallRef {
+        step,
+        phase,
+        attempt,
+    }
+}
+
+#[test]
+fn happy_path_runs_steps_in_order_then_confirms_then_commits() {
+    let mut saga = place_order();
+    assert_eq!(
+        calls(&decide(&saga, 1_000)),
+        vec![call(0, Phase::Action, 1)]
+    );
+    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
+    assert_eq!(calls(&decide(&saga, 1_000)), vec![call(1, Phase::Try, 1)]);
+    run_call(&mut saga, 1_000, call(1, Phase::Try, 1), CallOutcome::Ok);
+    run_call(&mut saga, 1_000, call(2, Phase::Action, 1), CallOutcome::Ok);
+    assert_eq!(
+        record_next(&mut saga, 1_000),
+        Event::Decided {
+            decision: Decision::Commit,
+            at: 1_000
+        }
+    );
+    assert_eq!(saga.lifecycle, Lifecycle::Confirming);
+    // Only the TCC step has something to do on commit.
+    assert_eq!(
+        calls(&decide(&saga, 1_000)),
+        vec![call(1, Phase::Confirm, 1)]
+    );
+    run_call(
+        &mut saga,
+        1_000,
+        call(1, Phase::Confirm, 1),
+        CallOutcome::Ok,
+    );
+    assert_eq!(record_next(&mut saga, 1_000), Event::Finished { at: 1_000 });
+    assert_eq!(saga.lifecycle, Lifecycle::Committed);
+    assert!(decide(&saga, 5_000).is_empty());
+}
+
+#[test]
+fn rejection_rolls_back_every_step_that_may_have_been_called_in_reverse_order() {
+    let mut saga = place_order();
+    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
+    run_call(
+        &mut saga,
+        1_000,
+        call(1, Phase::Try, 1),
+        CallOutcome::Rejected,
+    );
+    let Event::Decided {
+        decision: Decision::Abort { reason },
+        ..
+    } = record_next(&mut saga, 1_000)
+    else {
+        panic!("expected abort")
+    };
+    assert!(reason.contains("freeze_funds"), "{reason}");
+    assert_eq!(saga.lifecycle, Lifecycle::Compensating);
+    assert_eq!(saga.steps[2].status, StepStatus::Skipped);
+    // The rejected step is cancelled first (null compensation is harmless); the order waits.
+    assert_eq!(
+        calls(&decide(&saga, 1_000)),
+        vec![call(1, Phase::Cancel, 1)]
+    );
+    run_call(&mut saga, 1_000, call(1, Phase::Cancel, 1), CallOutcome::Ok);
+    assert_eq!(
+        calls(&decide(&saga, 1_000)),
+        vec![call(0, Phase::Compensate, 1)]
+    );
+    run_call(
+        &mut saga,
+        1_000,
+        call(0, Phase::Compensate, 1),
+        CallOutcome::Ok,
+    );
+    assert_eq!(record_next(&mut saga, 1_000), Event::Finished { at: 1_000 });
+    assert_eq!(saga.lifecycle, Lifecycle::Aborted);
+}
+
+#[test]
+fn transient_failures_retry_at_the_recorded_time_then_give_up_and_undo() {
+    let mut saga = place_order();
+    run_call(
+        &mut saga,
+        1_000,
+        call(0, Phase::Action, 1),
+        CallOutcome::Transient,
+    );
+    // Not before retry_at (2_000).
+    assert_eq!(decide(&saga, 1_500), vec![Command::WakeAt(2_000)]);
+    run_call(
+        &mut saga,
+        2_000,
+        call(0, Phase::Action, 2),
+        CallOutcome::Transient,
+    );
+    // max_attempts = 2: give up, and undo since the calls may have applied.
+    let Event::Decided {
+        decision: Decision::Abort { reason },
+        ..
+    } = record_next(&mut saga, 2_000)
+    else {
+        panic!("expected abort")
+    };
+    assert!(reason.contains("after 2 attempts"), "{reason}");
+    assert_eq!(saga.steps[0].status, StepStatus::Failed);
+    assert_eq!(
+        calls(&decide(&saga, 2_000)),
+        vec![call(0, Phase::Compensate, 1)]
+    );
+}
+
+#[test]
+fn calls_refused_locally_need_no_compensation() {
+    let mut saga = place_order();
+    run_call(
+        &mut saga,
+        1_000,
+        call(0, Phase::Action, 1),
+        CallOutcome::NotSent,
+    );
+    run_call(
+        &mut saga,
+        2_000,
+        call(0, Phase::Action, 2),
+        CallOutcome::NotSent,
+    );
+    record_next(&mut saga, 2_000);
+    assert_eq!(saga.steps[0].status, StepStatus::Skipped);
+    assert_eq!(record_next(&mut saga, 2_000), Event::Finished { at: 2_000 });
+    assert_eq!(saga.lifecycle, Lifecycle::Aborted);
+}
+
+#[test]
+fn settle_phases_never_give_up_they_get_stuck_and_resume_on_retry() {
+    let mut saga = place_order();
+    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
+    run_call(
+        &mut saga,
+        1_000,
+        call(1, Phase::Try, 1),
+        CallOutcome::Rejected,
+    );
+    record_next(&mut saga, 1_000);
+    run_call(&mut saga, 1_000, call(1, Phase::Cancel, 1), CallOutcome::Ok);
+    // A 409 on compensate is not a business answer: it is retried.
+    run_call(
+        &mut saga,
+        1_000,
+        call(0, Phase::Compensate, 1),
+        CallOutcome::Rejected,
+    );
+    run_call(
+        &mut saga,
+        2_000,
+        call(0, Phase::Compensate, 2),
+        CallOutcome::Transient,
+    );
+    run_call(
+        &mut saga,
+        2_000,
+        call(0, Phase::Compensate, 3),
+        CallOutcome::Transient,
+    );
+    let Event::Stuck { step: 0, .. } = record_next(&mut saga, 2_000) else {
+        panic!("expected stuck")
+    };
+    assert_eq!(saga.lifecycle, Lifecycle::Stuck { committing: false });
+    assert_eq!(saga.api_step_status(0), sagas::api::StepStatus::Stuck);
+    assert!(
+        decide(&saga, 99_000).is_empty(),
+        "a stuck saga waits for an operator"
+    );
+    saga.apply(&Event::RetryRequested { at: 50_000 }).unwrap();
+    assert_eq!(saga.lifecycle, Lifecycle::Compensating);
+    run_call(
+        &mut saga,
+        50_000,
+        call(0, Phase::Compensate, 1),
+        CallOutcome::Ok,
+    );
+    assert_eq!(
+        record_next(&mut saga, 50_000),
+        Event::Finished { at: 50_000 }
+    );
+    assert_eq!(saga.lifecycle, Lifecycle::Aborted);
+}
+
+#[test]
+fn deadline_aborts_a_running_saga_and_waits_for_outstanding_calls() {
+    let mut saga = saga_with(
+        vec![
+            step("a", StepKind::Tcc, &[]),
+            step("b", StepKind::Tcc, &[0]),
+        ],
+        Some(500),
+    );
+    let a = call(0, Phase::Try, 1);
+    start(&mut saga, a);
+    assert_eq!(decide(&saga, 1_200), vec![Command::WakeAt(1_500)]);
+    record_next(&mut saga, 1_500);
+    assert_eq!(saga.lifecycle, Lifecycle::Compensating);
+    assert!(
+        calls(&decide(&saga, 1_500)).is_empty(),
+        "the try is still outstanding"
+    );
+    end(&mut saga, a, CallOutcome::Ok);
+    assert_eq!(
+        calls(&decide(&saga, 1_600)),
+        vec![call(0, Phase::Cancel, 1)]
+    );
+}
+
+#[test]
+fn dag_steps_run_concurrently_and_undo_in_reverse_dependency_order() {
+    // a and b are roots, c needs both.
+    let mut saga = saga_with(
+        vec![
+            step("a", StepKind::Saga, &[]),
+            step("b", StepKind::Saga, &[]),
+            step("c", StepKind::Saga, &[0, 1]),
+        ],
+        None,
+    );
+    assert_eq!(
+        calls(&decide(&saga, 1_000)),
+        vec![call(0, Phase::Action, 1), call(1, Phase::Action, 1)]
+    );
+    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
+    assert!(
+        calls(&decide(&saga, 1_000)).iter().all(|c| c.step != 2),
+        "c waits for b"
+    );
+    run_call(&mut saga, 1_000, call(1, Phase::Action, 1), CallOutcome::Ok);
+    run_call(
+        &mut saga,
+        1_000,
+        call(2, Phase::Action, 1),
+        CallOutcome::Transient,
+    );
+    run_call(
+        &mut saga,
+        2_000,
+        call(2, Phase::Action, 2),
+        CallOutcome::Transient,
+    );
+    record_next(&mut saga, 2_000);
+    // c first; a and b only after it.
+    assert_eq!(
+        calls(&decide(&saga, 2_000)),
+        vec![call(2, Phase::Compensate, 1)]
+    );
+    run_call(
+        &mut saga,
+        2_000,
+        call(2, Phase::Compensate, 1),
+        CallOutcome::Ok,
+    );
+    assert_eq!(
+        calls(&decide(&saga, 2_000)),
+        vec![call(0, Phase::Compensate, 1), call(1, Phase::Compensate, 1)]
+    );
+}
+
+#[test]
+fn illegal_transitions_are_rejected_and_leave_the_state_unchanged() {
+    let mut saga = place_order();
+    let before = saga.clone();
+    // No commit before every forward phase succeeded.
+    assert!(
+        saga.apply(&Event::Decided {
+            decision: Decision::Commit,
+            at: 1
+        })
+        .is_err()
+    );
+    // No confirm while running, no try of a step whose dependency has not succeeded.
+    assert!(
+        saga.apply(&Event::CallStarted {
+            call: call(1, Phase::Confirm, 1),
+            at: 1
+        })
+        .is_err()
+    );
+    assert!(
+        saga.apply(&Event::CallStarted {
+            call: call(1, Phase::Try, 1),
+            at: 1
+        })
+        .is_err()
+    );
+    // No result for a call that was never started, no unknown step, no finish while running.
+    let ended = Event::CallEnded {
+        call: call(0, Phase::Action, 1),
+        outcome: CallOutcome::Ok,
+        http_status: Some(200),
+        latency_ms: 1,
+        error: None,
+        retry_at: 0,
+        at: 1,
+    };
+    assert!(matches!(
+        saga.apply(&ended),
+        Err(EngineError::UnexpectedResult { .. })
+    ));
+    assert!(matches!(
+        saga.apply(&Event::CallStarted {
+            call: call(9, Phase::Action, 1),
+            at: 1
+        }),
+        Err(EngineError::UnknownStep { .. })
+    ));
+    assert!(saga.apply(&Event::Finished { at: 1 }).is_err());
+    assert!(saga.apply(&Event::RetryRequested { at: 1 }).is_err());
+    assert_eq!(saga, before);
+
+    // Once aborted: no commit, no try after its cancel, no second decision.
+    run_call(
+        &mut saga,
+        1_000,
+        call(0, Phase::Action, 1),
+        CallOutcome::Rejected,
+    );
+    record_next(&mut saga, 1_000);
+    assert!(
+        saga.apply(&Event::Decided {
+            decision: Decision::Commit,
+            at: 1
+        })
+        .is_err()
+    );
+    assert!(
+        saga.apply(&Event::Decided {
+            decision: Decision::Abort { reason: "x".into() },
+            at: 1
+        })
+        .is_err()
+    );
+    run_call(
+        &mut saga,
+        1_000,
+        call(0, Phase::Compensate, 1),
+        CallOutcome::Ok,
+    );
+    assert!(
+        saga.apply(&Event::CallStarted {
+            call: call(0, Phase::Action, 2),
+            at: 1
+        })
+        .is_err()
+    );
+    record_next(&mut saga, 1_000);
+    assert_eq!(saga.lifecycle, Lifecycle::Aborted);
+    assert!(saga.apply(&Event::Resumed { at: 1 }).is_err());
+    assert!(
+        saga.apply(&Event::Decided {
+            decision: Decision::Commit,
+            at: 1
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn a_second_attempt_must_follow_the_first() {
+    let mut saga = place_order();
+    assert!(
+        saga.apply(&Event::CallStarted {
+            call: call(0, Phase::Action, 2),
+            at: 1
+        })
+        .is_err()
+    );
+    run_call(
+        &mut saga,
+        1_000,
+        call(0, Phase::Action, 1),
+        CallOutcome::Transient,
+    );
+    assert!(
+        saga.apply(&Event::CallStarted {
+            call: call(0, Phase::Action, 3),
+            at: 1
+        })
+        .is_err()
+    );
+    start(&mut saga, call(0, Phase::Action, 2));
+    // A stale result of the first attempt does not count.
+    let stale = Event::CallEnded {
+        call: call(0, Phase::Action, 1),
+        outcome: CallOutcome::Ok,
+        http_status: Some(200),
+        latency_ms: 1,
+        error: None,
+        retry_at: 0,
+        at: 1,
+    };
+    assert!(saga.apply(&stale).is_err());
+}
+
+#[test]
+fn resume_after_a_crash_resends_outstanding_calls_and_counts_them_as_possibly_applied() {
+    let mut saga = place_order();
+    start(&mut saga, call(0, Phase::Action, 1));
+    saga.apply(&Event::Resumed { at: 3_000 }).unwrap();
+    assert!(saga.steps[0].sent);
+    assert_eq!(
+        calls(&decide(&saga, 3_000)),
+        vec![call(0, Phase::Action, 2)]
+    );
+}
+
+#[test]
+fn replay_rebuilds_the_same_state() {
+    let mut saga = place_order();
+    let created = Event::Created(Box::new(Created {
+        id: "s1".into(),
+        workflow: "w".into(),
+        workflow_version: 1,
+        input: serde_json::json!({}),
+        callback_url: None,
+        idempotency_key: None,
+        plan: saga.plan.clone(),
+        at: 1_000,
+    }));
+    let mut log = vec![created];
+    for _ in 0..20 {
+        let commands = decide(&saga, 1_000);
+        let Some(first) = commands.first() else { break };
+        let event = match first {
+            Command::Record(e) => e.clone(),
+            Command::Call(c) => {
+                let started = Event::CallStarted {
+                    call: *c,
+                    at: 1_000,
+                };
+                saga.apply(&started).unwrap();
+                log.push(started);
+                Event::CallEnded {
+                    call: *c,
+                    outcome: CallOutcome::Ok,
+                    http_status: Some(200),
+                    latency_ms: 3,
+                    error: None,
+                    retry_at: 0,
+                    at: 1_000,
+                }
+            }
+            Command::WakeAt(_) => break,
+        };
+        saga.apply(&event).unwrap();
+        log.push(event);
+    }
+    assert_eq!(saga.lifecycle, Lifecycle::Committed);
+    let json: Vec<String> = log
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    let decoded: Vec<Event> = json
+        .iter()
+        .map(|j| serde_json::from_str(j).unwrap())
+        .collect();
+    assert_eq!(Saga::replay(&decoded).unwrap(), saga);
+}

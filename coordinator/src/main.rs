@@ -1,0 +1,41 @@
+//! The `coordinator` binary: `coordinator --listen 127.0.0.1:7700 --data-dir DIR [--workflows DIR]`.
+
+use clap::Parser;
+use coordinator::CoordinatorConfig;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = CoordinatorConfig::parse();
+    let running = match coordinator::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("coordinator: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("coordinator listening on {}", running.local_addr());
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler succeeds on unix");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

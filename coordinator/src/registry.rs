@@ -1,0 +1,238 @@
+//! Registered participants and workflow versions, kept in memory and persisted in the store.
+//!
+//! Workflows from files load at start-up, before participants have registered, so they are
+//! checked structurally then and resolved against the registry when a saga is submitted. A
+//! workflow `PUT` over the API is also checked against the registered participants.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use sagas::workflow::is_valid_name;
+use sagas::{ParticipantSpec, WorkflowError, WorkflowSpec};
+
+use crate::engine::{Plan, PlanStep};
+use crate::store::{RegistryStore, SagaLog, StoreError};
+
+/// The store the coordinator runs on: the saga log plus the registries.
+pub trait Store: SagaLog + RegistryStore {}
+impl<T: SagaLog + RegistryStore> Store for T {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("invalid name {0:?}: use letters, digits, '_', '-' or '.' (at most 128)")]
+    BadName(String),
+    #[error("invalid participant: {0}")]
+    BadParticipant(String),
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+    #[error("cannot read workflow files in {dir}: {message}")]
+    Files { dir: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One version of a workflow.
+#[derive(Debug, Clone)]
+pub struct WorkflowVersion {
+    pub version: u32,
+    pub spec: WorkflowSpec,
+}
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+    participants: RwLock<HashMap<String, Arc<ParticipantSpec>>>,
+    workflows: RwLock<HashMap<String, WorkflowVersion>>,
+}
+
+impl Registry {
+    pub fn load(store: Arc<dyn Store>) -> Result<Registry, RegistryError> {
+        let participants = store
+            .participants()?
+            .into_iter()
+            .map(|(n, s)| (n, Arc::new(s)))
+            .collect();
+        let workflows = store
+            .workflows()?
+            .into_iter()
+            .map(|(name, version, spec)| (name, WorkflowVersion { version, spec }))
+            .collect();
+        Ok(Registry {
+            store,
+            participants: RwLock::new(participants),
+            workflows: RwLock::new(workflows),
+        })
+    }
+
+    /// Registers or updates a participant; durable when it returns.
+    pub async fn put_participant(
+        &self,
+        name: &str,
+        spec: ParticipantSpec,
+    ) -> Result<Arc<ParticipantSpec>, RegistryError> {
+        if !is_valid_name(name) {
+            return Err(RegistryError::BadName(name.into()));
+        }
+        spec.validate().map_err(RegistryError::BadParticipant)?;
+        self.store.put_participant(name, &spec)?;
+        self.store.flush().await?;
+        let spec = Arc::new(spec);
+        self.participants
+            .write()
+            .expect("registry lock poisoned")
+            .insert(name.into(), spec.clone());
+        Ok(spec)
+    }
+
+    pub fn participant(&self, name: &str) -> Option<Arc<ParticipantSpec>> {
+        self.participants
+            .read()
+            .expect("registry lock poisoned")
+            .get(name)
+            .cloned()
+    }
+
+    pub fn participants(&self) -> Vec<(String, Arc<ParticipantSpec>)> {
+        let mut all: Vec<_> = self
+            .participants
+            .read()
+            .expect("registry lock poisoned")
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Stores a workflow. An identical definition keeps its version; a changed one gets the
+    /// next. With `check_participants`, unknown participants or actions are rejected.
+    pub async fn put_workflow(
+        &self,
+        name: &str,
+        spec: WorkflowSpec,
+        check_participants: bool,
+    ) -> Result<WorkflowVersion, RegistryError> {
+        if !is_valid_name(name) {
+            return Err(RegistryError::BadName(name.into()));
+        }
+        spec.validate()?;
+        if check_participants {
+            self.plan(&spec)?;
+        }
+        let version = {
+            let workflows = self.workflows.read().expect("registry lock poisoned");
+            match workflows.get(name) {
+                Some(current) if current.spec == spec => return Ok(current.clone()),
+                Some(current) => current.version + 1,
+                None => 1,
+            }
+        };
+        self.store.put_workflow(name, version, &spec)?;
+        self.store.flush().await?;
+        let entry = WorkflowVersion { version, spec };
+        let mut workflows = self.workflows.write().expect("registry lock poisoned");
+        // Two concurrent PUTs of one name: keep the higher version.
+        match workflows.get(name) {
+            Some(current) if current.version >= version => Ok(current.clone()),
+            _ => {
+                workflows.insert(name.into(), entry.clone());
+                Ok(entry)
+            }
+        }
+    }
+
+    pub fn workflow(&self, name: &str) -> Option<WorkflowVersion> {
+        self.workflows
+            .read()
+            .expect("registry lock poisoned")
+            .get(name)
+            .cloned()
+    }
+
+    pub fn workflows(&self) -> Vec<(String, WorkflowVersion)> {
+        let mut all: Vec<_> = self
+            .workflows
+            .read()
+            .expect("registry lock poisoned")
+            .iter()
+            .map(|(n, w)| (n.clone(), w.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Resolves a workflow against the registered participants: step kinds, dependencies and
+    /// retry budgets (the step's own, else its participant's).
+    pub fn plan(&self, spec: &WorkflowSpec) -> Result<Plan, WorkflowError> {
+        let deps = spec.dependencies();
+        let steps = spec
+            .steps
+            .iter()
+            .zip(deps)
+            .map(|(step, deps)| {
+                let participant = self.participant(&step.participant).ok_or_else(|| {
+                    WorkflowError::UnknownParticipant {
+                        step: step.name.clone(),
+                        participant: step.participant.clone(),
+                    }
+                })?;
+                let endpoints = participant.actions.get(&step.action).ok_or_else(|| {
+                    WorkflowError::UnknownAction {
+                        step: step.name.clone(),
+                        participant: step.participant.clone(),
+                        action: step.action.clone(),
+                    }
+                })?;
+                Ok(PlanStep {
+                    name: step.name.clone(),
+                    participant: step.participant.clone(),
+                    action: step.action.clone(),
+                    kind: endpoints.kind(),
+                    deps,
+                    timeout_ms: step.timeout_ms,
+                    retry: step
+                        .retry
+                        .clone()
+                        .unwrap_or_else(|| participant.policy.retry.clone()),
+                })
+            })
+            .collect::<Result<Vec<_>, WorkflowError>>()?;
+        Ok(Plan {
+            steps,
+            timeout_ms: spec.timeout_ms,
+        })
+    }
+
+    /// Loads every `*.json`, `*.yaml` and `*.yml` file in `dir` as a workflow named after the
+    /// file. Returns the names loaded.
+    pub async fn load_dir(&self, dir: &Path) -> Result<Vec<String>, RegistryError> {
+        let files_error = |e: std::io::Error| RegistryError::Files {
+            dir: dir.display().to_string(),
+            message: e.to_string(),
+        };
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(files_error)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("json" | "yaml" | "yml")
+                )
+            })
+            .collect();
+        paths.sort();
+        let mut loaded = Vec::new();
+        for path in paths {
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let text = std::fs::read_to_string(&path).map_err(files_error)?;
+            let spec = WorkflowSpec::from_yaml_or_json(&text, &path.display().to_string())?;
+            self.put_workflow(&name, spec, false).await?;
+            loaded.push(name);
+        }
+        Ok(loaded)
+    }
+}

@@ -1,0 +1,465 @@
+//! The runtime around the pure engine: one task per active saga executes the engine's
+//! commands (log appends, branch calls, timers) and feeds results back as events.
+//!
+//! Durability (DESIGN.md): a submission is acknowledged after its first event is flushed; a
+//! round that records a decision or a terminal state flushes before it sends the calls that
+//! follow or tells anyone; other events (call started/ended) are written lazily. After a crash
+//! every active saga resumes from its log, and calls that were outstanding are sent again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use sagas::WorkflowError;
+use sagas::api::SubmitSaga;
+
+use crate::clock::Clock;
+use crate::dispatch::{BranchCall, Dispatcher};
+use crate::engine::{Command, Created, Decision, EngineError, Event, Millis, Saga, decide};
+use crate::registry::{Registry, Store};
+use crate::store::{Creation, SagaPage, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("unknown workflow {0:?}")]
+    UnknownWorkflow(String),
+    #[error("workflow cannot run: {0}")]
+    Unrunnable(WorkflowError),
+    #[error("idempotency key {0:?} was used for a different request")]
+    KeyReused(String),
+    #[error("unknown saga {0:?}")]
+    UnknownSaga(String),
+    #[error(transparent)]
+    Illegal(#[from] EngineError),
+    #[error("the coordinator is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Operator requests a saga task applies between rounds.
+enum Operator {
+    Abort,
+    Retry,
+}
+
+enum SagaMsg {
+    Ended(Event),
+    Operator(Operator, oneshot::Sender<Result<(), EngineError>>),
+}
+
+struct ActiveSaga {
+    tx: mpsc::UnboundedSender<SagaMsg>,
+    view: watch::Receiver<Arc<Saga>>,
+}
+
+pub struct Runtime {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    dispatcher: Arc<Dispatcher>,
+    clock: Clock,
+    active: Mutex<HashMap<String, ActiveSaga>>,
+    ready: AtomicBool,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Runtime {
+    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, clock: Clock) -> Arc<Runtime> {
+        Arc::new(Runtime {
+            dispatcher: Arc::new(Dispatcher::new(registry.clone(), clock)),
+            store,
+            registry,
+            clock,
+            active: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// True once every saga found active at start-up has been resumed.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Resumes every active saga from the log. Returns how many.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, RuntimeError> {
+        let ids = self.store.active_ids()?;
+        let now = self.clock.now();
+        let mut resumed = 0;
+        for id in &ids {
+            let Some((mut saga, mut seq)) = self.store.load(id)? else {
+                tracing::error!(saga = %id, "active index names a saga with no snapshot; skipped");
+                continue;
+            };
+            if saga.lifecycle.is_terminal() {
+                self.store.save_snapshot(&saga, seq)?;
+                continue;
+            }
+            let event = Event::Resumed { at: now };
+            saga.apply(&event)?;
+            seq += 1;
+            self.store.append(&saga.id, seq, &event)?;
+            self.spawn_saga(saga, seq);
+            resumed += 1;
+        }
+        self.ready.store(true, Ordering::Release);
+        Ok(resumed)
+    }
+
+    /// Starts a saga, or returns the one the idempotency key already names. `true` when new.
+    /// The saga is durable when this returns.
+    pub async fn submit(
+        self: &Arc<Self>,
+        request: SubmitSaga,
+        key: Option<String>,
+    ) -> Result<(Arc<Saga>, bool), RuntimeError> {
+        if self.shutdown.is_cancelled() {
+            return Err(RuntimeError::ShuttingDown);
+        }
+        if let Some(key) = &key {
+            if let Some(id) = self.store.saga_for_key(key)? {
+                return self.existing(&id, key, &request).await.map(|s| (s, false));
+            }
+        }
+        let workflow = self
+            .registry
+            .workflow(&request.workflow)
+            .ok_or_else(|| RuntimeError::UnknownWorkflow(request.workflow.clone()))?;
+        let plan = self
+            .registry
+            .plan(&workflow.spec)
+            .map_err(RuntimeError::Unrunnable)?;
+        let created = Created {
+            id: uuid::Uuid::now_v7().to_string(),
+            workflow: request.workflow.clone(),
+            workflow_version: workflow.version,
+            input: request.input.clone(),
+            callback_url: request.callback_url.clone(),
+            idempotency_key: key.clone(),
+            plan,
+            at: self.clock.now(),
+        };
+        match self.store.create(&created, key.as_deref())? {
+            Creation::Existing(id) => {
+                let key = key.unwrap_or_default();
+                self.existing(&id, &key, &request).await.map(|s| (s, false))
+            }
+            Creation::Created => {
+                self.store.flush().await?;
+                let saga = Saga::create(&created)?;
+                let view = Arc::new(saga.clone());
+                self.spawn_saga(saga, 0);
+                Ok((view, true))
+            }
+        }
+    }
+
+    /// The saga an idempotency key already names, if the request is the same one.
+    async fn existing(
+        &self,
+        id: &str,
+        key: &str,
+        request: &SubmitSaga,
+    ) -> Result<Arc<Saga>, RuntimeError> {
+        // The first submission may still be waiting for its flush: answer only once durable.
+        self.store.flush().await?;
+        let saga = self
+            .get(id)?
+            .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))?;
+        let same = saga.workflow == request.workflow
+            && saga.input == request.input
+            && saga.callback_url == request.callback_url;
+        if same {
+            Ok(saga)
+        } else {
+            Err(RuntimeError::KeyReused(key.into()))
+        }
+    }
+
+    /// The saga's current state: live if active, else from the store.
+    pub fn get(&self, id: &str) -> Result<Option<Arc<Saga>>, RuntimeError> {
+        if let Some(active) = self.active.lock().expect("active map poisoned").get(id) {
+            return Ok(Some(active.view.borrow().clone()));
+        }
+        Ok(self.store.load(id)?.map(|(saga, _)| Arc::new(saga)))
+    }
+
+    /// Waits up to `wait` for the saga to become terminal, then returns its state.
+    pub async fn wait(&self, id: &str, wait: Duration) -> Result<Option<Arc<Saga>>, RuntimeError> {
+        let view = self
+            .active
+            .lock()
+            .expect("active map poisoned")
+            .get(id)
+            .map(|a| a.view.clone());
+        if let Some(mut view) = view {
+            let _ = tokio::time::timeout(wait, view.wait_for(|s| s.lifecycle.is_terminal())).await;
+        }
+        self.get(id)
+    }
+
+    pub fn events(&self, id: &str) -> Result<Vec<(u64, Event)>, RuntimeError> {
+        Ok(self.store.events(id)?)
+    }
+
+    /// A page of sagas; active ones show their live state.
+    pub fn list(
+        &self,
+        filter: &dyn Fn(&Saga) -> bool,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<SagaPage, RuntimeError> {
+        let live = |saga: &Saga| -> Saga {
+            match self
+                .active
+                .lock()
+                .expect("active map poisoned")
+                .get(&saga.id)
+            {
+                Some(active) => (**active.view.borrow()).clone(),
+                None => saga.clone(),
+            }
+        };
+        let mut page = self.store.list(&|s| filter(&live(s)), cursor, limit)?;
+        for saga in &mut page.sagas {
+            *saga = live(saga);
+        }
+        Ok(page)
+    }
+
+    /// Rolls back a saga that has not decided yet.
+    pub async fn abort(&self, id: &str) -> Result<Arc<Saga>, RuntimeError> {
+        self.operate(id, Operator::Abort).await
+    }
+
+    /// Resumes a stuck saga with a fresh attempt budget.
+    pub async fn retry(&self, id: &str) -> Result<Arc<Saga>, RuntimeError> {
+        self.operate(id, Operator::Retry).await
+    }
+
+    async fn operate(&self, id: &str, op: Operator) -> Result<Arc<Saga>, RuntimeError> {
+        let tx = self
+            .active
+            .lock()
+            .expect("active map poisoned")
+            .get(id)
+            .map(|a| a.tx.clone());
+        let Some(tx) = tx else {
+            // Not active: unknown, or already terminal (which no operator request changes).
+            let saga = self
+                .get(id)?
+                .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))?;
+            let event = match op {
+                Operator::Abort => "abort",
+                Operator::Retry => "retry",
+            };
+            return Err(RuntimeError::Illegal(EngineError::IllegalTransition {
+                saga: id.into(),
+                event,
+                state: saga.lifecycle.name(),
+            }));
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        tx.send(SagaMsg::Operator(op, reply_tx))
+            .map_err(|_| RuntimeError::ShuttingDown)?;
+        reply_rx.await.map_err(|_| RuntimeError::ShuttingDown)??;
+        self.get(id)?
+            .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))
+    }
+
+    fn spawn_saga(self: &Arc<Self>, saga: Saga, seq: u64) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (view_tx, view_rx) = watch::channel(Arc::new(saga.clone()));
+        self.active.lock().expect("active map poisoned").insert(
+            saga.id.clone(),
+            ActiveSaga {
+                tx: tx.clone(),
+                view: view_rx,
+            },
+        );
+        let runtime = self.clone();
+        self.tasks.spawn(async move {
+            let id = saga.id.clone();
+            let task = SagaTask {
+                runtime: runtime.clone(),
+                saga,
+                seq,
+                tx,
+                view: view_tx,
+                replies: Vec::new(),
+            };
+            if let Err(e) = task.run(rx).await {
+                // The saga stays in the active index and resumes on the next start.
+                tracing::error!(saga = %id, error = %e, "saga task stopped");
+            }
+            runtime
+                .active
+                .lock()
+                .expect("active map poisoned")
+                .remove(&id);
+        });
+    }
+
+    /// Stops every saga task after in-flight calls finish (or `grace` passes), then flushes.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "grace period over with saga tasks still running; they resume on restart"
+            );
+        }
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}
+
+/// One active saga's driver.
+struct SagaTask {
+    runtime: Arc<Runtime>,
+    saga: Saga,
+    seq: u64,
+    tx: mpsc::UnboundedSender<SagaMsg>,
+    view: watch::Sender<Arc<Saga>>,
+    /// Operator requests answered once the round that applied them is durable.
+    replies: Vec<oneshot::Sender<Result<(), EngineError>>>,
+}
+
+impl SagaTask {
+    fn record(&mut self, event: Event) -> Result<(), RuntimeError> {
+        self.saga.apply(&event)?;
+        self.seq += 1;
+        self.runtime.store.append(&self.saga.id, self.seq, &event)?;
+        Ok(())
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<SagaMsg>) -> Result<(), RuntimeError> {
+        let mut must_flush = false;
+        let mut outstanding = 0usize;
+        loop {
+            let now = self.runtime.clock.now();
+            let lifecycle_before = self.saga.lifecycle;
+            let mut calls = Vec::new();
+            let wake = loop {
+                let mut progressed = false;
+                let mut wake = None;
+                for command in decide(&self.saga, now) {
+                    match command {
+                        Command::Record(event) => {
+                            must_flush |= event.must_be_durable();
+                            self.record(event)?;
+                            progressed = true;
+                        }
+                        Command::Call(call) => {
+                            self.record(Event::CallStarted { call, at: now })?;
+                            calls.push(call);
+                            progressed = true;
+                        }
+                        Command::WakeAt(at) => wake = Some(at),
+                    }
+                }
+                if !progressed {
+                    break wake;
+                }
+            };
+            if self.saga.lifecycle != lifecycle_before || must_flush {
+                self.runtime.store.save_snapshot(&self.saga, self.seq)?;
+            }
+            if must_flush {
+                // Rules 2 and 3: the decision before the calls it leads to, the outcome before
+                // anyone hears of it.
+                self.runtime.store.flush().await?;
+                must_flush = false;
+            }
+            self.view.send_replace(Arc::new(self.saga.clone()));
+            for reply in self.replies.drain(..) {
+                let _ = reply.send(Ok(()));
+            }
+            if self.saga.lifecycle.is_terminal() {
+                tracing::info!(saga = %self.saga.id, state = self.saga.lifecycle.name(), "saga finished");
+                return Ok(());
+            }
+            if self.runtime.shutdown.is_cancelled() {
+                // Calls recorded as started but not sent are sent again after the restart.
+                if outstanding == 0 {
+                    return Ok(());
+                }
+                calls.clear();
+            }
+            for call in calls {
+                outstanding += 1;
+                let branch = BranchCall::new(&self.saga, call);
+                let dispatcher = self.runtime.dispatcher.clone();
+                let tx = self.tx.clone();
+                self.runtime.tasks.spawn(async move {
+                    let event = dispatcher.send(branch).await;
+                    let _ = tx.send(SagaMsg::Ended(event));
+                });
+            }
+            let sleep =
+                wake.map(|at: Millis| tokio::time::sleep_until(self.runtime.clock.instant(at)));
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(SagaMsg::Ended(event)) => {
+                        outstanding = outstanding.saturating_sub(1);
+                        if let Err(e) = self.record(event) {
+                            tracing::error!(saga = %self.saga.id, error = %e, "call result dropped");
+                        }
+                    }
+                    Some(SagaMsg::Operator(op, reply)) => {
+                        let event = match op {
+                            Operator::Abort => Event::Decided {
+                                decision: Decision::Abort { reason: "aborted by operator".into() },
+                                at: now,
+                            },
+                            Operator::Retry => Event::RetryRequested { at: now },
+                        };
+                        let mut probe = self.saga.clone();
+                        match probe.apply(&event) {
+                            Ok(()) => {
+                                must_flush |= event.must_be_durable();
+                                self.record(event)?;
+                                if matches!(op, Operator::Retry) {
+                                    tracing::info!(saga = %self.saga.id, "operator retry of a stuck saga");
+                                }
+                                self.replies.push(reply);
+                            }
+                            Err(e) => { let _ = reply.send(Err(e)); }
+                        }
+                    }
+                    None => return Ok(()),
+                },
+                _ = async { sleep.expect("guarded").await }, if sleep.is_some() => {}
+                _ = self.runtime.shutdown.cancelled(), if outstanding == 0 => return Ok(()),
+            }
+            if let Some(stuck_reason) = self.stuck_alert(lifecycle_before) {
+                tracing::error!(saga = %self.saga.id, reason = %stuck_reason, "ALERT: saga is stuck and needs an operator");
+            }
+        }
+    }
+
+    fn stuck_alert(&self, before: crate::engine::Lifecycle) -> Option<String> {
+        let now_stuck = matches!(self.saga.lifecycle, crate::engine::Lifecycle::Stuck { .. });
+        let was_stuck = matches!(before, crate::engine::Lifecycle::Stuck { .. });
+        (now_stuck && !was_stuck).then(|| self.saga.error.clone().unwrap_or_default())
+    }
+}
