@@ -18,15 +18,6 @@ pub struct WorkflowBuilder {
     spec: WorkflowSpec,
 }
 
-impl Default for WorkflowSpec {
-    fn default() -> Self {
-        WorkflowSpec {
-            steps: Vec::new(),
-            timeout_ms: None,
-        }
-    }
-}
-
 impl WorkflowBuilder {
     pub fn new() -> Self {
         Self::default()

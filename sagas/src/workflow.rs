@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Body of `PUT /v1/workflows/{name}` and contents of a workflow file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowSpec {
     pub steps: Vec<StepSpec>,
@@ -258,17 +258,18 @@ impl WorkflowSpec {
         }
 
         for start in 0..deps.len() {
-            if marks[start] == Mark::New {
-                if let Some(cycle) = visit(start, &deps, &mut marks, &mut path) {
-                    // Dependencies point backwards ("runs after"); show the cycle in run order.
-                    return Some(
-                        cycle
-                            .iter()
-                            .rev()
-                            .map(|&i| self.steps[i].name.clone())
-                            .collect(),
-                    );
-                }
+            if marks[start] != Mark::New {
+                continue;
+            }
+            if let Some(cycle) = visit(start, &deps, &mut marks, &mut path) {
+                // Dependencies point backwards ("runs after"); show the cycle in run order.
+                return Some(
+                    cycle
+                        .iter()
+                        .rev()
+                        .map(|&i| self.steps[i].name.clone())
+                        .collect(),
+                );
             }
         }
         None

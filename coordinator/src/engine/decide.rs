@@ -54,11 +54,11 @@ fn decide_running(saga: &Saga, now: Millis) -> Vec<Command> {
         }
     }
     let deadline = saga.deadline();
-    if let Some(deadline) = deadline {
-        if now >= deadline {
-            let ms = saga.plan.timeout_ms.unwrap_or_default();
-            return abort(format!("saga deadline of {ms} ms exceeded"), now);
-        }
+    if let Some(deadline) = deadline
+        && now >= deadline
+    {
+        let ms = saga.plan.timeout_ms.unwrap_or_default();
+        return abort(format!("saga deadline of {ms} ms exceeded"), now);
     }
     if saga.steps.iter().all(|s| s.status == StepStatus::Done) {
         return record(Event::Decided {
@@ -71,18 +71,17 @@ fn decide_running(saga: &Saga, now: Millis) -> Vec<Command> {
     let mut wake = deadline;
     for (i, (plan, state)) in saga.plan.steps.iter().zip(&saga.steps).enumerate() {
         match state.status {
-            StepStatus::Pending => {
+            StepStatus::Pending
                 if plan
                     .deps
                     .iter()
-                    .all(|&d| saga.steps[d].status == StepStatus::Done)
-                {
-                    commands.push(Command::Call(CallRef {
-                        step: i,
-                        phase: plan.kind.forward(),
-                        attempt: 1,
-                    }));
-                }
+                    .all(|&d| saga.steps[d].status == StepStatus::Done) =>
+            {
+                commands.push(Command::Call(CallRef {
+                    step: i,
+                    phase: plan.kind.forward(),
+                    attempt: 1,
+                }));
             }
             StepStatus::Waiting {
                 phase,
@@ -117,16 +116,17 @@ fn decide_settling(saga: &Saga, now: Millis) -> Vec<Command> {
         return record(Event::Finished { at: now });
     }
     for (i, (plan, state)) in saga.plan.steps.iter().zip(&saga.steps).enumerate() {
-        if let StepStatus::Waiting { phase, attempt, .. } = state.status {
-            if phase.must_settle() && attempt >= plan.retry.settle_max_attempts {
-                let why = state.last_error.as_deref().unwrap_or("no detail");
-                let reason = format!("step {} {phase} failed {attempt} times: {why}", plan.name);
-                return record(Event::Stuck {
-                    step: i,
-                    reason,
-                    at: now,
-                });
-            }
+        if let StepStatus::Waiting { phase, attempt, .. } = state.status
+            && phase.must_settle()
+            && attempt >= plan.retry.settle_max_attempts
+        {
+            let why = state.last_error.as_deref().unwrap_or("no detail");
+            let reason = format!("step {} {phase} failed {attempt} times: {why}", plan.name);
+            return record(Event::Stuck {
+                step: i,
+                reason,
+                at: now,
+            });
         }
     }
 
@@ -158,16 +158,16 @@ fn decide_settling(saga: &Saga, now: Millis) -> Vec<Command> {
                     }));
                 }
             }
-            _ if !committing && state.needs_undo() => {
+            _ if !committing && state.needs_undo()
                 // Reverse dependency order: undo a step only once everything that ran after
                 // it has been undone (or never ran).
-                if saga.plan.dependents(i).all(|j| saga.steps[j].is_undone()) {
-                    commands.push(Command::Call(CallRef {
-                        step: i,
-                        phase: plan.kind.undo(),
-                        attempt: 1,
-                    }));
-                }
+                && saga.plan.dependents(i).all(|j| saga.steps[j].is_undone()) =>
+            {
+                commands.push(Command::Call(CallRef {
+                    step: i,
+                    phase: plan.kind.undo(),
+                    attempt: 1,
+                }));
             }
             _ => {}
         }

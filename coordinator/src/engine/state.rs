@@ -226,21 +226,28 @@ impl Saga {
                 if self.lifecycle.is_terminal() {
                     return Err(self.illegal(event));
                 }
-                // An outstanding call may or may not have arrived: retry it now, and count a
-                // forward call as possibly applied.
                 for step in &mut self.steps {
-                    if let StepStatus::Calling { phase, attempt } = step.status {
-                        if phase.is_forward() {
-                            step.sent = true;
+                    match step.status {
+                        // An outstanding call may or may not have arrived: retry it now.
+                        StepStatus::Calling { phase, attempt } => {
+                            if phase.is_forward() {
+                                step.sent = true;
+                            }
+                            step.status = StepStatus::Waiting {
+                                phase,
+                                attempt,
+                                until: *at,
+                            };
                         }
-                        step.status = StepStatus::Waiting {
-                            phase,
-                            attempt,
-                            until: *at,
-                        };
+                        // `CallStarted` is written lazily, so the crash may have lost the
+                        // start of a call that did go out: a rollback must undo this step
+                        // too (at worst a null compensation).
+                        StepStatus::Pending => step.sent = true,
+                        _ => {}
                     }
                 }
-                if self.lifecycle == Lifecycle::Compensating {
+                // Rolling back (or stuck rolling back): forward phases stop here.
+                if self.lifecycle != Lifecycle::Running {
                     self.settle_forward_steps();
                 }
             }
@@ -254,15 +261,18 @@ impl Saga {
                     Lifecycle::Compensating
                 };
                 for step in &mut self.steps {
-                    if let StepStatus::Waiting { phase, .. } = step.status {
-                        if phase.must_settle() {
-                            step.status = StepStatus::Waiting {
-                                phase,
-                                attempt: 0,
-                                until: *at,
-                            };
-                        }
+                    if let StepStatus::Waiting { phase, .. } = step.status
+                        && phase.must_settle()
+                    {
+                        step.status = StepStatus::Waiting {
+                            phase,
+                            attempt: 0,
+                            until: *at,
+                        };
                     }
+                }
+                if !committing {
+                    self.settle_forward_steps();
                 }
             }
             Event::Finished { .. } => {
@@ -438,6 +448,7 @@ impl Saga {
     fn settle_forward_steps(&mut self) {
         for step in &mut self.steps {
             step.status = match step.status {
+                StepStatus::Pending if step.sent => StepStatus::Failed,
                 StepStatus::Pending => StepStatus::Skipped,
                 StepStatus::Waiting { phase, .. } if phase.is_forward() => {
                     if step.sent {

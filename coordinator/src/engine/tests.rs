@@ -565,3 +565,62 @@ fn replay_rebuilds_the_same_state() {
         .collect();
     assert_eq!(Saga::replay(&decoded).unwrap(), saga);
 }
+
+#[test]
+fn a_crash_may_lose_the_start_of_a_call_so_rollback_after_resume_undoes_pending_steps() {
+    // The log shows only the first step done; the second's CallStarted may have been lost.
+    let mut saga = place_order();
+    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
+    saga.apply(&Event::Resumed { at: 2_000 }).unwrap();
+    let abort = Decision::Abort {
+        reason: "operator".into(),
+    };
+    saga.apply(&Event::Decided {
+        decision: abort,
+        at: 2_000,
+    })
+    .unwrap();
+    assert_eq!(
+        saga.steps[1].status,
+        StepStatus::Failed,
+        "may have been tried: cancel it"
+    );
+    assert_eq!(saga.steps[2].status, StepStatus::Failed);
+    assert_eq!(
+        calls(&decide(&saga, 2_000)),
+        vec![call(2, Phase::Compensate, 1)]
+    );
+}
+
+#[test]
+fn a_restart_while_stuck_rolling_back_still_settles_outstanding_forward_calls() {
+    // Found by the property tests: a and b independent; b rejected; a's try outstanding.
+    let mut steps = vec![step("a", StepKind::Tcc, &[]), step("b", StepKind::Tcc, &[])];
+    for s in &mut steps {
+        s.retry.max_attempts = 1;
+        s.retry.settle_max_attempts = 1;
+    }
+    let mut saga = saga_with(steps, None);
+    start(&mut saga, call(0, Phase::Try, 1));
+    run_call(
+        &mut saga,
+        1_000,
+        call(1, Phase::Try, 1),
+        CallOutcome::Rejected,
+    );
+    record_next(&mut saga, 1_000);
+    run_call(
+        &mut saga,
+        1_000,
+        call(1, Phase::Cancel, 1),
+        CallOutcome::Transient,
+    );
+    let Event::Stuck { .. } = record_next(&mut saga, 1_000) else {
+        panic!("expected stuck")
+    };
+    saga.apply(&Event::Resumed { at: 3_000 }).unwrap();
+    saga.apply(&Event::RetryRequested { at: 3_000 }).unwrap();
+    let next = calls(&decide(&saga, 3_000));
+    assert!(next.contains(&call(0, Phase::Cancel, 1)), "{next:?}");
+    assert!(next.contains(&call(1, Phase::Cancel, 1)), "{next:?}");
+}
