@@ -131,10 +131,10 @@ impl Runtime {
         if self.shutdown.is_cancelled() {
             return Err(RuntimeError::ShuttingDown);
         }
-        if let Some(key) = &key {
-            if let Some(id) = self.store.saga_for_key(key)? {
-                return self.existing(&id, key, &request).await.map(|s| (s, false));
-            }
+        if let Some(key) = &key
+            && let Some(id) = self.store.saga_for_key(key)?
+        {
+            return self.existing(&id, key, &request).await.map(|s| (s, false));
         }
         let workflow = self
             .registry

@@ -1,1 +1,36 @@
-//! placeholder
+//! Participant SDK and the three example participants of the saga coordinator.
+//!
+//! The SDK, for any participant service:
+//! - [`barrier`]: the branch barrier. One sled record per `(saga_id, step)`, read and written
+//!   in the same transaction as the business change, gives idempotency, null compensation and
+//!   hanging protection; replies are durable (group commit, [`durability`]) before they leave;
+//! - [`branch`]: the axum extractor for branch calls (`BranchRequest` body, checked against
+//!   the `Saga-*` headers; bad input is a `400`);
+//! - [`registration`]: registers the participant with the coordinator in the background,
+//!   retrying with backoff until it answers;
+//! - [`records`]: typed JSON records in sled trees for business state;
+//! - [`config`]: the flags and environment shared by the binaries, as a typed config;
+//! - [`faults`]: optional fault injection on branch calls (latency, errors, hangs, replies
+//!   dropped after commit) for the chaos harness;
+//! - [`server`]: start-up (database, listener, registration) and graceful shutdown,
+//!   returning a [`RunningParticipant`]; [`cli`] wraps it into a binary's `main`.
+//!
+//! The examples, each a module with `start(config)` and a binary of the same name:
+//! [`wallet`] (TCC `freeze`), [`order`] (SAGA `create`), [`points`] (SAGA `award`).
+
+pub mod barrier;
+pub mod branch;
+pub mod cli;
+pub mod config;
+pub mod durability;
+pub mod faults;
+pub mod order;
+pub mod points;
+pub mod records;
+pub mod registration;
+pub mod server;
+pub mod wallet;
+
+pub use barrier::{Barrier, BarrierError, BarrierMode, BranchReply, BusinessError, Rejection};
+pub use config::{ParticipantArgs, ParticipantConfig, ParticipantKind};
+pub use server::{ParticipantError, RunningParticipant};

@@ -67,12 +67,12 @@ pub async fn submit(
     if request.workflow.trim().is_empty() {
         return Err(ApiError::bad_request("workflow must name a workflow"));
     }
-    if let Some(url) = &request.callback_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ApiError::bad_request(
-                "callback_url must be an http:// or https:// URL",
-            ));
-        }
+    if let Some(url) = &request.callback_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(ApiError::bad_request(
+            "callback_url must be an http:// or https:// URL",
+        ));
     }
     let (saga, _new) = state.runtime.submit(request, key).await?;
     let saga = match params.wait_ms {

@@ -1,0 +1,8 @@
+//! The points participant binary; see `participants::points`.
+
+use participants::{ParticipantKind, cli, points};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    cli::run(ParticipantKind::Points, points::start).await
+}

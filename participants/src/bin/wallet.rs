@@ -1,0 +1,8 @@
+//! The wallet participant binary; see `participants::wallet`.
+
+use participants::{ParticipantKind, cli, wallet};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    cli::run(ParticipantKind::Wallet, wallet::start).await
+}

@@ -1,0 +1,140 @@
+//! The [`Branch`] extractor: a branch call's JSON body, checked against its headers.
+//!
+//! The coordinator sends the phase both in the body and in `Saga-Phase` (likewise the saga id,
+//! step and idempotency key). A disagreement means a broken client or proxy, so it is refused
+//! with `400` before any state is touched.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use thiserror::Error;
+
+use sagas::wire::{
+    BranchRequest, HEADER_IDEMPOTENCY_KEY, HEADER_SAGA_ID, HEADER_SAGA_PHASE, HEADER_SAGA_STEP,
+};
+
+use crate::barrier::BranchReply;
+
+/// A parsed, consistent branch call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Branch(pub BranchRequest);
+
+/// Why a request is not a usable branch call. Always answered with `400`.
+#[derive(Debug, Error)]
+pub enum BranchRejection {
+    #[error("cannot read the request body: {0}")]
+    Body(String),
+    #[error("the body is not a branch request: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    #[error("header {header} is {header_value:?} but the body says {body_value:?}")]
+    HeaderMismatch {
+        header: &'static str,
+        header_value: String,
+        body_value: String,
+    },
+}
+
+impl IntoResponse for BranchRejection {
+    fn into_response(self) -> Response {
+        BranchReply::error(400, "bad_request", self.to_string()).into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Branch {
+    type Rejection = BranchRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| BranchRejection::Body(e.body_text()))?;
+        let request = parse(&headers, &body)?;
+        Ok(Branch(request))
+    }
+}
+
+/// Parses and checks a branch call; `pub` so non-axum servers can reuse the same rules.
+pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<BranchRequest, BranchRejection> {
+    let request: BranchRequest = serde_json::from_slice(body)?;
+    if request.saga_id.is_empty() {
+        return Err(BranchRejection::Empty("saga_id"));
+    }
+    if request.step.is_empty() {
+        return Err(BranchRejection::Empty("step"));
+    }
+    let expected = [
+        (HEADER_SAGA_ID, request.saga_id.clone()),
+        (HEADER_SAGA_STEP, request.step.clone()),
+        (HEADER_SAGA_PHASE, request.phase.as_str().to_string()),
+        (HEADER_IDEMPOTENCY_KEY, request.idempotency_key()),
+    ];
+    for (header, body_value) in expected {
+        if let Some(value) = headers.get(header) {
+            let header_value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            if header_value != body_value {
+                return Err(BranchRejection::HeaderMismatch {
+                    header,
+                    header_value,
+                    body_value,
+                });
+            }
+        }
+    }
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use sagas::wire::Phase;
+
+    use super::*;
+
+    const BODY: &[u8] =
+        br#"{"saga_id":"s1","step":"freeze_funds","phase":"try","input":{"amount":1}}"#;
+
+    #[test]
+    fn parses_a_body_whose_headers_agree() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_SAGA_PHASE, HeaderValue::from_static("try"));
+        headers.insert(
+            HEADER_IDEMPOTENCY_KEY,
+            HeaderValue::from_static("s1:freeze_funds:try"),
+        );
+        let req = parse(&headers, BODY).unwrap();
+        assert_eq!(req.phase, Phase::Try);
+        assert_eq!(req.input["amount"], 1);
+        // Headers are optional.
+        assert!(parse(&HeaderMap::new(), BODY).is_ok());
+    }
+
+    #[test]
+    fn refuses_disagreeing_headers_bad_json_and_empty_ids() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_SAGA_PHASE, HeaderValue::from_static("cancel"));
+        let err = parse(&headers, BODY).unwrap_err();
+        assert!(err.to_string().contains("saga-phase"), "{err}");
+
+        assert!(matches!(
+            parse(&HeaderMap::new(), b"{not json"),
+            Err(BranchRejection::Json(_))
+        ));
+        assert!(matches!(
+            parse(
+                &HeaderMap::new(),
+                br#"{"saga_id":"s","step":"x","phase":"later"}"#
+            ),
+            Err(BranchRejection::Json(_))
+        ));
+        assert!(matches!(
+            parse(
+                &HeaderMap::new(),
+                br#"{"saga_id":"","step":"x","phase":"try"}"#
+            ),
+            Err(BranchRejection::Empty("saga_id"))
+        ));
+    }
+}

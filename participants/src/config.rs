@@ -1,0 +1,334 @@
+//! Command-line and environment configuration shared by the three participant binaries.
+//!
+//! The flags are the same for every participant; the defaults (port, data directory) and the
+//! environment prefix (`WALLET_`, `ORDER_`, `POINTS_`) depend on which one runs, so the clap
+//! command is adjusted per [`ParticipantKind`] before parsing.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use thiserror::Error;
+
+use crate::barrier::BarrierMode;
+use crate::faults::FaultPlan;
+
+pub const DEFAULT_COORDINATOR_URL: &str = "http://127.0.0.1:7700";
+
+/// Which example participant a binary or a config is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParticipantKind {
+    Wallet,
+    Order,
+    Points,
+}
+
+/// Environment variable names of one participant kind.
+struct EnvNames {
+    listen: &'static str,
+    data_dir: &'static str,
+    coordinator: &'static str,
+    advertise_url: &'static str,
+    faults: &'static str,
+}
+
+macro_rules! env_names {
+    ($prefix:literal) => {
+        EnvNames {
+            listen: concat!($prefix, "_LISTEN"),
+            data_dir: concat!($prefix, "_DATA_DIR"),
+            coordinator: concat!($prefix, "_COORDINATOR"),
+            advertise_url: concat!($prefix, "_ADVERTISE_URL"),
+            faults: concat!($prefix, "_FAULTS"),
+        }
+    };
+}
+
+impl ParticipantKind {
+    /// The name it registers under with the coordinator.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParticipantKind::Wallet => "wallet",
+            ParticipantKind::Order => "order",
+            ParticipantKind::Points => "points",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            ParticipantKind::Wallet => 7701,
+            ParticipantKind::Order => 7702,
+            ParticipantKind::Points => 7703,
+        }
+    }
+
+    pub fn default_listen(self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.default_port()))
+    }
+
+    /// `data/{name}`, relative to the working directory.
+    pub fn default_data_dir(self) -> PathBuf {
+        PathBuf::from("data").join(self.name())
+    }
+
+    fn env(self) -> EnvNames {
+        match self {
+            ParticipantKind::Wallet => env_names!("WALLET"),
+            ParticipantKind::Order => env_names!("ORDER"),
+            ParticipantKind::Points => env_names!("POINTS"),
+        }
+    }
+
+    fn about(self) -> &'static str {
+        match self {
+            ParticipantKind::Wallet => {
+                "Example wallet participant: TCC action `freeze` (try freezes, confirm deducts, cancel releases)"
+            }
+            ParticipantKind::Order => {
+                "Example order participant: SAGA action `create` (create, compensate cancels)"
+            }
+            ParticipantKind::Points => {
+                "Example points participant: SAGA action `award` (award adds, compensate revokes)"
+            }
+        }
+    }
+}
+
+/// Flags of a participant binary. Parse with [`ParticipantArgs::parse_for`], which fills in
+/// the per-participant defaults and environment variables.
+#[derive(Debug, Clone, Parser)]
+pub struct ParticipantArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the participant's sled database.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Coordinator to register with.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_COORDINATOR_URL)]
+    pub coordinator: String,
+    /// URL the coordinator should call back; defaults to http://{listen address}.
+    #[arg(long, value_name = "URL")]
+    pub advertise_url: Option<String>,
+    /// Fault injection on branch calls, e.g. `error_rate=0.1,latency_ms=20,hang_rate=0.01,
+    /// drop_reply_rate=0.05,hang_ms=30000,seed=1` (see the `faults` module).
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<String>,
+    /// FOR CHAOS-HARNESS SANITY CHECKS ONLY: disables the branch barrier, so duplicate, early
+    /// (null compensation) and late (hanging) branch calls corrupt the data.
+    #[arg(long)]
+    pub unsafe_no_barrier: bool,
+}
+
+impl ParticipantArgs {
+    /// The clap command for `kind`: its name, about text, defaults and environment variables.
+    pub fn command_for(kind: ParticipantKind) -> clap::Command {
+        let env = kind.env();
+        <Self as CommandFactory>::command()
+            .name(kind.name())
+            .about(kind.about())
+            .mut_arg("listen", |a| {
+                a.env(env.listen).help(format!(
+                    "Address to listen on (port 0 picks a free one) [default: {}]",
+                    kind.default_listen()
+                ))
+            })
+            .mut_arg("data_dir", |a| {
+                a.env(env.data_dir).help(format!(
+                    "Directory of the participant's sled database [default: {}]",
+                    kind.default_data_dir().display()
+                ))
+            })
+            .mut_arg("coordinator", |a| a.env(env.coordinator))
+            .mut_arg("advertise_url", |a| a.env(env.advertise_url))
+            .mut_arg("faults", |a| a.env(env.faults))
+    }
+
+    /// Parses the process arguments for `kind`; prints help or errors and exits like clap does.
+    pub fn parse_for(kind: ParticipantKind) -> Self {
+        Self::try_parse_from_for(kind, std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    pub fn try_parse_from_for<I, T>(kind: ParticipantKind, args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Self::command_for(kind).try_get_matches_from(args)?;
+        <Self as FromArgMatches>::from_arg_matches(&matches)
+    }
+
+    /// The typed, validated configuration.
+    pub fn into_config(self, kind: ParticipantKind) -> Result<ParticipantConfig, ConfigError> {
+        let defaults = ParticipantConfig::new(kind);
+        let config = ParticipantConfig {
+            listen: self.listen.unwrap_or(defaults.listen),
+            data_dir: self.data_dir.unwrap_or(defaults.data_dir),
+            coordinator_url: self.coordinator,
+            advertise_url: self.advertise_url,
+            faults: match self.faults {
+                Some(spec) => Some(spec.parse().map_err(ConfigError::Faults)?),
+                None => None,
+            },
+            barrier: if self.unsafe_no_barrier {
+                BarrierMode::UnsafeDisabled
+            } else {
+                BarrierMode::Enforced
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Everything a participant needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipantConfig {
+    pub listen: SocketAddr,
+    /// The sled database lives directly in this directory (created if missing).
+    pub data_dir: PathBuf,
+    pub coordinator_url: String,
+    /// Base URL registered with the coordinator; `None` means `http://{bound address}`, with
+    /// an unspecified IP (0.0.0.0, ::) replaced by loopback.
+    pub advertise_url: Option<String>,
+    /// Faults to inject on branch calls (chaos testing); `None` injects nothing.
+    pub faults: Option<FaultPlan>,
+    pub barrier: BarrierMode,
+}
+
+impl ParticipantConfig {
+    /// The defaults of `kind`: its port on 127.0.0.1, `data/{name}`, the local coordinator.
+    pub fn new(kind: ParticipantKind) -> Self {
+        ParticipantConfig {
+            listen: kind.default_listen(),
+            data_dir: kind.default_data_dir(),
+            coordinator_url: DEFAULT_COORDINATOR_URL.into(),
+            advertise_url: None,
+            faults: None,
+            barrier: BarrierMode::Enforced,
+        }
+    }
+
+    /// Sets the listen address (e.g. `127.0.0.1:0` in tests).
+    pub fn with_listen(mut self, listen: SocketAddr) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    pub fn with_data_dir(mut self, data_dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = data_dir.into();
+        self
+    }
+
+    pub fn with_coordinator(mut self, url: impl Into<String>) -> Self {
+        self.coordinator_url = url.into();
+        self
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::EmptyDataDir);
+        }
+        if !is_http_url(&self.coordinator_url) {
+            return Err(ConfigError::CoordinatorUrl(self.coordinator_url.clone()));
+        }
+        if let Some(url) = &self.advertise_url
+            && !is_http_url(url)
+        {
+            return Err(ConfigError::AdvertiseUrl(url.clone()));
+        }
+        Ok(())
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    rest.is_some_and(|host| !host.is_empty() && !host.starts_with('/'))
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--data-dir must not be empty")]
+    EmptyDataDir,
+    #[error("--coordinator {0:?} must be an http:// or https:// URL")]
+    CoordinatorUrl(String),
+    #[error("--advertise-url {0:?} must be an http:// or https:// URL")]
+    AdvertiseUrl(String),
+    #[error("--faults: {0}")]
+    Faults(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_depend_on_the_participant() {
+        let args = ParticipantArgs::try_parse_from_for(ParticipantKind::Order, ["order"]).unwrap();
+        let config = args.into_config(ParticipantKind::Order).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:7702".parse().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from("data/order"));
+        assert_eq!(config.coordinator_url, DEFAULT_COORDINATOR_URL);
+        assert_eq!(config.barrier, BarrierMode::Enforced);
+        assert_eq!(
+            ParticipantConfig::new(ParticipantKind::Wallet)
+                .listen
+                .port(),
+            7701
+        );
+        assert_eq!(
+            ParticipantConfig::new(ParticipantKind::Points)
+                .listen
+                .port(),
+            7703
+        );
+    }
+
+    #[test]
+    fn flags_override_and_are_validated() {
+        let args = ParticipantArgs::try_parse_from_for(
+            ParticipantKind::Wallet,
+            [
+                "wallet",
+                "--listen",
+                "0.0.0.0:0",
+                "--data-dir",
+                "/tmp/w",
+                "--unsafe-no-barrier",
+            ],
+        )
+        .unwrap();
+        let config = args.into_config(ParticipantKind::Wallet).unwrap();
+        assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.barrier, BarrierMode::UnsafeDisabled);
+
+        let bad = ParticipantArgs::try_parse_from_for(
+            ParticipantKind::Wallet,
+            ["wallet", "--coordinator", "127.0.0.1:7700"],
+        )
+        .unwrap();
+        assert_eq!(
+            bad.into_config(ParticipantKind::Wallet),
+            Err(ConfigError::CoordinatorUrl("127.0.0.1:7700".into()))
+        );
+        assert!(
+            ParticipantArgs::try_parse_from_for(
+                ParticipantKind::Wallet,
+                ["wallet", "--listen", "nope"]
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn help_names_the_per_participant_environment() {
+        let help = ParticipantArgs::command_for(ParticipantKind::Points)
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("POINTS_LISTEN"), "{help}");
+        assert!(help.contains("7703"), "{help}");
+        assert!(help.contains("unsafe-no-barrier"), "{help}");
+    }
+}

@@ -1,0 +1,213 @@
+//! Start-up and shutdown shared by the participants: open the sled database, bind, register
+//! with the coordinator in the background, serve until asked to stop.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::routing::get;
+use sagas::wire::Phase;
+use sagas::{ActionEndpoints, CoordinatorClient, ParticipantPolicy, ParticipantSpec};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::barrier::{Barrier, BarrierError, BranchReply};
+use crate::config::{ConfigError, ParticipantConfig, ParticipantKind};
+use crate::faults::{self, FaultInjector, FaultPlan};
+use crate::registration::Registration;
+
+#[derive(Debug, Error)]
+pub enum ParticipantError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database in {path}: {source}")]
+    OpenDatabase { path: PathBuf, source: sled::Error },
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("barrier: {0}")]
+    Barrier(#[from] BarrierError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid participant spec: {0}")]
+    Spec(String),
+}
+
+/// A participant that is serving. Stop it with [`RunningParticipant::shutdown`]; dropping it
+/// stops registration but leaves the server running until the runtime ends.
+#[derive(Debug)]
+pub struct RunningParticipant {
+    kind: ParticipantKind,
+    local_addr: SocketAddr,
+    url: String,
+    db: sled::Db,
+    registration: Registration,
+    /// Set to `true` to stop: ends graceful shutdown's wait and cuts injected hangs short.
+    stopping: watch::Sender<bool>,
+    serving: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningParticipant {
+    pub fn kind(&self) -> ParticipantKind {
+        self.kind
+    }
+
+    /// The address actually bound (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The base URL registered with the coordinator, e.g. `http://127.0.0.1:7701`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn registration(&self) -> &Registration {
+        &self.registration
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, stops registering and flushes
+    /// the database. Failures are logged: there is nothing a caller could do about them.
+    pub async fn shutdown(self) {
+        self.registration.stop();
+        let _ = self.stopping.send(true);
+        match self.serving.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "server failed"),
+            Err(e) => tracing::error!(error = %e, "server task failed"),
+        }
+        if let Err(e) = self.db.flush_async().await {
+            tracing::error!(error = %e, "flush at shutdown failed");
+        }
+        tracing::info!(participant = self.kind.name(), "stopped");
+    }
+}
+
+const BRANCH_PHASES: [Phase; 5] = [
+    Phase::Try,
+    Phase::Confirm,
+    Phase::Cancel,
+    Phase::Action,
+    Phase::Compensate,
+];
+
+/// What a participant module contributes: its actions and a router over its database.
+pub(crate) struct Service {
+    pub actions: BTreeMap<String, ActionEndpoints>,
+    pub routes: Router,
+}
+
+/// Opens the database, builds the service, binds, starts registration and serves.
+pub(crate) async fn start(
+    kind: ParticipantKind,
+    config: ParticipantConfig,
+    build: impl FnOnce(&sled::Db, Barrier) -> Result<Service, ParticipantError>,
+) -> Result<RunningParticipant, ParticipantError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ParticipantError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    // Blocking, but only once at start-up, before this participant serves anything.
+    let db = sled::open(&config.data_dir).map_err(|source| ParticipantError::OpenDatabase {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let barrier = Barrier::open_with_mode(&db, config.barrier)?;
+    let service = build(&db, barrier)?;
+
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ParticipantError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| ParticipantError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let url = match &config.advertise_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let mut reachable = local_addr;
+            if reachable.ip().is_unspecified() {
+                reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{reachable}")
+        }
+    };
+
+    let spec = ParticipantSpec {
+        base_url: url.clone(),
+        actions: service.actions,
+        policy: ParticipantPolicy::default(),
+    };
+    spec.validate().map_err(ParticipantError::Spec)?;
+
+    let (stopping, stop_requested) = watch::channel(false);
+    let mut routes = service.routes;
+    if let Some(plan) = config.faults.clone().filter(FaultPlan::is_active) {
+        tracing::warn!(?plan, "injecting faults into branch calls");
+        let branch_paths = spec
+            .actions
+            .values()
+            .flat_map(|endpoints| BRANCH_PHASES.iter().filter_map(|p| endpoints.path(*p)))
+            .map(str::to_string)
+            .collect();
+        let injector = FaultInjector::new(plan, branch_paths, stop_requested.clone());
+        routes = routes.layer(axum::middleware::from_fn_with_state(
+            injector,
+            faults::inject,
+        ));
+    }
+    let app = routes
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
+        .fallback(|| async { BranchReply::error(404, "not_found", "no such route") });
+    let serving = tokio::spawn(async move {
+        let mut stop_requested = stop_requested;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_requested.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    let registration = Registration::spawn(
+        CoordinatorClient::new(config.coordinator_url.clone()),
+        kind.name().to_string(),
+        spec,
+    );
+    tracing::info!(participant = kind.name(), %local_addr, %url, barrier = ?config.barrier, "serving");
+    Ok(RunningParticipant {
+        kind,
+        local_addr,
+        url,
+        db,
+        registration,
+        stopping,
+        serving,
+    })
+}
+
+/// Parses an admin request body; bad JSON is a `400` with the protocol's error body.
+pub(crate) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, BranchReply> {
+    serde_json::from_slice(body)
+        .map_err(|e| BranchReply::error(400, "bad_request", format!("invalid body: {e}")))
+}

@@ -1,0 +1,242 @@
+//! The wallet participant: TCC action `freeze` over accounts with a balance and a frozen part.
+//!
+//! `try` freezes `amount` if `balance - frozen >= amount`, `confirm` deducts it from both,
+//! `cancel` releases it. Every change to an account is a sled transaction on the account's
+//! key, so concurrent sagas on one account serialize and can never over-freeze.
+//!
+//! Routes:
+//! - `POST /freeze/try|confirm|cancel`: branch calls, input `{"account", "amount"}`;
+//! - `POST /accounts/{id}/deposit` `{"amount"}`: creates or funds an account, returns it;
+//! - `GET /accounts/{id}` -> `{"balance", "frozen"}` (404 if unknown);
+//! - `GET /accounts` -> `{id: {"balance", "frozen"}}`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sled::transaction::TransactionalTree;
+
+use sagas::ActionEndpoints;
+
+use crate::barrier::{Barrier, BarrierError, BranchReply, BusinessError, Rejection};
+use crate::branch::Branch;
+use crate::config::{ParticipantConfig, ParticipantKind};
+use crate::records::{self, parse_input};
+use crate::server::{self, ParticipantError, RunningParticipant, Service, json_body};
+
+pub const ACTION: &str = "freeze";
+pub const ACCOUNTS_TREE: &str = "accounts";
+
+/// One account, in minor units. `frozen <= balance` always holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub balance: u64,
+    pub frozen: u64,
+}
+
+/// Input of every `freeze` phase.
+#[derive(Debug, Deserialize)]
+struct FreezeInput {
+    account: String,
+    amount: u64,
+}
+
+impl FreezeInput {
+    fn parse(input: &Value) -> Result<Self, Rejection> {
+        let parsed: FreezeInput = parse_input(input)?;
+        if parsed.account.is_empty() {
+            return Err(Rejection::unprocessable(
+                "invalid_input",
+                "account must not be empty",
+            ));
+        }
+        if parsed.amount == 0 {
+            return Err(Rejection::unprocessable(
+                "invalid_input",
+                "amount must be positive",
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+#[derive(Clone)]
+struct Wallet {
+    barrier: Barrier,
+    accounts: sled::Tree,
+}
+
+/// The endpoints registered with the coordinator.
+pub fn actions() -> BTreeMap<String, ActionEndpoints> {
+    BTreeMap::from([(
+        ACTION.to_string(),
+        ActionEndpoints::Tcc {
+            try_path: "/freeze/try".into(),
+            confirm: "/freeze/confirm".into(),
+            cancel: "/freeze/cancel".into(),
+        },
+    )])
+}
+
+/// Starts the wallet: opens its database in `config.data_dir`, serves, registers.
+pub async fn start(config: ParticipantConfig) -> Result<RunningParticipant, ParticipantError> {
+    server::start(ParticipantKind::Wallet, config, |db, barrier| {
+        let wallet = Wallet {
+            barrier,
+            accounts: db.open_tree(ACCOUNTS_TREE)?,
+        };
+        let routes = Router::new()
+            .route("/freeze/try", post(try_freeze))
+            .route("/freeze/confirm", post(confirm_freeze))
+            .route("/freeze/cancel", post(cancel_freeze))
+            .route("/accounts", get(list_accounts))
+            .route("/accounts/{id}", get(get_account))
+            .route("/accounts/{id}/deposit", post(deposit))
+            .with_state(wallet);
+        Ok(Service {
+            actions: actions(),
+            routes,
+        })
+    })
+    .await
+}
+
+async fn try_freeze(
+    State(w): State<Wallet>,
+    Branch(req): Branch,
+) -> Result<BranchReply, BarrierError> {
+    w.barrier.forward(&req, &w.accounts, freeze).await
+}
+
+async fn confirm_freeze(
+    State(w): State<Wallet>,
+    Branch(req): Branch,
+) -> Result<BranchReply, BarrierError> {
+    w.barrier.confirm(&req, &w.accounts, deduct).await
+}
+
+async fn cancel_freeze(
+    State(w): State<Wallet>,
+    Branch(req): Branch,
+) -> Result<BranchReply, BarrierError> {
+    w.barrier.undo(&req, &w.accounts, release).await
+}
+
+fn freeze(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
+    let FreezeInput { account, amount } = FreezeInput::parse(input)?;
+    let mut acct: Account = records::load(tree, &account)?.ok_or_else(|| {
+        Rejection::conflict(
+            "unknown_account",
+            format!("account {account:?} does not exist"),
+        )
+    })?;
+    let available = acct
+        .balance
+        .checked_sub(acct.frozen)
+        .ok_or_else(|| Rejection::invariant(format!("account {account:?} has frozen > balance")))?;
+    if available < amount {
+        return Err(Rejection::conflict(
+            "insufficient_funds",
+            format!("account {account:?} has {available} available, {amount} requested"),
+        )
+        .into());
+    }
+    // Cannot overflow: frozen + amount <= balance.
+    acct.frozen += amount;
+    records::store(tree, &account, &acct)?;
+    Ok(json!({"account": account, "frozen": amount}))
+}
+
+fn deduct(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
+    let FreezeInput { account, amount } = FreezeInput::parse(input)?;
+    let mut acct: Account = records::load(tree, &account)?
+        .ok_or_else(|| Rejection::invariant(format!("confirmed account {account:?} is gone")))?;
+    match (
+        acct.balance.checked_sub(amount),
+        acct.frozen.checked_sub(amount),
+    ) {
+        (Some(balance), Some(frozen)) => {
+            acct.balance = balance;
+            acct.frozen = frozen;
+        }
+        _ => {
+            return Err(Rejection::invariant(format!(
+                "account {account:?} ({acct:?}) cannot give up {amount} frozen"
+            ))
+            .into());
+        }
+    }
+    records::store(tree, &account, &acct)?;
+    Ok(json!({"account": account, "deducted": amount}))
+}
+
+fn release(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
+    let FreezeInput { account, amount } = FreezeInput::parse(input)?;
+    let mut acct: Account = records::load(tree, &account)?
+        .ok_or_else(|| Rejection::invariant(format!("frozen account {account:?} is gone")))?;
+    acct.frozen = acct.frozen.checked_sub(amount).ok_or_else(|| {
+        Rejection::invariant(format!(
+            "account {account:?} ({acct:?}) has less than {amount} frozen"
+        ))
+    })?;
+    records::store(tree, &account, &acct)?;
+    Ok(json!({"account": account, "released": amount}))
+}
+
+#[derive(Debug, Deserialize)]
+struct Deposit {
+    amount: u64,
+}
+
+async fn deposit(
+    State(w): State<Wallet>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Account>, BranchReply> {
+    let Deposit { amount } = json_body(&body)?;
+    if amount == 0 {
+        return Err(BranchReply::error(
+            422,
+            "invalid_input",
+            "amount must be positive",
+        ));
+    }
+    let account = records::transact(&w.accounts, |tree| {
+        let mut acct: Account = records::load(tree, &id)?.unwrap_or_default();
+        acct.balance = acct.balance.checked_add(amount).ok_or_else(|| {
+            Rejection::unprocessable("overflow", format!("balance of {id:?} would overflow"))
+        })?;
+        records::store(tree, &id, &acct)?;
+        Ok(acct)
+    })?;
+    w.barrier
+        .group_commit()
+        .flush()
+        .await
+        .map_err(records::storage_failure)?;
+    Ok(Json(account))
+}
+
+async fn get_account(
+    State(w): State<Wallet>,
+    Path(id): Path<String>,
+) -> Result<Json<Account>, BranchReply> {
+    records::get(&w.accounts, &id)?.map(Json).ok_or_else(|| {
+        BranchReply::error(
+            404,
+            "unknown_account",
+            format!("account {id:?} does not exist"),
+        )
+    })
+}
+
+async fn list_accounts(
+    State(w): State<Wallet>,
+) -> Result<Json<BTreeMap<String, Account>>, BranchReply> {
+    records::all(&w.accounts).map(Json)
+}

@@ -1,0 +1,79 @@
+//! Registration against a fake coordinator that fails a few times before accepting.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::put;
+use axum::{Json, Router};
+use participants::{ParticipantConfig, ParticipantKind, wallet};
+use sagas::{ActionEndpoints, ParticipantSpec};
+use serde_json::{Value, json};
+
+#[derive(Clone, Default)]
+struct FakeCoordinator {
+    attempts: Arc<Mutex<Vec<(String, ParticipantSpec)>>>,
+}
+
+async fn put_participant(
+    State(fake): State<FakeCoordinator>,
+    Path(name): Path<String>,
+    Json(spec): Json<ParticipantSpec>,
+) -> (StatusCode, Json<Value>) {
+    let mut attempts = fake.attempts.lock().unwrap();
+    attempts.push((name.clone(), spec.clone()));
+    if attempts.len() < 3 {
+        let body = json!({"error": {"code": "unavailable", "message": "starting"}});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
+    let mut view = serde_json::to_value(&spec).unwrap();
+    view["name"] = json!(name);
+    view["circuit"] = json!("closed");
+    view["in_flight"] = json!(0);
+    view["queued"] = json!(0);
+    (StatusCode::OK, Json(view))
+}
+
+#[tokio::test]
+async fn registers_the_bound_url_and_actions_after_retrying() {
+    let fake = FakeCoordinator::default();
+    let app = Router::new()
+        .route("/v1/participants/{name}", put(put_participant))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let coordinator = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = ParticipantConfig::new(ParticipantKind::Wallet)
+        .with_listen("127.0.0.1:0".parse().unwrap())
+        .with_data_dir(dir.path())
+        .with_coordinator(coordinator);
+    let running = wallet::start(config).await.unwrap();
+    let registered =
+        tokio::time::timeout(Duration::from_secs(20), running.registration().registered())
+            .await
+            .expect("registered within the deadline");
+    assert!(registered);
+
+    let attempts = fake.attempts.lock().unwrap().clone();
+    assert_eq!(
+        attempts.len(),
+        3,
+        "two refusals, then success, then no more calls"
+    );
+    let (name, spec) = &attempts[2];
+    assert_eq!(name, "wallet");
+    assert_eq!(spec.base_url, running.url());
+    assert_eq!(running.url(), format!("http://{}", running.local_addr()));
+    assert_eq!(
+        spec.actions["freeze"],
+        ActionEndpoints::Tcc {
+            try_path: "/freeze/try".into(),
+            confirm: "/freeze/confirm".into(),
+            cancel: "/freeze/cancel".into(),
+        }
+    );
+    running.shutdown().await;
+}
