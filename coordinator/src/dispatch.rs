@@ -86,7 +86,9 @@ impl Dispatcher {
     pub async fn send(&self, branch: BranchCall) -> Event {
         let started = Instant::now();
         let (outcome, http_status, error) = self.exchange(&branch).await;
-        let latency_ms = started.elapsed().as_millis() as u64;
+        let latency = started.elapsed();
+        let latency_ms = latency.as_millis() as u64;
+        crate::telemetry::branch_call(&branch.participant, branch.call.phase, outcome, latency);
         let now: Millis = self.clock.now();
         let retry_at = now + retry_delay(&branch.retry, branch.call.attempt).as_millis() as u64;
         if outcome != CallOutcome::Ok {

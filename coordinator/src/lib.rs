@@ -7,7 +7,8 @@
 //! - [`dispatch`]: branch calls over HTTP and the classification of their answers;
 //! - [`runtime`]: one task per active saga executing the engine's commands; recovery;
 //! - [`api`]: HTTP API v1 (axum);
-//! - [`config`], [`server`]: configuration and start-up; [`clock`]: time for the runtime.
+//! - [`config`], [`server`]: configuration and start-up; [`clock`]: time for the runtime;
+//! - [`telemetry`]: Prometheus metrics.
 
 pub mod api;
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 
 pub use config::CoordinatorConfig;
 pub use server::{RunningCoordinator, StartError, start};

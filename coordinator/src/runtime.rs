@@ -23,6 +23,7 @@ use crate::dispatch::{BranchCall, Dispatcher};
 use crate::engine::{Command, Created, Decision, EngineError, Event, Millis, Saga, decide};
 use crate::registry::{Registry, Store};
 use crate::store::{Creation, SagaPage, StoreError};
+use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -160,6 +161,7 @@ impl Runtime {
                 self.existing(&id, &key, &request).await.map(|s| (s, false))
             }
             Creation::Created => {
+                telemetry::saga_submitted(&created.workflow);
                 self.store.flush().await?;
                 let saga = Saga::create(&created)?;
                 let view = Arc::new(saga.clone());
@@ -293,6 +295,7 @@ impl Runtime {
             },
         );
         let runtime = self.clone();
+        telemetry::saga_started();
         self.tasks.spawn(async move {
             let id = saga.id.clone();
             let task = SagaTask {
@@ -312,6 +315,7 @@ impl Runtime {
                 .lock()
                 .expect("active map poisoned")
                 .remove(&id);
+            telemetry::saga_stopped();
         });
     }
 
@@ -396,6 +400,16 @@ impl SagaTask {
             }
             if self.saga.lifecycle.is_terminal() {
                 tracing::info!(saga = %self.saga.id, state = self.saga.lifecycle.name(), "saga finished");
+                let age = self
+                    .runtime
+                    .clock
+                    .now()
+                    .saturating_sub(self.saga.created_at);
+                telemetry::saga_finished(
+                    &self.saga.workflow,
+                    self.saga.lifecycle.name(),
+                    Duration::from_millis(age),
+                );
                 return Ok(());
             }
             if self.runtime.shutdown.is_cancelled() {
@@ -453,6 +467,7 @@ impl SagaTask {
             }
             if let Some(stuck_reason) = self.stuck_alert(lifecycle_before) {
                 tracing::error!(saga = %self.saga.id, reason = %stuck_reason, "ALERT: saga is stuck and needs an operator");
+                telemetry::saga_stuck(&self.saga.workflow);
             }
         }
     }

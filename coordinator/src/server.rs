@@ -51,6 +51,7 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, Star
         let loaded = registry.load_dir(&dir).await?;
         tracing::info!(dir = %dir.display(), workflows = ?loaded, "workflow files loaded");
     }
+    crate::telemetry::handle();
     let runtime = Runtime::new(store, registry, Clock::new());
     let listener = TcpListener::bind(config.listen)
         .await

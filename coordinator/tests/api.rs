@@ -117,6 +117,23 @@ async fn commits_with_confirm_and_records_an_audit_trail() {
             .iter()
             .any(|e| e.kind == "decided" && e.outcome.as_deref() == Some("commit"))
     );
+    let metrics = reqwest::get(format!("{}/metrics", s.coordinator.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "sagas_finished_total",
+        "branch_calls_total",
+        "branch_call_duration_seconds",
+        "log_flushes_total",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
     s.coordinator.shutdown().await;
 }
 

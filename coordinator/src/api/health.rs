@@ -22,3 +22,14 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         )
     }
 }
+
+/// Prometheus text format.
+pub async fn metrics() -> (StatusCode, String) {
+    match crate::telemetry::handle() {
+        Some(handle) => (StatusCode::OK, handle.render()),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "another metrics recorder is installed\n".into(),
+        ),
+    }
+}

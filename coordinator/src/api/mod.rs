@@ -46,6 +46,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/sagas/{id}/retry", post(sagas_routes::retry))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(AppState { runtime })
 }

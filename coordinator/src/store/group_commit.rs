@@ -23,11 +23,13 @@ impl GroupCommit {
                     batch.push(next);
                 }
                 // Every waiter wrote before enqueueing, so this flush covers all of them.
+                let started = std::time::Instant::now();
                 let result = db
                     .flush_async()
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string());
+                crate::telemetry::log_flushed(batch.len(), started.elapsed());
                 for waiter in batch.drain(..) {
                     let _ = waiter.send(result.clone());
                 }
