@@ -465,6 +465,9 @@ impl Sim {
                         };
                         self.outstanding.push((call, hung_until));
                     }
+                    Command::Notify { attempt } => {
+                        return Err(format!("callback attempt {attempt} without a callback URL"));
+                    }
                     Command::WakeAt(t) => {
                         if t <= self.now {
                             return Err(format!(
@@ -509,6 +512,8 @@ impl Sim {
                 self.deliver(call.step, call.phase)?;
                 self.deliver(call.step, call.phase)?
             }
+            // Never sent: no connection, or refused by the breaker or bulkhead.
+            Delivery::Refused if self.rng.random_bool(0.5) => CallOutcome::Refused,
             Delivery::Refused => CallOutcome::NotSent,
             Delivery::TimeoutInFlight => {
                 self.network.push((call.step, call.phase));
@@ -1192,6 +1197,7 @@ fn restart_while_stuck_rolling_back_still_undoes_outstanding_forward_calls() {
                 saga.apply(&call_ended(call, CallOutcome::Ok, now)).unwrap();
             }
             Some(Command::WakeAt(_)) => {}
+            Some(Command::Notify { .. }) => panic!("no callback URL, no callback"),
             None => break,
         }
     }

@@ -79,6 +79,8 @@ pub enum StepStatus {
     Succeeded,
     /// The participant rejected the forward phase (`409`/`422`).
     Rejected,
+    /// The forward call was refused locally (open circuit, full bulkhead); never sent.
+    Refused,
     /// The forward phase gave up; it may have been applied, so it is undone.
     Failed,
     /// `confirm` succeeded.
@@ -136,7 +138,7 @@ pub struct EventView {
     /// RFC 3339, UTC.
     pub at: String,
     /// `created`, `call_started`, `call_ended`, `decided`, `stuck`, `resumed`, `retry_requested`,
-    /// `finished`.
+    /// `finished`, `callback_started`, `callback_ended`, `callback_abandoned`.
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +147,8 @@ pub struct EventView {
     pub phase: Option<Phase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
-    /// `ok`, `rejected` or `transient` for a call; `commit`/`abort` for a decision;
+    /// `ok`, `rejected`, `transient`, `not_sent` or `refused` for a call; `delivered` or
+    /// `failed` for a callback; `commit`/`abort` for a decision;
     /// the final state for `finished`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,

@@ -1,8 +1,8 @@
 //! What a saga should do next. Pure: the same state and time always give the same commands.
 
-use super::Millis;
 use super::event::{CallRef, Decision, Event};
-use super::state::{Lifecycle, Saga, StepStatus};
+use super::state::{CallbackStatus, Lifecycle, Saga, StepStatus};
+use super::{CALLBACK_MAX_ATTEMPTS, Millis};
 
 /// What the runtime must do for a saga.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,6 +12,8 @@ pub enum Command {
     Record(Event),
     /// Record `CallStarted` for this call, then send it.
     Call(CallRef),
+    /// Record `CallbackStarted` for this attempt, then POST the final state to the callback URL.
+    Notify { attempt: u32 },
     /// Ask again at this time (a retry falls due, the deadline passes).
     WakeAt(Millis),
 }
@@ -20,7 +22,8 @@ pub enum Command {
 /// operator, or is finished.
 pub fn decide(saga: &Saga, now: Millis) -> Vec<Command> {
     match saga.lifecycle {
-        Lifecycle::Committed | Lifecycle::Aborted | Lifecycle::Stuck { .. } => Vec::new(),
+        Lifecycle::Committed | Lifecycle::Aborted => decide_callback(saga, now),
+        Lifecycle::Stuck { .. } => Vec::new(),
         Lifecycle::Running => decide_running(saga, now),
         Lifecycle::Confirming | Lifecycle::Compensating => decide_settling(saga, now),
     }
@@ -43,6 +46,9 @@ fn decide_running(saga: &Saga, now: Millis) -> Vec<Command> {
         match state.status {
             StepStatus::Rejected => {
                 return abort(format!("step {} was rejected: {why}", plan.name), now);
+            }
+            StepStatus::Refused => {
+                return abort(format!("step {} was refused: {why}", plan.name), now);
             }
             StepStatus::Waiting { attempt, .. } if attempt >= plan.retry.max_attempts => {
                 return abort(
@@ -174,4 +180,21 @@ fn decide_settling(saga: &Saga, now: Millis) -> Vec<Command> {
     }
     commands.extend(wake.map(Command::WakeAt));
     commands
+}
+
+fn decide_callback(saga: &Saga, now: Millis) -> Vec<Command> {
+    match saga.callback {
+        CallbackStatus::Pending => vec![Command::Notify { attempt: 1 }],
+        CallbackStatus::Waiting { attempt, .. } if attempt >= CALLBACK_MAX_ATTEMPTS => {
+            let reason = format!("callback not delivered after {attempt} attempts");
+            record(Event::CallbackAbandoned { reason, at: now })
+        }
+        CallbackStatus::Waiting { attempt, until } if until <= now => {
+            vec![Command::Notify {
+                attempt: attempt + 1,
+            }]
+        }
+        CallbackStatus::Waiting { until, .. } => vec![Command::WakeAt(until)],
+        _ => Vec::new(),
+    }
 }

@@ -36,8 +36,13 @@ pub enum CallOutcome {
     Rejected,
     /// Any other answer, a connection error or a timeout: the call may have been applied.
     Transient,
-    /// Refused locally (open circuit, full bulkhead): never sent, so never applied.
+    /// Never sent (the connection could not be opened, the participant is not registered):
+    /// never applied, and retried like a transient failure.
     NotSent,
+    /// Refused locally by resilience policy (open circuit, full bulkhead queue): never sent.
+    /// A forward phase fails fast and the saga rolls back; a settle phase waits without
+    /// spending its attempt budget.
+    Refused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +108,24 @@ pub enum Event {
     Finished {
         at: Millis,
     },
+    /// The runtime is about to POST the final state to the saga's `callback_url`.
+    CallbackStarted {
+        attempt: u32,
+        at: Millis,
+    },
+    CallbackEnded {
+        attempt: u32,
+        delivered: bool,
+        http_status: Option<u16>,
+        error: Option<String>,
+        retry_at: Millis,
+        at: Millis,
+    },
+    /// The callback budget is spent; nobody will be told (an alert is logged).
+    CallbackAbandoned {
+        reason: String,
+        at: Millis,
+    },
 }
 
 impl Event {
@@ -115,7 +138,10 @@ impl Event {
             | Event::Stuck { at, .. }
             | Event::Resumed { at }
             | Event::RetryRequested { at }
-            | Event::Finished { at } => *at,
+            | Event::Finished { at }
+            | Event::CallbackStarted { at, .. }
+            | Event::CallbackEnded { at, .. }
+            | Event::CallbackAbandoned { at, .. } => *at,
         }
     }
 
@@ -130,6 +156,9 @@ impl Event {
             Event::Resumed { .. } => "resumed",
             Event::RetryRequested { .. } => "retry_requested",
             Event::Finished { .. } => "finished",
+            Event::CallbackStarted { .. } => "callback_started",
+            Event::CallbackEnded { .. } => "callback_ended",
+            Event::CallbackAbandoned { .. } => "callback_abandoned",
         }
     }
 

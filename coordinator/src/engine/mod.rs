@@ -16,7 +16,10 @@ pub mod state;
 pub use decide::{Command, decide};
 pub use event::{CallOutcome, CallRef, Created, Decision, Event};
 pub use plan::{Plan, PlanStep};
-pub use state::{Lifecycle, Saga, StepState, StepStatus};
+pub use state::{CallbackStatus, Lifecycle, Saga, StepState, StepStatus};
+
+/// Attempts to deliver a completion callback before giving up with an alert.
+pub const CALLBACK_MAX_ATTEMPTS: u32 = 12;
 
 /// Milliseconds since the Unix epoch. The engine never reads a clock; callers pass `now`.
 pub type Millis = u64;

@@ -68,6 +68,8 @@ pub enum StepStatus {
     Done,
     /// The forward phase was rejected by the participant.
     Rejected,
+    /// The forward call was refused locally (open circuit, full bulkhead); never sent.
+    Refused,
     /// The forward phase stopped after the saga decided to roll back; it may have applied.
     Failed,
     Confirmed,
@@ -112,6 +114,36 @@ impl StepState {
     }
 }
 
+/// Delivery of the completion callback, for sagas submitted with a `callback_url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CallbackStatus {
+    /// No callback URL.
+    #[default]
+    None,
+    /// Waits for the saga to finish.
+    Pending,
+    Calling {
+        attempt: u32,
+    },
+    Waiting {
+        attempt: u32,
+        until: Millis,
+    },
+    Delivered,
+    Abandoned,
+}
+
+impl CallbackStatus {
+    /// Nothing more will happen.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            CallbackStatus::None | CallbackStatus::Delivered | CallbackStatus::Abandoned
+        )
+    }
+}
+
 /// A saga's state: the fold of its events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Saga {
@@ -128,6 +160,8 @@ pub struct Saga {
     pub steps: Vec<StepState>,
     /// Why the saga rolled back or got stuck.
     pub error: Option<String>,
+    #[serde(default)]
+    pub callback: CallbackStatus,
 }
 
 impl Saga {
@@ -152,6 +186,11 @@ impl Saga {
                 .map(|_| StepState::new())
                 .collect(),
             error: None,
+            callback: if created.callback_url.is_some() {
+                CallbackStatus::Pending
+            } else {
+                CallbackStatus::None
+            },
         })
     }
 
@@ -168,6 +207,11 @@ impl Saga {
             saga.apply(event)?;
         }
         Ok(saga)
+    }
+
+    /// Terminal and nobody left to tell: the saga's task can stop.
+    pub fn is_settled(&self) -> bool {
+        self.lifecycle.is_terminal() && self.callback.is_settled()
     }
 
     /// When the global deadline passes, if the workflow has one.
@@ -223,8 +267,14 @@ impl Saga {
                 self.error = Some(reason.clone());
             }
             Event::Resumed { at } => {
-                if self.lifecycle.is_terminal() {
+                if self.is_settled() {
                     return Err(self.illegal(event));
+                }
+                if let CallbackStatus::Calling { attempt } = self.callback {
+                    self.callback = CallbackStatus::Waiting {
+                        attempt,
+                        until: *at,
+                    };
                 }
                 for step in &mut self.steps {
                     match step.status {
@@ -283,6 +333,41 @@ impl Saga {
                     }
                     _ => return Err(self.illegal(event)),
                 };
+            }
+            Event::CallbackStarted { attempt, .. } => {
+                let next = match self.callback {
+                    CallbackStatus::Pending => 1,
+                    CallbackStatus::Waiting { attempt, .. } => attempt + 1,
+                    _ => 0,
+                };
+                if !self.lifecycle.is_terminal() || next == 0 || *attempt != next {
+                    return Err(self.illegal(event));
+                }
+                self.callback = CallbackStatus::Calling { attempt: *attempt };
+            }
+            Event::CallbackEnded {
+                attempt,
+                delivered,
+                retry_at,
+                ..
+            } => {
+                if self.callback != (CallbackStatus::Calling { attempt: *attempt }) {
+                    return Err(self.illegal(event));
+                }
+                self.callback = if *delivered {
+                    CallbackStatus::Delivered
+                } else {
+                    CallbackStatus::Waiting {
+                        attempt: *attempt,
+                        until: *retry_at,
+                    }
+                };
+            }
+            Event::CallbackAbandoned { .. } => {
+                if !matches!(self.callback, CallbackStatus::Waiting { .. }) {
+                    return Err(self.illegal(event));
+                }
+                self.callback = CallbackStatus::Abandoned;
             }
         }
         self.updated_at = self.updated_at.max(event.at());
@@ -391,7 +476,8 @@ impl Saga {
                 call: call.to_string(),
             });
         }
-        if outcome != CallOutcome::NotSent && call.phase.is_forward() {
+        let never_sent = matches!(outcome, CallOutcome::NotSent | CallOutcome::Refused);
+        if !never_sent && call.phase.is_forward() {
             state.sent = true;
         }
         state.last_error = match outcome {
@@ -406,9 +492,16 @@ impl Saga {
         state.status = match (call.phase.is_forward(), outcome) {
             (true, CallOutcome::Ok) => StepStatus::Done,
             (true, CallOutcome::Rejected) => StepStatus::Rejected,
+            (true, CallOutcome::Refused) => StepStatus::Refused,
             (true, _) => retry,
             (false, CallOutcome::Ok) if call.phase == Phase::Confirm => StepStatus::Confirmed,
             (false, CallOutcome::Ok) => StepStatus::Compensated,
+            // Waiting for the circuit to half-open spends no attempt.
+            (false, CallOutcome::Refused) => StepStatus::Waiting {
+                phase: call.phase,
+                attempt: call.attempt - 1,
+                until: retry_at,
+            },
             // Settle phases never take no for an answer: a rejection is retried too.
             (false, _) => retry,
         };
@@ -448,7 +541,8 @@ impl Saga {
     fn settle_forward_steps(&mut self) {
         for step in &mut self.steps {
             step.status = match step.status {
-                StepStatus::Pending if step.sent => StepStatus::Failed,
+                StepStatus::Pending | StepStatus::Refused if step.sent => StepStatus::Failed,
+                StepStatus::Refused => StepStatus::Skipped,
                 StepStatus::Pending => StepStatus::Skipped,
                 StepStatus::Waiting { phase, .. } if phase.is_forward() => {
                     if step.sent {
@@ -474,6 +568,7 @@ impl Saga {
             StepStatus::Waiting { .. } => ApiStepStatus::Retrying,
             StepStatus::Done => ApiStepStatus::Succeeded,
             StepStatus::Rejected => ApiStepStatus::Rejected,
+            StepStatus::Refused => ApiStepStatus::Refused,
             StepStatus::Failed => ApiStepStatus::Failed,
             StepStatus::Confirmed => ApiStepStatus::Confirmed,
             StepStatus::Compensated => ApiStepStatus::Compensated,

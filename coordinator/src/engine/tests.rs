@@ -549,7 +549,7 @@ fn replay_rebuilds_the_same_state() {
                     at: 1_000,
                 }
             }
-            Command::WakeAt(_) => break,
+            Command::WakeAt(_) | Command::Notify { .. } => break,
         };
         saga.apply(&event).unwrap();
         log.push(event);
@@ -623,4 +623,150 @@ fn a_restart_while_stuck_rolling_back_still_settles_outstanding_forward_calls() 
     let next = calls(&decide(&saga, 3_000));
     assert!(next.contains(&call(0, Phase::Cancel, 1)), "{next:?}");
     assert!(next.contains(&call(1, Phase::Cancel, 1)), "{next:?}");
+}
+
+#[test]
+fn a_forward_call_refused_locally_rolls_back_at_once_with_nothing_to_undo() {
+    let mut saga = place_order();
+    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
+    run_call(
+        &mut saga,
+        1_000,
+        call(1, Phase::Try, 1),
+        CallOutcome::Refused,
+    );
+    let Event::Decided {
+        decision: Decision::Abort { reason },
+        ..
+    } = record_next(&mut saga, 1_000)
+    else {
+        panic!("expected an immediate abort")
+    };
+    assert!(reason.contains("refused"), "{reason}");
+    assert_eq!(saga.steps[1].status, StepStatus::Skipped, "never sent");
+    assert_eq!(
+        calls(&decide(&saga, 1_000)),
+        vec![call(0, Phase::Compensate, 1)]
+    );
+}
+
+#[test]
+fn a_settle_call_refused_by_an_open_circuit_waits_without_spending_its_budget() {
+    let mut saga = place_order();
+    run_call(
+        &mut saga,
+        1_000,
+        call(0, Phase::Action, 1),
+        CallOutcome::Rejected,
+    );
+    record_next(&mut saga, 1_000);
+    // settle_max_attempts is 3; ten refusals later the saga is still compensating.
+    for _ in 0..10 {
+        run_call(
+            &mut saga,
+            5_000,
+            call(0, Phase::Compensate, 1),
+            CallOutcome::Refused,
+        );
+        assert_eq!(saga.lifecycle, Lifecycle::Compensating);
+        assert_eq!(
+            decide(&saga, 1_500),
+            vec![Command::WakeAt(2_000)],
+            "waits for retry_at"
+        );
+    }
+    run_call(
+        &mut saga,
+        5_000,
+        call(0, Phase::Compensate, 1),
+        CallOutcome::Ok,
+    );
+    assert_eq!(record_next(&mut saga, 5_000), Event::Finished { at: 5_000 });
+}
+
+fn with_callback() -> Saga {
+    let mut created = Created {
+        id: "s1".into(),
+        workflow: "w".into(),
+        workflow_version: 1,
+        input: serde_json::json!({}),
+        callback_url: Some("http://127.0.0.1:9/cb".into()),
+        idempotency_key: None,
+        plan: place_order().plan,
+        at: 1_000,
+    };
+    created.plan.steps.truncate(1);
+    Saga::create(&created).unwrap()
+}
+
+fn callback_ended(attempt: u32, delivered: bool) -> Event {
+    Event::CallbackEnded {
+        attempt,
+        delivered,
+        http_status: Some(if delivered { 200 } else { 500 }),
+        error: None,
+        retry_at: 2_000,
+        at: 1_000,
+    }
+}
+
+#[test]
+fn a_finished_saga_notifies_its_callback_until_delivered() {
+    let mut saga = with_callback();
+    assert_eq!(saga.callback, CallbackStatus::Pending);
+    assert!(
+        saga.apply(&Event::CallbackStarted { attempt: 1, at: 1 })
+            .is_err(),
+        "not before it ends"
+    );
+    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
+    record_next(&mut saga, 1_000);
+    record_next(&mut saga, 1_000);
+    assert_eq!(saga.lifecycle, Lifecycle::Committed);
+    assert!(!saga.is_settled(), "the callback is still owed");
+    assert_eq!(decide(&saga, 1_000), vec![Command::Notify { attempt: 1 }]);
+    saga.apply(&Event::CallbackStarted {
+        attempt: 1,
+        at: 1_000,
+    })
+    .unwrap();
+    assert!(decide(&saga, 1_000).is_empty(), "one delivery at a time");
+    saga.apply(&callback_ended(1, false)).unwrap();
+    assert_eq!(decide(&saga, 1_500), vec![Command::WakeAt(2_000)]);
+    assert_eq!(decide(&saga, 2_000), vec![Command::Notify { attempt: 2 }]);
+    saga.apply(&Event::CallbackStarted {
+        attempt: 2,
+        at: 2_000,
+    })
+    .unwrap();
+    // A restart while delivering: deliver again.
+    saga.apply(&Event::Resumed { at: 3_000 }).unwrap();
+    assert_eq!(decide(&saga, 3_000), vec![Command::Notify { attempt: 3 }]);
+    saga.apply(&Event::CallbackStarted {
+        attempt: 3,
+        at: 3_000,
+    })
+    .unwrap();
+    saga.apply(&callback_ended(3, true)).unwrap();
+    assert!(saga.is_settled());
+    assert!(decide(&saga, 9_000).is_empty());
+    assert!(saga.apply(&Event::Resumed { at: 9_000 }).is_err());
+}
+
+#[test]
+fn a_callback_is_abandoned_with_an_event_after_its_budget() {
+    let mut saga = with_callback();
+    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
+    record_next(&mut saga, 1_000);
+    record_next(&mut saga, 1_000);
+    for attempt in 1..=CALLBACK_MAX_ATTEMPTS {
+        assert_eq!(decide(&saga, 2_000), vec![Command::Notify { attempt }]);
+        saga.apply(&Event::CallbackStarted { attempt, at: 2_000 })
+            .unwrap();
+        saga.apply(&callback_ended(attempt, false)).unwrap();
+    }
+    let Event::CallbackAbandoned { .. } = record_next(&mut saga, 2_000) else {
+        panic!("expected abandonment")
+    };
+    assert!(saga.is_settled());
 }
