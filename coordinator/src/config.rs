@@ -20,6 +20,10 @@ pub struct CoordinatorConfig {
     /// it exists.
     #[arg(long, env = "COORDINATOR_WORKFLOWS")]
     pub workflows: Option<PathBuf>,
+    /// Saga submissions accepted per second; more get `429` with `Retry-After`. Unlimited
+    /// when absent.
+    #[arg(long, env = "COORDINATOR_SUBMIT_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub submit_rate_limit: Option<u32>,
     /// How long shutdown waits for in-flight calls before it stops anyway.
     #[arg(long, env = "COORDINATOR_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
@@ -32,6 +36,7 @@ impl CoordinatorConfig {
             listen: "127.0.0.1:0".parse().expect("a literal address parses"),
             data_dir: data_dir.into(),
             workflows: None,
+            submit_rate_limit: None,
             shutdown_grace_ms: 5_000,
         }
     }

@@ -8,7 +8,7 @@
 //! - [`runtime`]: one task per active saga executing the engine's commands; recovery;
 //! - [`api`]: HTTP API v1 (axum);
 //! - [`config`], [`server`]: configuration and start-up; [`clock`]: time for the runtime;
-//! - [`telemetry`]: Prometheus metrics.
+//! - [`telemetry`]: Prometheus metrics; [`views`]: engine state as API bodies.
 
 pub mod api;
 pub mod clock;
@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod views;
 
 pub use config::CoordinatorConfig;
 pub use server::{RunningCoordinator, StartError, start};

@@ -20,7 +20,10 @@ use sagas::api::SubmitSaga;
 
 use crate::clock::Clock;
 use crate::dispatch::{BranchCall, Dispatcher};
-use crate::engine::{Command, Created, Decision, EngineError, Event, Millis, Saga, decide};
+use crate::engine::{
+    CALLBACK_MAX_ATTEMPTS, CallbackStatus, Command, Created, Decision, EngineError, Event, Millis,
+    Saga, decide,
+};
 use crate::registry::{Registry, Store};
 use crate::store::{Creation, SagaPage, StoreError};
 use crate::telemetry;
@@ -41,6 +44,14 @@ pub enum RuntimeError {
     ShuttingDown,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// How a saga's task begins.
+enum TaskStart {
+    /// A new submission: flush, tell the submitter it is durable, then run.
+    Created(oneshot::Sender<Result<(), RuntimeError>>),
+    /// Found in the log at start-up (or orphaned): record `Resumed`, then run.
+    Resumed,
 }
 
 /// Operator requests a saga task applies between rounds.
@@ -88,6 +99,10 @@ impl Runtime {
         &self.registry
     }
 
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+
     /// True once every saga found active at start-up has been resumed.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -100,26 +115,27 @@ impl Runtime {
     /// Resumes every active saga from the log. Returns how many.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, RuntimeError> {
         let ids = self.store.active_ids()?;
-        let now = self.clock.now();
         let mut resumed = 0;
         for id in &ids {
-            let Some((mut saga, mut seq)) = self.store.load(id)? else {
-                tracing::error!(saga = %id, "active index names a saga with no snapshot; skipped");
-                continue;
-            };
-            if saga.lifecycle.is_terminal() {
-                self.store.save_snapshot(&saga, seq)?;
-                continue;
+            if self.resume(id)? {
+                resumed += 1;
             }
-            let event = Event::Resumed { at: now };
-            saga.apply(&event)?;
-            seq += 1;
-            self.store.append(&saga.id, seq, &event)?;
-            self.spawn_saga(saga, seq);
-            resumed += 1;
         }
         self.ready.store(true, Ordering::Release);
         Ok(resumed)
+    }
+
+    /// Starts a task for a saga found in the log, unless one runs already or it is settled.
+    fn resume(self: &Arc<Self>, id: &str) -> Result<bool, RuntimeError> {
+        let Some((saga, seq)) = self.store.load(id)? else {
+            tracing::error!(saga = %id, "active index names a saga with no snapshot; skipped");
+            return Ok(false);
+        };
+        if saga.is_settled() {
+            self.store.save_snapshot(&saga, seq)?;
+            return Ok(false);
+        }
+        Ok(self.spawn_saga(saga, seq, TaskStart::Resumed))
     }
 
     /// Starts a saga, or returns the one the idempotency key already names. `true` when new.
@@ -162,10 +178,17 @@ impl Runtime {
             }
             Creation::Created => {
                 telemetry::saga_submitted(&created.workflow);
-                self.store.flush().await?;
                 let saga = Saga::create(&created)?;
                 let view = Arc::new(saga.clone());
-                self.spawn_saga(saga, 0);
+                // The task makes the saga durable before its first call and then tells us.
+                // Spawned before any await, so a client hanging up cannot orphan the saga.
+                let (durable_tx, durable_rx) = oneshot::channel();
+                if self.spawn_saga(saga, 0, TaskStart::Created(durable_tx)) {
+                    durable_rx.await.map_err(|_| RuntimeError::ShuttingDown)??;
+                } else {
+                    // Recovery got to it first; it runs, but we still owe durability.
+                    self.store.flush().await?;
+                }
                 Ok((view, true))
             }
         }
@@ -173,13 +196,17 @@ impl Runtime {
 
     /// The saga an idempotency key already names, if the request is the same one.
     async fn existing(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         key: &str,
         request: &SubmitSaga,
     ) -> Result<Arc<Saga>, RuntimeError> {
         // The first submission may still be waiting for its flush: answer only once durable.
         self.store.flush().await?;
+        if self.is_ready() && !self.is_shutting_down() {
+            // Normally a no-op; restarts the task of a saga whose task stopped on an error.
+            self.resume(id)?;
+        }
         let saga = self
             .get(id)?
             .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))?;
@@ -284,16 +311,23 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))
     }
 
-    fn spawn_saga(self: &Arc<Self>, saga: Saga, seq: u64) {
+    /// Starts the saga's task unless one runs already. Returns whether it started one.
+    fn spawn_saga(self: &Arc<Self>, saga: Saga, seq: u64, start: TaskStart) -> bool {
         let (tx, rx) = mpsc::unbounded_channel();
         let (view_tx, view_rx) = watch::channel(Arc::new(saga.clone()));
-        self.active.lock().expect("active map poisoned").insert(
-            saga.id.clone(),
-            ActiveSaga {
-                tx: tx.clone(),
-                view: view_rx,
-            },
-        );
+        {
+            let mut active = self.active.lock().expect("active map poisoned");
+            if active.contains_key(&saga.id) {
+                return false;
+            }
+            active.insert(
+                saga.id.clone(),
+                ActiveSaga {
+                    tx: tx.clone(),
+                    view: view_rx,
+                },
+            );
+        }
         let runtime = self.clone();
         telemetry::saga_started();
         self.tasks.spawn(async move {
@@ -306,7 +340,7 @@ impl Runtime {
                 view: view_tx,
                 replies: Vec::new(),
             };
-            if let Err(e) = task.run(rx).await {
+            if let Err(e) = task.run(rx, start).await {
                 // The saga stays in the active index and resumes on the next start.
                 tracing::error!(saga = %id, error = %e, "saga task stopped");
             }
@@ -317,6 +351,7 @@ impl Runtime {
                 .remove(&id);
             telemetry::saga_stopped();
         });
+        true
     }
 
     /// Stops every saga task after in-flight calls finish (or `grace` passes), then flushes.
@@ -356,13 +391,36 @@ impl SagaTask {
         Ok(())
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<SagaMsg>) -> Result<(), RuntimeError> {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<SagaMsg>,
+        start: TaskStart,
+    ) -> Result<(), RuntimeError> {
+        match start {
+            // Rule 1: durable before acknowledged, and before any participant hears of it.
+            TaskStart::Created(durable) => {
+                let flushed = self.runtime.store.flush().await;
+                let failed = flushed.as_ref().err().map(|e| e.to_string());
+                let _ = durable.send(flushed.map_err(RuntimeError::from));
+                if let Some(error) = failed {
+                    return Err(RuntimeError::Store(StoreError::Flush(error)));
+                }
+            }
+            // Calls outstanding before the restart may or may not have arrived.
+            TaskStart::Resumed => {
+                let now = self.runtime.clock.now();
+                self.record(Event::Resumed { at: now })?;
+            }
+        }
         let mut must_flush = false;
         let mut outstanding = 0usize;
         loop {
             let now = self.runtime.clock.now();
             let lifecycle_before = self.saga.lifecycle;
+            let callback_before = self.saga.callback;
+            let was_terminal = lifecycle_before.is_terminal();
             let mut calls = Vec::new();
+            let mut notify = None;
             let wake = loop {
                 let mut progressed = false;
                 let mut wake = None;
@@ -378,6 +436,11 @@ impl SagaTask {
                             calls.push(call);
                             progressed = true;
                         }
+                        Command::Notify { attempt } => {
+                            self.record(Event::CallbackStarted { attempt, at: now })?;
+                            notify = Some(attempt);
+                            progressed = true;
+                        }
                         Command::WakeAt(at) => wake = Some(at),
                     }
                 }
@@ -385,7 +448,10 @@ impl SagaTask {
                     break wake;
                 }
             };
-            if self.saga.lifecycle != lifecycle_before || must_flush {
+            if self.saga.lifecycle != lifecycle_before
+                || self.saga.callback != callback_before
+                || must_flush
+            {
                 self.runtime.store.save_snapshot(&self.saga, self.seq)?;
             }
             if must_flush {
@@ -398,7 +464,13 @@ impl SagaTask {
             for reply in self.replies.drain(..) {
                 let _ = reply.send(Ok(()));
             }
-            if self.saga.lifecycle.is_terminal() {
+            if self.saga.callback == CallbackStatus::Abandoned
+                && callback_before != CallbackStatus::Abandoned
+            {
+                tracing::error!(saga = %self.saga.id, url = ?self.saga.callback_url,
+                    "ALERT: completion callback abandoned after {CALLBACK_MAX_ATTEMPTS} attempts");
+            }
+            if self.saga.lifecycle.is_terminal() && !was_terminal {
                 tracing::info!(saga = %self.saga.id, state = self.saga.lifecycle.name(), "saga finished");
                 let age = self
                     .runtime
@@ -410,6 +482,8 @@ impl SagaTask {
                     self.saga.lifecycle.name(),
                     Duration::from_millis(age),
                 );
+            }
+            if self.saga.is_settled() {
                 return Ok(());
             }
             if self.runtime.shutdown.is_cancelled() {
@@ -418,6 +492,17 @@ impl SagaTask {
                     return Ok(());
                 }
                 calls.clear();
+                notify = None;
+            }
+            if let (Some(attempt), Some(url)) = (notify, self.saga.callback_url.clone()) {
+                outstanding += 1;
+                let body = crate::views::saga_view(&self.saga);
+                let dispatcher = self.runtime.dispatcher.clone();
+                let tx = self.tx.clone();
+                self.runtime.tasks.spawn(async move {
+                    let event = dispatcher.callback(&url, &body, attempt).await;
+                    let _ = tx.send(SagaMsg::Ended(event));
+                });
             }
             for call in calls {
                 outstanding += 1;

@@ -65,7 +65,7 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, Star
     })?;
 
     let (stop_http, stopped) = oneshot::channel::<()>();
-    let app = api::router(runtime.clone());
+    let app = api::router(runtime.clone(), config.submit_rate_limit);
     let http = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stopped.await;

@@ -60,6 +60,7 @@ pub fn branch_call(participant: &str, phase: Phase, outcome: CallOutcome, latenc
         CallOutcome::Rejected => "rejected",
         CallOutcome::Transient => "transient",
         CallOutcome::NotSent => "not_sent",
+        CallOutcome::Refused => "refused",
     };
     let participant = participant.to_string();
     counter!("branch_calls_total", "participant" => participant.clone(), "phase" => phase.as_str(), "outcome" => outcome)

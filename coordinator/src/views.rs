@@ -1,4 +1,4 @@
-//! Engine state to API bodies.
+//! Engine state as API bodies (also what completion callbacks carry).
 
 use sagas::api::{EventView, SagaView, StepView};
 
@@ -72,6 +72,7 @@ pub fn event_view(saga: &Saga, seq: u64, event: &Event) -> EventView {
                     CallOutcome::Rejected => "rejected",
                     CallOutcome::Transient => "transient",
                     CallOutcome::NotSent => "not_sent",
+                    CallOutcome::Refused => "refused",
                 }
                 .into(),
             );
@@ -100,6 +101,20 @@ pub fn event_view(saga: &Saga, seq: u64, event: &Event) -> EventView {
                 .into(),
             );
         }
+        Event::CallbackStarted { attempt, .. } => view.attempt = Some(*attempt),
+        Event::CallbackEnded {
+            attempt,
+            delivered,
+            http_status,
+            error,
+            ..
+        } => {
+            view.attempt = Some(*attempt);
+            view.outcome = Some(if *delivered { "delivered" } else { "failed" }.into());
+            view.http_status = *http_status;
+            view.error = error.clone();
+        }
+        Event::CallbackAbandoned { reason, .. } => view.error = Some(reason.clone()),
         Event::Created(_) | Event::Resumed { .. } | Event::RetryRequested { .. } => {}
     }
     view

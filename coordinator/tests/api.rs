@@ -1,5 +1,6 @@
 //! The coordinator's HTTP API, in process on port 0, against scripted participants.
 
+#[allow(dead_code)] // shared by several test binaries, each using part of it
 mod fake_participant;
 
 use std::time::Duration;

@@ -6,7 +6,6 @@ mod extract;
 mod health;
 mod participants;
 mod sagas_routes;
-mod views;
 mod workflows;
 
 use std::sync::Arc;
@@ -22,9 +21,19 @@ use crate::runtime::Runtime;
 #[derive(Clone)]
 pub struct AppState {
     pub runtime: Arc<Runtime>,
+    /// Ingress limit on `POST /v1/sagas`; `None` means unlimited.
+    pub submit_limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
 }
 
-pub fn router(runtime: Arc<Runtime>) -> Router {
+/// The API router. `submit_rate_limit`: submissions per second, `None` for unlimited.
+pub fn router(runtime: Arc<Runtime>, submit_rate_limit: Option<u32>) -> Router {
+    let submit_limiter = submit_rate_limit
+        .and_then(std::num::NonZeroU32::new)
+        .map(|rate| {
+            Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
+                rate,
+            )))
+        });
     Router::new()
         .route("/v1/participants", get(participants::list))
         .route(
@@ -48,5 +57,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
-        .with_state(AppState { runtime })
+        .with_state(AppState {
+            runtime,
+            submit_limiter,
+        })
 }

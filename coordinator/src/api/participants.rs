@@ -11,13 +11,14 @@ use sagas::api::{ParticipantList, ParticipantView};
 use super::extract::ApiJson;
 use super::{ApiError, AppState};
 
-fn view(name: String, spec: &Arc<ParticipantSpec>) -> ParticipantView {
+fn view(state: &AppState, name: String, spec: &Arc<ParticipantSpec>) -> ParticipantView {
+    let stats = state.runtime.dispatcher().lane_stats(&name);
     ParticipantView {
         name,
         spec: (**spec).clone(),
-        circuit: "closed".into(),
-        in_flight: 0,
-        queued: 0,
+        circuit: stats.circuit.into(),
+        in_flight: stats.in_flight,
+        queued: stats.queued,
     }
 }
 
@@ -32,7 +33,7 @@ pub async fn put(
         .put_participant(&name, spec)
         .await?;
     tracing::info!(participant = %name, base_url = %spec.base_url, "participant registered");
-    Ok(Json(view(name, &spec)))
+    Ok(Json(view(&state, name, &spec)))
 }
 
 pub async fn get(
@@ -44,7 +45,7 @@ pub async fn get(
         .registry()
         .participant(&name)
         .ok_or_else(|| ApiError::not_found(format!("unknown participant {name:?}")))?;
-    Ok(Json(view(name, &spec)))
+    Ok(Json(view(&state, name, &spec)))
 }
 
 pub async fn list(State(state): State<AppState>) -> Json<ParticipantList> {
@@ -53,7 +54,7 @@ pub async fn list(State(state): State<AppState>) -> Json<ParticipantList> {
         .registry()
         .participants()
         .into_iter()
-        .map(|(n, s)| view(n, &s))
+        .map(|(n, s)| view(&state, n, &s))
         .collect();
     Json(ParticipantList { participants })
 }

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use sagas::api::{SagaEvents, SagaList, SagaState, SagaView, SubmitSaga};
 
 use super::extract::{ApiJson, ApiQuery};
-use super::views::{event_view, saga_view};
 use super::{ApiError, AppState};
+use crate::views::{event_view, saga_view};
 
 /// Longest `wait_ms` honoured; a longer wait is cut to this.
 const MAX_WAIT_MS: u64 = 60_000;
@@ -63,6 +63,17 @@ pub async fn submit(
     ApiQuery(params): ApiQuery<SubmitParams>,
     ApiJson(request): ApiJson<SubmitSaga>,
 ) -> Result<(StatusCode, Json<SagaView>), ApiError> {
+    if let Some(limiter) = &state.submit_limiter
+        && let Err(not_until) = limiter.check()
+    {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        return Err(ApiError::too_many_requests(
+            "too many saga submissions; retry later",
+            wait.as_secs_f64().ceil() as u64,
+        ));
+    }
     let key = idempotency_key(&headers)?;
     if request.workflow.trim().is_empty() {
         return Err(ApiError::bad_request("workflow must name a workflow"));

@@ -1,11 +1,20 @@
-//! Sends branch calls to participants and classifies their answers.
+//! Sends branch calls to participants through each participant's lane, and classifies the
+//! answers.
 //!
-//! One pooled HTTP client serves every participant (connections are reused, `TCP_NODELAY`
-//! set). The answer becomes a `CallEnded` event: `2xx` ok, `409`/`422` rejected, anything else
-//! transient; a connection that could not be opened never carried the request, so it is
-//! `NotSent` and needs no compensation.
+//! - [`lane`]: per participant, built from its registered policy: a [`bulkhead`] (bounded
+//!   concurrency and queue), a [`breaker`] (circuit breaker) and an outbound rate limiter;
+//! - one pooled HTTP client serves every participant (connections reused, `TCP_NODELAY`).
+//!
+//! Outcomes: `2xx` ok, `409`/`422` rejected, anything else transient. A connection that could
+//! not be opened never carried the request (`NotSent`); a call refused by the breaker or the
+//! bulkhead was never sent either (`Refused`). Neither needs compensation.
 
-use std::sync::Arc;
+pub mod breaker;
+pub mod bulkhead;
+pub mod lane;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -17,11 +26,13 @@ use sagas::{BranchRequest, RetryPolicy};
 use crate::clock::Clock;
 use crate::engine::{CallOutcome, CallRef, Event, Millis, Saga};
 use crate::registry::Registry;
+use lane::{Lane, LaneStats};
 
 pub struct Dispatcher {
     http: reqwest::Client,
     registry: Arc<Registry>,
     clock: Clock,
+    lanes: Mutex<HashMap<String, Arc<Lane>>>,
 }
 
 /// Everything needed to send one call, taken from the saga so the call can run on its own task.
@@ -52,6 +63,26 @@ impl BranchCall {
     }
 }
 
+/// How one exchange ended, before it becomes an event.
+struct Exchange {
+    outcome: CallOutcome,
+    http_status: Option<u16>,
+    error: Option<String>,
+    /// For a refusal: when trying again makes sense (the circuit half-opens).
+    retry_after: Option<Duration>,
+}
+
+impl Exchange {
+    fn failed(outcome: CallOutcome, error: String) -> Exchange {
+        Exchange {
+            outcome,
+            http_status: None,
+            error: Some(error),
+            retry_after: None,
+        }
+    }
+}
+
 /// The delay before attempt `attempt + 1`, with jitter, following `policy`.
 pub fn retry_delay(policy: &RetryPolicy, attempt: u32) -> Duration {
     ExponentialBuilder::default()
@@ -67,6 +98,15 @@ pub fn retry_delay(policy: &RetryPolicy, attempt: u32) -> Duration {
         .min(Duration::from_millis(policy.max_ms))
 }
 
+/// Schedule of completion-callback retries.
+pub fn callback_retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        initial_ms: 200,
+        max_ms: 10_000,
+        ..RetryPolicy::default()
+    }
+}
+
 impl Dispatcher {
     pub fn new(registry: Arc<Registry>, clock: Clock) -> Dispatcher {
         let http = reqwest::Client::builder()
@@ -79,59 +119,128 @@ impl Dispatcher {
             http,
             registry,
             clock,
+            lanes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The participant's lane, rebuilt if its registration changed since the lane was built.
+    fn lane(&self, participant: &str) -> Option<Arc<Lane>> {
+        let spec = self.registry.participant(participant)?;
+        let mut lanes = self.lanes.lock().expect("lanes lock poisoned");
+        match lanes.get(participant) {
+            Some(lane) if Arc::ptr_eq(&lane.spec, &spec) => Some(lane.clone()),
+            _ => {
+                let lane = Arc::new(Lane::new(spec));
+                lanes.insert(participant.to_string(), lane.clone());
+                Some(lane)
+            }
+        }
+    }
+
+    /// Live circuit state and load of a participant's lane.
+    pub fn lane_stats(&self, participant: &str) -> LaneStats {
+        match self.lane(participant) {
+            Some(lane) => LaneStats {
+                circuit: lane.breaker.state(),
+                in_flight: lane.bulkhead.in_flight(),
+                queued: lane.bulkhead.queued(),
+            },
+            None => LaneStats {
+                circuit: "closed",
+                in_flight: 0,
+                queued: 0,
+            },
         }
     }
 
     /// Sends the call and returns the `CallEnded` event describing its outcome.
     pub async fn send(&self, branch: BranchCall) -> Event {
         let started = Instant::now();
-        let (outcome, http_status, error) = self.exchange(&branch).await;
+        let exchange = self.exchange(&branch).await;
         let latency = started.elapsed();
-        let latency_ms = latency.as_millis() as u64;
-        crate::telemetry::branch_call(&branch.participant, branch.call.phase, outcome, latency);
+        crate::telemetry::branch_call(
+            &branch.participant,
+            branch.call.phase,
+            exchange.outcome,
+            latency,
+        );
         let now: Millis = self.clock.now();
-        let retry_at = now + retry_delay(&branch.retry, branch.call.attempt).as_millis() as u64;
-        if outcome != CallOutcome::Ok {
+        let delay = exchange
+            .retry_after
+            .unwrap_or_else(|| retry_delay(&branch.retry, branch.call.attempt));
+        if exchange.outcome != CallOutcome::Ok {
             tracing::debug!(saga = %branch.saga_id, step = %branch.step, phase = %branch.call.phase,
-                attempt = branch.call.attempt, ?outcome, ?http_status, error = ?error, "branch call failed");
+                attempt = branch.call.attempt, outcome = ?exchange.outcome, status = ?exchange.http_status,
+                error = ?exchange.error, "branch call failed");
         }
         Event::CallEnded {
             call: branch.call,
-            outcome,
-            http_status,
-            latency_ms,
-            error,
-            retry_at,
+            outcome: exchange.outcome,
+            http_status: exchange.http_status,
+            latency_ms: latency.as_millis() as u64,
+            error: exchange.error,
+            retry_at: now + delay.as_millis() as u64,
             at: now,
         }
     }
 
-    async fn exchange(&self, branch: &BranchCall) -> (CallOutcome, Option<u16>, Option<String>) {
+    async fn exchange(&self, branch: &BranchCall) -> Exchange {
         let phase = branch.call.phase;
-        let Some(participant) = self.registry.participant(&branch.participant) else {
-            return (
-                CallOutcome::NotSent,
-                None,
-                Some(format!(
-                    "participant {} is not registered",
-                    branch.participant
-                )),
-            );
+        let Some(lane) = self.lane(&branch.participant) else {
+            let error = format!("participant {} is not registered", branch.participant);
+            return Exchange::failed(CallOutcome::NotSent, error);
         };
-        let Some(path) = participant
-            .actions
-            .get(&branch.action)
-            .and_then(|a| a.path(phase))
-        else {
-            let message = format!(
+        let spec = &lane.spec;
+        let Some(path) = spec.actions.get(&branch.action).and_then(|a| a.path(phase)) else {
+            let error = format!(
                 "participant {} has no {phase} endpoint for action {}",
                 branch.participant, branch.action
             );
-            return (CallOutcome::NotSent, None, Some(message));
+            return Exchange::failed(CallOutcome::NotSent, error);
         };
-        let url = format!("{}{}", participant.base_url.trim_end_matches('/'), path);
-        let timeout =
-            Duration::from_millis(branch.timeout_ms.unwrap_or(participant.policy.timeout_ms));
+        let timeout = Duration::from_millis(branch.timeout_ms.unwrap_or(spec.policy.timeout_ms));
+
+        if !lane.breaker.permits() {
+            return Exchange {
+                outcome: CallOutcome::Refused,
+                http_status: None,
+                error: Some(format!(
+                    "circuit open for participant {}",
+                    branch.participant
+                )),
+                retry_after: Some(lane.breaker.open_for()),
+            };
+        }
+        // Waiting for a slot counts against the call's timeout: a hung participant makes its
+        // own callers give up, and nobody else's.
+        let slot = match lane.bulkhead.enter(timeout).await {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                return Exchange {
+                    outcome: CallOutcome::Refused,
+                    http_status: None,
+                    error: Some(format!("participant {}: {refusal}", branch.participant)),
+                    retry_after: Some(timeout.min(Duration::from_secs(1))),
+                };
+            }
+        };
+        if let Some(limiter) = &lane.limiter {
+            limiter.until_ready().await;
+        }
+        let url = format!("{}{}", spec.base_url.trim_end_matches('/'), path);
+        let exchange = self.post(branch, url, timeout).await;
+        drop(slot);
+        match exchange.outcome {
+            // A business answer means the participant is healthy.
+            CallOutcome::Ok | CallOutcome::Rejected => lane.breaker.on_success(),
+            CallOutcome::Transient | CallOutcome::NotSent => lane.breaker.on_failure(),
+            CallOutcome::Refused => {}
+        }
+        exchange
+    }
+
+    async fn post(&self, branch: &BranchCall, url: String, timeout: Duration) -> Exchange {
+        let phase = branch.call.phase;
         let body = BranchRequest {
             saga_id: branch.saga_id.clone(),
             step: branch.step.clone(),
@@ -170,19 +279,53 @@ impl Dispatcher {
                         text.chars().take(300).collect::<String>()
                     ))
                 };
-                (outcome, Some(status), error)
+                Exchange {
+                    outcome,
+                    http_status: Some(status),
+                    error,
+                    retry_after: None,
+                }
             }
-            Err(e) if e.is_connect() => (
+            Err(e) if e.is_connect() => Exchange::failed(
                 CallOutcome::NotSent,
-                None,
-                Some(format!("connect: {}", error_chain(&e))),
+                format!("connect: {}", error_chain(&e)),
             ),
-            Err(e) if e.is_timeout() => (
+            Err(e) if e.is_timeout() => Exchange::failed(
                 CallOutcome::Transient,
-                None,
-                Some(format!("timed out after {} ms", timeout.as_millis())),
+                format!("timed out after {} ms", timeout.as_millis()),
             ),
-            Err(e) => (CallOutcome::Transient, None, Some(error_chain(&e))),
+            Err(e) => Exchange::failed(CallOutcome::Transient, error_chain(&e)),
+        }
+    }
+
+    /// POSTs a finished saga to its callback URL; returns the `CallbackEnded` event.
+    pub async fn callback(&self, url: &str, body: &sagas::api::SagaView, attempt: u32) -> Event {
+        let result = self
+            .http
+            .post(url)
+            .timeout(Duration::from_secs(10))
+            .json(body)
+            .send()
+            .await;
+        let (delivered, http_status, error) = match result {
+            Ok(response) if response.status().is_success() => {
+                (true, Some(response.status().as_u16()), None)
+            }
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (false, Some(status), Some(format!("HTTP {status}")))
+            }
+            Err(e) => (false, None, Some(error_chain(&e))),
+        };
+        let now = self.clock.now();
+        let retry_at = now + retry_delay(&callback_retry_policy(), attempt).as_millis() as u64;
+        Event::CallbackEnded {
+            attempt,
+            delivered,
+            http_status,
+            error,
+            retry_at,
+            at: now,
         }
     }
 }

@@ -53,8 +53,8 @@ pub trait SagaLog: Send + Sync + 'static {
     fn create(&self, created: &Created, key: Option<&str>) -> Result<Creation, StoreError>;
     /// Appends an event with the saga's next sequence number.
     fn append(&self, saga_id: &str, seq: u64, event: &Event) -> Result<(), StoreError>;
-    /// Stores the saga's current state (used for listing and fast recovery); a terminal saga
-    /// leaves the active index.
+    /// Stores the saga's current state (used for listing and fast recovery); a settled saga
+    /// (terminal, callback delivered or abandoned) leaves the active index.
     fn save_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError>;
     /// Every event of a saga, in order, with its sequence number.
     fn events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError>;

@@ -124,7 +124,7 @@ impl SagaLog for SledStore {
                 saga: saga.clone(),
             }),
         )?;
-        if saga.lifecycle.is_terminal() {
+        if saga.is_settled() {
             self.active.remove(saga.id.as_bytes())?;
         }
         Ok(())

@@ -19,6 +19,11 @@ struct Script {
     /// Phases whose replies wait for `release`.
     hold: Vec<Phase>,
     calls: Vec<BranchRequest>,
+    arrivals: Vec<(Phase, std::time::Instant)>,
+    /// Status `POST /callback` answers; 200 when absent.
+    callback_status: Option<u16>,
+    /// Bodies `POST /callback` received, with the status it answered.
+    callbacks: Vec<(u16, serde_json::Value)>,
 }
 
 #[derive(Clone, Default)]
@@ -34,6 +39,7 @@ async fn handle(
     let (status, hold) = {
         let mut script = fake.script.lock().unwrap();
         script.calls.push(req.clone());
+        script.arrivals.push((req.phase, std::time::Instant::now()));
         (
             script.status.get(&req.phase).copied().unwrap_or(200),
             script.hold.contains(&req.phase),
@@ -48,11 +54,22 @@ async fn handle(
     )
 }
 
+async fn callback(
+    State(fake): State<FakeParticipant>,
+    Json(body): Json<serde_json::Value>,
+) -> StatusCode {
+    let mut script = fake.script.lock().unwrap();
+    let status = script.callback_status.unwrap_or(200);
+    script.callbacks.push((status, body));
+    StatusCode::from_u16(status).unwrap()
+}
+
 impl FakeParticipant {
     /// Serves on a free loopback port; paths are `/{phase}`.
     pub async fn start() -> (FakeParticipant, SocketAddr) {
         let fake = FakeParticipant::default();
         let app = axum::Router::new()
+            .route("/callback", post(callback))
             .route("/{phase}", post(handle))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -93,5 +110,27 @@ impl FakeParticipant {
             .iter()
             .filter(|c| c.phase == phase)
             .count()
+    }
+}
+
+impl FakeParticipant {
+    pub fn answer_callbacks(&self, status: u16) {
+        self.script.lock().unwrap().callback_status = Some(status);
+    }
+
+    pub fn callbacks(&self) -> Vec<(u16, serde_json::Value)> {
+        self.script.lock().unwrap().callbacks.clone()
+    }
+
+    /// When each call of `phase` arrived.
+    pub fn arrivals(&self, phase: Phase) -> Vec<std::time::Instant> {
+        self.script
+            .lock()
+            .unwrap()
+            .arrivals
+            .iter()
+            .filter(|(p, _)| *p == phase)
+            .map(|(_, t)| *t)
+            .collect()
     }
 }

@@ -1,0 +1,452 @@
+//! Resilience, in process on port 0 against scripted participants: circuit breaker, bulkhead,
+//! ingress rate limit, retry schedules and callbacks across restarts, graceful shutdown.
+
+#[allow(dead_code)] // shared by several test binaries, each using part of it
+mod fake_participant;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use coordinator::{CoordinatorConfig, RunningCoordinator};
+use fake_participant::FakeParticipant;
+use sagas::api::{SagaState, SagaView, StepStatus, SubmitSaga};
+use sagas::{CoordinatorClient, ParticipantSpec, Phase, WorkflowBuilder};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// Starts a coordinator on `dir`, retrying while a previous one on the same directory is
+/// still releasing its database lock.
+async fn start(dir: &Path, submit_rate_limit: Option<u32>) -> RunningCoordinator {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut config = CoordinatorConfig::ephemeral(dir);
+        config.submit_rate_limit = submit_rate_limit;
+        config.shutdown_grace_ms = 2_000;
+        match coordinator::start(config).await {
+            Ok(running) => {
+                let client = CoordinatorClient::new(running.url());
+                while !client.is_ready().await {
+                    assert!(Instant::now() < deadline, "coordinator never became ready");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                return running;
+            }
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot restart the coordinator: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A TCC action `t` and a SAGA action `s` at `addr`, with `policy` merged over the defaults.
+async fn register(client: &CoordinatorClient, name: &str, addr: SocketAddr, policy: Value) {
+    let spec: ParticipantSpec = serde_json::from_value(json!({
+        "base_url": format!("http://{addr}"),
+        "actions": {
+            "t": {"try": "/try", "confirm": "/confirm", "cancel": "/cancel"},
+            "s": {"action": "/action", "compensate": "/compensate"}
+        },
+        "policy": policy
+    }))
+    .unwrap();
+    client.put_participant(name, &spec).await.unwrap();
+}
+
+async fn one_step_workflow(
+    client: &CoordinatorClient,
+    name: &str,
+    participant: &str,
+    action: &str,
+) {
+    let spec = WorkflowBuilder::new()
+        .step("only", participant, action)
+        .build()
+        .unwrap();
+    client.put_workflow(name, &spec).await.unwrap();
+}
+
+async fn wait_for(
+    client: &CoordinatorClient,
+    id: &str,
+    done: impl Fn(&SagaView) -> bool,
+) -> SagaView {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let saga = client.get_saga(id).await.unwrap();
+        if done(&saga) {
+            return saga;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "saga {id} stayed {:?}: {saga:?}",
+            saga.state
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls `condition` until it holds, failing after 30 s.
+async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn circuit(client: &CoordinatorClient, name: &str) -> String {
+    let url = format!("{}/v1/participants/{name}", client.base_url());
+    let view: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    view["circuit"].as_str().unwrap().to_string()
+}
+
+fn fast_retry(max_attempts: u32, settle_max_attempts: u32) -> Value {
+    json!({"initial_ms": 10, "max_ms": 50, "multiplier": 2.0,
+           "max_attempts": max_attempts, "settle_max_attempts": settle_max_attempts})
+}
+
+#[tokio::test]
+async fn an_open_circuit_fails_forward_steps_fast_and_a_probe_closes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let (flaky, addr) = FakeParticipant::start().await;
+    register(
+        &client,
+        "flaky",
+        addr,
+        json!({
+            "timeout_ms": 1000,
+            "circuit_breaker": {"failure_threshold": 3, "open_ms": 300},
+            "retry": fast_retry(1, 1000)
+        }),
+    )
+    .await;
+    one_step_workflow(&client, "wf", "flaky", "t").await;
+    flaky.answer(Phase::Try, 500);
+    flaky.answer(Phase::Cancel, 500);
+
+    // A fails its try, then its cancel keeps failing until the circuit opens.
+    let a = client
+        .submit("wf", json!({"n": "a"}), None, None)
+        .await
+        .unwrap()
+        .saga;
+    eventually("the circuit to open", || async {
+        circuit(&client, "flaky").await == "open"
+    })
+    .await;
+
+    // B's try is refused without reaching the participant; B rolls back with nothing to undo.
+    let tries_before = flaky.count(Phase::Try);
+    let b = client
+        .submit("wf", json!({"n": "b"}), None, Some(10_000))
+        .await
+        .unwrap()
+        .saga;
+    assert_eq!(b.state, SagaState::Aborted);
+    assert!(
+        b.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("circuit open"),
+        "{:?}",
+        b.error
+    );
+    assert_eq!(b.steps[0].status, StepStatus::Skipped);
+    assert_eq!(
+        flaky.count(Phase::Try),
+        tries_before,
+        "B never called the participant"
+    );
+    assert_ne!(
+        client.get_saga(&a.id).await.unwrap().state,
+        SagaState::Stuck,
+        "waiting for an open circuit spends no attempts"
+    );
+
+    // Healed: the next probe (A's cancel) closes the circuit, A finishes, new sagas commit.
+    flaky.answer(Phase::Try, 200);
+    flaky.answer(Phase::Cancel, 200);
+    let a = wait_for(&client, &a.id, |s| s.state.is_terminal()).await;
+    assert_eq!(a.state, SagaState::Aborted);
+    eventually("the circuit to close", || async {
+        circuit(&client, "flaky").await == "closed"
+    })
+    .await;
+    let c = client
+        .submit("wf", json!({"n": "c"}), None, Some(10_000))
+        .await
+        .unwrap()
+        .saga;
+    assert_eq!(c.state, SagaState::Committed);
+    coordinator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hung_participant_ties_up_only_its_own_bulkhead() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let (slow, slow_addr) = FakeParticipant::start().await;
+    let (fast, fast_addr) = FakeParticipant::start().await;
+    register(
+        &client,
+        "slow",
+        slow_addr,
+        json!({
+            "timeout_ms": 300, "max_concurrency": 2, "queue_capacity": 2,
+            "circuit_breaker": {"failure_threshold": 1000, "open_ms": 1000},
+            "retry": fast_retry(1, 50)
+        }),
+    )
+    .await;
+    register(
+        &client,
+        "fast",
+        fast_addr,
+        json!({"retry": fast_retry(1, 50)}),
+    )
+    .await;
+    one_step_workflow(&client, "uses_slow", "slow", "s").await;
+    one_step_workflow(&client, "fast_only", "fast", "s").await;
+    slow.hold(Phase::Action);
+
+    let stuck_behind_slow: Vec<String> = futures::future::join_all(
+        (0..10).map(|i| client.submit("uses_slow", json!({"i": i}), None, None)),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.unwrap().saga.id)
+    .collect();
+    // Sagas that never touch `slow` are not held up by it.
+    for i in 0..20 {
+        let saga = client
+            .submit("fast_only", json!({"i": i}), None, Some(10_000))
+            .await
+            .unwrap()
+            .saga;
+        assert_eq!(saga.state, SagaState::Committed);
+    }
+    assert_eq!(fast.count(Phase::Action), 20);
+    // The sagas on `slow` time out or are refused, and roll back instead of piling up.
+    let mut errors = Vec::new();
+    for id in &stuck_behind_slow {
+        let saga = wait_for(&client, id, |s| s.state.is_terminal()).await;
+        assert_eq!(saga.state, SagaState::Aborted, "{saga:?}");
+        errors.push(saga.error.unwrap_or_default());
+    }
+    assert!(errors.iter().any(|e| e.contains("timed out")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("bulkhead")), "{errors:?}");
+    assert!(slow.count(Phase::Action) <= 10);
+    slow.release_all();
+    coordinator.shutdown().await;
+}
+
+#[tokio::test]
+async fn submissions_over_the_rate_limit_get_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = start(dir.path(), Some(5)).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let (_p, addr) = FakeParticipant::start().await;
+    register(&client, "p", addr, json!({})).await;
+    one_step_workflow(&client, "wf", "p", "s").await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/sagas", coordinator.url());
+    let responses = futures::future::join_all((0..40).map(|i| {
+        http.post(&url)
+            .json(&SubmitSaga {
+                workflow: "wf".into(),
+                input: json!({"i": i}),
+                callback_url: None,
+            })
+            .send()
+    }))
+    .await;
+    let (mut accepted, mut limited) = (Vec::new(), 0);
+    for response in responses {
+        let response = response.unwrap();
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body: Value = response.json().await.unwrap();
+        match status {
+            200 | 202 => accepted.push(body["id"].as_str().unwrap().to_string()),
+            429 => {
+                limited += 1;
+                assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
+                assert_eq!(body["error"]["code"], "rate_limited");
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(limited > 0, "40 at once must exceed 5/s");
+    assert!(!accepted.is_empty());
+    // Everything acknowledged was logged.
+    for id in accepted {
+        client.get_saga(&id).await.unwrap();
+    }
+    coordinator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_retry_schedule_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let (p, addr) = FakeParticipant::start().await;
+    // A fixed 1.5 s between attempts (the ceiling caps the jitter).
+    register(
+        &client,
+        "p",
+        addr,
+        json!({"retry": {"initial_ms": 1500, "max_ms": 1500, "multiplier": 1.0,
+        "max_attempts": 3, "settle_max_attempts": 5}}),
+    )
+    .await;
+    one_step_workflow(&client, "wf", "p", "t").await;
+    p.answer(Phase::Try, 503);
+    let saga = client
+        .submit("wf", json!({}), None, None)
+        .await
+        .unwrap()
+        .saga;
+    eventually("the first try", || async { p.count(Phase::Try) == 1 }).await;
+    let first = p.arrivals(Phase::Try)[0];
+    coordinator.shutdown().await;
+
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    p.answer(Phase::Try, 200);
+    let done = wait_for(&client, &saga.id, |s| s.state.is_terminal()).await;
+    assert_eq!(done.state, SagaState::Committed);
+    let tries = p.arrivals(Phase::Try);
+    assert_eq!(tries.len(), 2, "no burst of retries after the restart");
+    let gap = tries[1] - first;
+    assert!(
+        gap >= Duration::from_millis(1_400),
+        "the persisted retry time was kept: {gap:?}"
+    );
+    coordinator.shutdown().await;
+}
+
+#[tokio::test]
+async fn callbacks_are_delivered_at_least_once_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let (p, addr) = FakeParticipant::start().await;
+    register(&client, "p", addr, json!({})).await;
+    one_step_workflow(&client, "wf", "p", "s").await;
+    p.answer_callbacks(500);
+    let body = SubmitSaga {
+        workflow: "wf".into(),
+        input: json!({"x": 1}),
+        callback_url: Some(format!("http://{addr}/callback")),
+    };
+    let saga = client
+        .submit_body(&body, None, Some(10_000))
+        .await
+        .unwrap()
+        .saga;
+    assert_eq!(
+        saga.state,
+        SagaState::Committed,
+        "the saga's outcome does not wait for its callback"
+    );
+    eventually("a failed callback attempt", || async {
+        !p.callbacks().is_empty()
+    })
+    .await;
+    coordinator.shutdown().await;
+
+    p.answer_callbacks(200);
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    eventually("the callback to be delivered", || async {
+        p.callbacks().iter().any(|(s, _)| *s == 200)
+    })
+    .await;
+    let delivered: Vec<Value> = p
+        .callbacks()
+        .into_iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(delivered[0]["id"], saga.id.as_str());
+    assert_eq!(delivered[0]["state"], "committed");
+    let events = client.saga_events(&saga.id).await.unwrap().events;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "callback_ended" && e.outcome.as_deref() == Some("failed"))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "callback_ended" && e.outcome.as_deref() == Some("delivered"))
+    );
+    coordinator.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_refuses_new_sagas_and_resumes_unfinished_ones_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let (p, addr) = FakeParticipant::start().await;
+    register(
+        &client,
+        "p",
+        addr,
+        json!({"timeout_ms": 500, "retry": {"initial_ms": 100, "max_ms": 200, "multiplier": 2.0, "max_attempts": 1000, "settle_max_attempts": 1000}}),
+    )
+    .await;
+    one_step_workflow(&client, "wf", "p", "t").await;
+    p.answer(Phase::Try, 503);
+    let ids: Vec<String> = futures::future::join_all(
+        (0..20).map(|i| client.submit("wf", json!({"i": i}), None, None)),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.unwrap().saga.id)
+    .collect();
+    eventually("every saga to have tried", || async {
+        p.count(Phase::Try) >= 20
+    })
+    .await;
+    let runtime = coordinator.runtime().clone();
+    let stopping = tokio::spawn(coordinator.shutdown());
+    eventually("shutdown to begin", || async { runtime.is_shutting_down() }).await;
+    let refused = client.submit("wf", json!({"late": true}), None, None).await;
+    match refused {
+        Err(sagas::ClientError::Api {
+            status: 503, code, ..
+        }) => assert_eq!(code, "shutting_down"),
+        // The listener may already be closed: refused either way, never accepted.
+        Err(sagas::ClientError::Transport(_)) => {}
+        other => panic!("a submission during shutdown must be refused, got {other:?}"),
+    }
+    stopping.await.unwrap();
+    drop(runtime); // the last handle on the saga log: its lock is released
+
+    p.answer(Phase::Try, 200);
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    for id in &ids {
+        let saga = wait_for(&client, id, |s| s.state.is_terminal()).await;
+        assert_eq!(saga.state, SagaState::Committed);
+    }
+    coordinator.shutdown().await;
+}
