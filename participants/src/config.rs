@@ -110,9 +110,17 @@ pub struct ParticipantArgs {
     /// URL the coordinator should call back; defaults to http://{listen address}.
     #[arg(long, value_name = "URL")]
     pub advertise_url: Option<String>,
-    /// Fault injection on branch calls, e.g. `error_rate=0.1,latency_ms=20,hang_rate=0.01,
-    /// drop_reply_rate=0.05,hang_ms=30000,seed=1` (see the `faults` module).
-    #[arg(long, value_name = "SPEC")]
+    /// Enables fault injection on branch calls and `GET/PUT /_faults` to change it at runtime
+    /// (without this flag the endpoint does not exist); SPEC is the initial plan.
+    ///
+    /// SPEC: comma-separated `key=value`, e.g.
+    /// `error_rate=0.1,delay_ms=20,hang=false,drop_reply_rate=0.05,seed=1`. `--faults` alone,
+    /// an empty SPEC or `none` starts with no fault active. `error_rate`: answer 500 without
+    /// handling; `delay_ms`: wait before handling; `hang`: never answer (until the client
+    /// gives up or shutdown); `drop_reply_rate`: handle and commit, then close the connection
+    /// without any reply; `seed`: reproducible dice. `PUT /_faults` takes the same keys as a
+    /// JSON object and replaces the whole plan (missing keys are off).
+    #[arg(long, value_name = "SPEC", num_args = 0..=1, default_missing_value = "none")]
     pub faults: Option<String>,
     /// FOR CHAOS-HARNESS SANITY CHECKS ONLY: disables the branch barrier, so duplicate, early
     /// (null compensation) and late (hanging) branch calls corrupt the data.
@@ -191,7 +199,8 @@ pub struct ParticipantConfig {
     /// Base URL registered with the coordinator; `None` means `http://{bound address}`, with
     /// an unspecified IP (0.0.0.0, ::) replaced by loopback.
     pub advertise_url: Option<String>,
-    /// Faults to inject on branch calls (chaos testing); `None` injects nothing.
+    /// Fault injection (chaos testing): `Some` serves `GET/PUT /_faults` and starts with this
+    /// plan (which may inject nothing yet); `None` injects nothing and has no such endpoint.
     pub faults: Option<FaultPlan>,
     pub barrier: BarrierMode,
 }
@@ -236,6 +245,9 @@ impl ParticipantConfig {
             && !is_http_url(url)
         {
             return Err(ConfigError::AdvertiseUrl(url.clone()));
+        }
+        if let Some(plan) = &self.faults {
+            plan.validate().map_err(ConfigError::Faults)?;
         }
         Ok(())
     }
@@ -323,6 +335,51 @@ mod tests {
     }
 
     #[test]
+    fn faults_is_a_flag_with_an_optional_initial_plan() {
+        let parse = |args: &[&str]| {
+            ParticipantArgs::try_parse_from_for(ParticipantKind::Wallet, args)
+                .unwrap()
+                .into_config(ParticipantKind::Wallet)
+        };
+        assert_eq!(parse(&["wallet"]).unwrap().faults, None);
+        assert_eq!(
+            parse(&["wallet", "--faults"]).unwrap().faults,
+            Some(FaultPlan::default())
+        );
+        // A following flag is not taken for the SPEC.
+        let config = parse(&["wallet", "--faults", "--listen", "127.0.0.1:0"]).unwrap();
+        assert_eq!(config.faults, Some(FaultPlan::default()));
+        assert_eq!(config.listen.port(), 0);
+        assert_eq!(
+            parse(&["wallet", "--faults", "error_rate=0.1,delay_ms=20"])
+                .unwrap()
+                .faults,
+            Some(FaultPlan {
+                error_rate: 0.1,
+                delay_ms: 20,
+                ..FaultPlan::default()
+            })
+        );
+        assert_eq!(
+            parse(&["wallet", "--faults=hang"]).unwrap().faults,
+            Some(FaultPlan {
+                hang: true,
+                ..FaultPlan::default()
+            })
+        );
+        assert!(matches!(
+            parse(&["wallet", "--faults", "error_rate=2"]),
+            Err(ConfigError::Faults(_))
+        ));
+        let mut invalid = ParticipantConfig::new(ParticipantKind::Wallet);
+        invalid.faults = Some(FaultPlan {
+            drop_reply_rate: 7.0,
+            ..FaultPlan::default()
+        });
+        assert!(matches!(invalid.validate(), Err(ConfigError::Faults(_))));
+    }
+
+    #[test]
     fn help_names_the_per_participant_environment() {
         let help = ParticipantArgs::command_for(ParticipantKind::Points)
             .render_long_help()
@@ -330,5 +387,8 @@ mod tests {
         assert!(help.contains("POINTS_LISTEN"), "{help}");
         assert!(help.contains("7703"), "{help}");
         assert!(help.contains("unsafe-no-barrier"), "{help}");
+        assert!(help.contains("--faults [<SPEC>]"), "{help}");
+        assert!(help.contains("POINTS_FAULTS"), "{help}");
+        assert!(help.contains("/_faults"), "{help}");
     }
 }

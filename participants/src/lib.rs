@@ -10,8 +10,8 @@
 //!   retrying with backoff until it answers;
 //! - [`records`]: typed JSON records in sled trees for business state;
 //! - [`config`]: the flags and environment shared by the binaries, as a typed config;
-//! - [`faults`]: optional fault injection on branch calls (latency, errors, hangs, replies
-//!   dropped after commit) for the chaos harness;
+//! - [`faults`]: optional fault injection on branch calls (delay, errors, hangs, replies
+//!   dropped after commit), enabled by `--faults` and changed at runtime by `PUT /_faults`;
 //! - [`server`]: start-up (database, listener, registration) and graceful shutdown,
 //!   returning a [`RunningParticipant`]; [`cli`] wraps it into a binary's `main`.
 //!

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::barrier::{Barrier, BarrierError, BranchReply};
 use crate::config::{ConfigError, ParticipantConfig, ParticipantKind};
-use crate::faults::{self, FaultInjector, FaultPlan};
+use crate::faults::{self, ConnectionSwitch, FaultInjector, FaultListener};
 use crate::registration::Registration;
 
 #[derive(Debug, Error)]
@@ -161,19 +161,23 @@ pub(crate) async fn start(
 
     let (stopping, stop_requested) = watch::channel(false);
     let mut routes = service.routes;
-    if let Some(plan) = config.faults.clone().filter(FaultPlan::is_active) {
-        tracing::warn!(?plan, "injecting faults into branch calls");
+    let injector = config.faults.map(|plan| {
+        tracing::warn!(
+            ?plan,
+            "fault injection enabled: PUT {} changes it",
+            faults::FAULTS_PATH
+        );
         let branch_paths = spec
             .actions
             .values()
             .flat_map(|endpoints| BRANCH_PHASES.iter().filter_map(|p| endpoints.path(*p)))
             .map(str::to_string)
             .collect();
-        let injector = FaultInjector::new(plan, branch_paths, stop_requested.clone());
-        routes = routes.layer(axum::middleware::from_fn_with_state(
-            injector,
-            faults::inject,
-        ));
+        FaultInjector::new(plan, branch_paths, stop_requested.clone())
+    });
+    let with_faults = injector.is_some();
+    if let Some(injector) = injector {
+        routes = injector.install(routes);
     }
     let app = routes
         .route(
@@ -181,14 +185,28 @@ pub(crate) async fn start(
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
         .fallback(|| async { BranchReply::error(404, "not_found", "no such route") });
-    let serving = tokio::spawn(async move {
+    let stop_signal = {
         let mut stop_requested = stop_requested;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_requested.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+        async move {
+            let _ = stop_requested.wait_for(|stop| *stop).await;
+        }
+    };
+    let serving = if with_faults {
+        // Connections that a dropped reply or an ended hang can cut (see `faults`).
+        let app = app.into_make_service_with_connect_info::<ConnectionSwitch>();
+        let listener = FaultListener::new(listener);
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop_signal)
+                .await
+        })
+    } else {
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop_signal)
+                .await
+        })
+    };
     let registration = Registration::spawn(
         CoordinatorClient::new(config.coordinator_url.clone()),
         kind.name().to_string(),
