@@ -1,1 +1,34 @@
-//! placeholder
+//! Process-level chaos harness for the saga coordinator.
+//!
+//! The tests in `tests/` start the real `coordinator`, `wallet`, `order` and `points` binaries
+//! as child processes on free loopback ports, each with a fresh data directory, drive the
+//! `place_order` workflow through the coordinator's HTTP API, inject faults (SIGKILL, SIGTERM,
+//! restarts on the same port and data directory) and finally check the books.
+//!
+//! - [`binaries`]: where the built binaries live (`<target>/debug/<name>`);
+//! - [`ports`]: free loopback ports;
+//! - [`process`]: [`ServiceProcess`], one child process with its log file, kill/terminate/restart
+//!   and a deadline-bounded wait for health;
+//! - [`cluster`]: [`Cluster`], a coordinator plus the three example participants, ready to use;
+//! - [`participant_api`]: small typed clients for the wallet, order and points HTTP APIs;
+//! - [`workload`]: saga plans and deadline-bounded submit/resubmit/settle loops;
+//! - [`books`]: the invariant checker run once faults stop;
+//! - [`watch`]: a background poller that catches invariants broken *while* sagas run (a negative
+//!   balance never shows at quiescence if it is later repaired).
+//!
+//! Running: see `chaos-tests/README.md`. In short, `cargo build --workspace --bins` and then
+//! `cargo test -p chaos-tests`.
+
+pub mod binaries;
+pub mod books;
+pub mod cluster;
+pub mod participant_api;
+pub mod ports;
+pub mod process;
+pub mod watch;
+pub mod workload;
+
+pub use books::{Audit, Books, Observed, Violation};
+pub use cluster::{Cluster, ClusterOptions, Participant};
+pub use process::ServiceProcess;
+pub use workload::SagaPlan;

@@ -1,0 +1,608 @@
+//! The invariant checker.
+//!
+//! A test records what it deposited and which sagas it submitted ([`Books`]); once faults stop
+//! and every saga has settled, [`Books::observe`] reads the coordinator's saga states and the
+//! participants' state ([`Observed`]) and [`Books::check`] compares the two:
+//!
+//! - every submitted saga was accepted and is `committed` or `aborted`;
+//! - committed: the order exists, is `created` and carries the saga's account and amount;
+//! - aborted: the order is absent or `cancelled`;
+//! - points, per account: the account's points equal the sum of the points of its committed
+//!   sagas (awarded exactly once for each committed saga, never for an aborted one);
+//! - money, per account: initial deposits == balance + the amounts of its committed sagas,
+//!   nothing frozen at quiescence, no negative balance or frozen amount, and no account the
+//!   test never funded holds money.
+//!
+//! Points are checked per account, so a test that wants to pin a double award on one saga gives
+//! each saga its own account, or distinct point values.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use anyhow::Context;
+use sagas::api::SagaState;
+use sagas::client::ClientError;
+
+use crate::cluster::Cluster;
+use crate::participant_api::{AccountView, OrderView};
+use crate::workload::SagaPlan;
+
+/// A submitted saga and the id the coordinator gave it (`None` if it was never accepted).
+#[derive(Debug, Clone)]
+pub struct SagaRecord {
+    pub plan: SagaPlan,
+    pub saga_id: Option<String>,
+}
+
+/// What the test did: deposits and submitted sagas.
+#[derive(Debug, Clone, Default)]
+pub struct Books {
+    deposits: BTreeMap<String, u64>,
+    sagas: Vec<SagaRecord>,
+}
+
+/// What the services say after the run.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Saga id -> state; a saga the coordinator does not know is absent.
+    pub sagas: BTreeMap<String, SagaState>,
+    /// Every wallet account.
+    pub accounts: BTreeMap<String, AccountView>,
+    /// Order id -> order; `None` when the order service answers 404.
+    pub orders: BTreeMap<String, Option<OrderView>>,
+    /// Account -> points.
+    pub points: BTreeMap<String, i64>,
+}
+
+/// One broken invariant, with what was expected and what was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// The test never got the saga accepted, so nothing can be said about it.
+    NeverAccepted { key: String, order_id: String },
+    /// The coordinator does not know a saga it acknowledged.
+    SagaLost { key: String, saga_id: String },
+    /// Not `committed` or `aborted` after the run.
+    NotSettled {
+        key: String,
+        saga_id: String,
+        state: SagaState,
+    },
+    /// A committed saga whose order does not exist.
+    OrderMissing { saga_id: String, order_id: String },
+    /// The order's status is not what the saga's outcome requires.
+    OrderStatus {
+        saga_id: String,
+        order_id: String,
+        saga_state: SagaState,
+        expected: &'static str,
+        found: String,
+    },
+    /// The order carries another account or amount than the saga's input.
+    OrderContents {
+        saga_id: String,
+        order_id: String,
+        expected: (String, u64),
+        found: (String, i64),
+    },
+    /// Points of an account differ from the sum over its committed sagas.
+    Points {
+        account: String,
+        expected: u64,
+        found: i64,
+    },
+    /// Deposits != balance + committed amounts.
+    MoneyNotConserved {
+        account: String,
+        deposited: u64,
+        committed: u64,
+        expected_balance: i64,
+        found_balance: i64,
+    },
+    /// Money still frozen once every saga settled.
+    FrozenAtRest { account: String, frozen: i64 },
+    /// A negative balance or frozen amount (seen at rest or, from a watch, mid-flight).
+    Negative {
+        account: String,
+        balance: i64,
+        frozen: i64,
+        when: &'static str,
+    },
+    /// More frozen than the balance holds (seen mid-flight by a watch).
+    FrozenExceedsBalance {
+        account: String,
+        balance: i64,
+        frozen: i64,
+    },
+    /// A funded account the wallet does not know.
+    AccountMissing { account: String, deposited: u64 },
+    /// An account the test never funded holds money.
+    UnexpectedAccount { account: String, view: AccountView },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::NeverAccepted { key, order_id } => write!(
+                f,
+                "saga with key {key} (order {order_id}) was never accepted by the coordinator"
+            ),
+            Violation::SagaLost { key, saga_id } => write!(
+                f,
+                "saga {saga_id} (key {key}) was acknowledged but the coordinator no longer knows it"
+            ),
+            Violation::NotSettled {
+                key,
+                saga_id,
+                state,
+            } => write!(
+                f,
+                "saga {saga_id} (key {key}) is {state}, expected committed or aborted"
+            ),
+            Violation::OrderMissing { saga_id, order_id } => write!(
+                f,
+                "saga {saga_id} is committed but order {order_id} does not exist"
+            ),
+            Violation::OrderStatus {
+                saga_id,
+                order_id,
+                saga_state,
+                expected,
+                found,
+            } => write!(
+                f,
+                "saga {saga_id} is {saga_state}: order {order_id} should be {expected}, found {found}"
+            ),
+            Violation::OrderContents {
+                saga_id,
+                order_id,
+                expected,
+                found,
+            } => write!(
+                f,
+                "saga {saga_id}: order {order_id} should be (account {}, amount {}), \
+                 found (account {}, amount {})",
+                expected.0, expected.1, found.0, found.1
+            ),
+            Violation::Points {
+                account,
+                expected,
+                found,
+            } => write!(
+                f,
+                "account {account}: points should be {expected} (sum over its committed sagas), \
+                 found {found}"
+            ),
+            Violation::MoneyNotConserved {
+                account,
+                deposited,
+                committed,
+                expected_balance,
+                found_balance,
+            } => write!(
+                f,
+                "account {account}: deposited {deposited}, committed sagas took {committed}, so \
+                 balance should be {expected_balance}, found {found_balance} (difference {})",
+                found_balance - expected_balance
+            ),
+            Violation::FrozenAtRest { account, frozen } => write!(
+                f,
+                "account {account}: {frozen} still frozen after every saga settled"
+            ),
+            Violation::Negative {
+                account,
+                balance,
+                frozen,
+                when,
+            } => write!(
+                f,
+                "account {account}: negative amount {when} (balance {balance}, frozen {frozen})"
+            ),
+            Violation::FrozenExceedsBalance {
+                account,
+                balance,
+                frozen,
+            } => write!(
+                f,
+                "account {account}: frozen {frozen} exceeds balance {balance}"
+            ),
+            Violation::AccountMissing { account, deposited } => write!(
+                f,
+                "account {account} was funded with {deposited} but the wallet does not know it"
+            ),
+            Violation::UnexpectedAccount { account, view } => write!(
+                f,
+                "account {account} was never funded by the test but holds balance {} frozen {}",
+                view.balance, view.frozen
+            ),
+        }
+    }
+}
+
+/// The result of a check: violations plus counts, printable as a report.
+#[derive(Debug, Clone, Default)]
+pub struct Audit {
+    pub violations: Vec<Violation>,
+    pub committed: usize,
+    pub aborted: usize,
+    pub other: usize,
+}
+
+impl Audit {
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// `Err` with the report when anything is violated.
+    pub fn into_result(self) -> anyhow::Result<Audit> {
+        if self.is_clean() {
+            Ok(self)
+        } else {
+            Err(anyhow::anyhow!("{self}"))
+        }
+    }
+}
+
+impl fmt::Display for Audit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "books: {} committed, {} aborted, {} other; {} violation(s)",
+            self.committed,
+            self.aborted,
+            self.other,
+            self.violations.len()
+        )?;
+        const SHOWN: usize = 50;
+        for violation in self.violations.iter().take(SHOWN) {
+            write!(f, "\n  - {violation}")?;
+        }
+        if self.violations.len() > SHOWN {
+            write!(f, "\n  ... and {} more", self.violations.len() - SHOWN)?;
+        }
+        Ok(())
+    }
+}
+
+impl Books {
+    pub fn new() -> Books {
+        Books::default()
+    }
+
+    /// Records a deposit the test made.
+    pub fn deposit(&mut self, account: &str, amount: u64) {
+        *self.deposits.entry(account.into()).or_default() += amount;
+    }
+
+    /// Records a submitted saga and the id the coordinator gave it, if any.
+    pub fn record(&mut self, plan: SagaPlan, saga_id: Option<String>) {
+        self.sagas.push(SagaRecord { plan, saga_id });
+    }
+
+    pub fn sagas(&self) -> &[SagaRecord] {
+        &self.sagas
+    }
+
+    /// Every account the test funded or used in a saga.
+    fn accounts(&self) -> BTreeSet<String> {
+        self.deposits
+            .keys()
+            .cloned()
+            .chain(self.sagas.iter().map(|s| s.plan.account.clone()))
+            .collect()
+    }
+
+    /// Reads saga states from the coordinator and the participants' state.
+    pub async fn observe(&self, cluster: &Cluster) -> anyhow::Result<Observed> {
+        let mut observed = Observed::default();
+        for record in &self.sagas {
+            let Some(id) = &record.saga_id else { continue };
+            match cluster.client().get_saga(id).await {
+                Ok(view) => {
+                    observed.sagas.insert(id.clone(), view.state);
+                }
+                Err(ClientError::Api { status: 404, .. }) => {}
+                Err(e) => return Err(e).with_context(|| format!("reading saga {id}")),
+            }
+        }
+        observed.accounts = cluster
+            .wallet()
+            .accounts()
+            .await
+            .context("reading wallet accounts")?;
+        for record in &self.sagas {
+            let order_id = &record.plan.order_id;
+            let order = cluster
+                .order()
+                .order(order_id)
+                .await
+                .with_context(|| format!("reading order {order_id}"))?;
+            observed.orders.insert(order_id.clone(), order);
+        }
+        for account in self.accounts() {
+            let points = cluster
+                .points()
+                .points(&account)
+                .await
+                .with_context(|| format!("reading points of {account}"))?;
+            observed.points.insert(account, points);
+        }
+        Ok(observed)
+    }
+
+    /// Observes and checks in one go.
+    pub async fn audit(&self, cluster: &Cluster) -> anyhow::Result<Audit> {
+        Ok(self.check(&self.observe(cluster).await?))
+    }
+
+    /// Compares what the test did with what the services say. Pure.
+    pub fn check(&self, observed: &Observed) -> Audit {
+        let mut audit = Audit::default();
+        let mut committed_amount: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut committed_points: BTreeMap<&str, u64> = BTreeMap::new();
+
+        for record in &self.sagas {
+            let plan = &record.plan;
+            let Some(id) = &record.saga_id else {
+                audit.other += 1;
+                audit.violations.push(Violation::NeverAccepted {
+                    key: plan.key.clone(),
+                    order_id: plan.order_id.clone(),
+                });
+                continue;
+            };
+            let Some(&state) = observed.sagas.get(id) else {
+                audit.other += 1;
+                audit.violations.push(Violation::SagaLost {
+                    key: plan.key.clone(),
+                    saga_id: id.clone(),
+                });
+                continue;
+            };
+            let order = observed.orders.get(&plan.order_id).cloned().flatten();
+            match state {
+                SagaState::Committed => {
+                    audit.committed += 1;
+                    *committed_amount.entry(&plan.account).or_default() += plan.amount;
+                    *committed_points.entry(&plan.account).or_default() += plan.points;
+                    match order {
+                        None => audit.violations.push(Violation::OrderMissing {
+                            saga_id: id.clone(),
+                            order_id: plan.order_id.clone(),
+                        }),
+                        Some(order) => {
+                            if order.status != "created" {
+                                audit.violations.push(Violation::OrderStatus {
+                                    saga_id: id.clone(),
+                                    order_id: plan.order_id.clone(),
+                                    saga_state: state,
+                                    expected: "created",
+                                    found: order.status.clone(),
+                                });
+                            }
+                            check_order_contents(&mut audit, id, plan, &order);
+                        }
+                    }
+                }
+                SagaState::Aborted => {
+                    audit.aborted += 1;
+                    if let Some(order) = order {
+                        if order.status != "cancelled" {
+                            audit.violations.push(Violation::OrderStatus {
+                                saga_id: id.clone(),
+                                order_id: plan.order_id.clone(),
+                                saga_state: state,
+                                expected: "absent or cancelled",
+                                found: order.status.clone(),
+                            });
+                        }
+                        check_order_contents(&mut audit, id, plan, &order);
+                    }
+                }
+                other => {
+                    audit.other += 1;
+                    audit.violations.push(Violation::NotSettled {
+                        key: plan.key.clone(),
+                        saga_id: id.clone(),
+                        state: other,
+                    });
+                }
+            }
+        }
+
+        for account in self.accounts() {
+            let expected = committed_points.get(account.as_str()).copied().unwrap_or(0);
+            let found = observed.points.get(&account).copied().unwrap_or(0);
+            if i128::from(found) != i128::from(expected) {
+                audit.violations.push(Violation::Points {
+                    account: account.clone(),
+                    expected,
+                    found,
+                });
+            }
+        }
+
+        for (account, view) in &observed.accounts {
+            if view.balance < 0 || view.frozen < 0 {
+                audit.violations.push(Violation::Negative {
+                    account: account.clone(),
+                    balance: view.balance,
+                    frozen: view.frozen,
+                    when: "at rest",
+                });
+            }
+            if view.frozen != 0 {
+                audit.violations.push(Violation::FrozenAtRest {
+                    account: account.clone(),
+                    frozen: view.frozen,
+                });
+            }
+            if !self.deposits.contains_key(account) && (view.balance != 0 || view.frozen != 0) {
+                audit.violations.push(Violation::UnexpectedAccount {
+                    account: account.clone(),
+                    view: *view,
+                });
+            }
+        }
+        for (account, &deposited) in &self.deposits {
+            let committed = committed_amount.get(account.as_str()).copied().unwrap_or(0);
+            let Some(view) = observed.accounts.get(account) else {
+                audit.violations.push(Violation::AccountMissing {
+                    account: account.clone(),
+                    deposited,
+                });
+                continue;
+            };
+            let expected_balance = i128::from(deposited) - i128::from(committed);
+            if i128::from(view.balance) != expected_balance {
+                audit.violations.push(Violation::MoneyNotConserved {
+                    account: account.clone(),
+                    deposited,
+                    committed,
+                    expected_balance: i64::try_from(expected_balance).unwrap_or(i64::MIN),
+                    found_balance: view.balance,
+                });
+            }
+        }
+        // Sagas on accounts the test never funded must all have aborted; money taken from
+        // such an account shows up above as an unexpected or negative account.
+        audit
+    }
+}
+
+fn check_order_contents(audit: &mut Audit, saga_id: &str, plan: &SagaPlan, order: &OrderView) {
+    if order.account != plan.account || i128::from(order.amount) != i128::from(plan.amount) {
+        audit.violations.push(Violation::OrderContents {
+            saga_id: saga_id.into(),
+            order_id: plan.order_id.clone(),
+            expected: (plan.account.clone(), plan.amount),
+            found: (order.account.clone(), order.amount),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(i: usize, account: &str, amount: u64, points: u64) -> SagaPlan {
+        SagaPlan::new("t", i, account, amount, points)
+    }
+
+    fn order(status: &str, account: &str, amount: i64) -> Option<OrderView> {
+        Some(OrderView {
+            status: status.into(),
+            account: account.into(),
+            amount,
+        })
+    }
+
+    /// Two sagas on one account: one committed, one aborted, books balanced.
+    fn balanced() -> (Books, Observed) {
+        let mut books = Books::new();
+        books.deposit("alice", 100);
+        books.record(plan(0, "alice", 60, 5), Some("s0".into()));
+        books.record(plan(1, "alice", 60, 7), Some("s1".into()));
+        let mut observed = Observed::default();
+        observed.sagas.insert("s0".into(), SagaState::Committed);
+        observed.sagas.insert("s1".into(), SagaState::Aborted);
+        observed.accounts.insert(
+            "alice".into(),
+            AccountView {
+                balance: 40,
+                frozen: 0,
+            },
+        );
+        observed
+            .orders
+            .insert("t-order-0".into(), order("created", "alice", 60));
+        observed
+            .orders
+            .insert("t-order-1".into(), order("cancelled", "alice", 60));
+        observed.points.insert("alice".into(), 5);
+        (books, observed)
+    }
+
+    #[test]
+    fn balanced_books_pass() {
+        let (books, observed) = balanced();
+        let audit = books.check(&observed);
+        assert!(audit.is_clean(), "{audit}");
+        assert_eq!((audit.committed, audit.aborted), (1, 1));
+    }
+
+    #[test]
+    fn aborted_saga_may_leave_no_order() {
+        let (books, mut observed) = balanced();
+        observed.orders.insert("t-order-1".into(), None);
+        assert!(books.check(&observed).is_clean());
+    }
+
+    #[test]
+    fn double_deduction_is_caught() {
+        let (books, mut observed) = balanced();
+        observed.accounts.get_mut("alice").unwrap().balance = -20;
+        let audit = books.check(&observed);
+        assert!(audit.violations.contains(&Violation::MoneyNotConserved {
+            account: "alice".into(),
+            deposited: 100,
+            committed: 60,
+            expected_balance: 40,
+            found_balance: -20,
+        }));
+        assert!(
+            audit
+                .violations
+                .iter()
+                .any(|v| matches!(v, Violation::Negative { .. }))
+        );
+    }
+
+    #[test]
+    fn leftovers_of_an_aborted_saga_are_caught() {
+        let (books, mut observed) = balanced();
+        observed
+            .orders
+            .insert("t-order-1".into(), order("created", "alice", 60));
+        observed.points.insert("alice".into(), 12);
+        observed.accounts.get_mut("alice").unwrap().frozen = 60;
+        let audit = books.check(&observed);
+        let text = audit.to_string();
+        assert_eq!(audit.violations.len(), 3, "{text}");
+        assert!(text.contains("order t-order-1 should be absent or cancelled, found created"));
+        assert!(text.contains("points should be 5"));
+        assert!(text.contains("60 still frozen"));
+    }
+
+    #[test]
+    fn unsettled_and_lost_sagas_are_caught() {
+        let (mut books, mut observed) = balanced();
+        observed.sagas.insert("s1".into(), SagaState::Stuck);
+        books.record(plan(2, "alice", 1, 1), Some("gone".into()));
+        books.record(plan(3, "alice", 1, 1), None);
+        let audit = books.check(&observed);
+        assert_eq!(audit.violations.len(), 3, "{audit}");
+        assert!(audit.violations.contains(&Violation::NotSettled {
+            key: "t-key-1".into(),
+            saga_id: "s1".into(),
+            state: SagaState::Stuck,
+        }));
+        assert!(audit.violations.contains(&Violation::SagaLost {
+            key: "t-key-2".into(),
+            saga_id: "gone".into(),
+        }));
+    }
+
+    #[test]
+    fn committed_saga_without_order_is_caught() {
+        let (books, mut observed) = balanced();
+        observed.orders.insert("t-order-0".into(), None);
+        let audit = books.check(&observed);
+        assert_eq!(
+            audit.violations,
+            vec![Violation::OrderMissing {
+                saga_id: "s0".into(),
+                order_id: "t-order-0".into()
+            }]
+        );
+    }
+}

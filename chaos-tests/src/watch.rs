@@ -1,0 +1,82 @@
+//! A background poller of the wallet that catches invariants broken while sagas run: a
+//! negative balance or frozen amount, or more frozen than the balance holds. Such states may be
+//! repaired before quiescence, so the final [`crate::books`] check alone would miss them.
+//!
+//! Polling errors (the wallet being restarted, say) are counted, not fatal.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::books::Violation;
+use crate::participant_api::WalletApi;
+
+/// What a watch saw.
+#[derive(Debug, Clone, Default)]
+pub struct WatchReport {
+    /// The first violation seen per account and kind.
+    pub violations: Vec<Violation>,
+    /// Successful polls.
+    pub polls: u64,
+    /// Polls that got no usable answer.
+    pub failed_polls: u64,
+}
+
+/// Polls `GET /accounts` every `interval` until stopped.
+#[derive(Debug)]
+pub struct BalanceWatch {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<WatchReport>,
+}
+
+impl BalanceWatch {
+    pub fn start(wallet: WalletApi, interval: Duration) -> BalanceWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut report = WatchReport::default();
+            let mut seen: BTreeMap<(String, &'static str), ()> = BTreeMap::new();
+            while !flag.load(Ordering::Relaxed) {
+                match wallet.accounts().await {
+                    Ok(accounts) => {
+                        report.polls += 1;
+                        for (account, view) in accounts {
+                            if (view.balance < 0 || view.frozen < 0)
+                                && seen.insert((account.clone(), "negative"), ()).is_none()
+                            {
+                                report.violations.push(Violation::Negative {
+                                    account: account.clone(),
+                                    balance: view.balance,
+                                    frozen: view.frozen,
+                                    when: "mid-flight",
+                                });
+                            }
+                            if view.frozen > view.balance
+                                && seen.insert((account.clone(), "frozen"), ()).is_none()
+                            {
+                                report.violations.push(Violation::FrozenExceedsBalance {
+                                    account,
+                                    balance: view.balance,
+                                    frozen: view.frozen,
+                                });
+                            }
+                        }
+                    }
+                    Err(_) => report.failed_polls += 1,
+                }
+                tokio::time::sleep(interval).await;
+            }
+            report
+        });
+        BalanceWatch { stop, task }
+    }
+
+    /// Stops polling and returns what was seen.
+    pub async fn stop(self) -> WatchReport {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap_or_default()
+    }
+}

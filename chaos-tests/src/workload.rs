@@ -1,0 +1,164 @@
+//! Saga plans for the `place_order` workflow and deadline-bounded loops that submit them,
+//! resubmit them with their idempotency key across coordinator restarts, and wait for them to
+//! settle.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use sagas::CoordinatorClient;
+use sagas::api::{SagaState, SagaView};
+use sagas::client::Submitted;
+use serde_json::{Value, json};
+
+/// The workflow every plan runs.
+pub const WORKFLOW: &str = "place_order";
+
+/// One `place_order` saga a test means to run: its idempotency key and its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SagaPlan {
+    pub key: String,
+    pub order_id: String,
+    pub account: String,
+    pub amount: u64,
+    pub points: u64,
+}
+
+impl SagaPlan {
+    /// A plan whose key and order id are derived from `tag` and `index` (unique per test).
+    pub fn new(tag: &str, index: usize, account: &str, amount: u64, points: u64) -> SagaPlan {
+        SagaPlan {
+            key: format!("{tag}-key-{index}"),
+            order_id: format!("{tag}-order-{index}"),
+            account: account.into(),
+            amount,
+            points,
+        }
+    }
+
+    /// The workflow input `{"order_id","account","amount","points"}`.
+    pub fn input(&self) -> Value {
+        json!({
+            "order_id": self.order_id,
+            "account": self.account,
+            "amount": self.amount,
+            "points": self.points,
+        })
+    }
+
+    /// Submits once with the plan's key.
+    pub async fn submit(
+        &self,
+        client: &CoordinatorClient,
+        wait_ms: Option<u64>,
+    ) -> Result<Submitted, sagas::ClientError> {
+        client
+            .submit(WORKFLOW, self.input(), Some(&self.key), wait_ms)
+            .await
+    }
+}
+
+/// Backoff between retries of one client: 20 ms doubling to 500 ms.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::from_millis(20))
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Submits `plan` with its idempotency key until the coordinator answers 2xx. Transport errors
+/// (the coordinator is down or restarting), `429` and `5xx` are retried until `deadline`; any
+/// other error is returned at once.
+pub async fn submit_until_accepted(
+    client: &CoordinatorClient,
+    plan: &SagaPlan,
+    wait_ms: Option<u64>,
+    deadline: Instant,
+) -> anyhow::Result<Submitted> {
+    let mut backoff = Backoff::new();
+    loop {
+        match plan.submit(client, wait_ms).await {
+            Ok(submitted) => return Ok(submitted),
+            Err(e) if e.is_retryable() && Instant::now() < deadline => backoff.wait().await,
+            Err(e) => bail!("submitting {} (key {}): {e}", plan.order_id, plan.key),
+        }
+    }
+}
+
+/// Polls `GET /v1/sagas/{id}` until the saga is `committed`, `aborted` or `stuck` (which needs
+/// an operator and will not move on its own). Transport and `5xx` errors are retried; past
+/// `deadline` the last state seen is in the error.
+pub async fn await_settled(
+    client: &CoordinatorClient,
+    saga_id: &str,
+    deadline: Instant,
+) -> anyhow::Result<SagaView> {
+    let mut backoff = Backoff::new();
+    loop {
+        let last = match client.get_saga(saga_id).await {
+            Ok(view) if view.state.is_terminal() || view.state == SagaState::Stuck => {
+                return Ok(view);
+            }
+            Ok(view) => format!("state {}", view.state),
+            Err(e) if e.is_retryable() => e.to_string(),
+            Err(e) => bail!("polling saga {saga_id}: {e}"),
+        };
+        if Instant::now() >= deadline {
+            bail!("saga {saga_id} did not settle before the deadline; last: {last}");
+        }
+        backoff.wait().await;
+    }
+}
+
+/// A compact post-mortem of one saga for failure messages: its state and steps as the
+/// coordinator shows them, and its audit trail.
+pub async fn saga_report(client: &CoordinatorClient, saga_id: &str) -> String {
+    let mut out = match client.get_saga(saga_id).await {
+        Ok(view) => {
+            let mut out = format!(
+                "saga {saga_id}: state {} error {:?} input {}\n",
+                view.state, view.error, view.input
+            );
+            for step in &view.steps {
+                out.push_str(&format!(
+                    "  step {} ({}, {:?}): {:?} phase {:?} attempts {} last_error {:?}\n",
+                    step.name,
+                    step.participant,
+                    step.kind,
+                    step.status,
+                    step.phase,
+                    step.attempts,
+                    step.last_error
+                ));
+            }
+            out
+        }
+        Err(e) => format!("saga {saga_id}: cannot read it: {e}\n"),
+    };
+    match client.saga_events(saga_id).await {
+        Ok(events) => {
+            for event in &events.events {
+                out.push_str(&format!(
+                    "  #{} {} {} step {:?} phase {:?} attempt {:?} outcome {:?} http {:?} error {:?}\n",
+                    event.seq,
+                    event.at,
+                    event.kind,
+                    event.step,
+                    event.phase,
+                    event.attempt,
+                    event.outcome,
+                    event.http_status,
+                    event.error
+                ));
+            }
+        }
+        Err(e) => out.push_str(&format!("  cannot read its events: {e}\n")),
+    }
+    out
+}
