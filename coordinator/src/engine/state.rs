@@ -290,9 +290,10 @@ impl Saga {
                             };
                         }
                         // `CallStarted` is written lazily, so the crash may have lost the
-                        // start of a call that did go out: a rollback must undo this step
-                        // too (at worst a null compensation).
+                        // start of a (next) forward call that did go out: a rollback must
+                        // undo this step too (at worst a null compensation).
                         StepStatus::Pending => step.sent = true,
+                        StepStatus::Waiting { phase, .. } if phase.is_forward() => step.sent = true,
                         _ => {}
                     }
                 }
