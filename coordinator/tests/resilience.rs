@@ -450,3 +450,46 @@ async fn shutdown_refuses_new_sagas_and_resumes_unfinished_ones_on_restart() {
     }
     coordinator.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_saga_past_its_workflow_deadline_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let (p, addr) = FakeParticipant::start().await;
+    register(&client, "p", addr, json!({"timeout_ms": 60_000})).await;
+    let spec = WorkflowBuilder::new()
+        .step("first", "p", "s")
+        .step("second", "p", "t")
+        .timeout_ms(300)
+        .build()
+        .unwrap();
+    client.put_workflow("deadline", &spec).await.unwrap();
+    p.hold(Phase::Try);
+    let saga = client
+        .submit("deadline", json!({}), None, None)
+        .await
+        .unwrap()
+        .saga;
+    eventually("the try to be in flight", || async {
+        p.count(Phase::Try) == 1
+    })
+    .await;
+    // The deadline decides the rollback; the outstanding try is undone once it settles.
+    let rolling_back = wait_for(&client, &saga.id, |s| s.state == SagaState::Compensating).await;
+    assert!(
+        rolling_back
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("deadline"),
+        "{:?}",
+        rolling_back.error
+    );
+    p.release_all();
+    let done = wait_for(&client, &saga.id, |s| s.state.is_terminal()).await;
+    assert_eq!(done.state, SagaState::Aborted);
+    assert_eq!(p.count(Phase::Cancel), 1);
+    assert_eq!(p.count(Phase::Compensate), 1);
+    coordinator.shutdown().await;
+}
