@@ -93,17 +93,17 @@ fn decide_running(saga: &Saga, now: Millis) -> Vec<Command> {
                 phase,
                 attempt,
                 until,
-            } => {
-                if until <= now {
-                    commands.push(Command::Call(CallRef {
-                        step: i,
-                        phase,
-                        attempt: attempt + 1,
-                    }));
-                } else {
-                    wake = Some(wake.map_or(until, |w| w.min(until)));
-                }
-            }
+            } => retry_when_due(
+                CallRef {
+                    step: i,
+                    phase,
+                    attempt: attempt + 1,
+                },
+                until,
+                now,
+                &mut commands,
+                &mut wake,
+            ),
             _ => {}
         }
     }
@@ -144,17 +144,17 @@ fn decide_settling(saga: &Saga, now: Millis) -> Vec<Command> {
                 phase,
                 attempt,
                 until,
-            } if phase.must_settle() => {
-                if until <= now {
-                    commands.push(Command::Call(CallRef {
-                        step: i,
-                        phase,
-                        attempt: attempt + 1,
-                    }));
-                } else {
-                    wake = Some(wake.map_or(until, |w| w.min(until)));
-                }
-            }
+            } if phase.must_settle() => retry_when_due(
+                CallRef {
+                    step: i,
+                    phase,
+                    attempt: attempt + 1,
+                },
+                until,
+                now,
+                &mut commands,
+                &mut wake,
+            ),
             StepStatus::Done if committing => {
                 if let Some(phase) = plan.kind.commit() {
                     commands.push(Command::Call(CallRef {
@@ -196,5 +196,20 @@ fn decide_callback(saga: &Saga, now: Millis) -> Vec<Command> {
         }
         CallbackStatus::Waiting { until, .. } => vec![Command::WakeAt(until)],
         _ => Vec::new(),
+    }
+}
+
+/// The next attempt now if its time has come, else a wake-up for then.
+fn retry_when_due(
+    next: CallRef,
+    until: Millis,
+    now: Millis,
+    commands: &mut Vec<Command>,
+    wake: &mut Option<Millis>,
+) {
+    if until <= now {
+        commands.push(Command::Call(next));
+    } else {
+        *wake = Some(wake.map_or(until, |w| w.min(until)));
     }
 }
