@@ -9,8 +9,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-/// The directory holding the workspace's binaries, derived from the running test executable.
+/// Environment variable that overrides where the binaries are (e.g. `target/release`).
+pub const BIN_DIR_ENV: &str = "CHAOS_BIN_DIR";
+
+/// The directory holding the workspace's binaries: `$CHAOS_BIN_DIR` if set, else derived from
+/// the running executable (a test in `<target>/<profile>/deps/` or the `chaos` binary in
+/// `<target>/<profile>/`, so a release `chaos` drives release binaries).
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
+        return Ok(PathBuf::from(dir));
+    }
     let exe = std::env::current_exe().context("cannot find the current executable")?;
     let mut dir = exe
         .parent()

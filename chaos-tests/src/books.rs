@@ -117,6 +117,15 @@ pub enum Violation {
     AccountMissing { account: String, deposited: u64 },
     /// An account the test never funded holds money.
     UnexpectedAccount { account: String, view: AccountView },
+    /// A saga that asked for more than its account ever held committed.
+    MustAbortCommitted {
+        saga_id: String,
+        account: String,
+        amount: u64,
+        funded: u64,
+    },
+    /// A service logged a Rust panic.
+    ServicePanic { service: String, line: String },
 }
 
 impl fmt::Display for Violation {
@@ -214,6 +223,19 @@ impl fmt::Display for Violation {
                 "account {account} was never funded by the test but holds balance {} frozen {}",
                 view.balance, view.frozen
             ),
+            Violation::MustAbortCommitted {
+                saga_id,
+                account,
+                amount,
+                funded,
+            } => write!(
+                f,
+                "saga {saga_id} committed {amount} on account {account}, which was only ever \
+                 funded with {funded}: it must have aborted"
+            ),
+            Violation::ServicePanic { service, line } => {
+                write!(f, "{service} panicked: {line}")
+            }
         }
     }
 }
@@ -280,6 +302,11 @@ impl Books {
 
     pub fn sagas(&self) -> &[SagaRecord] {
         &self.sagas
+    }
+
+    /// What the test deposited per account.
+    pub fn deposits(&self) -> &BTreeMap<String, u64> {
+        &self.deposits
     }
 
     /// Every account the test funded or used in a saga.

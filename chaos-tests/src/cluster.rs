@@ -7,6 +7,8 @@
 //! tail of every process log is printed, so the failure shows what the services saw.
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -60,6 +62,11 @@ pub struct ClusterOptions {
     pub wallet_args: Vec<OsString>,
     pub order_args: Vec<OsString>,
     pub points_args: Vec<OsString>,
+    /// Workflow directory for the coordinator; `None` is the workspace's `sagas/`.
+    pub workflows_dir: Option<PathBuf>,
+    /// Listen addresses of wallet, order and points; `None` picks free ports. Lets a caller
+    /// start something that needs them (a fault proxy) before the participants.
+    pub participant_addrs: Option<[SocketAddr; 3]>,
 }
 
 #[derive(Debug)]
@@ -87,11 +94,21 @@ impl Cluster {
             binaries::binary("order")?,
             binaries::binary("points")?,
         ];
-        let addrs = ports::free_addrs(4)?;
+        let mut addrs = ports::free_addrs(if options.participant_addrs.is_some() {
+            1
+        } else {
+            4
+        })?;
+        if let Some(given) = options.participant_addrs {
+            addrs.extend(given);
+        }
         let coordinator_url = format!("http://{}", addrs[0]);
 
-        let mut coordinator_args: Vec<OsString> =
-            vec!["--workflows".into(), binaries::workflows_dir().into()];
+        let workflows = options
+            .workflows_dir
+            .clone()
+            .unwrap_or_else(binaries::workflows_dir);
+        let mut coordinator_args: Vec<OsString> = vec!["--workflows".into(), workflows.into()];
         coordinator_args.extend(options.coordinator_args);
         let coordinator = ServiceProcess::spawn(ServiceConfig {
             name: "coordinator".into(),
@@ -218,6 +235,16 @@ impl Cluster {
         &mut self.participants[participant.index()]
     }
 
+    /// True while the coordinator process runs.
+    pub fn coordinator_running(&mut self) -> bool {
+        self.coordinator.is_running()
+    }
+
+    /// True while the participant's process runs.
+    pub fn participant_running(&mut self, participant: Participant) -> bool {
+        self.participants[participant.index()].is_running()
+    }
+
     /// SIGKILL the coordinator.
     pub fn kill_coordinator(&mut self) -> anyhow::Result<()> {
         self.coordinator.kill()
@@ -245,6 +272,14 @@ impl Cluster {
     pub async fn restart_participant(&mut self, participant: Participant) -> anyhow::Result<()> {
         self.participants[participant.index()].restart()?;
         self.wait_participant_ready(participant).await
+    }
+
+    /// Keep every process's data directory and log when the cluster is dropped.
+    pub fn keep_dirs(&mut self) {
+        self.coordinator.keep_dir();
+        for process in &mut self.participants {
+            process.keep_dir();
+        }
     }
 
     /// The tail of every process log.

@@ -13,6 +13,10 @@
 //! - [`participant_api`]: small typed clients for the wallet, order and points HTTP APIs;
 //! - [`workload`]: saga plans and deadline-bounded submit/resubmit/settle loops;
 //! - [`books`]: the invariant checker run once faults stop;
+//! - [`proxy`]: [`proxy::FaultProxy`], a TCP proxy between the coordinator and a participant
+//!   that injects latency, resets, blackholes and dropped replies;
+//! - [`chaos`]: the chaos run (kills, network faults, load, the final check and report) behind
+//!   the `chaos` binary and `tests/chaos_short.rs`;
 //! - [`watch`]: a background poller that catches invariants broken *while* sagas run (a negative
 //!   balance never shows at quiescence if it is later repaired).
 //!
@@ -21,10 +25,12 @@
 
 pub mod binaries;
 pub mod books;
+pub mod chaos;
 pub mod cluster;
 pub mod participant_api;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod watch;
 pub mod workload;
 

@@ -44,6 +44,8 @@ pub struct ServiceProcess {
     child: Option<Child>,
     starts: u32,
     http: reqwest::Client,
+    /// Keep the temporary directory when dropped (see [`ServiceProcess::keep_dir`]).
+    keep: bool,
 }
 
 impl ServiceProcess {
@@ -69,6 +71,7 @@ impl ServiceProcess {
             child: None,
             starts: 0,
             http,
+            keep: false,
         };
         process.start()?;
         Ok(process)
@@ -101,6 +104,11 @@ impl ServiceProcess {
             .as_ref()
             .expect("the root directory lives as long as the process handle")
             .path()
+    }
+
+    /// Keep the data directory and log when this handle is dropped (and print where).
+    pub fn keep_dir(&mut self) {
+        self.keep = true;
     }
 
     /// The OS process id while running.
@@ -277,7 +285,8 @@ impl Drop for ServiceProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let keep = std::thread::panicking() || std::env::var_os("CHAOS_KEEP_DIRS").is_some();
+        let keep =
+            self.keep || std::thread::panicking() || std::env::var_os("CHAOS_KEEP_DIRS").is_some();
         if keep && let Some(root) = self.root.take() {
             eprintln!(
                 "kept the data directory and log of {} in {}",

@@ -1,0 +1,545 @@
+//! A TCP fault proxy between the coordinator and one participant.
+//!
+//! A participant started with `--advertise-url http://{proxy}` registers the proxy's address,
+//! so every branch call the coordinator makes goes through it (the harness itself talks to the
+//! participant directly). Every chunk the coordinator sends on a connection (a branch call's
+//! request is one chunk) draws, with a seeded RNG, a fault from the current [`FaultMix`], so
+//! faults hit requests on kept-alive connections as well as on fresh ones:
+//!
+//! - [`ConnFault::Pass`], relayed;
+//! - [`ConnFault::Latency`], relayed after `latency_ms`;
+//! - [`ConnFault::Reset`], not relayed; the connection is closed with a TCP RST (`SO_LINGER`
+//!   0), the request never reached the participant;
+//! - [`ConnFault::Blackhole`], not relayed and never answered; the proxy swallows whatever
+//!   comes until the coordinator's per-call timeout gives up, then resets;
+//! - [`ConnFault::DropReply`], relayed, the participant handles it, and the first bytes of its
+//!   answer make the proxy reset the coordinator's side instead of relaying them: the call
+//!   happened but the coordinator cannot know.
+//!
+//! A connection the participant's side refuses or closes (it was SIGKILLed) is reset too.
+//! The mix can be changed at any time ([`FaultProxy::set_mix`]); the chaos run does so every
+//! few seconds.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The longest a blackholed connection is held open (the coordinator gives up long before).
+const BLACKHOLE_MAX: Duration = Duration::from_secs(60);
+/// How long connecting to the participant may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What one connection gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnFault {
+    Pass,
+    Latency(Duration),
+    Reset,
+    Blackhole,
+    DropReply,
+}
+
+/// Probabilities per new connection (the rest pass). Their sum must not exceed 1.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct FaultMix {
+    pub latency_rate: f64,
+    pub latency_ms: u64,
+    pub reset_rate: f64,
+    pub blackhole_rate: f64,
+    pub drop_reply_rate: f64,
+}
+
+impl FaultMix {
+    /// Everything passes.
+    pub const PASS: FaultMix = FaultMix {
+        latency_rate: 0.0,
+        latency_ms: 0,
+        reset_rate: 0.0,
+        blackhole_rate: 0.0,
+        drop_reply_rate: 0.0,
+    };
+
+    pub fn is_pass(&self) -> bool {
+        self.latency_rate <= 0.0
+            && self.reset_rate <= 0.0
+            && self.blackhole_rate <= 0.0
+            && self.drop_reply_rate <= 0.0
+    }
+
+    /// Draws the fault of one connection.
+    pub fn draw(&self, rng: &mut impl Rng) -> ConnFault {
+        let x: f64 = rng.random();
+        let mut edge = self.reset_rate;
+        if x < edge {
+            return ConnFault::Reset;
+        }
+        edge += self.blackhole_rate;
+        if x < edge {
+            return ConnFault::Blackhole;
+        }
+        edge += self.drop_reply_rate;
+        if x < edge {
+            return ConnFault::DropReply;
+        }
+        edge += self.latency_rate;
+        if x < edge {
+            return ConnFault::Latency(Duration::from_millis(self.latency_ms));
+        }
+        ConnFault::Pass
+    }
+
+    /// A short label for logs and the progress line.
+    pub fn label(&self) -> String {
+        if self.is_pass() {
+            return "pass".into();
+        }
+        let mut parts = Vec::new();
+        if self.latency_rate > 0.0 {
+            parts.push(format!(
+                "latency {:.0}%+{}ms",
+                self.latency_rate * 100.0,
+                self.latency_ms
+            ));
+        }
+        if self.reset_rate > 0.0 {
+            parts.push(format!("reset {:.0}%", self.reset_rate * 100.0));
+        }
+        if self.blackhole_rate > 0.0 {
+            parts.push(format!("blackhole {:.0}%", self.blackhole_rate * 100.0));
+        }
+        if self.drop_reply_rate > 0.0 {
+            parts.push(format!("drop-reply {:.0}%", self.drop_reply_rate * 100.0));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Counts of what the proxy did, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProxyStats {
+    pub connections: u64,
+    /// Chunks the coordinator sent (about one per request); each drew a fault.
+    pub requests: u64,
+    pub passed: u64,
+    pub latency: u64,
+    pub reset: u64,
+    pub blackhole: u64,
+    /// Connections whose response was dropped after the participant had answered.
+    pub reply_dropped: u64,
+    /// Open connections cut because the proxy stopped.
+    pub cut: u64,
+    /// Connections reset because the participant could not be reached (it was down).
+    pub upstream_refused: u64,
+}
+
+impl ProxyStats {
+    /// Connections that got an injected fault (latency, reset, blackhole, dropped reply).
+    pub fn faults(&self) -> u64 {
+        self.latency + self.reset + self.blackhole + self.reply_dropped
+    }
+
+    pub fn add(&mut self, other: &ProxyStats) {
+        self.connections += other.connections;
+        self.requests += other.requests;
+        self.passed += other.passed;
+        self.latency += other.latency;
+        self.reset += other.reset;
+        self.blackhole += other.blackhole;
+        self.reply_dropped += other.reply_dropped;
+        self.cut += other.cut;
+        self.upstream_refused += other.upstream_refused;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    passed: AtomicU64,
+    latency: AtomicU64,
+    reset: AtomicU64,
+    blackhole: AtomicU64,
+    reply_dropped: AtomicU64,
+    cut: AtomicU64,
+    upstream_refused: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+#[derive(Debug)]
+struct Shared {
+    target: SocketAddr,
+    mix: Mutex<(FaultMix, StdRng)>,
+    /// Bumped on every mix change; connections watch it and close when it moves.
+    generation: watch::Sender<u64>,
+    counters: Counters,
+}
+
+/// A running proxy; dropping it stops accepting (open connections end with the runtime).
+#[derive(Debug)]
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port and forwards to `target`, everything passing at first.
+    pub async fn start(target: SocketAddr, seed: u64) -> anyhow::Result<FaultProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot bind the fault proxy")?;
+        let addr = listener.local_addr()?;
+        let (generation, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            target,
+            mix: Mutex::new((FaultMix::PASS, StdRng::seed_from_u64(seed))),
+            generation,
+            counters: Counters::default(),
+        });
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(FaultProxy {
+            addr,
+            shared,
+            accept,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, what the participant advertises.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn target(&self) -> SocketAddr {
+        self.shared.target
+    }
+
+    pub fn mix(&self) -> FaultMix {
+        self.shared.mix.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// Replaces the mix; the next request on any connection draws from it.
+    pub fn set_mix(&self, mix: FaultMix) {
+        self.shared.mix.lock().unwrap_or_else(|e| e.into_inner()).0 = mix;
+    }
+
+    pub fn stats(&self) -> ProxyStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ProxyStats {
+            connections: get(&c.connections),
+            requests: get(&c.requests),
+            passed: get(&c.passed),
+            latency: get(&c.latency),
+            reset: get(&c.reset),
+            blackhole: get(&c.blackhole),
+            reply_dropped: get(&c.reply_dropped),
+            cut: get(&c.cut),
+            upstream_refused: get(&c.upstream_refused),
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        // Wake every connection so it closes.
+        self.shared.generation.send_modify(|g| *g += 1);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (client, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                eprintln!("fault proxy for {}: accept failed: {e}", shared.target);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = client.set_nodelay(true);
+        bump(&shared.counters.connections);
+        let generation = shared.generation.subscribe();
+        tokio::spawn(handle(client, shared.clone(), generation));
+    }
+}
+
+/// Closes `stream` with a RST rather than a FIN, like a crashed peer or a middlebox would.
+fn reset(stream: TcpStream) {
+    let _ = stream.set_zero_linger();
+    drop(stream);
+}
+
+async fn handle(mut client: TcpStream, shared: Arc<Shared>, mut generation: watch::Receiver<u64>) {
+    generation.mark_unchanged();
+    let counters = &shared.counters;
+    let upstream =
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(shared.target)).await {
+            Ok(Ok(upstream)) => upstream,
+            _ => {
+                bump(&counters.upstream_refused);
+                reset(client);
+                return;
+            }
+        };
+    let _ = upstream.set_nodelay(true);
+    let outcome = tokio::select! {
+        outcome = relay(&mut client, upstream, &shared) => outcome,
+        _ = generation.changed() => Relay::Cut,
+    };
+    match outcome {
+        Relay::Closed => {}
+        Relay::Cut => {
+            bump(&counters.cut);
+            reset(client);
+        }
+        Relay::Reset | Relay::Blackholed => reset(client),
+        Relay::ReplyDropped => {
+            bump(&counters.reply_dropped);
+            reset(client);
+        }
+    }
+}
+
+enum Relay {
+    /// One side closed or failed; the other is closed too.
+    Closed,
+    /// The proxy is going away.
+    Cut,
+    /// A request was answered with a reset before it reached the participant.
+    Reset,
+    /// A request was swallowed and the client gave up waiting.
+    Blackholed,
+    /// The participant answered and the answer was thrown away.
+    ReplyDropped,
+}
+
+/// Relays one connection. Each chunk the coordinator sends (a small request is one chunk)
+/// draws its fault from the current mix, so faults hit requests on kept-alive connections too.
+async fn relay(client: &mut TcpStream, mut upstream: TcpStream, shared: &Shared) -> Relay {
+    let counters = &shared.counters;
+    let (mut client_read, mut client_write) = client.split();
+    let (mut up_read, mut up_write) = upstream.split();
+    let drop_next_reply = AtomicBool::new(false);
+    let to_upstream = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            bump(&counters.requests);
+            let fault = {
+                let mut guard = shared.mix.lock().unwrap_or_else(|e| e.into_inner());
+                let (mix, rng) = &mut *guard;
+                mix.draw(rng)
+            };
+            match fault {
+                ConnFault::Pass => bump(&counters.passed),
+                ConnFault::Latency(delay) => {
+                    bump(&counters.latency);
+                    tokio::time::sleep(delay).await;
+                }
+                ConnFault::Reset => {
+                    bump(&counters.reset);
+                    return Relay::Reset;
+                }
+                ConnFault::Blackhole => {
+                    bump(&counters.blackhole);
+                    // Swallow everything until the client gives up (or the cap).
+                    let hold = async {
+                        loop {
+                            match client_read.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) => {}
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(BLACKHOLE_MAX, hold).await;
+                    return Relay::Blackholed;
+                }
+                ConnFault::DropReply => drop_next_reply.store(true, Ordering::Relaxed),
+            }
+            if up_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = up_write.shutdown().await;
+        Relay::Closed
+    };
+    let to_client = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match up_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return Relay::Closed,
+                Ok(n) => n,
+            };
+            if drop_next_reply.load(Ordering::Relaxed) {
+                return Relay::ReplyDropped;
+            }
+            if client_write.write_all(&buf[..n]).await.is_err() {
+                return Relay::Closed;
+            }
+        }
+    };
+    tokio::pin!(to_upstream);
+    tokio::pin!(to_client);
+    // A fault in the request direction ends the connection at once; the request direction
+    // closing normally (the client half-closed) must not cut an answer still on its way.
+    tokio::select! {
+        outcome = &mut to_client => outcome,
+        outcome = &mut to_upstream => match outcome {
+            Relay::Closed => to_client.await,
+            fault => fault,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that answers every chunk it reads with `ok` and counts the chunks.
+    async fn counting_server() -> (SocketAddr, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(AtomicU64::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        count.fetch_add(1, Ordering::SeqCst);
+                        if conn.write_all(b"ok").await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    /// Sends `ping` through the proxy; the answer, or `None` if the connection failed or
+    /// nothing came within 300 ms.
+    async fn ping(proxy: &FaultProxy) -> Option<Vec<u8>> {
+        let mut conn = TcpStream::connect(proxy.addr()).await.ok()?;
+        conn.write_all(b"ping").await.ok()?;
+        let mut buf = [0u8; 2];
+        match tokio::time::timeout(Duration::from_millis(300), conn.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => Some(buf.to_vec()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn each_fault_does_what_it_says() {
+        let (server, seen) = counting_server().await;
+        let proxy = FaultProxy::start(server, 1).await.unwrap();
+        let delivered = || seen.load(Ordering::SeqCst);
+
+        assert_eq!(ping(&proxy).await.as_deref(), Some(&b"ok"[..]));
+        assert_eq!(delivered(), 1);
+
+        proxy.set_mix(FaultMix {
+            reset_rate: 1.0,
+            ..FaultMix::PASS
+        });
+        assert_eq!(ping(&proxy).await, None);
+        assert_eq!(delivered(), 1, "a reset request must not reach the server");
+
+        proxy.set_mix(FaultMix {
+            blackhole_rate: 1.0,
+            ..FaultMix::PASS
+        });
+        assert_eq!(ping(&proxy).await, None);
+        assert_eq!(
+            delivered(),
+            1,
+            "a blackholed request must not reach the server"
+        );
+
+        proxy.set_mix(FaultMix {
+            drop_reply_rate: 1.0,
+            ..FaultMix::PASS
+        });
+        assert_eq!(ping(&proxy).await, None);
+        assert_eq!(
+            delivered(),
+            2,
+            "a dropped reply's request must reach the server"
+        );
+
+        proxy.set_mix(FaultMix {
+            latency_rate: 1.0,
+            latency_ms: 50,
+            ..FaultMix::PASS
+        });
+        let started = std::time::Instant::now();
+        assert_eq!(ping(&proxy).await.as_deref(), Some(&b"ok"[..]));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(delivered(), 3);
+
+        let stats = proxy.stats();
+        assert_eq!(
+            (
+                stats.passed,
+                stats.reset,
+                stats.blackhole,
+                stats.reply_dropped,
+                stats.latency
+            ),
+            (1, 1, 1, 1, 1),
+            "{stats:?}"
+        );
+    }
+
+    #[test]
+    fn draw_respects_the_rates() {
+        let mix = FaultMix {
+            latency_rate: 0.1,
+            latency_ms: 5,
+            reset_rate: 0.2,
+            blackhole_rate: 0.3,
+            drop_reply_rate: 0.4,
+        };
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut counts = [0u32; 5];
+        for _ in 0..10_000 {
+            let i = match mix.draw(&mut rng) {
+                ConnFault::Pass => 0,
+                ConnFault::Latency(_) => 1,
+                ConnFault::Reset => 2,
+                ConnFault::Blackhole => 3,
+                ConnFault::DropReply => 4,
+            };
+            counts[i] += 1;
+        }
+        assert_eq!(counts[0], 0, "{counts:?}");
+        assert!((800..1200).contains(&counts[1]), "{counts:?}");
+        assert!((3600..4400).contains(&counts[4]), "{counts:?}");
+        assert_eq!(FaultMix::PASS.draw(&mut rng), ConnFault::Pass);
+    }
+}
