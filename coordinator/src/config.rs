@@ -24,6 +24,9 @@ pub struct CoordinatorConfig {
     /// when absent.
     #[arg(long, env = "COORDINATOR_SUBMIT_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     pub submit_rate_limit: Option<u32>,
+    /// How long finished sagas (events, state, idempotency key) are kept before removal.
+    #[arg(long, env = "COORDINATOR_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    pub retention_secs: u64,
     /// How long shutdown waits for in-flight calls before it stops anyway.
     #[arg(long, env = "COORDINATOR_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
@@ -37,6 +40,7 @@ impl CoordinatorConfig {
             data_dir: data_dir.into(),
             workflows: None,
             submit_rate_limit: None,
+            retention_secs: 7 * 24 * 3600,
             shutdown_grace_ms: 5_000,
         }
     }

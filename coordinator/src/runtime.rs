@@ -354,6 +354,37 @@ impl Runtime {
         true
     }
 
+    /// Deletes settled sagas older than `retention`, checking every `every`, until shutdown.
+    pub fn start_retention(self: &Arc<Self>, retention: Duration, every: Duration) {
+        let runtime = self.clone();
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = runtime.shutdown.cancelled() => return,
+                }
+                let cutoff = runtime
+                    .clock
+                    .now()
+                    .saturating_sub(retention.as_millis() as Millis);
+                // In slices, so a large backlog never holds up the log for long.
+                loop {
+                    match runtime.store.expire_finished(cutoff, 1_000) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            tracing::debug!(expired = n, "finished sagas past retention removed")
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "retention sweep failed");
+                            break;
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+    }
+
     /// Stops every saga task after in-flight calls finish (or `grace` passes), then flushes.
     pub async fn shutdown(&self, grace: Duration) {
         self.shutdown.cancel();

@@ -53,6 +53,10 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, Star
     }
     crate::telemetry::handle();
     let runtime = Runtime::new(store, registry, Clock::new());
+    let retention = Duration::from_secs(config.retention_secs);
+    // Sweep about ten times per retention period, at most once a minute, at least every 100 ms.
+    let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    runtime.start_retention(retention, sweep_every);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {

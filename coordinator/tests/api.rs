@@ -486,3 +486,54 @@ async fn listing_filters_and_pages() {
     assert!(s.client.submit_body(&body, None, None).await.is_ok());
     s.coordinator.shutdown().await;
 }
+
+#[tokio::test]
+async fn finished_sagas_are_removed_after_their_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = coordinator::CoordinatorConfig::ephemeral(dir.path().join("c"));
+    config.retention_secs = 1;
+    let coordinator = coordinator::start(config).await.unwrap();
+    let client = CoordinatorClient::new(coordinator.url());
+    let (_fake, addr) = FakeParticipant::start().await;
+    let spec: ParticipantSpec = serde_json::from_value(json!({
+        "base_url": format!("http://{addr}"),
+        "actions": {"s": {"action": "/action", "compensate": "/compensate"}}
+    }))
+    .unwrap();
+    client.put_participant("p", &spec).await.unwrap();
+    client
+        .put_workflow(
+            "w",
+            &WorkflowBuilder::new().step("s1", "p", "s").build().unwrap(),
+        )
+        .await
+        .unwrap();
+    let first = client
+        .submit("w", json!({}), Some("k"), Some(10_000))
+        .await
+        .unwrap()
+        .saga;
+    assert_eq!(first.state, SagaState::Committed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match client.get_saga(&first.id).await {
+            Err(ClientError::Api { status: 404, .. }) => break,
+            Ok(_) => {}
+            Err(other) => panic!("{other}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "saga never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        client.saga_events(&first.id).await.is_err(),
+        "its events went with it"
+    );
+    // Its key is free again: the same request starts a new saga.
+    let again = client
+        .submit("w", json!({}), Some("k"), Some(10_000))
+        .await
+        .unwrap()
+        .saga;
+    assert_ne!(again.id, first.id);
+    coordinator.shutdown().await;
+}

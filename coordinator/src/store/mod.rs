@@ -14,7 +14,7 @@ use std::pin::Pin;
 
 use sagas::{ParticipantSpec, WorkflowSpec};
 
-use crate::engine::{Created, Event, Saga};
+use crate::engine::{Created, Event, Millis, Saga};
 
 pub use sled_store::SledStore;
 
@@ -71,6 +71,9 @@ pub trait SagaLog: Send + Sync + 'static {
     ) -> Result<SagaPage, StoreError>;
     /// The saga an idempotency key names.
     fn saga_for_key(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Deletes up to `limit` settled sagas that finished before `finished_before`: their
+    /// events, snapshot and idempotency key. Returns how many.
+    fn expire_finished(&self, finished_before: Millis, limit: usize) -> Result<usize, StoreError>;
     /// Makes every write issued before the call durable.
     fn flush(&self) -> FlushFuture<'_>;
 }

@@ -11,7 +11,7 @@ use sagas::{ParticipantSpec, WorkflowSpec};
 
 use super::group_commit::GroupCommit;
 use super::{Creation, FlushFuture, RegistryStore, SagaLog, SagaPage, StoreError};
-use crate::engine::{Created, Event, Saga};
+use crate::engine::{Created, Event, Millis, Saga};
 
 pub struct SledStore {
     db: sled::Db,
@@ -23,6 +23,8 @@ pub struct SledStore {
     active: sled::Tree,
     /// idempotency key -> saga id.
     idempotency: sled::Tree,
+    /// `{finished at: u64 BE}{saga_id}` -> empty, for settled sagas, oldest first (retention).
+    finished: sled::Tree,
     participants: sled::Tree,
     /// `{name}\0{version: u32 BE}` -> workflow definition.
     workflows: sled::Tree,
@@ -64,6 +66,7 @@ impl SledStore {
             sagas: db.open_tree("sagas")?,
             active: db.open_tree("active")?,
             idempotency: db.open_tree("idempotency")?,
+            finished: db.open_tree("finished")?,
             participants: db.open_tree("participants")?,
             workflows: db.open_tree("workflows")?,
             group_commit: GroupCommit::start(db.clone()),
@@ -126,8 +129,40 @@ impl SagaLog for SledStore {
         )?;
         if saga.is_settled() {
             self.active.remove(saga.id.as_bytes())?;
+            let mut key = saga.updated_at.to_be_bytes().to_vec();
+            key.extend_from_slice(saga.id.as_bytes());
+            self.finished.insert(key, &[])?;
         }
         Ok(())
+    }
+
+    fn expire_finished(&self, finished_before: Millis, limit: usize) -> Result<usize, StoreError> {
+        let mut expired = 0;
+        for item in self
+            .finished
+            .range(..finished_before.to_be_bytes().to_vec())
+            .take(limit)
+        {
+            let (key, _) = item?;
+            let id = String::from_utf8_lossy(&key[8..]).into_owned();
+            if let Some(bytes) = self.sagas.get(id.as_bytes())? {
+                let snapshot: Snapshot = decode("sagas", &bytes)?;
+                if let Some(k) = &snapshot.saga.idempotency_key {
+                    self.idempotency.remove(k.as_bytes())?;
+                }
+            }
+            let mut prefix = id.as_bytes().to_vec();
+            prefix.push(b'/');
+            let mut batch = sled::Batch::default();
+            for event_key in self.events.scan_prefix(&prefix).keys() {
+                batch.remove(event_key?);
+            }
+            self.events.apply_batch(batch)?;
+            self.sagas.remove(id.as_bytes())?;
+            self.finished.remove(key)?;
+            expired += 1;
+        }
+        Ok(expired)
     }
 
     fn events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
