@@ -27,6 +27,7 @@ pub mod binaries;
 pub mod books;
 pub mod chaos;
 pub mod cluster;
+pub mod loadgen;
 pub mod participant_api;
 pub mod ports;
 pub mod process;
