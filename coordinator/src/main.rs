@@ -4,6 +4,11 @@ use clap::Parser;
 use coordinator::CoordinatorConfig;
 use tracing_subscriber::EnvFilter;
 
+// The saga path allocates many small, short-lived buffers across threads; mimalloc handles
+// that pattern with less contention than glibc's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
