@@ -21,8 +21,8 @@ use sagas::api::SubmitSaga;
 use crate::clock::Clock;
 use crate::dispatch::{BranchCall, Dispatcher};
 use crate::engine::{
-    CALLBACK_MAX_ATTEMPTS, CallbackStatus, Command, Created, Decision, EngineError, Event, Millis,
-    Saga, decide,
+    CALLBACK_MAX_ATTEMPTS, CallbackStatus, Command, Created, Decision, EngineError, Event,
+    Lifecycle, Millis, Saga, decide,
 };
 use crate::registry::{Registry, Store};
 use crate::store::{Creation, SagaPage, StoreError};
@@ -127,6 +127,9 @@ impl Runtime {
 
     /// Starts a task for a saga found in the log, unless one runs already or it is settled.
     fn resume(self: &Arc<Self>, id: &str) -> Result<bool, RuntimeError> {
+        if self.is_active(id) {
+            return Ok(false);
+        }
         let Some((saga, seq)) = self.store.load(id)? else {
             tracing::error!(saga = %id, "active index names a saga with no snapshot; skipped");
             return Ok(false);
@@ -222,10 +225,23 @@ impl Runtime {
 
     /// The saga's current state: live if active, else from the store.
     pub fn get(&self, id: &str) -> Result<Option<Arc<Saga>>, RuntimeError> {
-        if let Some(active) = self.active.lock().expect("active map poisoned").get(id) {
-            return Ok(Some(active.view.borrow().clone()));
+        if let Some(live) = self.live(id) {
+            return Ok(Some(live));
         }
         Ok(self.store.load(id)?.map(|(saga, _)| Arc::new(saga)))
+    }
+
+    /// The live state of an active saga.
+    fn live(&self, id: &str) -> Option<Arc<Saga>> {
+        let active = self.active.lock().expect("active map poisoned");
+        active.get(id).map(|a| a.view.borrow().clone())
+    }
+
+    fn is_active(&self, id: &str) -> bool {
+        self.active
+            .lock()
+            .expect("active map poisoned")
+            .contains_key(id)
     }
 
     /// Waits up to `wait` for the saga to become terminal, then returns its state.
@@ -253,20 +269,18 @@ impl Runtime {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<SagaPage, RuntimeError> {
-        let live = |saga: &Saga| -> Saga {
-            match self
-                .active
-                .lock()
-                .expect("active map poisoned")
-                .get(&saga.id)
-            {
-                Some(active) => (**active.view.borrow()).clone(),
-                None => saga.clone(),
-            }
-        };
-        let mut page = self.store.list(&|s| filter(&live(s)), cursor, limit)?;
+        let mut page = self.store.list(
+            &|stored| match self.live(&stored.id) {
+                Some(live) => filter(&live),
+                None => filter(stored),
+            },
+            cursor,
+            limit,
+        )?;
         for saga in &mut page.sagas {
-            *saga = live(saga);
+            if let Some(live) = self.live(&saga.id) {
+                *saga = (*live).clone();
+            }
         }
         Ok(page)
     }
@@ -417,8 +431,13 @@ struct SagaTask {
 impl SagaTask {
     fn record(&mut self, event: Event) -> Result<(), RuntimeError> {
         self.saga.apply(&event)?;
+        self.append(&event)
+    }
+
+    /// Logs an event already applied to the state.
+    fn append(&mut self, event: &Event) -> Result<(), RuntimeError> {
         self.seq += 1;
-        self.runtime.store.append(&self.saga.id, self.seq, &event)?;
+        self.runtime.store.append(&self.saga.id, self.seq, event)?;
         Ok(())
     }
 
@@ -495,6 +514,13 @@ impl SagaTask {
             for reply in self.replies.drain(..) {
                 let _ = reply.send(Ok(()));
             }
+            if matches!(self.saga.lifecycle, Lifecycle::Stuck { .. })
+                && !matches!(lifecycle_before, Lifecycle::Stuck { .. })
+            {
+                let reason = self.saga.error.as_deref().unwrap_or_default();
+                tracing::error!(saga = %self.saga.id, %reason, "ALERT: saga is stuck and needs an operator");
+                telemetry::saga_stuck(&self.saga.workflow);
+            }
             if self.saga.callback == CallbackStatus::Abandoned
                 && callback_before != CallbackStatus::Abandoned
             {
@@ -563,11 +589,11 @@ impl SagaTask {
                             },
                             Operator::Retry => Event::RetryRequested { at: now },
                         };
-                        let mut probe = self.saga.clone();
-                        match probe.apply(&event) {
+                        // `apply` leaves the state unchanged when it refuses the event.
+                        match self.saga.apply(&event) {
                             Ok(()) => {
                                 must_flush |= event.must_be_durable();
-                                self.record(event)?;
+                                self.append(&event)?;
                                 if matches!(op, Operator::Retry) {
                                     tracing::info!(saga = %self.saga.id, "operator retry of a stuck saga");
                                 }
@@ -581,16 +607,6 @@ impl SagaTask {
                 _ = async { sleep.expect("guarded").await }, if sleep.is_some() => {}
                 _ = self.runtime.shutdown.cancelled(), if outstanding == 0 => return Ok(()),
             }
-            if let Some(stuck_reason) = self.stuck_alert(lifecycle_before) {
-                tracing::error!(saga = %self.saga.id, reason = %stuck_reason, "ALERT: saga is stuck and needs an operator");
-                telemetry::saga_stuck(&self.saga.workflow);
-            }
         }
-    }
-
-    fn stuck_alert(&self, before: crate::engine::Lifecycle) -> Option<String> {
-        let now_stuck = matches!(self.saga.lifecycle, crate::engine::Lifecycle::Stuck { .. });
-        let was_stuck = matches!(before, crate::engine::Lifecycle::Stuck { .. });
-        (now_stuck && !was_stuck).then(|| self.saga.error.clone().unwrap_or_default())
     }
 }

@@ -227,6 +227,14 @@ async fn failing_compensation_gets_stuck_and_retry_finishes_it() {
             .collect::<Vec<_>>(),
         vec![stuck.id.as_str()]
     );
+    // Counted (and alerted) as soon as it is stuck, not when an operator first touches it.
+    let metrics = reqwest::get(format!("{}/metrics", s.coordinator.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("sagas_stuck_total"), "{metrics}");
     // Not before the participant is fixed... then the operator's retry finishes the rollback.
     s.fake.answer(Phase::Compensate, 200);
     s.client.retry(&stuck.id).await.unwrap();

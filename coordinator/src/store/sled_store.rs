@@ -37,12 +37,29 @@ struct Snapshot {
     saga: Saga,
 }
 
+/// `{saga_id}/`: every event key of the saga starts with it.
+fn event_prefix(saga_id: &str) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(saga_id.len() + 9);
+    prefix.extend_from_slice(saga_id.as_bytes());
+    prefix.push(b'/');
+    prefix
+}
+
 fn event_key(saga_id: &str, seq: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(saga_id.len() + 9);
-    key.extend_from_slice(saga_id.as_bytes());
-    key.push(b'/');
+    let mut key = event_prefix(saga_id);
     key.extend_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// The sequence number of an event key that starts with a prefix of `prefix_len` bytes.
+fn event_seq(key: &[u8], prefix_len: usize) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = key[prefix_len..]
+        .try_into()
+        .map_err(|_| StoreError::Corrupt {
+            tree: "events",
+            message: format!("bad key length {}", key.len()),
+        })?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -151,8 +168,7 @@ impl SagaLog for SledStore {
                     self.idempotency.remove(k.as_bytes())?;
                 }
             }
-            let mut prefix = id.as_bytes().to_vec();
-            prefix.push(b'/');
+            let prefix = event_prefix(&id);
             let mut batch = sled::Batch::default();
             for event_key in self.events.scan_prefix(&prefix).keys() {
                 batch.remove(event_key?);
@@ -166,20 +182,12 @@ impl SagaLog for SledStore {
     }
 
     fn events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
-        let mut prefix = saga_id.as_bytes().to_vec();
-        prefix.push(b'/');
+        let prefix = event_prefix(saga_id);
         self.events
             .scan_prefix(&prefix)
             .map(|item| {
                 let (key, value) = item?;
-                let seq_bytes: [u8; 8] =
-                    key[prefix.len()..]
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt {
-                            tree: "events",
-                            message: format!("bad key length {}", key.len()),
-                        })?;
-                Ok((u64::from_be_bytes(seq_bytes), decode("events", &value)?))
+                Ok((event_seq(&key, prefix.len())?, decode("events", &value)?))
             })
             .collect()
     }
@@ -190,8 +198,7 @@ impl SagaLog for SledStore {
         };
         let Snapshot { seq, mut saga } = decode("sagas", &bytes)?;
         let mut last = seq;
-        let mut prefix = saga_id.as_bytes().to_vec();
-        prefix.push(b'/');
+        let prefix = event_prefix(saga_id);
         for item in self.events.range(event_key(saga_id, seq + 1)..) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) {
@@ -202,7 +209,7 @@ impl SagaLog for SledStore {
                 tree: "events",
                 message: e.to_string(),
             })?;
-            last = u64::from_be_bytes(key[prefix.len()..].try_into().unwrap_or([0; 8]));
+            last = event_seq(&key, prefix.len())?;
         }
         Ok(Some((saga, last)))
     }
