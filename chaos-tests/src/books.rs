@@ -246,6 +246,8 @@ pub struct Audit {
     pub violations: Vec<Violation>,
     pub committed: usize,
     pub aborted: usize,
+    /// Aborted sagas that asked for more than their account was ever funded with.
+    pub must_abort: usize,
     pub other: usize,
 }
 
@@ -386,9 +388,18 @@ impl Books {
                 continue;
             };
             let order = observed.orders.get(&plan.order_id).cloned().flatten();
+            let funded = self.deposits.get(&plan.account).copied().unwrap_or(0);
             match state {
                 SagaState::Committed => {
                     audit.committed += 1;
+                    if plan.amount > funded {
+                        audit.violations.push(Violation::MustAbortCommitted {
+                            saga_id: id.clone(),
+                            account: plan.account.clone(),
+                            amount: plan.amount,
+                            funded,
+                        });
+                    }
                     *committed_amount.entry(&plan.account).or_default() += plan.amount;
                     *committed_points.entry(&plan.account).or_default() += plan.points;
                     match order {
@@ -412,6 +423,9 @@ impl Books {
                 }
                 SagaState::Aborted => {
                     audit.aborted += 1;
+                    if plan.amount > funded {
+                        audit.must_abort += 1;
+                    }
                     if let Some(order) = order {
                         if order.status != "cancelled" {
                             audit.violations.push(Violation::OrderStatus {
@@ -555,6 +569,29 @@ mod tests {
         let audit = books.check(&observed);
         assert!(audit.is_clean(), "{audit}");
         assert_eq!((audit.committed, audit.aborted), (1, 1));
+    }
+
+    #[test]
+    fn a_saga_asking_for_more_than_was_ever_funded_must_abort() {
+        let mut books = Books::new();
+        books.deposit("bob", 100);
+        books.record(plan(0, "bob", 500, 1), Some("big-aborted".into()));
+        books.record(plan(1, "bob", 500, 1), Some("big-committed".into()));
+        let mut observed = Observed::default();
+        observed
+            .sagas
+            .insert("big-aborted".into(), SagaState::Aborted);
+        observed
+            .sagas
+            .insert("big-committed".into(), SagaState::Committed);
+        let audit = books.check(&observed);
+        assert_eq!(audit.must_abort, 1);
+        assert!(audit.violations.contains(&Violation::MustAbortCommitted {
+            saga_id: "big-committed".into(),
+            account: "bob".into(),
+            amount: 500,
+            funded: 100,
+        }));
     }
 
     #[test]

@@ -74,9 +74,19 @@ impl BalanceWatch {
         BalanceWatch { stop, task }
     }
 
-    /// Stops polling and returns what was seen.
-    pub async fn stop(self) -> WatchReport {
+    /// Stops polling and returns what was seen. An error when the watch task died or never
+    /// read the balances once: then it proved nothing.
+    pub async fn stop(self) -> anyhow::Result<WatchReport> {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap_or_default()
+        let report = self
+            .task
+            .await
+            .map_err(|e| anyhow::anyhow!("the balance watch died: {e}"))?;
+        anyhow::ensure!(
+            report.polls > 0,
+            "the balance watch never read the balances ({} failed polls)",
+            report.failed_polls
+        );
+        Ok(report)
     }
 }

@@ -94,7 +94,7 @@ async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
-    let report = watch.stop().await;
+    let report = watch.stop().await?;
     ensure!(
         errors.is_empty(),
         "{} of {SAGAS} clients failed; first ones:\n{}",
@@ -123,6 +123,13 @@ async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
         "participants killed and restarted; branch call outcomes {outcomes:?} (`not_sent` and \
          `transient` are calls the kills broke); {committed} committed; total {:?}; {audit}",
         started.elapsed()
+    );
+    let broken = outcomes.get("transient").copied().unwrap_or(0)
+        + outcomes.get("not_sent").copied().unwrap_or(0);
+    ensure!(broken > 0, "the kills broke no branch call: {outcomes:?}");
+    ensure!(
+        audit.committed > 0 && audit.aborted > 0,
+        "a crash run must commit some sagas and abort others: {audit}"
     );
     ensure!(
         report.violations.is_empty(),

@@ -255,7 +255,7 @@ async fn hundred_concurrent_sagas_never_over_deduct() {
             workload::await_settled(client, &submitted.saga.id, deadline).await
         });
         let settled = futures::future::join_all(runs).await;
-        let report = watch.stop().await;
+        let report = watch.stop().await?;
 
         let mut committed = 0;
         for (plan, saga) in plans.iter().zip(settled) {
@@ -357,7 +357,12 @@ async fn abandoned_submissions_still_settle() {
             failures.len(),
             failures.first().cloned().unwrap_or_default()
         );
-        books.audit(cluster).await?.into_result()?;
+        let audit = books.audit(cluster).await?;
+        ensure!(
+            audit.committed == SAGAS,
+            "every abandoned saga was affordable and must commit: {audit}"
+        );
+        audit.into_result()?;
         no_panics(cluster)
     }
     .await;
