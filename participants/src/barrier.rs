@@ -397,8 +397,7 @@ impl Barrier {
                     BranchReply::ok(json!({"nothing_to_undo": true}))
                 }
                 Some(_) => {
-                    let input = record.forward_input.as_ref().unwrap_or(&req.input);
-                    BranchReply::ok(apply(tree, input).map_err(abort_business)?)
+                    BranchReply::ok(apply(tree, forward_input(&record)?).map_err(abort_business)?)
                 }
             };
             record.undo = Some(reply.clone());
@@ -446,8 +445,8 @@ impl Barrier {
                     ),
                 ));
             }
-            let input = record.forward_input.as_ref().unwrap_or(&req.input);
-            let reply = BranchReply::ok(apply(tree, input).map_err(abort_business)?);
+            let reply =
+                BranchReply::ok(apply(tree, forward_input(&record)?).map_err(abort_business)?);
             record.confirm = Some(reply.clone());
             write_record(records, &key, &record)?;
             Ok(reply)
@@ -538,6 +537,18 @@ fn read_record(records: &TransactionalTree, key: &[u8]) -> TxResult<BarrierRecor
         Some(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| ConflictableTransactionError::Abort(TxAbort::Corrupt(e))),
     }
+}
+
+/// The input a successful forward phase ran with: confirm and undo act on exactly that. A
+/// successful forward always stored it, so its absence is a corrupt record, not a reason to
+/// trust the request's own input.
+fn forward_input(record: &BarrierRecord) -> TxResult<&Value> {
+    record.forward_input.as_ref().ok_or_else(|| {
+        let missing = <serde_json::Error as serde::de::Error>::custom(
+            "successful forward phase stored without its input",
+        );
+        ConflictableTransactionError::Abort(TxAbort::Corrupt(missing))
+    })
 }
 
 fn write_record(records: &TransactionalTree, key: &[u8], record: &BarrierRecord) -> TxResult<()> {

@@ -46,8 +46,9 @@ impl IntoResponse for BranchRejection {
 impl<S: Send + Sync> FromRequest<S> for Branch {
     type Rejection = BranchRejection;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let headers = req.headers().clone();
+    async fn from_request(mut req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // Taken, not cloned: the body extractor below does not need them.
+        let headers = std::mem::take(req.headers_mut());
         let body = Bytes::from_request(req, state)
             .await
             .map_err(|e| BranchRejection::Body(e.body_text()))?;

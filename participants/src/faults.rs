@@ -276,6 +276,7 @@ impl FaultInjector {
     /// Resolves once the participant is shutting down.
     async fn stopped(&self) {
         let mut stopping = self.stopping.clone();
+        // `Err`: the participant was dropped, which stops it as well.
         let _ = stopping.wait_for(|stop| *stop).await;
     }
 

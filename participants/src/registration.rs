@@ -36,6 +36,8 @@ impl Registration {
                 .without_max_times();
             let result = (|| coordinator.put_participant(&name, &spec))
                 .retry(backoff)
+                // A refusal (an invalid spec, say) will not change by asking again.
+                .when(sagas::ClientError::is_retryable)
                 .notify(|err, retry_in| {
                     tracing::warn!(
                         participant = %name,
@@ -51,7 +53,6 @@ impl Registration {
                     tracing::info!(participant = %name, coordinator = %coordinator.base_url(), base_url = %spec.base_url, "registered with the coordinator");
                     let _ = done.send(true);
                 }
-                // Unreachable without a retry limit; kept so a future limit cannot fail silently.
                 Err(err) => {
                     tracing::error!(participant = %name, error = %err, "registration gave up")
                 }

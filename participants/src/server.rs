@@ -45,8 +45,9 @@ pub enum ParticipantError {
     Spec(String),
 }
 
-/// A participant that is serving. Stop it with [`RunningParticipant::shutdown`]; dropping it
-/// stops registration but leaves the server running until the runtime ends.
+/// A participant that is serving. Stop it with [`RunningParticipant::shutdown`], which also
+/// flushes the database; dropping it stops registration and starts the same graceful stop
+/// without waiting for it.
 #[derive(Debug)]
 pub struct RunningParticipant {
     kind: ParticipantKind,
@@ -188,6 +189,7 @@ pub(crate) async fn start(
     let stop_signal = {
         let mut stop_requested = stop_requested;
         async move {
+            // `Err` means the sender was dropped with the `RunningParticipant`: stop then too.
             let _ = stop_requested.wait_for(|stop| *stop).await;
         }
     };

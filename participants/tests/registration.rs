@@ -77,3 +77,37 @@ async fn registers_the_bound_url_and_actions_after_retrying() {
     );
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_refused_registration_is_not_retried() {
+    let attempts = Arc::new(Mutex::new(0));
+    let counted = attempts.clone();
+    let app = Router::new().route(
+        "/v1/participants/{name}",
+        put(move || {
+            let counted = counted.clone();
+            async move {
+                *counted.lock().unwrap() += 1;
+                let body = json!({"error": {"code": "bad_request", "message": "bad spec"}});
+                (StatusCode::BAD_REQUEST, Json(body))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let coordinator = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = ParticipantConfig::new(ParticipantKind::Wallet)
+        .with_listen("127.0.0.1:0".parse().unwrap())
+        .with_data_dir(dir.path())
+        .with_coordinator(coordinator);
+    let running = wallet::start(config).await.unwrap();
+    let registered =
+        tokio::time::timeout(Duration::from_secs(20), running.registration().registered())
+            .await
+            .expect("a refusal ends registration instead of retrying for ever");
+    assert!(!registered);
+    assert_eq!(*attempts.lock().unwrap(), 1);
+    running.shutdown().await;
+}
