@@ -174,14 +174,18 @@ impl Runtime {
             plan,
             at: self.clock.now(),
         };
-        match self.store.create(&created, key.as_deref())? {
+        // Built once: the store snapshots it, the task runs it.
+        let saga = Saga::create(&created)?;
+        match self
+            .store
+            .create(&Event::Created(Box::new(created)), &saga, key.as_deref())?
+        {
             Creation::Existing(id) => {
                 let key = key.unwrap_or_default();
                 self.existing(&id, &key, &request).await.map(|s| (s, false))
             }
             Creation::Created => {
-                telemetry::saga_submitted(&created.workflow);
-                let saga = Saga::create(&created)?;
+                telemetry::saga_submitted(&saga.workflow);
                 let view = Arc::new(saga.clone());
                 // The task makes the saga durable before its first call and then tells us.
                 // Spawned before any await, so a client hanging up cannot orphan the saga.

@@ -14,7 +14,7 @@ use std::pin::Pin;
 
 use sagas::{ParticipantSpec, WorkflowSpec};
 
-use crate::engine::{Created, Event, Millis, Saga};
+use crate::engine::{Event, Millis, Saga};
 
 pub use sled_store::SledStore;
 
@@ -48,9 +48,10 @@ pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> +
 
 /// Sagas, their events and indexes. Writes are buffered until `flush`.
 pub trait SagaLog: Send + Sync + 'static {
-    /// Atomically claims the idempotency key (if any) and writes the first event, the snapshot
-    /// and the active-index entry.
-    fn create(&self, created: &Created, key: Option<&str>) -> Result<Creation, StoreError>;
+    /// Atomically claims the idempotency key (if any) and writes the first event (`Created`),
+    /// the initial state's snapshot and the active-index entry.
+    fn create(&self, first: &Event, saga: &Saga, key: Option<&str>)
+    -> Result<Creation, StoreError>;
     /// Appends an event with the saga's next sequence number.
     fn append(&self, saga_id: &str, seq: u64, event: &Event) -> Result<(), StoreError>;
     /// Stores the saga's current state (used for listing and fast recovery); a settled saga

@@ -11,7 +11,7 @@ use sagas::{ParticipantSpec, WorkflowSpec};
 
 use super::group_commit::GroupCommit;
 use super::{Creation, FlushFuture, RegistryStore, SagaLog, SagaPage, StoreError};
-use crate::engine::{Created, Event, Millis, Saga};
+use crate::engine::{Event, Millis, Saga};
 
 pub struct SledStore {
     db: sled::Db,
@@ -31,10 +31,17 @@ pub struct SledStore {
     group_commit: GroupCommit,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Snapshot {
     seq: u64,
     saga: Saga,
+}
+
+/// What a [`Snapshot`] is written from, without cloning the saga.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    seq: u64,
+    saga: &'a Saga,
 }
 
 /// `{saga_id}/`: every event key of the saga starts with it.
@@ -99,14 +106,15 @@ impl SledStore {
 }
 
 impl SagaLog for SledStore {
-    fn create(&self, created: &Created, key: Option<&str>) -> Result<Creation, StoreError> {
-        let id = created.id.as_bytes();
-        let event = encode(&Event::Created(Box::new(created.clone())));
-        let saga = Saga::create(created).map_err(|e| StoreError::Corrupt {
-            tree: "sagas",
-            message: e.to_string(),
-        })?;
-        let snapshot = encode(&Snapshot { seq: 0, saga });
+    fn create(
+        &self,
+        first: &Event,
+        saga: &Saga,
+        key: Option<&str>,
+    ) -> Result<Creation, StoreError> {
+        let id = saga.id.as_bytes();
+        let event = encode(first);
+        let snapshot = encode(&SnapshotRef { seq: 0, saga });
         let result = (&self.idempotency, &self.events, &self.sagas, &self.active).transaction(
             |(idem, events, sagas, active)| {
                 if let Some(key) = key {
@@ -118,7 +126,7 @@ impl SagaLog for SledStore {
                     }
                     idem.insert(key, id)?;
                 }
-                events.insert(event_key(&created.id, 0), event.as_slice())?;
+                events.insert(event_key(&saga.id, 0), event.as_slice())?;
                 sagas.insert(id, snapshot.as_slice())?;
                 active.insert(id, &[])?;
                 Ok(Creation::Created)
@@ -137,13 +145,8 @@ impl SagaLog for SledStore {
     }
 
     fn save_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError> {
-        self.sagas.insert(
-            saga.id.as_bytes(),
-            encode(&Snapshot {
-                seq,
-                saga: saga.clone(),
-            }),
-        )?;
+        self.sagas
+            .insert(saga.id.as_bytes(), encode(&SnapshotRef { seq, saga }))?;
         if saga.is_settled() {
             self.active.remove(saga.id.as_bytes())?;
             let mut key = saga.updated_at.to_be_bytes().to_vec();
