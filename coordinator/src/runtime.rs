@@ -25,7 +25,7 @@ use crate::engine::{
     Lifecycle, Millis, Saga, decide,
 };
 use crate::registry::{Registry, Store};
-use crate::store::{Creation, SagaPage, StoreError};
+use crate::store::{Creation, SNAPSHOT_EVERY, SagaPage, StoreError};
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -174,11 +174,10 @@ impl Runtime {
             plan,
             at: self.clock.now(),
         };
-        // Built once: the store snapshots it, the task runs it.
         let saga = Saga::create(&created)?;
         match self
             .store
-            .create(&Event::Created(Box::new(created)), &saga, key.as_deref())?
+            .create(&Event::Created(Box::new(created)), &saga.id, key.as_deref())?
         {
             Creation::Existing(id) => {
                 let key = key.unwrap_or_default();
@@ -258,6 +257,8 @@ impl Runtime {
             .map(|a| a.view.clone());
         if let Some(mut view) = view {
             let _ = tokio::time::timeout(wait, view.wait_for(|s| s.lifecycle.is_terminal())).await;
+            // The task may have stopped meanwhile; its last state is still here.
+            return Ok(Some(view.borrow().clone()));
         }
         self.get(id)
     }
@@ -354,6 +355,8 @@ impl Runtime {
                 runtime: runtime.clone(),
                 saga,
                 seq,
+                snapshot_seq: seq,
+                unlogged: Vec::new(),
                 tx,
                 view: view_tx,
                 replies: Vec::new(),
@@ -425,7 +428,12 @@ impl Runtime {
 struct SagaTask {
     runtime: Arc<Runtime>,
     saga: Saga,
+    /// The last event in the log (appended, not necessarily durable).
     seq: u64,
+    /// The last event a snapshot includes (or the task started from).
+    snapshot_seq: u64,
+    /// Events applied but not yet appended; they go to the log as one record.
+    unlogged: Vec<Event>,
     tx: mpsc::UnboundedSender<SagaMsg>,
     view: watch::Sender<Arc<Saga>>,
     /// Operator requests answered once the round that applied them is durable.
@@ -433,20 +441,42 @@ struct SagaTask {
 }
 
 impl SagaTask {
+    /// Applies an event and queues it for the next log record.
     fn record(&mut self, event: Event) -> Result<(), RuntimeError> {
         self.saga.apply(&event)?;
-        self.append(&event)
+        self.unlogged.push(event);
+        Ok(())
     }
 
-    /// Logs an event already applied to the state.
-    fn append(&mut self, event: &Event) -> Result<(), RuntimeError> {
-        self.seq += 1;
-        self.runtime.store.append(&self.saga.id, self.seq, event)?;
+    /// Appends the unlogged events as one record, and a snapshot when the saga settled or
+    /// its log grew long since the last one.
+    fn append_unlogged(&mut self) -> Result<(), RuntimeError> {
+        if self.unlogged.is_empty() {
+            return Ok(());
+        }
+        let store = &self.runtime.store;
+        store.append(&self.saga.id, self.seq + 1, &self.unlogged)?;
+        self.seq += self.unlogged.len() as u64;
+        self.unlogged.clear();
+        if self.saga.is_settled() || self.seq - self.snapshot_seq >= SNAPSHOT_EVERY {
+            store.save_snapshot(&self.saga, self.seq)?;
+            self.snapshot_seq = self.seq;
+        }
         Ok(())
     }
 
     async fn run(
         mut self,
+        rx: mpsc::UnboundedReceiver<SagaMsg>,
+        start: TaskStart,
+    ) -> Result<(), RuntimeError> {
+        self.drive(rx, start).await?;
+        // A graceful stop keeps what the last rounds recorded.
+        self.append_unlogged()
+    }
+
+    async fn drive(
+        &mut self,
         mut rx: mpsc::UnboundedReceiver<SagaMsg>,
         start: TaskStart,
     ) -> Result<(), RuntimeError> {
@@ -502,11 +532,12 @@ impl SagaTask {
                     break wake;
                 }
             };
-            if self.saga.lifecycle != lifecycle_before
-                || self.saga.callback != callback_before
-                || must_flush
-            {
-                self.runtime.store.save_snapshot(&self.saga, self.seq)?;
+            // Rule 4: rounds in between may stay in memory, which after a crash is the same as
+            // an unflushed tail. They are logged with the next durable round, or when the saga
+            // goes idle (a retry backoff, stuck), so a waiting saga's log is complete.
+            let idle = outstanding == 0 && calls.is_empty() && notify.is_none();
+            if must_flush || idle || self.saga.is_settled() {
+                self.append_unlogged()?;
             }
             if must_flush {
                 // Rules 2 and 3: the decision before the calls it leads to, the outcome before
@@ -597,7 +628,7 @@ impl SagaTask {
                         match self.saga.apply(&event) {
                             Ok(()) => {
                                 must_flush |= event.must_be_durable();
-                                self.append(&event)?;
+                                self.unlogged.push(event);
                                 if matches!(op, Operator::Retry) {
                                     tracing::info!(saga = %self.saga.id, "operator retry of a stuck saga");
                                 }

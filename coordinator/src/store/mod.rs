@@ -8,6 +8,8 @@
 
 pub mod group_commit;
 mod sled_store;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -44,18 +46,32 @@ pub struct SagaPage {
     pub next_cursor: Option<String>,
 }
 
+/// Events a saga may log after its last snapshot before the runtime writes a new one.
+pub const SNAPSHOT_EVERY: u64 = 64;
+
 pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
 /// Sagas, their events and indexes. Writes are buffered until `flush`.
+///
+/// Events are appended in *rounds*: everything one decision round of a saga recorded is one
+/// record, so a saga costs a handful of writes, not one per event. The first event alone
+/// describes the saga (it holds the plan), so an active saga needs no snapshot: its state is
+/// the fold of its events. A snapshot is written when the saga settles (for listing and
+/// retention) and whenever the events since the last one grow past [`SNAPSHOT_EVERY`], which
+/// bounds the work of a load.
 pub trait SagaLog: Send + Sync + 'static {
-    /// Atomically claims the idempotency key (if any) and writes the first event (`Created`),
-    /// the initial state's snapshot and the active-index entry.
-    fn create(&self, first: &Event, saga: &Saga, key: Option<&str>)
-    -> Result<Creation, StoreError>;
-    /// Appends an event with the saga's next sequence number.
-    fn append(&self, saga_id: &str, seq: u64, event: &Event) -> Result<(), StoreError>;
-    /// Stores the saga's current state (used for listing and fast recovery); a settled saga
-    /// (terminal, callback delivered or abandoned) leaves the active index.
+    /// Atomically claims the idempotency key (if any) and writes the first event (`Created`,
+    /// sequence 0) and the active-index entry.
+    fn create(
+        &self,
+        first: &Event,
+        saga_id: &str,
+        key: Option<&str>,
+    ) -> Result<Creation, StoreError>;
+    /// Appends `events` as one record, numbered from `first_seq`.
+    fn append(&self, saga_id: &str, first_seq: u64, events: &[Event]) -> Result<(), StoreError>;
+    /// Stores the saga's state as of event `seq`, the last appended. A settled saga (terminal,
+    /// callback delivered or abandoned) also leaves the active index.
     fn save_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError>;
     /// Every event of a saga, in order, with its sequence number.
     fn events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError>;

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use std::sync::Mutex;
+
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use sagas::{ParticipantSpec, WorkflowSpec};
 
@@ -15,9 +15,10 @@ use crate::engine::{Event, Millis, Saga};
 
 pub struct SledStore {
     db: sled::Db,
-    /// `{saga_id}/{seq: u64 BE}` -> event.
+    /// `{saga_id}/{first seq: u64 BE}` -> the events of one round, numbered from `first seq`.
     events: sled::Tree,
-    /// `{saga_id}` -> snapshot: the saga state and the sequence number it includes.
+    /// `{saga_id}` -> snapshot: the saga state and the sequence number it includes. Written
+    /// when a saga settles, and every [`super::SNAPSHOT_EVERY`] events of a long-running one.
     sagas: sled::Tree,
     /// `{saga_id}` -> empty, for sagas not yet terminal.
     active: sled::Tree,
@@ -29,6 +30,9 @@ pub struct SledStore {
     /// `{name}\0{version: u32 BE}` -> workflow definition.
     workflows: sled::Tree,
     group_commit: GroupCommit,
+    /// Serialises keyed creations within this process, so that a key that names a saga with
+    /// no first event can only be left over from a crash (see [`SledStore::create`]).
+    claiming: Mutex<()>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +98,7 @@ impl SledStore {
             participants: db.open_tree("participants")?,
             workflows: db.open_tree("workflows")?,
             group_commit: GroupCommit::start(db.clone()),
+            claiming: Mutex::new(()),
             db,
         })
     }
@@ -105,42 +110,78 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    /// The first event and the active-index entry. The event goes first: a crash can keep a
+    /// prefix of the writes, and an active entry without its event would name nothing.
+    fn insert_created(&self, saga_id: &str, first: &Event) -> Result<(), StoreError> {
+        self.events
+            .insert(event_key(saga_id, 0), encode(&std::slice::from_ref(first)))?;
+        self.active.insert(saga_id.as_bytes(), &[])?;
+        Ok(())
+    }
+
+    fn has_created(&self, saga_id: &str) -> Result<bool, StoreError> {
+        Ok(self.events.contains_key(event_key(saga_id, 0))?)
+    }
+
+    /// What a crash can leave behind: a key claimed for a saga whose first event was lost.
+    #[cfg(test)]
+    pub(super) fn claim_without_saga(&self, key: &str, saga_id: &str) {
+        self.idempotency
+            .insert(key, saga_id.as_bytes())
+            .expect("insert");
+    }
+}
+
 impl SagaLog for SledStore {
+    /// No sled transaction (it locks every tree of the database): an unkeyed saga is two
+    /// plain inserts, and a key is claimed by compare-and-swap under a process-local lock.
     fn create(
         &self,
         first: &Event,
-        saga: &Saga,
+        saga_id: &str,
         key: Option<&str>,
     ) -> Result<Creation, StoreError> {
-        let id = saga.id.as_bytes();
-        let event = encode(first);
-        let snapshot = encode(&SnapshotRef { seq: 0, saga });
-        let result = (&self.idempotency, &self.events, &self.sagas, &self.active).transaction(
-            |(idem, events, sagas, active)| {
-                if let Some(key) = key {
-                    if let Some(existing) = idem.get(key)? {
-                        let existing = String::from_utf8_lossy(&existing).into_owned();
-                        return Ok::<_, ConflictableTransactionError<()>>(Creation::Existing(
-                            existing,
-                        ));
+        let Some(key) = key else {
+            self.insert_created(saga_id, first)?;
+            return Ok(Creation::Created);
+        };
+        let _claiming = self.claiming.lock().expect("claim lock poisoned");
+        let mut expected: Option<sled::IVec> = None;
+        loop {
+            match self.idempotency.compare_and_swap(
+                key,
+                expected.as_ref(),
+                Some(saga_id.as_bytes()),
+            )? {
+                Ok(()) => break,
+                Err(current) => {
+                    let Some(existing) = current.current else {
+                        // Removed meanwhile (retention): claim it afresh.
+                        expected = None;
+                        continue;
+                    };
+                    let existing_id = String::from_utf8_lossy(&existing).into_owned();
+                    // Creations in this process finish under the lock, so a claim without
+                    // its first event was lost with the rest of an unflushed submission
+                    // when the process died; that submission was never acknowledged.
+                    if self.has_created(&existing_id)? {
+                        return Ok(Creation::Existing(existing_id));
                     }
-                    idem.insert(key, id)?;
+                    expected = Some(existing);
                 }
-                events.insert(event_key(&saga.id, 0), event.as_slice())?;
-                sagas.insert(id, snapshot.as_slice())?;
-                active.insert(id, &[])?;
-                Ok(Creation::Created)
-            },
-        );
-        match result {
-            Ok(creation) => Ok(creation),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(())) => unreachable!("the transaction never aborts"),
+            }
         }
+        self.insert_created(saga_id, first)?;
+        Ok(Creation::Created)
     }
 
-    fn append(&self, saga_id: &str, seq: u64, event: &Event) -> Result<(), StoreError> {
-        self.events.insert(event_key(saga_id, seq), encode(event))?;
+    fn append(&self, saga_id: &str, first_seq: u64, events: &[Event]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.events
+            .insert(event_key(saga_id, first_seq), encode(&events))?;
         Ok(())
     }
 
@@ -186,35 +227,58 @@ impl SagaLog for SledStore {
 
     fn events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
         let prefix = event_prefix(saga_id);
-        self.events
-            .scan_prefix(&prefix)
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((event_seq(&key, prefix.len())?, decode("events", &value)?))
-            })
-            .collect()
+        let mut events = Vec::new();
+        for item in self.events.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            let first = event_seq(&key, prefix.len())?;
+            let round: Vec<Event> = decode("events", &value)?;
+            events.extend((first..).zip(round));
+        }
+        Ok(events)
     }
 
     fn load(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
-        let Some(bytes) = self.sagas.get(saga_id.as_bytes())? else {
-            return Ok(None);
+        let corrupt = |e: crate::engine::EngineError| StoreError::Corrupt {
+            tree: "events",
+            message: format!("saga {saga_id}: {e}"),
         };
-        let Snapshot { seq, mut saga } = decode("sagas", &bytes)?;
-        let mut last = seq;
+        // Rounds are appended before a snapshot is taken, so none straddles its sequence.
+        let (mut saga, from) = match self.sagas.get(saga_id.as_bytes())? {
+            Some(bytes) => {
+                let Snapshot { seq, saga } = decode("sagas", &bytes)?;
+                (Some(saga), seq + 1)
+            }
+            None => (None, 0),
+        };
+        let mut last = from.saturating_sub(1);
         let prefix = event_prefix(saga_id);
-        for item in self.events.range(event_key(saga_id, seq + 1)..) {
+        for item in self.events.range(event_key(saga_id, from)..) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) {
                 break;
             }
-            let event: Event = decode("events", &value)?;
-            saga.apply(&event).map_err(|e| StoreError::Corrupt {
-                tree: "events",
-                message: e.to_string(),
-            })?;
-            last = event_seq(&key, prefix.len())?;
+            let first = event_seq(&key, prefix.len())?;
+            let round: Vec<Event> = decode("events", &value)?;
+            for (seq, event) in (first..).zip(round) {
+                match (&mut saga, &event) {
+                    (Some(saga), _) => saga.apply(&event).map_err(corrupt)?,
+                    (None, Event::Created(created)) => {
+                        saga = Some(Saga::create(created).map_err(corrupt)?);
+                    }
+                    (None, other) => {
+                        return Err(StoreError::Corrupt {
+                            tree: "events",
+                            message: format!(
+                                "saga {saga_id} starts with {} instead of created",
+                                other.name()
+                            ),
+                        });
+                    }
+                }
+                last = seq;
+            }
         }
-        Ok(Some((saga, last)))
+        Ok(saga.map(|saga| (saga, last)))
     }
 
     fn active_ids(&self) -> Result<Vec<String>, StoreError> {
@@ -225,32 +289,52 @@ impl SagaLog for SledStore {
             .collect()
     }
 
+    /// Active sagas have no snapshot, so the listing merges the active index with the
+    /// snapshots (both keyed by saga id) and loads each saga.
     fn list(
         &self,
         filter: &dyn Fn(&Saga) -> bool,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<SagaPage, StoreError> {
-        let iter = match cursor {
-            Some(c) => self.sagas.range::<&[u8], _>((
+        let after = |tree: &sled::Tree| match cursor {
+            Some(c) => tree.range::<&[u8], _>((
                 std::ops::Bound::Excluded(c.as_bytes()),
                 std::ops::Bound::Unbounded,
             )),
-            None => self.sagas.iter(),
+            None => tree.iter(),
         };
+        let mut settled = after(&self.sagas).keys().peekable();
+        let mut active = after(&self.active).keys().peekable();
         let mut sagas = Vec::new();
         let mut next_cursor = None;
-        for item in iter {
-            let (_, value) = item?;
-            let snapshot: Snapshot = decode("sagas", &value)?;
-            if !filter(&snapshot.saga) {
+        loop {
+            // The smaller of the two next ids; a saga in both (settling right now) once.
+            let id = match (settled.peek(), active.peek()) {
+                (None, None) => break,
+                (Some(Err(_)), _) => settled.next().expect("peeked")?,
+                (_, Some(Err(_))) => active.next().expect("peeked")?,
+                (Some(Ok(s)), Some(Ok(a))) if s == a => {
+                    active.next();
+                    settled.next().expect("peeked")?
+                }
+                (Some(Ok(s)), Some(Ok(a))) if s < a => settled.next().expect("peeked")?,
+                (Some(Ok(_)), None) => settled.next().expect("peeked")?,
+                (_, Some(Ok(_))) => active.next().expect("peeked")?,
+            };
+            let id = String::from_utf8_lossy(&id).into_owned();
+            // Gone meanwhile (retention) or not yet written: nothing to show.
+            let Some((saga, _)) = self.load(&id)? else {
+                continue;
+            };
+            if !filter(&saga) {
                 continue;
             }
             if sagas.len() == limit {
                 next_cursor = sagas.last().map(|s: &Saga| s.id.clone());
                 break;
             }
-            sagas.push(snapshot.saga);
+            sagas.push(saga);
         }
         Ok(SagaPage { sagas, next_cursor })
     }
