@@ -6,6 +6,7 @@
 //! `cargo test -p chaos-tests` alone does not, hence the hint in the error.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{Context, bail};
 
@@ -43,6 +44,57 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// The service binaries: the coordinator and the three example participants.
+pub const SERVICES: [&str; 4] = ["coordinator", "wallet", "order", "points"];
+
+/// Builds the [`SERVICES`] with cargo, in the profile and target directory of [`bin_dir`] (so a
+/// release `bench` gets release binaries next to it), and checks they are there.
+///
+/// For tools that must not measure stale binaries: `cargo run -p chaos-tests --bin bench`
+/// builds only this package's binaries, and a coordinator edited since the last workspace
+/// build would otherwise be measured as it was. When everything is up to date cargo returns
+/// within a second. Uses `$CARGO` (set by `cargo run`) or `cargo` from `PATH`. With
+/// `$CHAOS_BIN_DIR` set nothing is built: those binaries are the caller's; they must exist.
+pub fn build_services() -> anyhow::Result<()> {
+    if std::env::var_os(BIN_DIR_ENV).is_none() {
+        run_cargo_build()?;
+    }
+    for name in SERVICES {
+        binary(name)?;
+    }
+    Ok(())
+}
+
+fn run_cargo_build() -> anyhow::Result<()> {
+    let dir = bin_dir()?;
+    let profile = match dir.file_name().and_then(|name| name.to_str()) {
+        // The `dev` profile builds into `debug/`.
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => bail!("cannot tell the cargo profile of {}", dir.display()),
+    };
+    let target_dir = dir
+        .parent()
+        .with_context(|| format!("{} has no parent (target) directory", dir.display()))?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .current_dir(&workspace)
+        .args(["build", "--bins", "-p", "coordinator", "-p", "participants"])
+        .arg("--profile")
+        .arg(profile)
+        .arg("--target-dir")
+        .arg(target_dir);
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
+    if !status.success() {
+        bail!("`{command:?}` failed ({status})");
+    }
+    Ok(())
 }
 
 /// The workspace's `sagas/` directory, which holds the workflow files (`place_order.yaml`)

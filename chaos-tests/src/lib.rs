@@ -5,7 +5,7 @@
 //! `place_order` workflow through the coordinator's HTTP API, inject faults (SIGKILL, SIGTERM,
 //! restarts on the same port and data directory) and finally check the books.
 //!
-//! - [`binaries`]: where the built binaries live (`<target>/debug/<name>`);
+//! - [`binaries`]: where the built binaries live (`<target>/debug/<name>`), and building them;
 //! - [`ports`]: free loopback ports;
 //! - [`process`]: [`ServiceProcess`], one child process with its log file, kill/terminate/restart
 //!   and a deadline-bounded wait for health;
@@ -17,12 +17,17 @@
 //!   that injects latency, resets, blackholes and dropped replies;
 //! - [`chaos`]: the chaos run (kills, network faults, load, the final check and report) behind
 //!   the `chaos` binary and `tests/chaos_short.rs`;
+//! - [`loadgen`]: the load generator behind the `loadgen` binary (throughput, latency
+//!   percentiles, coordinator CPU per saga, books verified afterwards);
+//! - [`bench`](mod@bench): the benchmark mode behind the `bench` binary (the standard matrix, each row on
+//!   fresh clusters, medians as JSON, markdown and an SVG chart);
 //! - [`watch`]: a background poller that catches invariants broken *while* sagas run (a negative
 //!   balance never shows at quiescence if it is later repaired).
 //!
 //! Running: see `chaos-tests/README.md`. In short, `cargo build --workspace --bins` and then
 //! `cargo test -p chaos-tests`.
 
+pub mod bench;
 pub mod binaries;
 pub mod books;
 pub mod chaos;

@@ -12,8 +12,9 @@
 //!
 //! It runs for `--count` sagas or `--duration` seconds, prints a progress line every second on
 //! stderr, then a table (throughput, p50/p90/p99/p999/max latency from an HDR histogram,
-//! outcomes) and optionally a JSON result. With `--verify` it checks the books afterwards with
-//! [`crate::books::Books::check`], so that a fast but wrong run cannot pass.
+//! outcomes; `--quiet` prints none of it) and optionally a JSON result. With `--verify` it checks
+//! the books afterwards with [`crate::books::Books::check`], so that a fast but wrong run cannot
+//! pass.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -100,6 +101,9 @@ pub struct Args {
     /// Prefix of idempotency keys, order ids and accounts (default: `lg-<unix millis>`).
     #[arg(long)]
     pub tag: Option<String>,
+    /// No progress lines, messages or table: for callers that report the result themselves.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// What one submission ended as.
@@ -335,8 +339,10 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         for a in &accounts {
             books.deposit(a, FUNDING);
         }
-        eprintln!("funded {} accounts with {FUNDING} each", accounts.len());
-    } else {
+        if !args.quiet {
+            eprintln!("funded {} accounts with {FUNDING} each", accounts.len());
+        }
+    } else if !args.quiet {
         eprintln!("no --wallet: accounts are not funded (sagas may abort for lack of funds)");
     }
 
@@ -349,7 +355,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let cpu_before = args.coordinator_pid.map(cpu_time_us).transpose()?;
     let started = Instant::now();
     let deadline = duration.map(|d| started + d);
-    let progress = tokio::spawn(progress_loop(shared.clone(), started));
+    let progress = (!args.quiet).then(|| tokio::spawn(progress_loop(shared.clone(), started)));
 
     match args.rate {
         None => {
@@ -407,7 +413,9 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         }
     }
     let elapsed = started.elapsed();
-    progress.abort();
+    if let Some(progress) = progress {
+        progress.abort();
+    }
     let cpu_after = args.coordinator_pid.map(cpu_time_us).transpose()?;
 
     let (latency, outcomes, records, must_abort_committed) = {
@@ -438,37 +446,39 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let ok = verify_ok && must_abort_committed == 0;
 
     // The table.
-    let mode = match args.rate {
-        Some(r) => format!(
-            "open loop, {r} sagas/s, max in flight {}",
-            args.max_in_flight
-        ),
-        None => format!("closed loop, {} clients", args.clients),
-    };
-    println!("workflow      {} ({mode})", args.workflow);
-    println!("sagas         {submitted} submitted, {terminal} terminal");
-    println!("elapsed       {:.2} s", elapsed.as_secs_f64());
-    println!("throughput    {throughput:.1} sagas/s");
-    println!(
-        "latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}  mean {:.2}",
-        q(0.50),
-        q(0.90),
-        q(0.99),
-        q(0.999),
-        ms(latency.max()),
-        latency.mean() / 1000.0
-    );
-    for (label, n) in &outcomes {
-        println!("outcome       {label:<40} {n}");
-    }
-    if must_abort_committed > 0 {
-        println!("WRONG         {must_abort_committed} must-abort saga(s) committed");
-    }
-    if let Some(cpu) = cpu_us_per_saga {
-        println!("coordinator   {cpu:.1} µs CPU per saga");
-    }
-    if let Some(audit) = &verify {
-        println!("verify        {audit}");
+    if !args.quiet {
+        let mode = match args.rate {
+            Some(r) => format!(
+                "open loop, {r} sagas/s, max in flight {}",
+                args.max_in_flight
+            ),
+            None => format!("closed loop, {} clients", args.clients),
+        };
+        println!("workflow      {} ({mode})", args.workflow);
+        println!("sagas         {submitted} submitted, {terminal} terminal");
+        println!("elapsed       {:.2} s", elapsed.as_secs_f64());
+        println!("throughput    {throughput:.1} sagas/s");
+        println!(
+            "latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}  mean {:.2}",
+            q(0.50),
+            q(0.90),
+            q(0.99),
+            q(0.999),
+            ms(latency.max()),
+            latency.mean() / 1000.0
+        );
+        for (label, n) in &outcomes {
+            println!("outcome       {label:<40} {n}");
+        }
+        if must_abort_committed > 0 {
+            println!("WRONG         {must_abort_committed} must-abort saga(s) committed");
+        }
+        if let Some(cpu) = cpu_us_per_saga {
+            println!("coordinator   {cpu:.1} µs CPU per saga");
+        }
+        if let Some(audit) = &verify {
+            println!("verify        {audit}");
+        }
     }
 
     let json = json!({
@@ -550,7 +560,9 @@ async fn verify(shared: &Shared, mut books: Books, records: Vec<Record>) -> anyh
     let args = &shared.args;
     let client = &shared.client;
     let settle_deadline = Instant::now() + Duration::from_secs(120);
-    eprintln!("verifying {} sagas ...", records.len());
+    if !args.quiet {
+        eprintln!("verifying {} sagas ...", records.len());
+    }
 
     // Resolve ids and final states.
     let resolved: Vec<anyhow::Result<(Record, Option<SagaState>)>> = futures::stream::iter(records)

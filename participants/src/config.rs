@@ -30,6 +30,7 @@ struct EnvNames {
     coordinator: &'static str,
     advertise_url: &'static str,
     faults: &'static str,
+    no_work: &'static str,
 }
 
 macro_rules! env_names {
@@ -40,6 +41,7 @@ macro_rules! env_names {
             coordinator: concat!($prefix, "_COORDINATOR"),
             advertise_url: concat!($prefix, "_ADVERTISE_URL"),
             faults: concat!($prefix, "_FAULTS"),
+            no_work: concat!($prefix, "_NO_WORK"),
         }
     };
 }
@@ -126,6 +128,11 @@ pub struct ParticipantArgs {
     /// (null compensation) and late (hanging) branch calls corrupt the data.
     #[arg(long)]
     pub unsafe_no_barrier: bool,
+    /// FOR BENCHMARKS ONLY: every branch call is answered `200` at once without doing
+    /// anything (no barrier, no database), so a load run measures the coordinator's own cost.
+    /// Breaks every guarantee: nothing is reserved, deducted, created or undone.
+    #[arg(long)]
+    pub no_work: bool,
 }
 
 impl ParticipantArgs {
@@ -150,6 +157,7 @@ impl ParticipantArgs {
             .mut_arg("coordinator", |a| a.env(env.coordinator))
             .mut_arg("advertise_url", |a| a.env(env.advertise_url))
             .mut_arg("faults", |a| a.env(env.faults))
+            .mut_arg("no_work", |a| a.env(env.no_work))
     }
 
     /// Parses the process arguments for `kind`; prints help or errors and exits like clap does.
@@ -183,6 +191,7 @@ impl ParticipantArgs {
             } else {
                 BarrierMode::Enforced
             },
+            no_work: self.no_work,
         };
         config.validate()?;
         Ok(config)
@@ -203,6 +212,9 @@ pub struct ParticipantConfig {
     /// plan (which may inject nothing yet); `None` injects nothing and has no such endpoint.
     pub faults: Option<FaultPlan>,
     pub barrier: BarrierMode,
+    /// Benchmarks only: answer every branch call `200` without doing anything (see
+    /// [`crate::no_work`]).
+    pub no_work: bool,
 }
 
 impl ParticipantConfig {
@@ -215,6 +227,7 @@ impl ParticipantConfig {
             advertise_url: None,
             faults: None,
             barrier: BarrierMode::Enforced,
+            no_work: false,
         }
     }
 
@@ -315,6 +328,16 @@ mod tests {
         let config = args.into_config(ParticipantKind::Wallet).unwrap();
         assert_eq!(config.listen.port(), 0);
         assert_eq!(config.barrier, BarrierMode::UnsafeDisabled);
+        assert!(!config.no_work);
+        let no_work =
+            ParticipantArgs::try_parse_from_for(ParticipantKind::Points, ["points", "--no-work"])
+                .unwrap();
+        assert!(
+            no_work
+                .into_config(ParticipantKind::Points)
+                .unwrap()
+                .no_work
+        );
 
         let bad = ParticipantArgs::try_parse_from_for(
             ParticipantKind::Wallet,
@@ -390,5 +413,7 @@ mod tests {
         assert!(help.contains("--faults [<SPEC>]"), "{help}");
         assert!(help.contains("POINTS_FAULTS"), "{help}");
         assert!(help.contains("/_faults"), "{help}");
+        assert!(help.contains("--no-work"), "{help}");
+        assert!(help.contains("POINTS_NO_WORK"), "{help}");
     }
 }

@@ -12,6 +12,8 @@
 //! - [`config`]: the flags and environment shared by the binaries, as a typed config;
 //! - [`faults`]: optional fault injection on branch calls (delay, errors, hangs, replies
 //!   dropped after commit), enabled by `--faults` and changed at runtime by `PUT /_faults`;
+//! - [`no_work`]: benchmark mode (`--no-work`): branch calls answered `200` without doing
+//!   anything, so a load run measures the coordinator alone; breaks every guarantee;
 //! - [`server`]: start-up (database, listener, registration) and graceful shutdown,
 //!   returning a [`RunningParticipant`]; [`cli`] wraps it into a binary's `main`.
 //!
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod durability;
 pub mod faults;
+pub mod no_work;
 pub mod order;
 pub mod points;
 pub mod records;

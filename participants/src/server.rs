@@ -1,7 +1,7 @@
 //! Start-up and shutdown shared by the participants: open the sled database, bind, register
 //! with the coordinator in the background, serve until asked to stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::barrier::{Barrier, BarrierError, BranchReply};
 use crate::config::{ConfigError, ParticipantConfig, ParticipantKind};
 use crate::faults::{self, ConnectionSwitch, FaultInjector, FaultListener};
+use crate::no_work;
 use crate::registration::Registration;
 
 #[derive(Debug, Error)]
@@ -162,19 +163,20 @@ pub(crate) async fn start(
 
     let (stopping, stop_requested) = watch::channel(false);
     let mut routes = service.routes;
+    if config.no_work {
+        tracing::warn!(
+            "--no-work: branch calls are answered 200 without doing anything (benchmarks only)"
+        );
+        routes = no_work::install(routes, branch_paths(&spec));
+    }
+    // Outside the no-work layer, so that faults can still be injected in front of it.
     let injector = config.faults.map(|plan| {
         tracing::warn!(
             ?plan,
             "fault injection enabled: PUT {} changes it",
             faults::FAULTS_PATH
         );
-        let branch_paths = spec
-            .actions
-            .values()
-            .flat_map(|endpoints| BRANCH_PHASES.iter().filter_map(|p| endpoints.path(*p)))
-            .map(str::to_string)
-            .collect();
-        FaultInjector::new(plan, branch_paths, stop_requested.clone())
+        FaultInjector::new(plan, branch_paths(&spec), stop_requested.clone())
     });
     let with_faults = injector.is_some();
     if let Some(injector) = injector {
@@ -214,7 +216,7 @@ pub(crate) async fn start(
         kind.name().to_string(),
         spec,
     );
-    tracing::info!(participant = kind.name(), %local_addr, %url, barrier = ?config.barrier, "serving");
+    tracing::info!(participant = kind.name(), %local_addr, %url, barrier = ?config.barrier, no_work = config.no_work, "serving");
     Ok(RunningParticipant {
         kind,
         local_addr,
@@ -224,6 +226,15 @@ pub(crate) async fn start(
         stopping,
         serving,
     })
+}
+
+/// The paths of every branch call of `spec` (every phase of every action).
+fn branch_paths(spec: &ParticipantSpec) -> BTreeSet<String> {
+    spec.actions
+        .values()
+        .flat_map(|endpoints| BRANCH_PHASES.iter().filter_map(|p| endpoints.path(*p)))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Parses an admin request body; bad JSON is a `400` with the protocol's error body.

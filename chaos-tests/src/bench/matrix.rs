@@ -1,0 +1,196 @@
+//! What the benchmark runs: rows (one load shape each) grouped in suites, and the standard
+//! matrix of issue 5.
+//!
+//! A [`Row`] is a closed-loop load: `clients` concurrent clients, a share of sagas that must
+//! abort, against participants that do their work or answer at once (`--no-work`). Its name
+//! says all three (`64c`, `64c-abort10`, `64c-no-work`), and a row with aborts is compared
+//! with its [`Row::baseline`], the row of the same concurrency where every saga commits.
+//!
+//! A [`Suite`] is a list of rows that answer one question; a suite with a chart series is
+//! drawn as one line against concurrency. To add a suite, add it to [`standard`]; `--only`
+//! then selects it by its name or its rows by theirs.
+
+use std::collections::BTreeSet;
+
+use anyhow::bail;
+use serde::Serialize;
+
+/// What the participants do with a branch call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Participants {
+    /// The real wallet, order and points: barrier, business change, durable reply.
+    Working,
+    /// Started with `--no-work`: every branch call answered `200` at once, so only the
+    /// coordinator's own cost is left.
+    NoWork,
+}
+
+/// One load shape: closed loop, `clients` clients, `abort_ratio` of sagas that must abort.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub clients: usize,
+    /// Share of sagas asking for more than their account holds, so they must abort.
+    pub abort_ratio: f64,
+    pub participants: Participants,
+}
+
+impl Row {
+    pub fn new(clients: usize, abort_ratio: f64, participants: Participants) -> Row {
+        Row {
+            name: row_name(clients, abort_ratio, participants),
+            clients,
+            abort_ratio,
+            participants,
+        }
+    }
+
+    /// Whether the books can be checked after a run: not when the participants do nothing.
+    pub fn verifies(&self) -> bool {
+        self.participants == Participants::Working
+    }
+
+    /// The row this one's cost is compared with: same clients and participants, no aborts.
+    pub fn baseline(&self) -> Option<String> {
+        (self.abort_ratio > 0.0).then(|| row_name(self.clients, 0.0, self.participants))
+    }
+}
+
+/// `64c`, `64c-abort10`, `64c-no-work`.
+fn row_name(clients: usize, abort_ratio: f64, participants: Participants) -> String {
+    let mut name = format!("{clients}c");
+    if abort_ratio > 0.0 {
+        name.push_str(&format!("-abort{}", (abort_ratio * 100.0).round()));
+    }
+    if participants == Participants::NoWork {
+        name.push_str("-no-work");
+    }
+    name
+}
+
+/// Rows that answer one question.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Suite {
+    pub name: String,
+    pub about: String,
+    /// Legend of this suite's line in the chart; `None`: not charted.
+    pub series: Option<String>,
+    pub rows: Vec<Row>,
+}
+
+/// The standard matrix: concurrency, cost of aborts, coordinator overhead.
+pub fn standard() -> Vec<Suite> {
+    use Participants::{NoWork, Working};
+    vec![
+        Suite {
+            name: "concurrency".into(),
+            about: "closed loop, every saga commits, real participants".into(),
+            series: Some("all commit".into()),
+            rows: [1, 16, 64, 256]
+                .into_iter()
+                .map(|clients| Row::new(clients, 0.0, Working))
+                .collect(),
+        },
+        Suite {
+            name: "aborts".into(),
+            about: "10 % of sagas must abort (compensation and cancel on the hot path), \
+                    compared with the all-commit row of the same concurrency"
+                .into(),
+            series: Some("10 % abort".into()),
+            rows: vec![Row::new(64, 0.1, Working), Row::new(256, 0.1, Working)],
+        },
+        Suite {
+            name: "overhead".into(),
+            about: "participants answer without doing any work (`--no-work`): the \
+                    coordinator's own cost per saga"
+                .into(),
+            series: Some("no-work participants".into()),
+            rows: vec![Row::new(64, 0.0, NoWork)],
+        },
+    ]
+}
+
+/// Keeps the suites and rows named in `only` (a suite's name selects all its rows); empty
+/// `only` keeps everything. An unknown name is an error that lists the known ones.
+pub fn select(suites: Vec<Suite>, only: &[String]) -> anyhow::Result<Vec<Suite>> {
+    if only.is_empty() {
+        return Ok(suites);
+    }
+    let known: BTreeSet<&str> = suites
+        .iter()
+        .flat_map(|s| {
+            std::iter::once(s.name.as_str()).chain(s.rows.iter().map(|r| r.name.as_str()))
+        })
+        .collect();
+    let unknown: Vec<&str> = only
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !known.contains(name))
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "unknown row or suite {unknown:?}; known: {}",
+            known.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let wanted = |name: &str| only.iter().any(|o| o == name);
+    Ok(suites
+        .into_iter()
+        .filter_map(|mut suite| {
+            if !wanted(&suite.name) {
+                suite.rows.retain(|row| wanted(&row.name));
+            }
+            (!suite.rows.is_empty()).then_some(suite)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_say_the_shape_and_aborts_have_a_baseline() {
+        let names: Vec<String> = standard()
+            .iter()
+            .flat_map(|s| s.rows.iter().map(|r| r.name.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "1c",
+                "16c",
+                "64c",
+                "256c",
+                "64c-abort10",
+                "256c-abort10",
+                "64c-no-work"
+            ]
+        );
+        let abort = Row::new(64, 0.1, Participants::Working);
+        assert_eq!(abort.baseline().as_deref(), Some("64c"));
+        assert_eq!(Row::new(64, 0.0, Participants::Working).baseline(), None);
+        assert!(!Row::new(64, 0.0, Participants::NoWork).verifies());
+    }
+
+    #[test]
+    fn only_selects_suites_and_rows_and_refuses_unknown_names() {
+        let only = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            select(standard(), &names).map(|suites| {
+                suites
+                    .iter()
+                    .flat_map(|s| s.rows.iter().map(|r| r.name.clone()))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(only(&[]).unwrap().len(), 7);
+        assert_eq!(
+            only(&["aborts", "1c"]).unwrap(),
+            ["1c", "64c-abort10", "256c-abort10"]
+        );
+        let err = only(&["65c"]).unwrap_err().to_string();
+        assert!(err.contains("65c") && err.contains("64c-no-work"), "{err}");
+    }
+}

@@ -1,0 +1,240 @@
+//! One run of one row: a fresh cluster, a warm-up, the measured load, what it cost.
+//!
+//! Every run starts its own cluster (new processes, new empty data directories), so runs do
+//! not inherit each other's log, caches or sled garbage. The warm-up is a short load whose
+//! numbers are discarded (connection pools, allocator, sled's first pages). The measured load
+//! is [`crate::loadgen::run`], which also reads the coordinator's CPU time and, for working
+//! participants, checks the books afterwards. Around it the run reads the coordinator's RSS
+//! and its log-bytes counter.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::matrix::{Participants, Row};
+use super::prometheus;
+use crate::cluster::{Cluster, ClusterOptions, Participant, TAIL_LINES};
+use crate::loadgen;
+
+/// How every run is done, whatever the row.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Measured load per run.
+    pub duration: Duration,
+    /// Load before the measured one, discarded; zero for none.
+    pub warmup: Duration,
+    /// Extra flags for the coordinator.
+    pub coordinator_args: Vec<OsString>,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunMetrics {
+    /// 1-based.
+    pub run: usize,
+    /// Sagas submitted during the measured load.
+    pub sagas: u64,
+    pub committed: u64,
+    pub aborted: u64,
+    /// Submissions that got no terminal answer (errors, timeouts, not finished in `wait_ms`).
+    pub not_terminal: u64,
+    pub elapsed_s: f64,
+    /// Terminal sagas per second.
+    pub throughput: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// Coordinator CPU time (user + system) over the load, per submitted saga.
+    pub coordinator_cpu_us_per_saga: Option<f64>,
+    /// The coordinator's VmRSS at the end of the run.
+    pub coordinator_rss_mb: Option<f64>,
+    /// Growth of `coordinator_log_bytes_total` over the load per finished saga; `None` when
+    /// the coordinator does not export it.
+    pub log_bytes_per_saga: Option<f64>,
+    /// The books check; `None` when not checked (no-work participants keep no books).
+    pub books_verified: Option<bool>,
+    /// Books clean (when checked) and no must-abort saga committed.
+    pub ok: bool,
+    /// Paths of the kept data directories and logs of a failed run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_dirs: Vec<String>,
+    /// loadgen's whole result (outcomes, violations, ...).
+    pub loadgen: Value,
+}
+
+/// Runs `row` once on a fresh cluster.
+pub async fn measure(row: &Row, settings: &RunSettings, run: usize) -> anyhow::Result<RunMetrics> {
+    if row.participants == Participants::NoWork && row.abort_ratio > 0.0 {
+        bail!(
+            "row {}: no-work participants never reject, so no saga could abort",
+            row.name
+        );
+    }
+    let participant_args: Vec<OsString> = match row.participants {
+        Participants::Working => Vec::new(),
+        Participants::NoWork => vec!["--no-work".into()],
+    };
+    let options = ClusterOptions {
+        coordinator_args: settings.coordinator_args.clone(),
+        wallet_args: participant_args.clone(),
+        order_args: participant_args.clone(),
+        points_args: participant_args,
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start_with(options)
+        .await
+        .with_context(|| format!("row {} run {run}: starting the cluster", row.name))?;
+    let measured = measure_on(&mut cluster, row, settings, run).await;
+    match measured {
+        Ok(mut metrics) => {
+            if !metrics.ok {
+                metrics.kept_dirs = keep_dirs(&mut cluster);
+            }
+            Ok(metrics)
+        }
+        Err(e) => {
+            let kept = keep_dirs(&mut cluster);
+            Err(e.context(format!(
+                "row {} run {run} failed; data and logs kept in {}\n{}",
+                row.name,
+                kept.join(", "),
+                cluster.log_tails(TAIL_LINES)
+            )))
+        }
+    }
+}
+
+async fn measure_on(
+    cluster: &mut Cluster,
+    row: &Row,
+    settings: &RunSettings,
+    run: usize,
+) -> anyhow::Result<RunMetrics> {
+    let pid = cluster
+        .coordinator_process()
+        .pid()
+        .context("the coordinator is not running")?;
+    let tag = format!("bench-{}-r{run}", row.name);
+
+    if !settings.warmup.is_zero() {
+        let mut warmup = load_args(row, cluster, settings.warmup, format!("{tag}-warmup"));
+        warmup.verify = false;
+        loadgen::run(warmup).await.context("warm-up")?;
+    }
+
+    let http = reqwest::Client::new();
+    let coordinator = cluster.coordinator_url();
+    let before = prometheus::scrape(&http, &coordinator).await.ok();
+    let mut args = load_args(row, cluster, settings.duration, tag);
+    args.coordinator_pid = Some(pid);
+    let report = loadgen::run(args).await.context("measured load")?;
+    let after = prometheus::scrape(&http, &coordinator).await.ok();
+    let rss = rss_mb(pid);
+
+    let json = report.json;
+    let outcome = |label: &str| json["outcomes"][label].as_u64().unwrap_or(0);
+    let number = |pointer: &str| {
+        json.pointer(pointer)
+            .and_then(Value::as_f64)
+            .with_context(|| format!("loadgen's result has no {pointer}"))
+    };
+    let sagas = json["sagas"]
+        .as_u64()
+        .context("loadgen's result has no sagas")?;
+    let committed = outcome("committed");
+    let aborted = outcome("aborted");
+    Ok(RunMetrics {
+        run,
+        sagas,
+        committed,
+        aborted,
+        not_terminal: sagas.saturating_sub(committed + aborted),
+        elapsed_s: number("/elapsed_s")?,
+        throughput: number("/throughput")?,
+        p50_ms: number("/latency_ms/p50")?,
+        p90_ms: number("/latency_ms/p90")?,
+        p99_ms: number("/latency_ms/p99")?,
+        p999_ms: number("/latency_ms/p999")?,
+        max_ms: number("/latency_ms/max")?,
+        coordinator_cpu_us_per_saga: json["coordinator_cpu_us_per_saga"].as_f64(),
+        coordinator_rss_mb: rss,
+        log_bytes_per_saga: before
+            .zip(after)
+            .and_then(|(before, after)| before.log_bytes_per_saga(&after)),
+        books_verified: json["verify"]["clean"].as_bool(),
+        ok: report.ok,
+        kept_dirs: Vec::new(),
+        loadgen: json,
+    })
+}
+
+/// Keeps every process's data directory and log for a post-mortem; returns their paths.
+fn keep_dirs(cluster: &mut Cluster) -> Vec<String> {
+    cluster.keep_dirs();
+    let mut dirs = vec![cluster.coordinator_process().root().display().to_string()];
+    for participant in Participant::ALL {
+        dirs.push(
+            cluster
+                .participant_process(participant)
+                .root()
+                .display()
+                .to_string(),
+        );
+    }
+    dirs
+}
+
+/// loadgen's arguments for `row` against `cluster`: closed loop for `duration`, quiet, books
+/// checked when the participants keep them.
+fn load_args(row: &Row, cluster: &Cluster, duration: Duration, tag: String) -> loadgen::Args {
+    let mut args = loadgen::Args::parse_from(["loadgen"]);
+    args.coordinator = cluster.coordinator_url();
+    args.clients = row.clients;
+    args.duration = Some(duration.as_secs_f64());
+    args.abort_ratio = row.abort_ratio;
+    args.tag = Some(tag);
+    args.quiet = true;
+    if row.verifies() {
+        args.wallet = Some(cluster.wallet_url());
+        args.order = Some(cluster.order_url());
+        args.points = Some(cluster.points_url());
+        args.verify = true;
+    }
+    args
+}
+
+/// VmRSS of `pid` in MiB, from `/proc/{pid}/status`.
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vm_rss_kb(&status).map(|kb| kb as f64 / 1024.0)
+}
+
+fn parse_vm_rss_kb(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vm_rss() {
+        let status = "Name:\tcoordinator\nVmPeak:\t  900000 kB\nVmRSS:\t   51200 kB\nThreads:\t4\n";
+        assert_eq!(parse_vm_rss_kb(status), Some(51200));
+        assert_eq!(parse_vm_rss_kb("Name:\tx\n"), None);
+        // This very process has one.
+        assert!(rss_mb(std::process::id()).is_some_and(|mb| mb > 0.0));
+    }
+}

@@ -1,0 +1,177 @@
+//! The benchmark mode behind the `bench` binary: one command runs the standard matrix of issue
+//! 5 (concurrency 1/16/64/256, 10 % aborts, coordinator overhead with no-work participants),
+//! each row several times on a fresh cluster, and writes the medians.
+//!
+//! - [`matrix`]: rows (clients, abort ratio, working or no-work participants) grouped in
+//!   suites, the standard matrix and `--only` selection;
+//! - [`measure`]: one run of one row: fresh cluster, warm-up, measured load (loadgen, with the
+//!   books checked), the coordinator's CPU per saga, RSS and log bytes per saga;
+//! - [`prometheus`]: counters from the coordinator's `/metrics`;
+//! - [`summary`]: medians per row, the cost of aborts against committing;
+//! - [`table`]: `results.md` and the progress lines;
+//! - [`chart`]: the chart, `throughput_p99.svg`;
+//! - [`machine`]: what it ran on.
+//!
+//! [`run`] runs every selected row `runs` times and returns [`BenchResults`];
+//! [`write_outputs`] writes `results.json`, `results.md` and the chart.
+
+pub mod chart;
+pub mod machine;
+pub mod matrix;
+pub mod measure;
+pub mod prometheus;
+pub mod summary;
+pub mod table;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use machine::Machine;
+use matrix::Suite;
+use measure::RunSettings;
+use summary::{AbortCost, RowResult};
+
+pub const JSON_FILE: &str = "results.json";
+pub const MARKDOWN_FILE: &str = "results.md";
+pub const CHART_FILE: &str = "throughput_p99.svg";
+
+/// How the benchmark was run, recorded with the results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    pub runs: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    /// Cargo profile of the service binaries (`release`, `debug`).
+    pub profile: String,
+    /// The services' `RUST_LOG`.
+    pub rust_log: String,
+    pub coordinator_args: Vec<String>,
+}
+
+/// Everything `results.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResults {
+    pub machine: Machine,
+    pub settings: Settings,
+    pub rows: Vec<RowResult>,
+    pub abort_costs: Vec<AbortCost>,
+    /// Why the benchmark stopped before the last row (a cluster that did not start, a load
+    /// that failed); the rows before it are complete.
+    pub error: Option<String>,
+}
+
+impl BenchResults {
+    /// Every row ran and no run's books (or must-abort sagas) were wrong.
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.rows.iter().all(|r| r.median.failed_runs == 0)
+    }
+
+    /// The chart's lines: one per suite with a series label, its rows' medians against clients.
+    pub fn chart_series(&self, suites: &[Suite]) -> Vec<chart::Series> {
+        suites
+            .iter()
+            .filter_map(|suite| {
+                let label = suite.series.clone()?;
+                let mut points: Vec<chart::Point> = self
+                    .rows
+                    .iter()
+                    .filter(|r| r.suite == suite.name)
+                    .filter_map(|r| {
+                        Some(chart::Point {
+                            clients: r.row.clients,
+                            throughput: r.median.throughput?,
+                            p99_ms: r.median.p99_ms?,
+                        })
+                    })
+                    .collect();
+                points.sort_by_key(|p| p.clients);
+                (!points.is_empty()).then_some(chart::Series { label, points })
+            })
+            .collect()
+    }
+}
+
+/// Runs every row of `suites` `settings.runs` times, each on a fresh cluster, printing a
+/// progress line per run on stderr. A run whose books are wrong is recorded and the benchmark
+/// goes on; an error (a cluster that does not start) stops it, keeping the runs so far.
+pub async fn run(suites: &[Suite], settings: Settings, run_settings: &RunSettings) -> BenchResults {
+    let mut results = BenchResults {
+        machine: Machine::detect(),
+        settings,
+        rows: Vec::new(),
+        abort_costs: Vec::new(),
+        error: None,
+    };
+    let runs = results.settings.runs;
+    'suites: for suite in suites {
+        for row in &suite.rows {
+            let mut measured = Vec::with_capacity(runs);
+            let mut failure = None;
+            for run in 1..=runs {
+                match measure::measure(row, run_settings, run).await {
+                    Ok(metrics) => {
+                        eprintln!("{}", table::progress_line(&row.name, run, runs, &metrics));
+                        measured.push(metrics);
+                    }
+                    Err(e) => {
+                        failure = Some(format!("{e:#}"));
+                        break;
+                    }
+                }
+            }
+            if !measured.is_empty() {
+                results
+                    .rows
+                    .push(RowResult::new(&suite.name, row.clone(), measured));
+            }
+            if failure.is_some() {
+                results.error = failure;
+                break 'suites;
+            }
+        }
+    }
+    results.abort_costs = summary::abort_costs(&results.rows);
+    results
+}
+
+/// The files [`write_outputs`] wrote.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    pub json: PathBuf,
+    pub markdown: PathBuf,
+    pub chart: PathBuf,
+}
+
+/// Writes `results.json`, `results.md` and `throughput_p99.svg` into `out` (created if
+/// missing); returns the markdown too, for stdout.
+pub fn write_outputs(
+    results: &BenchResults,
+    suites: &[Suite],
+    out: &Path,
+) -> anyhow::Result<(Outputs, String)> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let outputs = Outputs {
+        json: out.join(JSON_FILE),
+        markdown: out.join(MARKDOWN_FILE),
+        chart: out.join(CHART_FILE),
+    };
+    let write = |path: &Path, content: &[u8]| {
+        std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))
+    };
+    write(&outputs.json, &serde_json::to_vec_pretty(results)?)?;
+    let markdown = table::markdown(results);
+    write(&outputs.markdown, markdown.as_bytes())?;
+    let s = &results.settings;
+    let subtitle = format!(
+        "{} build, medians of {} × {} s per point; {}",
+        s.profile,
+        s.runs,
+        s.duration_s,
+        results.machine.describe()
+    );
+    let svg = chart::render(&results.chart_series(suites), &subtitle)?;
+    write(&outputs.chart, svg.as_bytes())?;
+    Ok((outputs, markdown))
+}

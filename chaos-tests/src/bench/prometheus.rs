@@ -1,0 +1,93 @@
+//! Reading counters from the coordinator's `GET /metrics` (Prometheus text format).
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// Bytes the coordinator wrote to its saga log (added by the store; may be absent).
+pub const LOG_BYTES: &str = "coordinator_log_bytes_total";
+/// Sagas that reached a terminal state, over every label (workflow, state).
+pub const SAGAS_FINISHED: &str = "sagas_finished_total";
+
+/// The counters a run compares before and after its load; `None` where the coordinator does
+/// not export the metric.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counters {
+    pub log_bytes: Option<f64>,
+    pub sagas_finished: Option<f64>,
+}
+
+impl Counters {
+    /// Log bytes per finished saga between `self` (before) and `after`.
+    pub fn log_bytes_per_saga(&self, after: &Counters) -> Option<f64> {
+        let bytes = after.log_bytes? - self.log_bytes?;
+        let sagas = after.sagas_finished? - self.sagas_finished?;
+        (sagas > 0.0).then(|| bytes / sagas)
+    }
+}
+
+/// Scrapes `{coordinator}/metrics`.
+pub async fn scrape(http: &reqwest::Client, coordinator: &str) -> anyhow::Result<Counters> {
+    let text = http
+        .get(format!("{coordinator}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .context("GET /metrics")?
+        .text()
+        .await
+        .context("reading /metrics")?;
+    Ok(Counters {
+        log_bytes: counter_sum(&text, LOG_BYTES),
+        sagas_finished: counter_sum(&text, SAGAS_FINISHED),
+    })
+}
+
+/// The sum of every sample of metric `name` (all label sets), or `None` if there is none.
+pub fn counter_sum(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            // `name{labels} value` or `name value`, not `name_suffix ...`.
+            let value = if rest.starts_with('{') {
+                rest.rsplit_once('}')?.1
+            } else if rest.starts_with(' ') {
+                rest
+            } else {
+                return None;
+            };
+            value.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .reduce(|a, b| a + b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_every_label_set_of_exactly_that_metric() {
+        let text = "\
+# TYPE sagas_finished_total counter
+sagas_finished_total{workflow=\"place_order\",state=\"committed\"} 90
+sagas_finished_total{workflow=\"place_order\",state=\"aborted\"} 10
+sagas_finished_total_other 5
+coordinator_log_bytes_total 123456
+";
+        assert_eq!(counter_sum(text, SAGAS_FINISHED), Some(100.0));
+        assert_eq!(counter_sum(text, LOG_BYTES), Some(123456.0));
+        assert_eq!(counter_sum(text, "absent_total"), None);
+        let before = Counters {
+            log_bytes: Some(1000.0),
+            sagas_finished: Some(10.0),
+        };
+        let after = Counters {
+            log_bytes: Some(5000.0),
+            sagas_finished: Some(30.0),
+        };
+        assert_eq!(before.log_bytes_per_saga(&after), Some(200.0));
+        assert_eq!(Counters::default().log_bytes_per_saga(&after), None);
+    }
+}

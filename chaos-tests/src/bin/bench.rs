@@ -1,0 +1,180 @@
+//! `bench`: the benchmark mode. Builds the service binaries if needed, then runs the standard
+//! matrix (or `--only` some rows), each row `--runs` times on a fresh cluster on loopback, and
+//! writes `results.json`, `results.md` and `throughput_p99.svg` into `--out`; the markdown
+//! table also goes to stdout. Exits 0 when every run's books balanced, 1 when a run's books
+//! (or a must-abort saga) were wrong, 2 when the benchmark could not run (a build failed, a
+//! cluster did not start).
+//!
+//!     cargo run --release -p chaos-tests --bin bench
+//!     cargo run --release -p chaos-tests --bin bench -- --quick
+//!     cargo run --release -p chaos-tests --bin bench -- --only 64c,overhead -- --retention-secs 60
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chaos_tests::bench::measure::RunSettings;
+use chaos_tests::bench::{self, Settings, matrix};
+use chaos_tests::binaries;
+use clap::Parser;
+
+/// Benchmark of the saga coordinator: the standard matrix, medians of fresh-cluster runs.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// Runs per row, each on a fresh cluster; the report is their median [default: 3; --quick: 1].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Seconds of measured load per run [default: 10; --quick: 2].
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Seconds of load before each measured one, discarded [default: 2; --quick: 0.5].
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Smoke run: 1 run of 2 s per row after 0.5 s of warm-up (explicit flags still win).
+    #[arg(long)]
+    quick: bool,
+    /// Only these rows or suites, comma-separated (e.g. `64c,overhead`); see --list.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    only: Vec<String>,
+    /// Print the suites and rows and exit.
+    #[arg(long)]
+    list: bool,
+    /// Directory for results.json, results.md and throughput_p99.svg.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Use the coordinator/wallet/order/points binaries in DIR as they are (no build).
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Do not run `cargo build` for the service binaries; use those next to this binary.
+    #[arg(long)]
+    no_build: bool,
+    /// Extra flags for the coordinator, after `--`.
+    #[arg(last = true, value_name = "COORDINATOR_ARGS")]
+    coordinator_args: Vec<OsString>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let suites = match matrix::select(matrix::standard(), &args.only) {
+        Ok(suites) => suites,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.list {
+        for suite in &suites {
+            let rows: Vec<&str> = suite.rows.iter().map(|r| r.name.as_str()).collect();
+            println!("{:<12} {}: {}", suite.name, rows.join(", "), suite.about);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let (runs, duration, warmup) = if args.quick {
+        (1, 2.0, 0.5)
+    } else {
+        (3, 10.0, 2.0)
+    };
+    let runs = args.runs.unwrap_or(runs).max(1);
+    let duration = args.duration.unwrap_or(duration);
+    let warmup = args.warmup.unwrap_or(warmup);
+    if !(duration > 0.0 && duration.is_finite() && warmup >= 0.0 && warmup.is_finite()) {
+        eprintln!("bench: --duration must be positive and --warmup not negative");
+        return ExitCode::from(2);
+    }
+
+    if let Some(dir) = &args.bin_dir {
+        // SAFETY: single-threaded still; nothing else reads the environment concurrently.
+        unsafe { std::env::set_var(binaries::BIN_DIR_ENV, dir) };
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        // An `info` line per finished saga would be part of what is measured.
+        // SAFETY: as above.
+        unsafe { std::env::set_var("RUST_LOG", "warn") };
+    }
+    let built = if args.no_build {
+        binaries::SERVICES
+            .iter()
+            .try_for_each(|name| binaries::binary(name).map(drop))
+    } else {
+        binaries::build_services()
+    };
+    if let Err(e) = built {
+        eprintln!("bench: {e:#}");
+        return ExitCode::from(2);
+    }
+    let profile = binaries::bin_dir()
+        .ok()
+        .and_then(|dir| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unknown".into());
+    if profile != "release" {
+        eprintln!(
+            "bench: WARNING: the service binaries are a {profile} build; numbers are not \
+             representative (cargo run --release ...)"
+        );
+    }
+
+    let rows: usize = suites.iter().map(|s| s.rows.len()).sum();
+    // Start-up, funding, the books check and tear-down add about 6 s per run.
+    let estimate = rows as f64 * runs as f64 * (duration + warmup + 6.0);
+    eprintln!(
+        "bench: {rows} rows × {runs} run(s) of {duration} s (+{warmup} s warm-up), about {:.0} min; \
+         results in {}",
+        (estimate / 60.0).ceil(),
+        args.out.display()
+    );
+    let settings = Settings {
+        runs,
+        duration_s: duration,
+        warmup_s: warmup,
+        profile,
+        rust_log: std::env::var("RUST_LOG").unwrap_or_default(),
+        coordinator_args: args
+            .coordinator_args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    };
+    let run_settings = RunSettings {
+        duration: Duration::from_secs_f64(duration),
+        warmup: Duration::from_secs_f64(warmup),
+        coordinator_args: args.coordinator_args.clone(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("bench: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let results = runtime.block_on(bench::run(&suites, settings, &run_settings));
+
+    match bench::write_outputs(&results, &suites, &args.out) {
+        Ok((outputs, markdown)) => {
+            println!("{markdown}");
+            eprintln!(
+                "bench: wrote {}, {} and {}",
+                outputs.json.display(),
+                outputs.markdown.display(),
+                outputs.chart.display()
+            );
+        }
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(error) = &results.error {
+        eprintln!("bench: stopped early: {error}");
+        ExitCode::from(2)
+    } else if results.ok() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("bench: FAILED: some run's books were wrong (see results.md, failed runs)");
+        ExitCode::from(1)
+    }
+}
