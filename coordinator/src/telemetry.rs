@@ -69,6 +69,11 @@ pub fn branch_call(participant: &str, phase: Phase, outcome: CallOutcome, latenc
         .record(latency.as_secs_f64());
 }
 
+/// Bytes (keys and values) the saga log handed to sled: events, snapshots, index entries.
+pub fn log_written(bytes: usize) {
+    counter!("coordinator_log_bytes_total").increment(bytes as u64);
+}
+
 /// One group-commit flush and how many waiters it served.
 pub fn log_flushed(waiters: usize, took: Duration) {
     counter!("log_flushes_total").increment(1);

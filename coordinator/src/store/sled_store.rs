@@ -12,6 +12,7 @@ use sagas::{ParticipantSpec, WorkflowSpec};
 use super::group_commit::GroupCommit;
 use super::{Creation, FlushFuture, RegistryStore, SagaLog, SagaPage, StoreError};
 use crate::engine::{Event, Millis, Saga};
+use crate::telemetry;
 
 pub struct SledStore {
     db: sled::Db,
@@ -114,8 +115,10 @@ impl SledStore {
     /// The first event and the active-index entry. The event goes first: a crash can keep a
     /// prefix of the writes, and an active entry without its event would name nothing.
     fn insert_created(&self, saga_id: &str, first: &Event) -> Result<(), StoreError> {
-        self.events
-            .insert(event_key(saga_id, 0), encode(&std::slice::from_ref(first)))?;
+        let key = event_key(saga_id, 0);
+        let value = encode(&std::slice::from_ref(first));
+        telemetry::log_written(key.len() + value.len() + saga_id.len());
+        self.events.insert(key, value)?;
         self.active.insert(saga_id.as_bytes(), &[])?;
         Ok(())
     }
@@ -180,18 +183,22 @@ impl SagaLog for SledStore {
         if events.is_empty() {
             return Ok(());
         }
-        self.events
-            .insert(event_key(saga_id, first_seq), encode(&events))?;
+        let key = event_key(saga_id, first_seq);
+        let value = encode(&events);
+        telemetry::log_written(key.len() + value.len());
+        self.events.insert(key, value)?;
         Ok(())
     }
 
     fn save_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError> {
-        self.sagas
-            .insert(saga.id.as_bytes(), encode(&SnapshotRef { seq, saga }))?;
+        let value = encode(&SnapshotRef { seq, saga });
+        telemetry::log_written(saga.id.len() + value.len());
+        self.sagas.insert(saga.id.as_bytes(), value)?;
         if saga.is_settled() {
             self.active.remove(saga.id.as_bytes())?;
             let mut key = saga.updated_at.to_be_bytes().to_vec();
             key.extend_from_slice(saga.id.as_bytes());
+            telemetry::log_written(key.len());
             self.finished.insert(key, &[])?;
         }
         Ok(())
