@@ -7,10 +7,14 @@
 //! every active saga resumes from its log, and calls that were outstanding are sent again.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -60,13 +64,11 @@ enum Operator {
     Retry,
 }
 
-enum SagaMsg {
-    Ended(Event),
-    Operator(Operator, oneshot::Sender<Result<(), EngineError>>),
-}
+/// An operator request and where to answer it.
+type OperatorRequest = (Operator, oneshot::Sender<Result<(), EngineError>>);
 
 struct ActiveSaga {
-    tx: mpsc::UnboundedSender<SagaMsg>,
+    tx: mpsc::UnboundedSender<OperatorRequest>,
     view: watch::Receiver<Arc<Saga>>,
 }
 
@@ -323,7 +325,7 @@ impl Runtime {
             }));
         };
         let (reply_tx, reply_rx) = oneshot::channel();
-        tx.send(SagaMsg::Operator(op, reply_tx))
+        tx.send((op, reply_tx))
             .map_err(|_| RuntimeError::ShuttingDown)?;
         reply_rx.await.map_err(|_| RuntimeError::ShuttingDown)??;
         self.get(id)?
@@ -339,13 +341,7 @@ impl Runtime {
             if active.contains_key(&saga.id) {
                 return false;
             }
-            active.insert(
-                saga.id.clone(),
-                ActiveSaga {
-                    tx: tx.clone(),
-                    view: view_rx,
-                },
-            );
+            active.insert(saga.id.clone(), ActiveSaga { tx, view: view_rx });
         }
         let runtime = self.clone();
         telemetry::saga_started();
@@ -357,7 +353,6 @@ impl Runtime {
                 seq,
                 snapshot_seq: seq,
                 unlogged: Vec::new(),
-                tx,
                 view: view_tx,
                 replies: Vec::new(),
             };
@@ -434,7 +429,6 @@ struct SagaTask {
     snapshot_seq: u64,
     /// Events applied but not yet appended; they go to the log as one record.
     unlogged: Vec<Event>,
-    tx: mpsc::UnboundedSender<SagaMsg>,
     view: watch::Sender<Arc<Saga>>,
     /// Operator requests answered once the round that applied them is durable.
     replies: Vec<oneshot::Sender<Result<(), EngineError>>>,
@@ -467,7 +461,7 @@ impl SagaTask {
 
     async fn run(
         mut self,
-        rx: mpsc::UnboundedReceiver<SagaMsg>,
+        rx: mpsc::UnboundedReceiver<OperatorRequest>,
         start: TaskStart,
     ) -> Result<(), RuntimeError> {
         self.drive(rx, start).await?;
@@ -477,7 +471,7 @@ impl SagaTask {
 
     async fn drive(
         &mut self,
-        mut rx: mpsc::UnboundedReceiver<SagaMsg>,
+        mut rx: mpsc::UnboundedReceiver<OperatorRequest>,
         start: TaskStart,
     ) -> Result<(), RuntimeError> {
         match start {
@@ -497,7 +491,8 @@ impl SagaTask {
             }
         }
         let mut must_flush = false;
-        let mut outstanding = 0usize;
+        let mut in_flight: FuturesUnordered<Pin<Box<dyn Future<Output = Event> + Send>>> =
+            FuturesUnordered::new();
         loop {
             let now = self.runtime.clock.now();
             let lifecycle_before = self.saga.lifecycle;
@@ -535,7 +530,7 @@ impl SagaTask {
             // Rule 4: rounds in between may stay in memory, which after a crash is the same as
             // an unflushed tail. They are logged with the next durable round, or when the saga
             // goes idle (a retry backoff, stuck), so a waiting saga's log is complete.
-            let idle = outstanding == 0 && calls.is_empty() && notify.is_none();
+            let idle = in_flight.is_empty() && calls.is_empty() && notify.is_none();
             if must_flush || idle || self.saga.is_settled() {
                 self.append_unlogged()?;
             }
@@ -563,7 +558,7 @@ impl SagaTask {
                     "ALERT: completion callback abandoned after {CALLBACK_MAX_ATTEMPTS} attempts");
             }
             if self.saga.lifecycle.is_terminal() && !was_terminal {
-                tracing::info!(saga = %self.saga.id, state = self.saga.lifecycle.name(), "saga finished");
+                tracing::debug!(saga = %self.saga.id, state = self.saga.lifecycle.name(), "saga finished");
                 let age = self
                     .runtime
                     .clock
@@ -580,43 +575,36 @@ impl SagaTask {
             }
             if self.runtime.shutdown.is_cancelled() {
                 // Calls recorded as started but not sent are sent again after the restart.
-                if outstanding == 0 {
+                if in_flight.is_empty() {
                     return Ok(());
                 }
                 calls.clear();
                 notify = None;
             }
+            // Calls run inside this task rather than as tasks of their own: no spawn and no
+            // channel per call, and one wake-up when an answer arrives.
             if let (Some(attempt), Some(url)) = (notify, self.saga.callback_url.clone()) {
-                outstanding += 1;
                 let body = crate::views::saga_view(&self.saga);
                 let dispatcher = self.runtime.dispatcher.clone();
-                let tx = self.tx.clone();
-                self.runtime.tasks.spawn(async move {
-                    let event = dispatcher.callback(&url, &body, attempt).await;
-                    let _ = tx.send(SagaMsg::Ended(event));
-                });
+                in_flight.push(Box::pin(async move {
+                    dispatcher.callback(&url, &body, attempt).await
+                }));
             }
             for call in calls {
-                outstanding += 1;
                 let branch = BranchCall::new(&self.saga, call);
                 let dispatcher = self.runtime.dispatcher.clone();
-                let tx = self.tx.clone();
-                self.runtime.tasks.spawn(async move {
-                    let event = dispatcher.send(branch).await;
-                    let _ = tx.send(SagaMsg::Ended(event));
-                });
+                in_flight.push(Box::pin(async move { dispatcher.send(branch).await }));
             }
             let sleep =
                 wake.map(|at: Millis| tokio::time::sleep_until(self.runtime.clock.instant(at)));
             tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(SagaMsg::Ended(event)) => {
-                        outstanding = outstanding.saturating_sub(1);
-                        if let Err(e) = self.record(event) {
-                            tracing::error!(saga = %self.saga.id, error = %e, "call result dropped");
-                        }
+                Some(event) = in_flight.next(), if !in_flight.is_empty() => {
+                    if let Err(e) = self.record(event) {
+                        tracing::error!(saga = %self.saga.id, error = %e, "call result dropped");
                     }
-                    Some(SagaMsg::Operator(op, reply)) => {
+                }
+                msg = rx.recv() => match msg {
+                    Some((op, reply)) => {
                         let event = match op {
                             Operator::Abort => Event::Decided {
                                 decision: Decision::Abort { reason: "aborted by operator".into() },
@@ -640,7 +628,7 @@ impl SagaTask {
                     None => return Ok(()),
                 },
                 _ = async { sleep.expect("guarded").await }, if sleep.is_some() => {}
-                _ = self.runtime.shutdown.cancelled(), if outstanding == 0 => return Ok(()),
+                _ = self.runtime.shutdown.cancelled(), if in_flight.is_empty() => return Ok(()),
             }
         }
     }
