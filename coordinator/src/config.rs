@@ -2,6 +2,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::store::group_commit::FlushPolicy;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -30,6 +33,14 @@ pub struct CoordinatorConfig {
     /// How long shutdown waits for in-flight calls before it stops anyway.
     #[arg(long, env = "COORDINATOR_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// Group commit: while the log is busy, how long a flush waits for more writers to join
+    /// it (0: flush as soon as the previous flush ends). A quiet log never waits.
+    #[arg(long, env = "COORDINATOR_LOG_FLUSH_LINGER_US", default_value_t = 200)]
+    pub log_flush_linger_us: u64,
+    /// Group commit: a batch of this many writers is flushed without waiting further.
+    #[arg(long, env = "COORDINATOR_LOG_FLUSH_MAX_BATCH", default_value_t = 64,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_flush_max_batch: u64,
 }
 
 impl CoordinatorConfig {
@@ -42,6 +53,16 @@ impl CoordinatorConfig {
             submit_rate_limit: None,
             retention_secs: 7 * 24 * 3600,
             shutdown_grace_ms: 5_000,
+            log_flush_linger_us: 200,
+            log_flush_max_batch: 64,
+        }
+    }
+
+    /// The group-commit batching policy.
+    pub fn flush_policy(&self) -> FlushPolicy {
+        FlushPolicy {
+            linger: Duration::from_micros(self.log_flush_linger_us),
+            max_batch: usize::try_from(self.log_flush_max_batch).unwrap_or(usize::MAX),
         }
     }
 

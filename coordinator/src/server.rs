@@ -45,7 +45,10 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, Star
         dir: config.data_dir.display().to_string(),
         source,
     })?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir)?);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
+        &config.data_dir,
+        config.flush_policy(),
+    )?);
     let registry = Arc::new(Registry::load(store.clone())?);
     if let Some(dir) = config.workflow_dir() {
         let loaded = registry.load_dir(&dir).await?;

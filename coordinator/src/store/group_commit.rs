@@ -1,10 +1,35 @@
 //! Group commit: one flusher task serves every waiter. Writers that ask for durability while a
 //! flush is running are batched into the next one, so the number of fsyncs per second is
 //! bounded by the disk, not by the number of sagas.
+//!
+//! Batches form by time and by count ([`FlushPolicy`]): while the log is busy (the last flush
+//! served more than one waiter) the flusher waits up to `linger` for more waiters, or until
+//! `max_batch` have arrived, before it flushes. A lone waiter on a quiet log is flushed at
+//! once, so a single client never pays the linger.
+
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// How the flusher batches waiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// Longest wait for more waiters once a busy log has one.
+    pub linger: Duration,
+    /// A batch this large is flushed without lingering further.
+    pub max_batch: usize,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        FlushPolicy {
+            linger: Duration::from_micros(200),
+            max_batch: 64,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct GroupCommit {
@@ -13,17 +38,28 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the flusher on the current tokio runtime.
-    pub fn start(db: sled::Db) -> GroupCommit {
+    pub fn start(db: sled::Db, policy: FlushPolicy) -> GroupCommit {
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
         tokio::spawn(async move {
             let mut batch = Vec::new();
+            let mut busy = false;
             while let Some(first) = rx.recv().await {
                 batch.push(first);
+                if busy && !policy.linger.is_zero() {
+                    let until = tokio::time::Instant::now() + policy.linger;
+                    while batch.len() < policy.max_batch {
+                        match tokio::time::timeout_at(until, rx.recv()).await {
+                            Ok(Some(next)) => batch.push(next),
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                }
                 while let Ok(next) = rx.try_recv() {
                     batch.push(next);
                 }
+                busy = batch.len() > 1;
                 // Every waiter wrote before enqueueing, so this flush covers all of them.
-                let started = std::time::Instant::now();
+                let started = Instant::now();
                 let result = db
                     .flush_async()
                     .await

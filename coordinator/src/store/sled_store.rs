@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use sagas::{ParticipantSpec, WorkflowSpec};
 
-use super::group_commit::GroupCommit;
+use super::group_commit::{FlushPolicy, GroupCommit};
 use super::{Creation, FlushFuture, RegistryStore, SagaLog, SagaPage, StoreError};
 use crate::engine::{Event, Millis, Saga};
 use crate::telemetry;
@@ -89,6 +89,11 @@ impl SledStore {
     /// Opens (or creates) the database in `dir`. Must be called inside a tokio runtime (the
     /// group-commit flusher is a task).
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        SledStore::open_with(dir, FlushPolicy::default())
+    }
+
+    /// [`SledStore::open`] with a group-commit batching policy.
+    pub fn open_with(dir: &Path, flush_policy: FlushPolicy) -> Result<SledStore, StoreError> {
         let db = sled::Config::new().path(dir).open()?;
         Ok(SledStore {
             events: db.open_tree("events")?,
@@ -98,7 +103,7 @@ impl SledStore {
             finished: db.open_tree("finished")?,
             participants: db.open_tree("participants")?,
             workflows: db.open_tree("workflows")?,
-            group_commit: GroupCommit::start(db.clone()),
+            group_commit: GroupCommit::start(db.clone(), flush_policy),
             claiming: Mutex::new(()),
             db,
         })
