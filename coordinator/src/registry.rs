@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use sagas::workflow::is_valid_name;
 use sagas::{ParticipantSpec, WorkflowError, WorkflowSpec};
@@ -43,6 +44,19 @@ pub struct Registry {
     store: Arc<dyn Store>,
     participants: RwLock<HashMap<String, Arc<ParticipantSpec>>>,
     workflows: RwLock<HashMap<String, WorkflowVersion>>,
+    /// Bumped on every participant change: plans resolved before it are stale.
+    generation: AtomicU64,
+    /// The plan of each workflow's newest version, with the generation it was resolved at,
+    /// so that a submission neither clones a workflow nor resolves it again.
+    plans: RwLock<HashMap<String, CachedPlan>>,
+    /// Distinct plans of resumed sagas, per workflow: each saga's log holds its own copy.
+    recovered_plans: Mutex<HashMap<String, Vec<Arc<Plan>>>>,
+}
+
+struct CachedPlan {
+    version: u32,
+    generation: u64,
+    plan: Arc<Plan>,
 }
 
 impl Registry {
@@ -61,6 +75,9 @@ impl Registry {
             store,
             participants: RwLock::new(participants),
             workflows: RwLock::new(workflows),
+            generation: AtomicU64::new(0),
+            plans: RwLock::new(HashMap::new()),
+            recovered_plans: Mutex::new(HashMap::new()),
         })
     }
 
@@ -81,6 +98,7 @@ impl Registry {
             .write()
             .expect("registry lock poisoned")
             .insert(name.into(), spec.clone());
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(spec)
     }
 
@@ -159,6 +177,51 @@ impl Registry {
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+
+    /// The newest version of a workflow and its plan, resolved against the registered
+    /// participants; `None` if no such workflow.
+    pub fn resolve(&self, name: &str) -> Result<Option<(u32, Arc<Plan>)>, WorkflowError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let version = {
+            let workflows = self.workflows.read().expect("registry lock poisoned");
+            let Some(workflow) = workflows.get(name) else {
+                return Ok(None);
+            };
+            if let Some(cached) = self.plans.read().expect("plan cache poisoned").get(name)
+                && cached.version == workflow.version
+                && cached.generation == generation
+            {
+                return Ok(Some((cached.version, cached.plan.clone())));
+            }
+            workflow.version
+        };
+        let Some(workflow) = self.workflow(name).filter(|w| w.version == version) else {
+            // Replaced meanwhile: resolve the new one.
+            return self.resolve(name);
+        };
+        let plan = Arc::new(self.plan(&workflow.spec)?);
+        self.plans.write().expect("plan cache poisoned").insert(
+            name.into(),
+            CachedPlan {
+                version,
+                generation,
+                plan: plan.clone(),
+            },
+        );
+        Ok(Some((version, plan)))
+    }
+
+    /// One shared copy of equal plans: a resumed saga's plan, read from its own log, is
+    /// replaced by an equal one seen before, so 100,000 resumed sagas hold a handful of plans.
+    pub fn intern_plan(&self, workflow: &str, plan: Arc<Plan>) -> Arc<Plan> {
+        let mut recovered = self.recovered_plans.lock().expect("plan cache poisoned");
+        let seen = recovered.entry(workflow.to_string()).or_default();
+        if let Some(same) = seen.iter().find(|p| ***p == *plan) {
+            return same.clone();
+        }
+        seen.push(plan.clone());
+        plan
     }
 
     /// Resolves a workflow against the registered participants: step kinds, dependencies and

@@ -132,7 +132,7 @@ impl Runtime {
         if self.is_active(id) {
             return Ok(false);
         }
-        let Some((saga, seq)) = self.store.load(id)? else {
+        let Some((mut saga, seq)) = self.store.load(id)? else {
             tracing::error!(saga = %id, "active index names a saga with no snapshot; skipped");
             return Ok(false);
         };
@@ -140,7 +140,8 @@ impl Runtime {
             self.store.save_snapshot(&saga, seq)?;
             return Ok(false);
         }
-        Ok(self.spawn_saga(saga, seq, TaskStart::Resumed))
+        saga.plan = self.registry.intern_plan(&saga.workflow, saga.plan);
+        Ok(self.spawn_saga(Arc::new(saga), seq, TaskStart::Resumed))
     }
 
     /// Starts a saga, or returns the one the idempotency key already names. `true` when new.
@@ -158,18 +159,15 @@ impl Runtime {
         {
             return self.existing(&id, key, &request).await.map(|s| (s, false));
         }
-        let workflow = self
+        let (workflow_version, plan) = self
             .registry
-            .workflow(&request.workflow)
+            .resolve(&request.workflow)
+            .map_err(RuntimeError::Unrunnable)?
             .ok_or_else(|| RuntimeError::UnknownWorkflow(request.workflow.clone()))?;
-        let plan = self
-            .registry
-            .plan(&workflow.spec)
-            .map_err(RuntimeError::Unrunnable)?;
         let created = Created {
             id: uuid::Uuid::now_v7().to_string(),
             workflow: request.workflow.clone(),
-            workflow_version: workflow.version,
+            workflow_version,
             input: request.input.clone(),
             callback_url: request.callback_url.clone(),
             idempotency_key: key.clone(),
@@ -187,7 +185,8 @@ impl Runtime {
             }
             Creation::Created => {
                 telemetry::saga_submitted(&saga.workflow);
-                let view = Arc::new(saga.clone());
+                let saga = Arc::new(saga);
+                let view = saga.clone();
                 // The task makes the saga durable before its first call and then tells us.
                 // Spawned before any await, so a client hanging up cannot orphan the saga.
                 let (durable_tx, durable_rx) = oneshot::channel();
@@ -333,9 +332,9 @@ impl Runtime {
     }
 
     /// Starts the saga's task unless one runs already. Returns whether it started one.
-    fn spawn_saga(self: &Arc<Self>, saga: Saga, seq: u64, start: TaskStart) -> bool {
+    fn spawn_saga(self: &Arc<Self>, saga: Arc<Saga>, seq: u64, start: TaskStart) -> bool {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (view_tx, view_rx) = watch::channel(Arc::new(saga.clone()));
+        let (view_tx, view_rx) = watch::channel(saga.clone());
         {
             let mut active = self.active.lock().expect("active map poisoned");
             if active.contains_key(&saga.id) {
@@ -422,7 +421,9 @@ impl Runtime {
 /// One active saga's driver.
 struct SagaTask {
     runtime: Arc<Runtime>,
-    saga: Saga,
+    /// Shared with the published view until the next change (copy on write), so a
+    /// waiting saga is held once.
+    saga: Arc<Saga>,
     /// The last event in the log (appended, not necessarily durable).
     seq: u64,
     /// The last event a snapshot includes (or the task started from).
@@ -437,7 +438,7 @@ struct SagaTask {
 impl SagaTask {
     /// Applies an event and queues it for the next log record.
     fn record(&mut self, event: Event) -> Result<(), RuntimeError> {
-        self.saga.apply(&event)?;
+        Arc::make_mut(&mut self.saga).apply(&event)?;
         self.unlogged.push(event);
         Ok(())
     }
@@ -540,7 +541,7 @@ impl SagaTask {
                 self.runtime.store.flush().await?;
                 must_flush = false;
             }
-            self.view.send_replace(Arc::new(self.saga.clone()));
+            self.view.send_replace(self.saga.clone());
             for reply in self.replies.drain(..) {
                 let _ = reply.send(Ok(()));
             }
@@ -613,7 +614,7 @@ impl SagaTask {
                             Operator::Retry => Event::RetryRequested { at: now },
                         };
                         // `apply` leaves the state unchanged when it refuses the event.
-                        match self.saga.apply(&event) {
+                        match Arc::make_mut(&mut self.saga).apply(&event) {
                             Ok(()) => {
                                 must_flush |= event.must_be_durable();
                                 self.unlogged.push(event);

@@ -158,7 +158,8 @@ impl Scenario {
             plan: Plan {
                 steps,
                 timeout_ms: self.timeout_ms,
-            },
+            }
+            .into(),
             at: START,
         }
     }
@@ -1462,7 +1463,8 @@ fn restart_while_stuck_rolling_back_still_undoes_outstanding_forward_calls() {
         plan: Plan {
             steps: vec![step("a"), step("b")],
             timeout_ms: None,
-        },
+        }
+        .into(),
         at: 0,
     };
     let a_try = CallRef {
@@ -1571,7 +1573,8 @@ fn a_lost_call_start_after_a_never_sent_attempt_is_still_undone() {
                 },
             }],
             timeout_ms: None,
-        },
+        }
+        .into(),
         at: 0,
     };
     let attempt = |attempt| CallRef {

@@ -1,5 +1,7 @@
 //! Events: the facts a saga's log records. Each is applied by [`super::Saga::apply`].
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use sagas::Phase;
@@ -61,7 +63,8 @@ pub struct Created {
     pub input: serde_json::Value,
     pub callback_url: Option<String>,
     pub idempotency_key: Option<String>,
-    pub plan: Plan,
+    /// Shared by every saga of one workflow version (serialised in full in each log).
+    pub plan: Arc<Plan>,
     pub at: Millis,
 }
 

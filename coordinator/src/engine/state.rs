@@ -1,5 +1,7 @@
 //! A saga's state and how each event changes it.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use sagas::Phase;
@@ -153,7 +155,7 @@ pub struct Saga {
     pub input: serde_json::Value,
     pub callback_url: Option<String>,
     pub idempotency_key: Option<String>,
-    pub plan: Plan,
+    pub plan: Arc<Plan>,
     pub created_at: Millis,
     pub updated_at: Millis,
     pub lifecycle: Lifecycle,

@@ -41,7 +41,7 @@ fn saga_with(steps: Vec<PlanStep>, timeout_ms: Option<u64>) -> Saga {
         input: serde_json::json!({}),
         callback_url: None,
         idempotency_key: None,
-        plan: Plan { steps, timeout_ms },
+        plan: Plan { steps, timeout_ms }.into(),
         at: 1_000,
     })
     .unwrap()
@@ -695,7 +695,9 @@ fn with_callback() -> Saga {
         plan: place_order().plan,
         at: 1_000,
     };
-    created.plan.steps.truncate(1);
+    std::sync::Arc::make_mut(&mut created.plan)
+        .steps
+        .truncate(1);
     Saga::create(&created).unwrap()
 }
 

@@ -25,7 +25,8 @@ fn created(id: &str, key: Option<&str>) -> Created {
                 retry: RetryPolicy::default(),
             }],
             timeout_ms: None,
-        },
+        }
+        .into(),
         at: 1_000,
     }
 }
