@@ -38,10 +38,10 @@ pub fn progress_line(row: &str, run: usize, runs: usize, m: &RunMetrics) -> Stri
 /// `recovery: seeded 100,000 sagas in flight in 14.2 s, data dir 312.5 MB (3,277 bytes/saga)`.
 pub fn seed_line(seed: &SeedReport) -> String {
     format!(
-        "recovery: seeded {} sagas in flight in {:.1} s, data dir {:.1} MB ({} bytes/saga)",
+        "recovery: seeded {} sagas in flight in {:.1} s, data dir {} MB ({} bytes/saga)",
         thousands(seed.sagas as f64),
         seed.seconds,
-        mb(seed.data_dir_bytes),
+        megabytes(mb(seed.data_dir_bytes)),
         optional(seed.bytes_per_saga(), thousands),
     )
 }
@@ -55,8 +55,8 @@ pub fn recovery_progress_line(run: usize, runs: usize, m: &RestartMetrics) -> St
         thousands(m.sagas as f64),
         secs(m.ready_s),
         secs(m.healthy_s),
-        optional(m.rss_at_ready_mb, one_decimal),
-        optional(m.peak_rss_mb, one_decimal),
+        optional(m.rss_at_ready_mb, megabytes),
+        optional(m.peak_rss_mb, megabytes),
         optional(m.active_at_ready, thousands),
     );
     if !m.ok {
@@ -243,15 +243,15 @@ fn recovery_section(out: &mut String, r: &RecoveryResult, profile: &str) {
     );
     let _ = writeln!(
         out,
-        "| {sagas} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {sagas} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
         r.seed.seconds,
-        mb(r.seed.data_dir_bytes),
+        megabytes(mb(r.seed.data_dir_bytes)),
         optional(r.data_dir_bytes_per_saga, thousands),
         optional(m.ready_s, secs),
         optional(m.ready_min_s, secs),
         optional(m.ready_max_s, secs),
-        optional(m.rss_at_ready_mb, one_decimal),
-        optional(m.peak_rss_mb, one_decimal),
+        optional(m.rss_at_ready_mb, megabytes),
+        optional(m.peak_rss_mb, megabytes),
         optional(m.active_at_ready, thousands),
     );
     out.push_str(
@@ -263,7 +263,7 @@ fn recovery_section(out: &mut String, r: &RecoveryResult, profile: &str) {
         "| {} | {} | {} | {} | {} | {}/{} |",
         optional(m.healthy_s, secs),
         optional(m.cpu_to_ready_s, secs),
-        optional(m.rss_settled_mb, one_decimal),
+        optional(m.rss_settled_mb, megabytes),
         optional(m.recovery_log_bytes_per_saga, thousands),
         optional(m.shutdown_s, secs),
         m.failed_runs,
@@ -281,9 +281,9 @@ fn recovery_section(out: &mut String, r: &RecoveryResult, profile: &str) {
          {}); RSS **{} MB** with {sagas} sagas in flight (target ≤ {RSS_TARGET_MB} MB: {}), peak {} MB.",
         optional(m.ready_s, secs),
         verdict(m.ready_s, READY_TARGET_S),
-        optional(rss, one_decimal),
+        optional(rss, megabytes),
         verdict(rss, RSS_TARGET_MB),
-        optional(m.peak_rss_mb, one_decimal),
+        optional(m.peak_rss_mb, megabytes),
     );
     if r.sagas != DEFAULT_SAGAS {
         let _ = writeln!(
@@ -322,8 +322,13 @@ fn secs(value: f64) -> String {
     format!("{value:.2}")
 }
 
-fn one_decimal(value: f64) -> String {
-    format!("{value:.1}")
+/// MiB: `180.2`, `1,227`.
+fn megabytes(value: f64) -> String {
+    if value < 1000.0 {
+        format!("{value:.1}")
+    } else {
+        thousands(value)
+    }
 }
 
 /// Bytes in MiB.
@@ -413,6 +418,8 @@ mod tests {
         assert_eq!(ms(3.517), "3.52");
         assert_eq!(ms(87.06), "87.1");
         assert_eq!(ms(1204.0), "1,204");
+        assert_eq!(megabytes(180.24), "180.2");
+        assert_eq!(megabytes(1226.8), "1,227");
     }
 
     #[test]

@@ -142,10 +142,10 @@ fn main() -> ExitCode {
     // Start-up, funding, the books check and tear-down add about 6 s per run.
     let mut estimate = rows as f64 * runs as f64 * (duration + warmup + 6.0);
     if selection.recovery {
-        // Seeding writes about 10,000 sagas/s; a restart (copy, recovery, settle, stop) takes
+        // Seeding writes about 20,000 sagas/s; a restart (copy, recovery, settle, stop) takes
         // about 3 s + 4 s per 100,000 sagas. Rough, for the estimate only.
         let per_100k = recovery_sagas as f64 / 100_000.0;
-        estimate += per_100k * 10.0 + runs as f64 * (3.0 + per_100k * 4.0);
+        estimate += per_100k * 5.0 + runs as f64 * (3.0 + per_100k * 4.0);
     }
     let mut what = Vec::new();
     if rows > 0 {
