@@ -9,6 +9,7 @@
 //! - [`ports`]: free loopback ports;
 //! - [`process`]: [`ServiceProcess`], one child process with its log file, kill/terminate/restart
 //!   and a deadline-bounded wait for health;
+//! - [`procfs`]: a process's memory (VmRSS, VmHWM) and CPU time from `/proc`;
 //! - [`cluster`]: [`Cluster`], a coordinator plus the three example participants, ready to use;
 //! - [`participant_api`]: small typed clients for the wallet, order and points HTTP APIs;
 //! - [`workload`]: saga plans and deadline-bounded submit/resubmit/settle loops;
@@ -36,6 +37,7 @@ pub mod loadgen;
 pub mod participant_api;
 pub mod ports;
 pub mod process;
+pub mod procfs;
 pub mod proxy;
 pub mod watch;
 pub mod workload;

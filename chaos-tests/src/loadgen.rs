@@ -254,23 +254,9 @@ pub struct Report {
     pub ok: bool,
 }
 
-/// Reads utime+stime of `pid` in microseconds.
+/// utime+stime of `pid` in microseconds.
 fn cpu_time_us(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // The command name is in parentheses and may hold spaces: split after the last ')'.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("malformed /proc/<pid>/stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state(0) ... utime is field 14 of the file, i.e. index 11 here.
-    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100);
-    Ok((utime + stime) * 1_000_000 / ticks)
+    Ok(crate::procfs::cpu_time(pid)?.as_micros() as u64)
 }
 
 fn default_tag() -> String {

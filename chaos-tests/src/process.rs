@@ -52,6 +52,15 @@ impl ServiceProcess {
     /// Creates a fresh data directory and starts the binary. Does not wait for it; see
     /// [`ServiceProcess::wait_healthy`].
     pub fn spawn(config: ServiceConfig) -> anyhow::Result<ServiceProcess> {
+        let mut process = ServiceProcess::prepare(config)?;
+        process.start()?;
+        Ok(process)
+    }
+
+    /// Creates a fresh, empty data directory without starting the binary, so the caller can
+    /// fill [`ServiceProcess::data_dir`] first (a seeded saga log, say) and then
+    /// [`ServiceProcess::start`] it.
+    pub fn prepare(config: ServiceConfig) -> anyhow::Result<ServiceProcess> {
         let root = tempfile::Builder::new()
             .prefix(&format!("chaos-{}-", config.name))
             .tempdir()
@@ -63,7 +72,7 @@ impl ServiceProcess {
             .timeout(Duration::from_secs(2))
             .build()
             .context("cannot build an HTTP client")?;
-        let mut process = ServiceProcess {
+        Ok(ServiceProcess {
             config,
             root: Some(root),
             data_dir,
@@ -72,9 +81,7 @@ impl ServiceProcess {
             starts: 0,
             http,
             keep: false,
-        };
-        process.start()?;
-        Ok(process)
+        })
     }
 
     pub fn name(&self) -> &str {

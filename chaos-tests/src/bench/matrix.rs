@@ -8,12 +8,15 @@
 //!
 //! A [`Suite`] is a list of rows that answer one question; a suite with a chart series is
 //! drawn as one line against concurrency. To add a suite, add it to [`standard`]; `--only`
-//! then selects it by its name or its rows by theirs.
+//! then selects it by its name or its rows by theirs. The recovery suite
+//! ([`super::recovery`]) is no load and has no rows; [`select`] picks it by its name.
 
 use std::collections::BTreeSet;
 
 use anyhow::bail;
 use serde::Serialize;
+
+use super::recovery::SUITE as RECOVERY_SUITE;
 
 /// What the participants do with a branch call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -111,17 +114,29 @@ pub fn standard() -> Vec<Suite> {
     ]
 }
 
-/// Keeps the suites and rows named in `only` (a suite's name selects all its rows); empty
-/// `only` keeps everything. An unknown name is an error that lists the known ones.
-pub fn select(suites: Vec<Suite>, only: &[String]) -> anyhow::Result<Vec<Suite>> {
+/// What one invocation runs: load suites (with the selected rows) and the recovery suite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    pub suites: Vec<Suite>,
+    pub recovery: bool,
+}
+
+/// Keeps the suites and rows named in `only` (a suite's name selects all its rows, `recovery`
+/// the recovery suite); empty `only` keeps everything. An unknown name is an error that lists
+/// the known ones.
+pub fn select(suites: Vec<Suite>, only: &[String]) -> anyhow::Result<Selection> {
     if only.is_empty() {
-        return Ok(suites);
+        return Ok(Selection {
+            suites,
+            recovery: true,
+        });
     }
     let known: BTreeSet<&str> = suites
         .iter()
         .flat_map(|s| {
             std::iter::once(s.name.as_str()).chain(s.rows.iter().map(|r| r.name.as_str()))
         })
+        .chain([RECOVERY_SUITE])
         .collect();
     let unknown: Vec<&str> = only
         .iter()
@@ -135,15 +150,18 @@ pub fn select(suites: Vec<Suite>, only: &[String]) -> anyhow::Result<Vec<Suite>>
         );
     }
     let wanted = |name: &str| only.iter().any(|o| o == name);
-    Ok(suites
-        .into_iter()
-        .filter_map(|mut suite| {
-            if !wanted(&suite.name) {
-                suite.rows.retain(|row| wanted(&row.name));
-            }
-            (!suite.rows.is_empty()).then_some(suite)
-        })
-        .collect())
+    Ok(Selection {
+        suites: suites
+            .into_iter()
+            .filter_map(|mut suite| {
+                if !wanted(&suite.name) {
+                    suite.rows.retain(|row| wanted(&row.name));
+                }
+                (!suite.rows.is_empty()).then_some(suite)
+            })
+            .collect(),
+        recovery: wanted(RECOVERY_SUITE),
+    })
 }
 
 #[cfg(test)]
@@ -178,8 +196,9 @@ mod tests {
     fn only_selects_suites_and_rows_and_refuses_unknown_names() {
         let only = |names: &[&str]| {
             let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-            select(standard(), &names).map(|suites| {
-                suites
+            select(standard(), &names).map(|selection| {
+                selection
+                    .suites
                     .iter()
                     .flat_map(|s| s.rows.iter().map(|r| r.name.clone()))
                     .collect::<Vec<_>>()
@@ -192,5 +211,20 @@ mod tests {
         );
         let err = only(&["65c"]).unwrap_err().to_string();
         assert!(err.contains("65c") && err.contains("64c-no-work"), "{err}");
+        assert!(err.contains("recovery"), "{err}");
+    }
+
+    #[test]
+    fn recovery_runs_by_default_or_when_named() {
+        let select = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            select(standard(), &names).unwrap()
+        };
+        assert!(select(&[]).recovery);
+        let alone = select(&["recovery"]);
+        assert!(alone.recovery && alone.suites.is_empty());
+        let both = select(&["recovery", "64c"]);
+        assert!(both.recovery && both.suites.len() == 1);
+        assert!(!select(&["overhead"]).recovery);
     }
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::matrix::{Participants, Row};
 use super::prometheus;
 use crate::cluster::{Cluster, ClusterOptions, Participant, TAIL_LINES};
-use crate::loadgen;
+use crate::{loadgen, procfs};
 
 /// How every run is done, whatever the row.
 #[derive(Debug, Clone)]
@@ -135,7 +135,7 @@ async fn measure_on(
     args.coordinator_pid = Some(pid);
     let report = loadgen::run(args).await.context("measured load")?;
     let after = prometheus::scrape(&http, &coordinator).await.ok();
-    let rss = rss_mb(pid);
+    let rss = procfs::rss_mb(pid);
 
     let json = report.json;
     let outcome = |label: &str| json["outcomes"][label].as_u64().unwrap_or(0);
@@ -207,34 +207,4 @@ fn load_args(row: &Row, cluster: &Cluster, duration: Duration, tag: String) -> l
         args.verify = true;
     }
     args
-}
-
-/// VmRSS of `pid` in MiB, from `/proc/{pid}/status`.
-fn rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_vm_rss_kb(&status).map(|kb| kb as f64 / 1024.0)
-}
-
-fn parse_vm_rss_kb(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_vm_rss() {
-        let status = "Name:\tcoordinator\nVmPeak:\t  900000 kB\nVmRSS:\t   51200 kB\nThreads:\t4\n";
-        assert_eq!(parse_vm_rss_kb(status), Some(51200));
-        assert_eq!(parse_vm_rss_kb("Name:\tx\n"), None);
-        // This very process has one.
-        assert!(rss_mb(std::process::id()).is_some_and(|mb| mb > 0.0));
-    }
 }

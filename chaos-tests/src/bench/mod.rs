@@ -1,6 +1,7 @@
 //! The benchmark mode behind the `bench` binary: one command runs the standard matrix of issue
 //! 5 (concurrency 1/16/64/256, 10 % aborts, coordinator overhead with no-work participants),
-//! each row several times on a fresh cluster, and writes the medians.
+//! each row several times on a fresh cluster, and the recovery suite (a restart with 100,000
+//! sagas in flight), and writes the medians.
 //!
 //! - [`matrix`]: rows (clients, abort ratio, working or no-work participants) grouped in
 //!   suites, the standard matrix and `--only` selection;
@@ -8,18 +9,20 @@
 //!   books checked), the coordinator's CPU per saga, RSS and log bytes per saga;
 //! - [`prometheus`]: counters from the coordinator's `/metrics`;
 //! - [`summary`]: medians per row, the cost of aborts against committing;
+//! - [`recovery`]: the recovery suite: seeded sagas in flight, timed restarts, memory;
 //! - [`table`]: `results.md` and the progress lines;
 //! - [`chart`]: the chart, `throughput_p99.svg`;
 //! - [`machine`]: what it ran on.
 //!
-//! [`run`] runs every selected row `runs` times and returns [`BenchResults`];
-//! [`write_outputs`] writes `results.json`, `results.md` and the chart.
+//! [`run`] runs every selected row `runs` times, then the recovery suite if selected, and
+//! returns [`BenchResults`]; [`write_outputs`] writes `results.json`, `results.md` and the chart.
 
 pub mod chart;
 pub mod machine;
 pub mod matrix;
 pub mod measure;
 pub mod prometheus;
+pub mod recovery;
 pub mod summary;
 pub mod table;
 
@@ -31,6 +34,7 @@ use serde::Serialize;
 use machine::Machine;
 use matrix::Suite;
 use measure::RunSettings;
+use recovery::{RecoveryResult, RecoverySettings};
 use summary::{AbortCost, RowResult};
 
 pub const JSON_FILE: &str = "results.json";
@@ -57,15 +61,29 @@ pub struct BenchResults {
     pub settings: Settings,
     pub rows: Vec<RowResult>,
     pub abort_costs: Vec<AbortCost>,
+    /// The recovery suite, when selected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryResult>,
     /// Why the benchmark stopped before the last row (a cluster that did not start, a load
-    /// that failed); the rows before it are complete.
+    /// that failed, seeding the recovery suite failed); the rows before it are complete.
     pub error: Option<String>,
 }
 
 impl BenchResults {
-    /// Every row ran and no run's books (or must-abort sagas) were wrong.
+    /// Every row ran and no run's books (or must-abort sagas) were wrong, and every recovery
+    /// run saw every saga active.
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.rows.iter().all(|r| r.median.failed_runs == 0)
+        self.stopped_early().is_none()
+            && self.rows.iter().all(|r| r.median.failed_runs == 0)
+            && self.recovery.as_ref().is_none_or(RecoveryResult::ok)
+    }
+
+    /// Why the benchmark could not run to the end, if it could not: a row's error or one of
+    /// the recovery suite.
+    pub fn stopped_early(&self) -> Option<&str> {
+        self.error
+            .as_deref()
+            .or_else(|| self.recovery.as_ref()?.error.as_deref())
     }
 
     /// The chart's lines: one per suite with a series label, its rows' medians against clients.
@@ -93,15 +111,22 @@ impl BenchResults {
     }
 }
 
-/// Runs every row of `suites` `settings.runs` times, each on a fresh cluster, printing a
-/// progress line per run on stderr. A run whose books are wrong is recorded and the benchmark
-/// goes on; an error (a cluster that does not start) stops it, keeping the runs so far.
-pub async fn run(suites: &[Suite], settings: Settings, run_settings: &RunSettings) -> BenchResults {
+/// Runs every row of `suites` `settings.runs` times, each on a fresh cluster, then the
+/// recovery suite when `recovery` is given, printing a progress line per run on stderr. A run
+/// whose books are wrong is recorded and the benchmark goes on; an error (a cluster that does
+/// not start) stops it, keeping the runs so far.
+pub async fn run(
+    suites: &[Suite],
+    settings: Settings,
+    run_settings: &RunSettings,
+    recovery: Option<&RecoverySettings>,
+) -> BenchResults {
     let mut results = BenchResults {
         machine: Machine::detect(),
         settings,
         rows: Vec::new(),
         abort_costs: Vec::new(),
+        recovery: None,
         error: None,
     };
     let runs = results.settings.runs;
@@ -133,6 +158,14 @@ pub async fn run(suites: &[Suite], settings: Settings, run_settings: &RunSetting
         }
     }
     results.abort_costs = summary::abort_costs(&results.rows);
+    if let Some(settings) = recovery
+        && results.error.is_none()
+    {
+        match recovery::run(settings).await {
+            Ok(recovery) => results.recovery = Some(recovery),
+            Err(e) => results.error = Some(format!("recovery suite: {e:#}")),
+        }
+    }
     results
 }
 
@@ -141,11 +174,12 @@ pub async fn run(suites: &[Suite], settings: Settings, run_settings: &RunSetting
 pub struct Outputs {
     pub json: PathBuf,
     pub markdown: PathBuf,
-    pub chart: PathBuf,
+    /// `None` when no load row ran (only the recovery suite): nothing to draw.
+    pub chart: Option<PathBuf>,
 }
 
-/// Writes `results.json`, `results.md` and `throughput_p99.svg` into `out` (created if
-/// missing); returns the markdown too, for stdout.
+/// Writes `results.json`, `results.md` and, when load rows ran, `throughput_p99.svg` into
+/// `out` (created if missing); returns the markdown too, for stdout.
 pub fn write_outputs(
     results: &BenchResults,
     suites: &[Suite],
@@ -155,7 +189,7 @@ pub fn write_outputs(
     let outputs = Outputs {
         json: out.join(JSON_FILE),
         markdown: out.join(MARKDOWN_FILE),
-        chart: out.join(CHART_FILE),
+        chart: (!results.rows.is_empty()).then(|| out.join(CHART_FILE)),
     };
     let write = |path: &Path, content: &[u8]| {
         std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))
@@ -163,6 +197,9 @@ pub fn write_outputs(
     write(&outputs.json, &serde_json::to_vec_pretty(results)?)?;
     let markdown = table::markdown(results);
     write(&outputs.markdown, markdown.as_bytes())?;
+    let Some(chart) = &outputs.chart else {
+        return Ok((outputs, markdown));
+    };
     let s = &results.settings;
     let subtitle = format!(
         "{} build, medians of {} × {} s per point; {}",
@@ -172,6 +209,6 @@ pub fn write_outputs(
         results.machine.describe()
     );
     let svg = chart::render(&results.chart_series(suites), &subtitle)?;
-    write(&outputs.chart, svg.as_bytes())?;
+    write(chart, svg.as_bytes())?;
     Ok((outputs, markdown))
 }

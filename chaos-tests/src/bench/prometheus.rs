@@ -1,4 +1,4 @@
-//! Reading counters from the coordinator's `GET /metrics` (Prometheus text format).
+//! Reading counters and gauges from the coordinator's `GET /metrics` (Prometheus text format).
 
 use std::time::Duration;
 
@@ -8,6 +8,8 @@ use anyhow::Context;
 pub const LOG_BYTES: &str = "coordinator_log_bytes_total";
 /// Sagas that reached a terminal state, over every label (workflow, state).
 pub const SAGAS_FINISHED: &str = "sagas_finished_total";
+/// Gauge: sagas the coordinator drives right now (one task each), recovered ones included.
+pub const SAGAS_ACTIVE: &str = "sagas_active";
 
 /// The counters a run compares before and after its load; `None` where the coordinator does
 /// not export the metric.
@@ -28,8 +30,16 @@ impl Counters {
 
 /// Scrapes `{coordinator}/metrics`.
 pub async fn scrape(http: &reqwest::Client, coordinator: &str) -> anyhow::Result<Counters> {
-    let text = http
-        .get(format!("{coordinator}/metrics"))
+    let text = fetch(http, coordinator).await?;
+    Ok(Counters {
+        log_bytes: sample_sum(&text, LOG_BYTES),
+        sagas_finished: sample_sum(&text, SAGAS_FINISHED),
+    })
+}
+
+/// The whole text of `{coordinator}/metrics`.
+pub async fn fetch(http: &reqwest::Client, coordinator: &str) -> anyhow::Result<String> {
+    http.get(format!("{coordinator}/metrics"))
         .timeout(Duration::from_secs(5))
         .send()
         .await
@@ -37,15 +47,12 @@ pub async fn scrape(http: &reqwest::Client, coordinator: &str) -> anyhow::Result
         .context("GET /metrics")?
         .text()
         .await
-        .context("reading /metrics")?;
-    Ok(Counters {
-        log_bytes: counter_sum(&text, LOG_BYTES),
-        sagas_finished: counter_sum(&text, SAGAS_FINISHED),
-    })
+        .context("reading /metrics")
 }
 
-/// The sum of every sample of metric `name` (all label sets), or `None` if there is none.
-pub fn counter_sum(text: &str, name: &str) -> Option<f64> {
+/// The sum of every sample of metric `name` (all label sets): a counter's total, a gauge's
+/// value; `None` if there is none.
+pub fn sample_sum(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
@@ -76,9 +83,13 @@ sagas_finished_total{workflow=\"place_order\",state=\"aborted\"} 10
 sagas_finished_total_other 5
 coordinator_log_bytes_total 123456
 ";
-        assert_eq!(counter_sum(text, SAGAS_FINISHED), Some(100.0));
-        assert_eq!(counter_sum(text, LOG_BYTES), Some(123456.0));
-        assert_eq!(counter_sum(text, "absent_total"), None);
+        assert_eq!(sample_sum(text, SAGAS_FINISHED), Some(100.0));
+        assert_eq!(sample_sum(text, LOG_BYTES), Some(123456.0));
+        assert_eq!(sample_sum(text, "absent_total"), None);
+        assert_eq!(
+            sample_sum("sagas_active 100000\n", SAGAS_ACTIVE),
+            Some(100000.0)
+        );
         let before = Counters {
             log_bytes: Some(1000.0),
             sagas_finished: Some(10.0),

@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 
 use super::matrix::Participants;
 use super::measure::RunMetrics;
+use super::recovery::{
+    DEFAULT_SAGAS, READY_TARGET_S, RSS_TARGET_MB, RecoveryResult, RestartMetrics, SeedReport,
+};
 use super::{BenchResults, CHART_FILE};
 
 /// The coordinator CPU per saga that issue 5 asks for with no-work participants.
@@ -32,20 +35,64 @@ pub fn progress_line(row: &str, run: usize, runs: usize, m: &RunMetrics) -> Stri
     line
 }
 
+/// `recovery: seeded 100,000 sagas in flight in 14.2 s, data dir 312.5 MB (3,277 bytes/saga)`.
+pub fn seed_line(seed: &SeedReport) -> String {
+    format!(
+        "recovery: seeded {} sagas in flight in {:.1} s, data dir {} MB ({} bytes/saga)",
+        thousands(seed.sagas as f64),
+        seed.seconds,
+        megabytes(mb(seed.data_dir_bytes)),
+        optional(seed.bytes_per_saga(), thousands),
+    )
+}
+
+/// `recovery run 2/3: 100,000 sagas ready in 3.10 s (healthz 0.05 s), RSS 180.2 MB (peak
+/// 190.3 MB), 100,000 active`.
+pub fn recovery_progress_line(run: usize, runs: usize, m: &RestartMetrics) -> String {
+    let mut line = format!(
+        "recovery run {run}/{runs}: {} sagas ready in {} s (healthz {} s), RSS {} MB (peak {} MB), \
+         {} active",
+        thousands(m.sagas as f64),
+        secs(m.ready_s),
+        secs(m.healthy_s),
+        optional(m.rss_at_ready_mb, megabytes),
+        optional(m.peak_rss_mb, megabytes),
+        optional(m.active_at_ready, thousands),
+    );
+    if !m.ok {
+        line.push_str(&format!(
+            ", NOT EVERY SAGA ACTIVE (settled: {})",
+            optional(m.active_settled, thousands)
+        ));
+    }
+    line
+}
+
 /// The whole `results.md`.
 pub fn markdown(results: &BenchResults) -> String {
     let s = &results.settings;
     let mut out = String::new();
     let _ = writeln!(out, "## Benchmark results\n");
+    if results.rows.is_empty() {
+        // Only the recovery suite ran: no load rows, no chart.
+        let _ = writeln!(
+            out,
+            "{} build, on one machine ({}); RUST_LOG={}.",
+            build(&s.profile),
+            results.machine.describe(),
+            s.rust_log,
+        );
+        if let Some(recovery) = &results.recovery {
+            recovery_section(&mut out, recovery, &s.profile);
+        }
+        error_line(&mut out, results);
+        return out;
+    }
     let _ = writeln!(
         out,
         "{} build, coordinator and participants on one machine ({}); medians of {} run{} of {} s \
          per row, each on a fresh cluster after {} s of warm-up; RUST_LOG={}.",
-        if s.profile == "release" {
-            "Release"
-        } else {
-            "NOT A RELEASE"
-        },
+        build(&s.profile),
         results.machine.describe(),
         s.runs,
         if s.runs == 1 { "" } else { "s" },
@@ -149,12 +196,108 @@ pub fn markdown(results: &BenchResults) -> String {
          coordinator does not export it). Counts are per run.\n\n\
          ![Throughput and p99 latency against concurrency]({CHART_FILE})"
     );
-    if let Some(error) = &results.error {
+    if let Some(recovery) = &results.recovery {
+        recovery_section(&mut out, recovery, &s.profile);
+    }
+    error_line(&mut out, results);
+    out
+}
+
+fn build(profile: &str) -> &'static str {
+    if profile == "release" {
+        "Release"
+    } else {
+        "NOT A RELEASE"
+    }
+}
+
+fn error_line(out: &mut String, results: &BenchResults) {
+    if let Some(error) = results.stopped_early() {
         // The whole error, with the services' log tails, is in results.json.
         let first_line = error.lines().next().unwrap_or_default();
         let _ = writeln!(out, "\n**The benchmark stopped early:** {first_line}");
     }
-    out
+}
+
+/// The recovery suite: what was seeded, the times and memory of the restarts, the targets.
+fn recovery_section(out: &mut String, r: &RecoveryResult, profile: &str) {
+    let m = &r.median;
+    let sagas = thousands(r.sagas as f64);
+    let _ = writeln!(
+        out,
+        "\n### Recovery and memory\n\n\
+         {sagas} `place_order` sagas in flight, written through the coordinator's store in {:.1} s; \
+         each waits on a retry timer a day away, so nothing is called. Every run starts the {profile} \
+         coordinator on a fresh copy of that data directory and times it from spawn to the first \
+         `/readyz` 200 (polled every {} ms); memory is read from `/proc` when ready and {} s later. \
+         Medians of {} run{}.\n",
+        r.seed.seconds,
+        r.poll_ms,
+        r.settle_s,
+        m.runs,
+        if m.runs == 1 { "" } else { "s" },
+    );
+    out.push_str(
+        "| sagas in flight | seed s | data dir MB | log bytes/saga in flight | ready s | ready min s | ready max s | RSS at ready MB | peak RSS MB | active sagas seen |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    let _ = writeln!(
+        out,
+        "| {sagas} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        r.seed.seconds,
+        megabytes(mb(r.seed.data_dir_bytes)),
+        optional(r.data_dir_bytes_per_saga, thousands),
+        optional(m.ready_s, secs),
+        optional(m.ready_min_s, secs),
+        optional(m.ready_max_s, secs),
+        optional(m.rss_at_ready_mb, megabytes),
+        optional(m.peak_rss_mb, megabytes),
+        optional(m.active_at_ready, thousands),
+    );
+    out.push_str(
+        "\n| /healthz s | CPU to ready s | RSS settled MB | recovery log bytes/saga | shutdown s | failed runs |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} | {}/{} |",
+        optional(m.healthy_s, secs),
+        optional(m.cpu_to_ready_s, secs),
+        optional(m.rss_settled_mb, megabytes),
+        optional(m.recovery_log_bytes_per_saga, thousands),
+        optional(m.shutdown_s, secs),
+        m.failed_runs,
+        m.runs,
+    );
+    let verdict = |value: Option<f64>, target: f64| match value {
+        Some(v) if v <= target => "met",
+        Some(_) => "**not met**",
+        None => "n/a",
+    };
+    let rss = m.rss_in_flight_mb();
+    let _ = writeln!(
+        out,
+        "\nAgainst the targets of issue 5: ready **{} s** after a restart (target ≤ {READY_TARGET_S} s: \
+         {}); RSS **{} MB** with {sagas} sagas in flight (target ≤ {RSS_TARGET_MB} MB: {}), peak {} MB.",
+        optional(m.ready_s, secs),
+        verdict(m.ready_s, READY_TARGET_S),
+        optional(rss, megabytes),
+        verdict(rss, RSS_TARGET_MB),
+        optional(m.peak_rss_mb, megabytes),
+    );
+    if r.sagas != DEFAULT_SAGAS {
+        let _ = writeln!(
+            out,
+            "The targets are for {} sagas in flight; this run had {sagas}.",
+            thousands(DEFAULT_SAGAS as f64)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nlog bytes/saga in flight: the seeded data directory's size on disk per saga; recovery \
+         log bytes/saga: what resuming wrote (`coordinator_log_bytes_total` after the settle \
+         time) per saga."
+    );
 }
 
 /// `1,180` (rounded to a whole number).
@@ -172,6 +315,25 @@ pub fn thousands(value: f64) -> String {
         out.insert(0, '-');
     }
     out
+}
+
+/// Seconds: `3.10`.
+fn secs(value: f64) -> String {
+    format!("{value:.2}")
+}
+
+/// MiB: `180.2`, `1,227`.
+fn megabytes(value: f64) -> String {
+    if value < 1000.0 {
+        format!("{value:.1}")
+    } else {
+        thousands(value)
+    }
+}
+
+/// Bytes in MiB.
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// Milliseconds with about three significant digits: `3.52`, `87.1`, `1,204`.
@@ -198,9 +360,54 @@ mod tests {
     use super::*;
     use crate::bench::machine::Machine;
     use crate::bench::matrix::Row;
+    use crate::bench::recovery::RecoverySummary;
+    use crate::bench::recovery::tests::restart_run;
     use crate::bench::summary::tests::run;
     use crate::bench::summary::{RowResult, abort_costs};
     use crate::bench::{BenchResults, Settings};
+
+    /// Results of one run per row on an example machine.
+    fn results(rows: Vec<RowResult>, recovery: Option<RecoveryResult>) -> BenchResults {
+        BenchResults {
+            machine: Machine {
+                nproc: 2,
+                cpu_model: Some("Example CPU".into()),
+                kernel: None,
+                git_commit: None,
+            },
+            settings: Settings {
+                runs: 1,
+                duration_s: 10.0,
+                warmup_s: 2.0,
+                profile: "release".into(),
+                rust_log: "warn".into(),
+                coordinator_args: vec![],
+            },
+            abort_costs: abort_costs(&rows),
+            rows,
+            recovery,
+            error: None,
+        }
+    }
+
+    fn recovery(sagas: usize, runs: Vec<RestartMetrics>) -> RecoveryResult {
+        let seed = SeedReport {
+            sagas,
+            seconds: 14.2,
+            data_dir_bytes: 327_680_000,
+            data_dir_apparent_bytes: 300_000_000,
+        };
+        RecoveryResult {
+            sagas,
+            data_dir_bytes_per_saga: seed.bytes_per_saga(),
+            seed,
+            poll_ms: 20,
+            settle_s: 2.0,
+            median: RecoverySummary::of(&runs),
+            runs,
+            error: None,
+        }
+    }
 
     #[test]
     fn numbers_read_well() {
@@ -211,6 +418,8 @@ mod tests {
         assert_eq!(ms(3.517), "3.52");
         assert_eq!(ms(87.06), "87.1");
         assert_eq!(ms(1204.0), "1,204");
+        assert_eq!(megabytes(180.24), "180.2");
+        assert_eq!(megabytes(1226.8), "1,227");
     }
 
     #[test]
@@ -232,26 +441,7 @@ mod tests {
                 vec![run(3000.0, 20.0, None, true)],
             ),
         ];
-        let results = BenchResults {
-            machine: Machine {
-                nproc: 2,
-                cpu_model: Some("Example CPU".into()),
-                kernel: None,
-                git_commit: None,
-            },
-            settings: Settings {
-                runs: 1,
-                duration_s: 10.0,
-                warmup_s: 2.0,
-                profile: "release".into(),
-                rust_log: "warn".into(),
-                coordinator_args: vec![],
-            },
-            abort_costs: abort_costs(&rows),
-            rows,
-            error: None,
-        };
-        let md = markdown(&results);
+        let md = markdown(&results(rows, None));
         assert!(
             md.contains("| 64c | 64 | 0 | 1,180 | 43.5 | 87.0 | 104 | 663 | 40.0 |"),
             "{md}"
@@ -268,5 +458,76 @@ mod tests {
             progress_line("64c", 2, 3, &run(1180.0, 87.0, Some(663.0), true)),
             "row 64c run 2/3: 1,180 sagas/s p99 87.0 ms, coordinator 663 µs CPU/saga, books verified"
         );
+    }
+
+    #[test]
+    fn the_recovery_section_has_its_table_and_the_targets() {
+        let runs = vec![
+            restart_run(1, 3.1, 180.2, 100_000.0),
+            restart_run(2, 3.3, 190.0, 100_000.0),
+            restart_run(3, 3.0, 170.0, 100_000.0),
+        ];
+        let md = markdown(&results(Vec::new(), Some(recovery(100_000, runs))));
+        assert!(md.contains("### Recovery and memory"), "{md}");
+        assert!(
+            md.contains(
+                "| 100,000 | 14.2 | 312.5 | 3,277 | 3.10 | 3.00 | 3.30 | 180.2 | 200.2 | 100,000 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 0.05 | 2.79 | 175.2 | 50 | 0.20 | 0/3 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "ready **3.10 s** after a restart (target ≤ 5 s: met); RSS **180.2 MB** with \
+                 100,000 sagas in flight (target ≤ 200 MB: met), peak 200.2 MB."
+            ),
+            "{md}"
+        );
+        assert!(md.contains("Medians of 3 runs."), "{md}");
+        // Only the recovery suite ran: no load table, no chart, no note about the count.
+        assert!(!md.contains("| row |") && !md.contains(CHART_FILE), "{md}");
+        assert!(!md.contains("The targets are for"), "{md}");
+
+        assert_eq!(
+            recovery_progress_line(2, 3, &restart_run(2, 3.1, 180.2, 100_000.0)),
+            "recovery run 2/3: 100,000 sagas ready in 3.10 s (healthz 0.05 s), RSS 180.2 MB \
+             (peak 200.2 MB), 100,000 active"
+        );
+        assert!(
+            recovery_progress_line(1, 1, &restart_run(1, 3.1, 180.2, 99_000.0))
+                .ends_with("99,000 active, NOT EVERY SAGA ACTIVE (settled: 99,000)")
+        );
+    }
+
+    #[test]
+    fn missed_targets_smaller_counts_and_errors_are_said() {
+        let mut slow = recovery(10_000, vec![restart_run(1, 6.0, 250.0, 100_000.0)]);
+        slow.error = Some("recovery run 2 failed; data and log kept in /tmp/x\nlog tail".into());
+        let rows = vec![RowResult::new(
+            "concurrency",
+            Row::new(64, 0.0, Participants::Working),
+            vec![run(1180.0, 87.0, Some(663.0), true)],
+        )];
+        let md = markdown(&results(rows, Some(slow)));
+        // The load table comes first, then the recovery section.
+        let load = md.find("| 64c | 64 |").expect("the load row");
+        let recovery = md
+            .find("### Recovery and memory")
+            .expect("the recovery section");
+        assert!(load < recovery, "{md}");
+        assert!(md.contains("(target ≤ 5 s: **not met**)"), "{md}");
+        assert!(md.contains("(target ≤ 200 MB: **not met**)"), "{md}");
+        assert!(
+            md.contains("The targets are for 100,000 sagas in flight; this run had 10,000."),
+            "{md}"
+        );
+        assert!(
+            md.contains("**The benchmark stopped early:** recovery run 2 failed;"),
+            "{md}"
+        );
+        assert!(!md.contains("log tail"), "{md}");
     }
 }

@@ -1,13 +1,16 @@
 //! `bench`: the benchmark mode. Builds the service binaries if needed, then runs the standard
 //! matrix (or `--only` some rows), each row `--runs` times on a fresh cluster on loopback, and
-//! writes `results.json`, `results.md` and `throughput_p99.svg` into `--out`; the markdown
-//! table also goes to stdout. Exits 0 when every run's books balanced, 1 when a run's books
-//! (or a must-abort saga) were wrong, 2 when the benchmark could not run (a build failed, a
-//! cluster did not start).
+//! the recovery suite (`--runs` restarts with `--recovery-sagas` sagas in flight), and writes
+//! `results.json`, `results.md` and `throughput_p99.svg` into `--out`; the markdown tables also
+//! go to stdout. Exits 0 when every run's books balanced and every recovery run saw every saga
+//! active, 1 when a run's books (or a must-abort saga, or a recovered saga) were wrong, 2 when
+//! the benchmark could not run (a build failed, a cluster did not start, a coordinator did not
+//! get ready).
 //!
 //!     cargo run --release -p chaos-tests --bin bench
 //!     cargo run --release -p chaos-tests --bin bench -- --quick
 //!     cargo run --release -p chaos-tests --bin bench -- --only 64c,overhead -- --retention-secs 60
+//!     cargo run --release -p chaos-tests --bin bench -- --only recovery --runs 3
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -15,6 +18,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use chaos_tests::bench::measure::RunSettings;
+use chaos_tests::bench::recovery::{self, RecoverySettings, RestartSettings};
+use chaos_tests::bench::table::thousands;
 use chaos_tests::bench::{self, Settings, matrix};
 use chaos_tests::binaries;
 use clap::Parser;
@@ -32,10 +37,14 @@ struct Args {
     /// Seconds of load before each measured one, discarded [default: 2; --quick: 0.5].
     #[arg(long)]
     warmup: Option<f64>,
-    /// Smoke run: 1 run of 2 s per row after 0.5 s of warm-up (explicit flags still win).
+    /// Sagas in flight for the recovery suite [default: 100000; --quick: 10000].
+    #[arg(long, value_name = "N")]
+    recovery_sagas: Option<usize>,
+    /// Smoke run: 1 run of 2 s per row after 0.5 s of warm-up, 10,000 sagas to recover
+    /// (explicit flags still win).
     #[arg(long)]
     quick: bool,
-    /// Only these rows or suites, comma-separated (e.g. `64c,overhead`); see --list.
+    /// Only these rows or suites, comma-separated (e.g. `64c,overhead`, `recovery`); see --list.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Print the suites and rows and exit.
@@ -57,25 +66,39 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let suites = match matrix::select(matrix::standard(), &args.only) {
-        Ok(suites) => suites,
+    let selection = match matrix::select(matrix::standard(), &args.only) {
+        Ok(selection) => selection,
         Err(e) => {
             eprintln!("bench: {e:#}");
             return ExitCode::from(2);
         }
     };
+    let suites = selection.suites;
+    let (runs, duration, warmup, recovery_sagas) = if args.quick {
+        (1, 2.0, 0.5, recovery::QUICK_SAGAS)
+    } else {
+        (3, 10.0, 2.0, recovery::DEFAULT_SAGAS)
+    };
+    let recovery_sagas = args.recovery_sagas.unwrap_or(recovery_sagas);
     if args.list {
         for suite in &suites {
             let rows: Vec<&str> = suite.rows.iter().map(|r| r.name.as_str()).collect();
             println!("{:<12} {}: {}", suite.name, rows.join(", "), suite.about);
         }
+        if selection.recovery {
+            println!(
+                "{:<12} {} sagas in flight: restart the coordinator, time to /readyz, RSS, \
+                 log bytes per saga",
+                recovery::SUITE,
+                thousands(recovery_sagas as f64)
+            );
+        }
         return ExitCode::SUCCESS;
     }
-    let (runs, duration, warmup) = if args.quick {
-        (1, 2.0, 0.5)
-    } else {
-        (3, 10.0, 2.0)
-    };
+    if selection.recovery && recovery_sagas == 0 {
+        eprintln!("bench: --recovery-sagas must be positive");
+        return ExitCode::from(2);
+    }
     let runs = args.runs.unwrap_or(runs).max(1);
     let duration = args.duration.unwrap_or(duration);
     let warmup = args.warmup.unwrap_or(warmup);
@@ -117,10 +140,28 @@ fn main() -> ExitCode {
 
     let rows: usize = suites.iter().map(|s| s.rows.len()).sum();
     // Start-up, funding, the books check and tear-down add about 6 s per run.
-    let estimate = rows as f64 * runs as f64 * (duration + warmup + 6.0);
+    let mut estimate = rows as f64 * runs as f64 * (duration + warmup + 6.0);
+    if selection.recovery {
+        // Seeding writes about 20,000 sagas/s; a restart (copy, recovery, settle, stop) takes
+        // about 3 s + 4 s per 100,000 sagas. Rough, for the estimate only.
+        let per_100k = recovery_sagas as f64 / 100_000.0;
+        estimate += per_100k * 5.0 + runs as f64 * (3.0 + per_100k * 4.0);
+    }
+    let mut what = Vec::new();
+    if rows > 0 {
+        what.push(format!(
+            "{rows} rows × {runs} run(s) of {duration} s (+{warmup} s warm-up)"
+        ));
+    }
+    if selection.recovery {
+        what.push(format!(
+            "recovery of {} sagas in flight × {runs} run(s)",
+            thousands(recovery_sagas as f64)
+        ));
+    }
     eprintln!(
-        "bench: {rows} rows × {runs} run(s) of {duration} s (+{warmup} s warm-up), about {:.0} min; \
-         results in {}",
+        "bench: {}, about {:.0} min; results in {}",
+        what.join(" + "),
         (estimate / 60.0).ceil(),
         args.out.display()
     );
@@ -151,30 +192,45 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let results = runtime.block_on(bench::run(&suites, settings, &run_settings));
+    let recovery_settings = selection.recovery.then(|| RecoverySettings {
+        sagas: recovery_sagas,
+        runs,
+        restart: RestartSettings {
+            coordinator_args: args.coordinator_args.clone(),
+            ..RestartSettings::default()
+        },
+    });
+    let results = runtime.block_on(bench::run(
+        &suites,
+        settings,
+        &run_settings,
+        recovery_settings.as_ref(),
+    ));
 
     match bench::write_outputs(&results, &suites, &args.out) {
         Ok((outputs, markdown)) => {
             println!("{markdown}");
-            eprintln!(
-                "bench: wrote {}, {} and {}",
-                outputs.json.display(),
-                outputs.markdown.display(),
-                outputs.chart.display()
-            );
+            let (json, md) = (outputs.json.display(), outputs.markdown.display());
+            match &outputs.chart {
+                Some(chart) => eprintln!("bench: wrote {json}, {md} and {}", chart.display()),
+                None => eprintln!("bench: wrote {json} and {md}"),
+            }
         }
         Err(e) => {
             eprintln!("bench: {e:#}");
             return ExitCode::from(2);
         }
     }
-    if let Some(error) = &results.error {
+    if let Some(error) = results.stopped_early() {
         eprintln!("bench: stopped early: {error}");
         ExitCode::from(2)
     } else if results.ok() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("bench: FAILED: some run's books were wrong (see results.md, failed runs)");
+        eprintln!(
+            "bench: FAILED: some run's books were wrong, or a recovery run did not see every \
+             saga active (see results.md, failed runs)"
+        );
         ExitCode::from(1)
     }
 }

@@ -1,0 +1,115 @@
+//! What Linux's `/proc` says about a process: its memory (`/proc/PID/status`) and the CPU time
+//! it has used (`/proc/PID/stat`). Parsing is separate from reading, so it is tested on fixed
+//! text.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+
+/// Resident memory of a process, in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Memory {
+    /// `VmRSS`: resident now.
+    pub rss_kb: u64,
+    /// `VmHWM`: the most it was ever resident (the peak).
+    pub hwm_kb: u64,
+}
+
+impl Memory {
+    pub fn rss_mb(&self) -> f64 {
+        self.rss_kb as f64 / 1024.0
+    }
+
+    pub fn hwm_mb(&self) -> f64 {
+        self.hwm_kb as f64 / 1024.0
+    }
+}
+
+/// VmRSS and VmHWM of `pid`.
+pub fn memory(pid: u32) -> anyhow::Result<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    parse_memory(&status).with_context(|| format!("no VmRSS or VmHWM in /proc/{pid}/status"))
+}
+
+/// VmRSS of `pid` in MiB; `None` when it cannot be read (the process is gone).
+pub fn rss_mb(pid: u32) -> Option<f64> {
+    memory(pid).ok().map(|m| m.rss_mb())
+}
+
+pub fn parse_memory(status: &str) -> Option<Memory> {
+    Some(Memory {
+        rss_kb: status_kb(status, "VmRSS")?,
+        hwm_kb: status_kb(status, "VmHWM")?,
+    })
+}
+
+/// A `Field:   1234 kB` line of `/proc/PID/status`.
+fn status_kb(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// CPU time (user + system) `pid` has used so far.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let ticks = parse_cpu_ticks(&stat).context("malformed /proc/<pid>/stat")?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second)
+        .ok()
+        .filter(|&t| t > 0)
+        .unwrap_or(100);
+    Ok(Duration::from_micros(ticks * 1_000_000 / per_second))
+}
+
+/// utime + stime, in clock ticks.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name is in parentheses and may hold spaces: split after the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of the file, utime field 14 (index 11 here), stime 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_resident_and_peak_memory() {
+        let status = "Name:\tcoordinator\nVmPeak:\t  900000 kB\nVmHWM:\t   81920 kB\n\
+                      VmRSS:\t   51200 kB\nRssAnon:\t 40000 kB\nThreads:\t4\n";
+        assert_eq!(
+            parse_memory(status),
+            Some(Memory {
+                rss_kb: 51200,
+                hwm_kb: 81920
+            })
+        );
+        assert_eq!(parse_memory("Name:\tx\nVmRSS:\t 1 kB\n"), None);
+        assert_eq!(parse_memory(status).unwrap().rss_mb(), 50.0);
+        // This very process has both.
+        let own = memory(std::process::id()).unwrap();
+        assert!(own.rss_kb > 0 && own.hwm_kb >= own.rss_kb, "{own:?}");
+        assert!(rss_mb(std::process::id()).is_some_and(|mb| mb > 0.0));
+    }
+
+    #[test]
+    fn reads_cpu_ticks_past_a_name_with_spaces_and_parentheses() {
+        let stat = "4242 (tokio (runtime) w) S 1 4242 4242 0 -1 4194560 500 0 0 0 \
+                    130 27 0 0 20 0 4 0 100 1000000 2000 18446744073709551615";
+        assert_eq!(parse_cpu_ticks(stat), Some(157));
+        assert_eq!(parse_cpu_ticks("4242 (x) S 1"), None);
+        assert!(cpu_time(std::process::id()).is_ok());
+    }
+}
