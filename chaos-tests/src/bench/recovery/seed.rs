@@ -187,7 +187,7 @@ pub fn created(index: usize, workflow_version: u32, plan: &Plan, now: Millis) ->
         }),
         callback_url: None,
         idempotency_key: Some(format!("recovery-seed-{index}")),
-        plan: plan.clone(),
+        plan: std::sync::Arc::new(plan.clone()),
         at: now,
     }
 }
