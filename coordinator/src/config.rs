@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::store::StoreOptions;
 use crate::store::group_commit::FlushPolicy;
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -41,6 +42,10 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "COORDINATOR_LOG_FLUSH_MAX_BATCH", default_value_t = 64,
         value_parser = clap::value_parser!(u64).range(1..))]
     pub log_flush_max_batch: u64,
+    /// Page cache of the saga log, in MiB.
+    #[arg(long, env = "COORDINATOR_LOG_CACHE_MB", default_value_t = 64,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_cache_mb: u64,
 }
 
 impl CoordinatorConfig {
@@ -55,14 +60,18 @@ impl CoordinatorConfig {
             shutdown_grace_ms: 5_000,
             log_flush_linger_us: 200,
             log_flush_max_batch: 64,
+            log_cache_mb: 64,
         }
     }
 
-    /// The group-commit batching policy.
-    pub fn flush_policy(&self) -> FlushPolicy {
-        FlushPolicy {
-            linger: Duration::from_micros(self.log_flush_linger_us),
-            max_batch: usize::try_from(self.log_flush_max_batch).unwrap_or(usize::MAX),
+    /// How the saga log runs.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            cache_bytes: self.log_cache_mb.saturating_mul(1 << 20),
+            flush: FlushPolicy {
+                linger: Duration::from_micros(self.log_flush_linger_us),
+                max_batch: usize::try_from(self.log_flush_max_batch).unwrap_or(usize::MAX),
+            },
         }
     }
 

@@ -299,3 +299,57 @@ impl Registry {
         Ok(loaded)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::SledStore;
+
+    fn participant(initial_retry_ms: u64) -> ParticipantSpec {
+        serde_json::from_value(json!({
+            "base_url": "http://127.0.0.1:9",
+            "actions": {"book": {"action": "/book", "compensate": "/book/undo"}},
+            "policy": {"retry": {"initial_ms": initial_retry_ms}}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_resolved_plan_is_shared_until_a_participant_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let registry = Registry::load(store).unwrap();
+        registry
+            .put_participant("p", participant(100))
+            .await
+            .unwrap();
+        let workflow: WorkflowSpec = serde_json::from_value(json!({
+            "steps": [{"name": "book", "participant": "p", "action": "book"}]
+        }))
+        .unwrap();
+        registry.put_workflow("w", workflow, true).await.unwrap();
+
+        let (version, first) = registry.resolve("w").unwrap().unwrap();
+        let (_, again) = registry.resolve("w").unwrap().unwrap();
+        assert_eq!(version, 1);
+        assert!(Arc::ptr_eq(&first, &again), "the cached plan is shared");
+
+        registry
+            .put_participant("p", participant(250))
+            .await
+            .unwrap();
+        let (_, changed) = registry.resolve("w").unwrap().unwrap();
+        assert_eq!(first.steps[0].retry.initial_ms, 100);
+        assert_eq!(changed.steps[0].retry.initial_ms, 250);
+        assert!(registry.resolve("unknown").unwrap().is_none());
+
+        // Equal plans from different logs become one.
+        let copy = Arc::new((*changed).clone());
+        let interned = registry.intern_plan("w", copy.clone());
+        assert!(Arc::ptr_eq(&interned, &copy));
+        let other_copy = Arc::new((*changed).clone());
+        assert!(Arc::ptr_eq(&registry.intern_plan("w", other_copy), &copy));
+    }
+}

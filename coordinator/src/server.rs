@@ -47,7 +47,7 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, Star
     })?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
         &config.data_dir,
-        config.flush_policy(),
+        &config.store_options(),
     )?);
     let registry = Arc::new(Registry::load(store.clone())?);
     if let Some(dir) = config.workflow_dir() {

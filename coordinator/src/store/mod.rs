@@ -18,7 +18,7 @@ use sagas::{ParticipantSpec, WorkflowSpec};
 
 use crate::engine::{Event, Millis, Saga};
 
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -15,12 +15,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use sagas::WorkflowError;
 use sagas::api::SubmitSaga;
+
+mod slot;
+
+use slot::{Operator, SagaSlot};
 
 use crate::clock::Clock;
 use crate::dispatch::{BranchCall, Dispatcher};
@@ -58,26 +62,12 @@ enum TaskStart {
     Resumed,
 }
 
-/// Operator requests a saga task applies between rounds.
-enum Operator {
-    Abort,
-    Retry,
-}
-
-/// An operator request and where to answer it.
-type OperatorRequest = (Operator, oneshot::Sender<Result<(), EngineError>>);
-
-struct ActiveSaga {
-    tx: mpsc::UnboundedSender<OperatorRequest>,
-    view: watch::Receiver<Arc<Saga>>,
-}
-
 pub struct Runtime {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     dispatcher: Arc<Dispatcher>,
     clock: Clock,
-    active: Mutex<HashMap<String, ActiveSaga>>,
+    active: Mutex<HashMap<String, Arc<SagaSlot>>>,
     ready: AtomicBool,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -238,7 +228,7 @@ impl Runtime {
     /// The live state of an active saga.
     fn live(&self, id: &str) -> Option<Arc<Saga>> {
         let active = self.active.lock().expect("active map poisoned");
-        active.get(id).map(|a| a.view.borrow().clone())
+        active.get(id).map(|slot| slot.state())
     }
 
     fn is_active(&self, id: &str) -> bool {
@@ -250,16 +240,15 @@ impl Runtime {
 
     /// Waits up to `wait` for the saga to become terminal, then returns its state.
     pub async fn wait(&self, id: &str, wait: Duration) -> Result<Option<Arc<Saga>>, RuntimeError> {
-        let view = self
+        let slot = self
             .active
             .lock()
             .expect("active map poisoned")
             .get(id)
-            .map(|a| a.view.clone());
-        if let Some(mut view) = view {
-            let _ = tokio::time::timeout(wait, view.wait_for(|s| s.lifecycle.is_terminal())).await;
-            // The task may have stopped meanwhile; its last state is still here.
-            return Ok(Some(view.borrow().clone()));
+            .cloned();
+        if let Some(slot) = slot {
+            // The task may stop meanwhile; its last state is still here.
+            return Ok(Some(slot.wait_terminal(wait).await));
         }
         self.get(id)
     }
@@ -302,13 +291,13 @@ impl Runtime {
     }
 
     async fn operate(&self, id: &str, op: Operator) -> Result<Arc<Saga>, RuntimeError> {
-        let tx = self
+        let slot = self
             .active
             .lock()
             .expect("active map poisoned")
             .get(id)
-            .map(|a| a.tx.clone());
-        let Some(tx) = tx else {
+            .cloned();
+        let Some(slot) = slot else {
             // Not active: unknown, or already terminal (which no operator request changes).
             let saga = self
                 .get(id)?
@@ -324,8 +313,7 @@ impl Runtime {
             }));
         };
         let (reply_tx, reply_rx) = oneshot::channel();
-        tx.send((op, reply_tx))
-            .map_err(|_| RuntimeError::ShuttingDown)?;
+        slot.request((op, reply_tx));
         reply_rx.await.map_err(|_| RuntimeError::ShuttingDown)??;
         self.get(id)?
             .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))
@@ -333,14 +321,13 @@ impl Runtime {
 
     /// Starts the saga's task unless one runs already. Returns whether it started one.
     fn spawn_saga(self: &Arc<Self>, saga: Arc<Saga>, seq: u64, start: TaskStart) -> bool {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (view_tx, view_rx) = watch::channel(saga.clone());
+        let slot = Arc::new(SagaSlot::new(saga.clone()));
         {
             let mut active = self.active.lock().expect("active map poisoned");
             if active.contains_key(&saga.id) {
                 return false;
             }
-            active.insert(saga.id.clone(), ActiveSaga { tx, view: view_rx });
+            active.insert(saga.id.clone(), slot.clone());
         }
         let runtime = self.clone();
         telemetry::saga_started();
@@ -352,13 +339,14 @@ impl Runtime {
                 seq,
                 snapshot_seq: seq,
                 unlogged: Vec::new(),
-                view: view_tx,
+                slot: slot.clone(),
                 replies: Vec::new(),
             };
-            if let Err(e) = task.run(rx, start).await {
+            if let Err(e) = task.run(start).await {
                 // The saga stays in the active index and resumes on the next start.
                 tracing::error!(saga = %id, error = %e, "saga task stopped");
             }
+            slot.stop();
             runtime
                 .active
                 .lock()
@@ -430,7 +418,7 @@ struct SagaTask {
     snapshot_seq: u64,
     /// Events applied but not yet appended; they go to the log as one record.
     unlogged: Vec<Event>,
-    view: watch::Sender<Arc<Saga>>,
+    slot: Arc<SagaSlot>,
     /// Operator requests answered once the round that applied them is durable.
     replies: Vec<oneshot::Sender<Result<(), EngineError>>>,
 }
@@ -452,7 +440,8 @@ impl SagaTask {
         let store = &self.runtime.store;
         store.append(&self.saga.id, self.seq + 1, &self.unlogged)?;
         self.seq += self.unlogged.len() as u64;
-        self.unlogged.clear();
+        // Not `clear`: a waiting saga should not keep the capacity of its busiest round.
+        self.unlogged = Vec::new();
         if self.saga.is_settled() || self.seq - self.snapshot_seq >= SNAPSHOT_EVERY {
             store.save_snapshot(&self.saga, self.seq)?;
             self.snapshot_seq = self.seq;
@@ -460,21 +449,13 @@ impl SagaTask {
         Ok(())
     }
 
-    async fn run(
-        mut self,
-        rx: mpsc::UnboundedReceiver<OperatorRequest>,
-        start: TaskStart,
-    ) -> Result<(), RuntimeError> {
-        self.drive(rx, start).await?;
+    async fn run(mut self, start: TaskStart) -> Result<(), RuntimeError> {
+        self.drive(start).await?;
         // A graceful stop keeps what the last rounds recorded.
         self.append_unlogged()
     }
 
-    async fn drive(
-        &mut self,
-        mut rx: mpsc::UnboundedReceiver<OperatorRequest>,
-        start: TaskStart,
-    ) -> Result<(), RuntimeError> {
+    async fn drive(&mut self, start: TaskStart) -> Result<(), RuntimeError> {
         match start {
             // Rule 1: durable before acknowledged, and before any participant hears of it.
             TaskStart::Created(durable) => {
@@ -541,7 +522,7 @@ impl SagaTask {
                 self.runtime.store.flush().await?;
                 must_flush = false;
             }
-            self.view.send_replace(self.saga.clone());
+            self.slot.publish(self.saga.clone());
             for reply in self.replies.drain(..) {
                 let _ = reply.send(Ok(()));
             }
@@ -598,14 +579,15 @@ impl SagaTask {
             }
             let sleep =
                 wake.map(|at: Millis| tokio::time::sleep_until(self.runtime.clock.instant(at)));
+            let slot = self.slot.clone();
             tokio::select! {
                 Some(event) = in_flight.next(), if !in_flight.is_empty() => {
                     if let Err(e) = self.record(event) {
                         tracing::error!(saga = %self.saga.id, error = %e, "call result dropped");
                     }
                 }
-                msg = rx.recv() => match msg {
-                    Some((op, reply)) => {
+                requests = slot.next_requests() => {
+                    for (op, reply) in requests {
                         let event = match op {
                             Operator::Abort => Event::Decided {
                                 decision: Decision::Abort { reason: "aborted by operator".into() },
@@ -618,7 +600,7 @@ impl SagaTask {
                             Ok(()) => {
                                 must_flush |= event.must_be_durable();
                                 self.unlogged.push(event);
-                                if matches!(op, Operator::Retry) {
+                                if op == Operator::Retry {
                                     tracing::info!(saga = %self.saga.id, "operator retry of a stuck saga");
                                 }
                                 self.replies.push(reply);
@@ -626,8 +608,7 @@ impl SagaTask {
                             Err(e) => { let _ = reply.send(Err(e)); }
                         }
                     }
-                    None => return Ok(()),
-                },
+                }
                 _ = async { sleep.expect("guarded").await }, if sleep.is_some() => {}
                 _ = self.runtime.shutdown.cancelled(), if in_flight.is_empty() => return Ok(()),
             }

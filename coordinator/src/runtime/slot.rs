@@ -1,0 +1,207 @@
+//! What the runtime and one saga's task share: the saga's latest published state (for reads
+//! and `wait_ms`) and the operator requests waiting for the task.
+//!
+//! One small allocation per active saga. A channel per saga preallocates room for 32 messages
+//! and a watch channel carries eight wait lists; with 100,000 sagas in flight those were a
+//! third of the coordinator's memory, for requests that almost never come.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot};
+
+use crate::engine::{EngineError, Saga};
+
+/// Operator requests a saga task applies between rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Operator {
+    Abort,
+    Retry,
+}
+
+/// An operator request and where to answer it.
+pub(super) type OperatorRequest = (Operator, oneshot::Sender<Result<(), EngineError>>);
+
+pub(super) struct SagaSlot {
+    state: Mutex<Arc<Saga>>,
+    /// The task stopped; its last published state is final for this process.
+    stopped: AtomicBool,
+    /// Wakes `wait_terminal` callers when the saga turns terminal or its task stops.
+    finished: Notify,
+    requests: Mutex<Vec<OperatorRequest>>,
+    /// Wakes the task; keeps a permit when the task is busy, so no request is missed.
+    request_added: Notify,
+}
+
+impl SagaSlot {
+    pub(super) fn new(saga: Arc<Saga>) -> SagaSlot {
+        SagaSlot {
+            state: Mutex::new(saga),
+            stopped: AtomicBool::new(false),
+            finished: Notify::new(),
+            requests: Mutex::new(Vec::new()),
+            request_added: Notify::new(),
+        }
+    }
+
+    /// The latest published state.
+    pub(super) fn state(&self) -> Arc<Saga> {
+        self.state.lock().expect("saga slot poisoned").clone()
+    }
+
+    pub(super) fn publish(&self, saga: Arc<Saga>) {
+        let terminal = saga.lifecycle.is_terminal();
+        *self.state.lock().expect("saga slot poisoned") = saga;
+        if terminal {
+            self.finished.notify_waiters();
+        }
+    }
+
+    /// The task is gone: wake every waiter.
+    pub(super) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.finished.notify_waiters();
+    }
+
+    /// The state once terminal (or the task stopped), or the latest after `within`.
+    pub(super) async fn wait_terminal(&self, within: Duration) -> Arc<Saga> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.finished.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a publish between the two is not missed.
+            notified.as_mut().enable();
+            let state = self.state();
+            if state.lifecycle.is_terminal() || self.stopped.load(Ordering::Acquire) {
+                return state;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.state();
+            }
+        }
+    }
+
+    pub(super) fn request(&self, request: OperatorRequest) {
+        self.requests
+            .lock()
+            .expect("saga slot poisoned")
+            .push(request);
+        self.request_added.notify_one();
+    }
+
+    /// The requests waiting, once there is at least one. Cancel-safe: requests are taken
+    /// only by a poll that returns them.
+    pub(super) async fn next_requests(&self) -> Vec<OperatorRequest> {
+        loop {
+            let taken = std::mem::take(&mut *self.requests.lock().expect("saga slot poisoned"));
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.request_added.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sagas::{RetryPolicy, StepKind};
+
+    use super::*;
+    use crate::engine::{Created, Event, Lifecycle, Plan, PlanStep};
+
+    fn running() -> Arc<Saga> {
+        let created = Created {
+            id: "s1".into(),
+            workflow: "w".into(),
+            workflow_version: 1,
+            input: serde_json::json!({}),
+            callback_url: None,
+            idempotency_key: None,
+            plan: Plan {
+                steps: vec![PlanStep {
+                    name: "a".into(),
+                    participant: "p".into(),
+                    action: "a".into(),
+                    kind: StepKind::Saga,
+                    deps: vec![],
+                    timeout_ms: None,
+                    retry: RetryPolicy::default(),
+                }],
+                timeout_ms: None,
+            }
+            .into(),
+            at: 0,
+        };
+        Arc::new(Saga::create(&created).unwrap())
+    }
+
+    fn aborted() -> Arc<Saga> {
+        let mut saga = (*running()).clone();
+        saga.apply(&Event::Decided {
+            decision: crate::engine::Decision::Abort {
+                reason: "test".into(),
+            },
+            at: 1,
+        })
+        .unwrap();
+        saga.apply(&Event::Finished { at: 2 }).unwrap();
+        assert_eq!(saga.lifecycle, Lifecycle::Aborted);
+        Arc::new(saga)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_wakes_when_the_saga_turns_terminal() {
+        let slot = Arc::new(SagaSlot::new(running()));
+        let waiter = tokio::spawn({
+            let slot = slot.clone();
+            async move { slot.wait_terminal(Duration::from_secs(60)).await }
+        });
+        tokio::task::yield_now().await;
+        // A non-terminal publish does not end the wait.
+        slot.publish(running());
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        slot.publish(aborted());
+        let state = waiter.await.unwrap();
+        assert_eq!(state.lifecycle, Lifecycle::Aborted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gets_the_latest_state_on_timeout_or_when_the_task_stops() {
+        let slot = Arc::new(SagaSlot::new(running()));
+        let state = slot.wait_terminal(Duration::from_millis(50)).await;
+        assert_eq!(state.lifecycle, Lifecycle::Running);
+
+        let waiter = tokio::spawn({
+            let slot = slot.clone();
+            async move { slot.wait_terminal(Duration::from_secs(60)).await }
+        });
+        tokio::task::yield_now().await;
+        slot.stop();
+        let state = waiter.await.unwrap();
+        assert_eq!(state.lifecycle, Lifecycle::Running);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_made_while_the_task_is_busy_are_all_delivered() {
+        let slot = SagaSlot::new(running());
+        let (abort_tx, _abort_rx) = oneshot::channel();
+        let (retry_tx, _retry_rx) = oneshot::channel();
+        slot.request((Operator::Abort, abort_tx));
+        slot.request((Operator::Retry, retry_tx));
+        let ops: Vec<Operator> = slot
+            .next_requests()
+            .await
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(ops, vec![Operator::Abort, Operator::Retry]);
+        // Nothing left: the next wait blocks until another request.
+        let next = tokio::time::timeout(Duration::from_millis(10), slot.next_requests()).await;
+        assert!(next.is_err());
+    }
+}
