@@ -35,8 +35,9 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "COORDINATOR_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
     /// Group commit: while the log is busy, how long a flush waits for more writers to join
-    /// it (0: flush as soon as the previous flush ends). A quiet log never waits.
-    #[arg(long, env = "COORDINATOR_LOG_FLUSH_LINGER_US", default_value_t = 200)]
+    /// it (0: flush as soon as the previous flush ends; tokio's timer rounds up to 1 ms). A
+    /// quiet log never waits.
+    #[arg(long, env = "COORDINATOR_LOG_FLUSH_LINGER_US", default_value_t = 1_000)]
     pub log_flush_linger_us: u64,
     /// Group commit: a batch of this many writers is flushed without waiting further.
     #[arg(long, env = "COORDINATOR_LOG_FLUSH_MAX_BATCH", default_value_t = 64,
@@ -58,7 +59,7 @@ impl CoordinatorConfig {
             submit_rate_limit: None,
             retention_secs: 7 * 24 * 3600,
             shutdown_grace_ms: 5_000,
-            log_flush_linger_us: 200,
+            log_flush_linger_us: 1_000,
             log_flush_max_batch: 64,
             log_cache_mb: 64,
         }
