@@ -44,7 +44,7 @@ pub struct CoordinatorConfig {
         value_parser = clap::value_parser!(u64).range(1..))]
     pub log_flush_max_batch: u64,
     /// Page cache of the saga log, in MiB.
-    #[arg(long, env = "COORDINATOR_LOG_CACHE_MB", default_value_t = 64,
+    #[arg(long, env = "COORDINATOR_LOG_CACHE_MB", default_value_t = 32,
         value_parser = clap::value_parser!(u64).range(1..))]
     pub log_cache_mb: u64,
 }
@@ -61,7 +61,7 @@ impl CoordinatorConfig {
             shutdown_grace_ms: 5_000,
             log_flush_linger_us: 1_000,
             log_flush_max_batch: 64,
-            log_cache_mb: 64,
+            log_cache_mb: 32,
         }
     }
 

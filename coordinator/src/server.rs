@@ -60,6 +60,7 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, Star
     // Sweep about ten times per retention period, at most once a minute, at least every 100 ms.
     let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
     runtime.start_retention(retention, sweep_every);
+    runtime.start_wakeups();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {

@@ -43,6 +43,16 @@ pub fn saga_stopped() {
     gauge!("sagas_active").decrement(1.0);
 }
 
+/// Active sagas waiting without a task (a long backoff, stuck), part of `sagas_active`.
+pub fn saga_parked(parked: bool) {
+    let gauge = gauge!("sagas_parked");
+    if parked {
+        gauge.increment(1.0);
+    } else {
+        gauge.decrement(1.0);
+    }
+}
+
 pub fn saga_finished(workflow: &str, state: &'static str, age: Duration) {
     counter!("sagas_finished_total", "workflow" => workflow.to_string(), "state" => state)
         .increment(1);

@@ -493,3 +493,71 @@ async fn a_saga_past_its_workflow_deadline_rolls_back() {
     assert_eq!(p.count(Phase::Compensate), 1);
     coordinator.shutdown().await;
 }
+
+/// The value of a gauge or counter without labels on `/metrics`.
+async fn metric(client: &CoordinatorClient, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", client.base_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_saga_on_a_long_backoff_waits_without_a_task_and_wakes_on_time_or_for_an_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let (p, addr) = FakeParticipant::start().await;
+    // A fixed 1.5 s between attempts: long enough to park.
+    register(
+        &client,
+        "p",
+        addr,
+        json!({"retry": {"initial_ms": 1500, "max_ms": 1500, "multiplier": 1.0,
+        "max_attempts": 3, "settle_max_attempts": 5}}),
+    )
+    .await;
+    one_step_workflow(&client, "wf", "p", "t").await;
+    p.answer(Phase::Try, 503);
+    let waiting = client
+        .submit("wf", json!({"n": 1}), None, None)
+        .await
+        .unwrap()
+        .saga;
+    let aborted = client
+        .submit("wf", json!({"n": 2}), None, None)
+        .await
+        .unwrap()
+        .saga;
+    // The metrics are the whole test binary's: other tests may park sagas too.
+    eventually("both sagas parked", || async {
+        metric(&client, "sagas_parked").await >= 2.0
+    })
+    .await;
+
+    // An operator request brings a parked saga back at once.
+    p.answer(Phase::Cancel, 200);
+    let view = client.abort(&aborted.id).await.unwrap();
+    assert!(matches!(
+        view.state,
+        SagaState::Compensating | SagaState::Aborted
+    ));
+    let done = wait_for(&client, &aborted.id, |s| s.state.is_terminal()).await;
+    assert_eq!(done.state, SagaState::Aborted);
+
+    // The other wakes when its retry is due.
+    p.answer(Phase::Try, 200);
+    let done = wait_for(&client, &waiting.id, |s| s.state.is_terminal()).await;
+    assert_eq!(done.state, SagaState::Committed);
+    assert_eq!(
+        p.count(Phase::Try),
+        3,
+        "a failed try each, then one after the wake-up"
+    );
+    coordinator.shutdown().await;
+}

@@ -23,8 +23,10 @@ use sagas::WorkflowError;
 use sagas::api::SubmitSaga;
 
 mod slot;
+mod wakeups;
 
-use slot::{Operator, SagaSlot};
+use slot::{Operator, Parked, SagaSlot};
+use wakeups::Wakeups;
 
 use crate::clock::Clock;
 use crate::dispatch::{BranchCall, Dispatcher};
@@ -60,7 +62,21 @@ enum TaskStart {
     Created(oneshot::Sender<Result<(), RuntimeError>>),
     /// Found in the log at start-up (or orphaned): record `Resumed`, then run.
     Resumed,
+    /// Parked (see [`wakeups`]) and now due, or asked for by an operator: run on.
+    Unparked,
 }
+
+/// How a saga's task ended.
+enum Exit {
+    /// Settled, shutting down, or the runtime let go of it.
+    Stopped,
+    /// Nothing in flight and nothing to do before `wake` (never, when `None`): the saga waits
+    /// without a task.
+    Parked { wake: Option<Millis>, at: Parked },
+}
+
+/// A saga idle for at least this long gives up its task until it is due.
+const PARK_AFTER_MS: Millis = 1_000;
 
 pub struct Runtime {
     store: Arc<dyn Store>,
@@ -71,6 +87,7 @@ pub struct Runtime {
     ready: AtomicBool,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    wakeups: Wakeups,
 }
 
 impl Runtime {
@@ -83,6 +100,7 @@ impl Runtime {
             active: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
+            wakeups: Wakeups::default(),
             tasks: TaskTracker::new(),
         })
     }
@@ -281,16 +299,16 @@ impl Runtime {
     }
 
     /// Rolls back a saga that has not decided yet.
-    pub async fn abort(&self, id: &str) -> Result<Arc<Saga>, RuntimeError> {
+    pub async fn abort(self: &Arc<Self>, id: &str) -> Result<Arc<Saga>, RuntimeError> {
         self.operate(id, Operator::Abort).await
     }
 
     /// Resumes a stuck saga with a fresh attempt budget.
-    pub async fn retry(&self, id: &str) -> Result<Arc<Saga>, RuntimeError> {
+    pub async fn retry(self: &Arc<Self>, id: &str) -> Result<Arc<Saga>, RuntimeError> {
         self.operate(id, Operator::Retry).await
     }
 
-    async fn operate(&self, id: &str, op: Operator) -> Result<Arc<Saga>, RuntimeError> {
+    async fn operate(self: &Arc<Self>, id: &str, op: Operator) -> Result<Arc<Saga>, RuntimeError> {
         let slot = self
             .active
             .lock()
@@ -313,7 +331,12 @@ impl Runtime {
             }));
         };
         let (reply_tx, reply_rx) = oneshot::channel();
+        if self.shutdown.is_cancelled() {
+            return Err(RuntimeError::ShuttingDown);
+        }
         slot.request((op, reply_tx));
+        // A parked saga needs its task back to answer.
+        self.unpark(id);
         reply_rx.await.map_err(|_| RuntimeError::ShuttingDown)??;
         self.get(id)?
             .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))
@@ -329,22 +352,52 @@ impl Runtime {
             }
             active.insert(saga.id.clone(), slot.clone());
         }
-        let runtime = self.clone();
         telemetry::saga_started();
+        let at = Parked {
+            seq,
+            snapshot_seq: seq,
+        };
+        self.spawn_task(slot, saga, at, start);
+        true
+    }
+
+    /// Runs an active saga's task. When the task parks, the saga stays active (its slot in
+    /// the map, its wake-up in `wakeups`); otherwise it leaves.
+    fn spawn_task(
+        self: &Arc<Self>,
+        slot: Arc<SagaSlot>,
+        saga: Arc<Saga>,
+        at: Parked,
+        start: TaskStart,
+    ) {
+        let runtime = self.clone();
         self.tasks.spawn(async move {
             let id = saga.id.clone();
             let task = SagaTask {
                 runtime: runtime.clone(),
                 saga,
-                seq,
-                snapshot_seq: seq,
+                seq: at.seq,
+                snapshot_seq: at.snapshot_seq,
                 unlogged: Vec::new(),
                 slot: slot.clone(),
                 replies: Vec::new(),
             };
-            if let Err(e) = task.run(start).await {
+            match task.run(start).await {
+                Ok(Exit::Parked { wake, at }) => {
+                    slot.park(at);
+                    telemetry::saga_parked(true);
+                    if let Some(wake) = wake {
+                        runtime.wakeups.add(wake, id.clone());
+                    }
+                    // A request that came while the task was leaving would wait for nothing.
+                    if slot.has_requests() {
+                        runtime.unpark(&id);
+                    }
+                    return;
+                }
+                Ok(Exit::Stopped) => {}
                 // The saga stays in the active index and resumes on the next start.
-                tracing::error!(saga = %id, error = %e, "saga task stopped");
+                Err(e) => tracing::error!(saga = %id, error = %e, "saga task stopped"),
             }
             slot.stop();
             runtime
@@ -354,7 +407,44 @@ impl Runtime {
                 .remove(&id);
             telemetry::saga_stopped();
         });
-        true
+    }
+
+    /// Gives a parked saga its task back (a no-op unless it is parked).
+    fn unpark(self: &Arc<Self>, id: &str) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let slot = self
+            .active
+            .lock()
+            .expect("active map poisoned")
+            .get(id)
+            .cloned();
+        let Some(slot) = slot else { return };
+        if let Some(at) = slot.take_parked() {
+            telemetry::saga_parked(false);
+            let saga = slot.state();
+            self.spawn_task(slot, saga, at, TaskStart::Unparked);
+        }
+    }
+
+    /// Wakes parked sagas when they are due, until shutdown.
+    pub fn start_wakeups(self: &Arc<Self>) {
+        let runtime = self.clone();
+        self.tasks.spawn(async move {
+            loop {
+                let (due, next) = runtime.wakeups.take_due(runtime.clock.now());
+                for id in due {
+                    runtime.unpark(&id);
+                }
+                let sleep = next.map(|at| tokio::time::sleep_until(runtime.clock.instant(at)));
+                tokio::select! {
+                    _ = runtime.wakeups.earlier_added() => {}
+                    _ = async { sleep.expect("guarded").await }, if sleep.is_some() => {}
+                    _ = runtime.shutdown.cancelled() => return,
+                }
+            }
+        });
     }
 
     /// Deletes settled sagas older than `retention`, checking every `every`, until shutdown.
@@ -449,13 +539,25 @@ impl SagaTask {
         Ok(())
     }
 
-    async fn run(mut self, start: TaskStart) -> Result<(), RuntimeError> {
-        self.drive(start).await?;
+    async fn run(mut self, start: TaskStart) -> Result<Exit, RuntimeError> {
+        let parked = self.drive(start).await?;
         // A graceful stop keeps what the last rounds recorded.
-        self.append_unlogged()
+        self.append_unlogged()?;
+        Ok(match parked {
+            Some(wake) => Exit::Parked {
+                wake,
+                at: Parked {
+                    seq: self.seq,
+                    snapshot_seq: self.snapshot_seq,
+                },
+            },
+            None => Exit::Stopped,
+        })
     }
 
-    async fn drive(&mut self, start: TaskStart) -> Result<(), RuntimeError> {
+    /// Runs rounds until the saga settles, the runtime stops, or the saga parks (then
+    /// returns `Some(wake)`).
+    async fn drive(&mut self, start: TaskStart) -> Result<Option<Option<Millis>>, RuntimeError> {
         match start {
             // Rule 1: durable before acknowledged, and before any participant hears of it.
             TaskStart::Created(durable) => {
@@ -471,6 +573,7 @@ impl SagaTask {
                 let now = self.runtime.clock.now();
                 self.record(Event::Resumed { at: now })?;
             }
+            TaskStart::Unparked => {}
         }
         let mut must_flush = false;
         let mut in_flight: FuturesUnordered<Pin<Box<dyn Future<Output = Event> + Send>>> =
@@ -553,15 +656,22 @@ impl SagaTask {
                 );
             }
             if self.saga.is_settled() {
-                return Ok(());
+                return Ok(None);
             }
             if self.runtime.shutdown.is_cancelled() {
                 // Calls recorded as started but not sent are sent again after the restart.
                 if in_flight.is_empty() {
-                    return Ok(());
+                    return Ok(None);
                 }
                 calls.clear();
                 notify = None;
+            }
+            // Idle for a while (its round is logged, see above): wait without a task.
+            if idle
+                && !self.slot.has_requests()
+                && wake.is_none_or(|at| at.saturating_sub(now) >= PARK_AFTER_MS)
+            {
+                return Ok(Some(wake));
             }
             // Calls run inside this task rather than as tasks of their own: no spawn and no
             // channel per call, and one wake-up when an answer arrives.
@@ -610,7 +720,7 @@ impl SagaTask {
                     }
                 }
                 _ = async { sleep.expect("guarded").await }, if sleep.is_some() => {}
-                _ = self.runtime.shutdown.cancelled(), if in_flight.is_empty() => return Ok(()),
+                _ = self.runtime.shutdown.cancelled(), if in_flight.is_empty() => return Ok(None),
             }
         }
     }

@@ -20,6 +20,13 @@ pub(super) enum Operator {
     Retry,
 }
 
+/// Where a parked saga's log stands; its state is the slot's published state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Parked {
+    pub seq: u64,
+    pub snapshot_seq: u64,
+}
+
 /// An operator request and where to answer it.
 pub(super) type OperatorRequest = (Operator, oneshot::Sender<Result<(), EngineError>>);
 
@@ -32,6 +39,8 @@ pub(super) struct SagaSlot {
     requests: Mutex<Vec<OperatorRequest>>,
     /// Wakes the task; keeps a permit when the task is busy, so no request is missed.
     request_added: Notify,
+    /// Set while the saga has no task (see `wakeups`); taken by whoever restarts it.
+    parked: Mutex<Option<Parked>>,
 }
 
 impl SagaSlot {
@@ -42,7 +51,21 @@ impl SagaSlot {
             finished: Notify::new(),
             requests: Mutex::new(Vec::new()),
             request_added: Notify::new(),
+            parked: Mutex::new(None),
         }
+    }
+
+    pub(super) fn park(&self, parked: Parked) {
+        *self.parked.lock().expect("saga slot poisoned") = Some(parked);
+    }
+
+    /// The parked position, once: of two callers racing to restart the saga, one wins.
+    pub(super) fn take_parked(&self) -> Option<Parked> {
+        self.parked.lock().expect("saga slot poisoned").take()
+    }
+
+    pub(super) fn has_requests(&self) -> bool {
+        !self.requests.lock().expect("saga slot poisoned").is_empty()
     }
 
     /// The latest published state.
