@@ -300,23 +300,29 @@ async fn submissions_over_the_rate_limit_get_429_with_retry_after() {
     coordinator.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_retry_schedule_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let coordinator = start(dir.path(), None).await;
-    let client = CoordinatorClient::new(coordinator.url());
+/// Participant `p` behind workflow `wf` (one TCC step), answering `try` with 503, retried
+/// every 1.5 s (a fixed delay: the ceiling caps the jitter; long enough for a saga to park).
+async fn failing_with_slow_retries(client: &CoordinatorClient) -> FakeParticipant {
     let (p, addr) = FakeParticipant::start().await;
-    // A fixed 1.5 s between attempts (the ceiling caps the jitter).
     register(
-        &client,
+        client,
         "p",
         addr,
         json!({"retry": {"initial_ms": 1500, "max_ms": 1500, "multiplier": 1.0,
         "max_attempts": 3, "settle_max_attempts": 5}}),
     )
     .await;
-    one_step_workflow(&client, "wf", "p", "t").await;
+    one_step_workflow(client, "wf", "p", "t").await;
     p.answer(Phase::Try, 503);
+    p
+}
+
+#[tokio::test]
+async fn a_retry_schedule_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let p = failing_with_slow_retries(&client).await;
     let saga = client
         .submit("wf", json!({}), None, None)
         .await
@@ -512,18 +518,7 @@ async fn a_saga_on_a_long_backoff_waits_without_a_task_and_wakes_on_time_or_for_
     let dir = tempfile::tempdir().unwrap();
     let coordinator = start(dir.path(), None).await;
     let client = CoordinatorClient::new(coordinator.url());
-    let (p, addr) = FakeParticipant::start().await;
-    // A fixed 1.5 s between attempts: long enough to park.
-    register(
-        &client,
-        "p",
-        addr,
-        json!({"retry": {"initial_ms": 1500, "max_ms": 1500, "multiplier": 1.0,
-        "max_attempts": 3, "settle_max_attempts": 5}}),
-    )
-    .await;
-    one_step_workflow(&client, "wf", "p", "t").await;
-    p.answer(Phase::Try, 503);
+    let p = failing_with_slow_retries(&client).await;
     let waiting = client
         .submit("wf", json!({"n": 1}), None, None)
         .await

@@ -49,4 +49,6 @@ pub enum EngineError {
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

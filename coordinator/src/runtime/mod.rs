@@ -245,8 +245,7 @@ impl Runtime {
 
     /// The live state of an active saga.
     fn live(&self, id: &str) -> Option<Arc<Saga>> {
-        let active = self.active.lock().expect("active map poisoned");
-        active.get(id).map(|slot| slot.state())
+        self.slot(id).map(|slot| slot.state())
     }
 
     fn is_active(&self, id: &str) -> bool {
@@ -256,14 +255,18 @@ impl Runtime {
             .contains_key(id)
     }
 
-    /// Waits up to `wait` for the saga to become terminal, then returns its state.
-    pub async fn wait(&self, id: &str, wait: Duration) -> Result<Option<Arc<Saga>>, RuntimeError> {
-        let slot = self
-            .active
+    /// The slot of an active saga.
+    fn slot(&self, id: &str) -> Option<Arc<SagaSlot>> {
+        self.active
             .lock()
             .expect("active map poisoned")
             .get(id)
-            .cloned();
+            .cloned()
+    }
+
+    /// Waits up to `wait` for the saga to become terminal, then returns its state.
+    pub async fn wait(&self, id: &str, wait: Duration) -> Result<Option<Arc<Saga>>, RuntimeError> {
+        let slot = self.slot(id);
         if let Some(slot) = slot {
             // The task may stop meanwhile; its last state is still here.
             return Ok(Some(slot.wait_terminal(wait).await));
@@ -309,12 +312,7 @@ impl Runtime {
     }
 
     async fn operate(self: &Arc<Self>, id: &str, op: Operator) -> Result<Arc<Saga>, RuntimeError> {
-        let slot = self
-            .active
-            .lock()
-            .expect("active map poisoned")
-            .get(id)
-            .cloned();
+        let slot = self.slot(id);
         let Some(slot) = slot else {
             // Not active: unknown, or already terminal (which no operator request changes).
             let saga = self
@@ -414,12 +412,7 @@ impl Runtime {
         if self.shutdown.is_cancelled() {
             return;
         }
-        let slot = self
-            .active
-            .lock()
-            .expect("active map poisoned")
-            .get(id)
-            .cloned();
+        let slot = self.slot(id);
         let Some(slot) = slot else { return };
         if let Some(at) = slot.take_parked() {
             telemetry::saga_parked(false);

@@ -131,35 +131,11 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use sagas::{RetryPolicy, StepKind};
-
     use super::*;
-    use crate::engine::{Created, Event, Lifecycle, Plan, PlanStep};
+    use crate::engine::{Event, Lifecycle};
 
     fn running() -> Arc<Saga> {
-        let created = Created {
-            id: "s1".into(),
-            workflow: "w".into(),
-            workflow_version: 1,
-            input: serde_json::json!({}),
-            callback_url: None,
-            idempotency_key: None,
-            plan: Plan {
-                steps: vec![PlanStep {
-                    name: "a".into(),
-                    participant: "p".into(),
-                    action: "a".into(),
-                    kind: StepKind::Saga,
-                    deps: vec![],
-                    timeout_ms: None,
-                    retry: RetryPolicy::default(),
-                }],
-                timeout_ms: None,
-            }
-            .into(),
-            at: 0,
-        };
-        Arc::new(Saga::create(&created).unwrap())
+        Arc::new(Saga::create(&crate::engine::fixtures::one_step("s1", None)).unwrap())
     }
 
     fn aborted() -> Arc<Saga> {

@@ -1,35 +1,9 @@
 //! The sled store against its contract: rounds as records, loads without a snapshot, listing
 //! across active and settled sagas, idempotency claims.
 
-use sagas::{RetryPolicy, StepKind};
-
 use super::{Creation, SagaLog, SledStore};
-use crate::engine::{CallOutcome, CallRef, Created, Decision, Event, Plan, PlanStep, Saga};
-
-fn created(id: &str, key: Option<&str>) -> Created {
-    Created {
-        id: id.into(),
-        workflow: "w".into(),
-        workflow_version: 1,
-        input: serde_json::json!({"n": 1}),
-        callback_url: None,
-        idempotency_key: key.map(Into::into),
-        plan: Plan {
-            steps: vec![PlanStep {
-                name: "only".into(),
-                participant: "p".into(),
-                action: "a".into(),
-                kind: StepKind::Saga,
-                deps: vec![],
-                timeout_ms: None,
-                retry: RetryPolicy::default(),
-            }],
-            timeout_ms: None,
-        }
-        .into(),
-        at: 1_000,
-    }
-}
+use crate::engine::fixtures::one_step as created;
+use crate::engine::{CallOutcome, CallRef, Decision, Event, Saga};
 
 /// The events that run the one-step saga to `committed`.
 fn commit_events() -> Vec<Event> {
