@@ -11,7 +11,7 @@ pub fn saga_view(saga: &Saga) -> SagaView {
         workflow: saga.workflow.clone(),
         workflow_version: saga.workflow_version,
         state: saga.lifecycle.api_state(),
-        input: saga.input.clone(),
+        input: saga.input.to_value(),
         error: saga.error.clone(),
         created_at: rfc3339(saga.created_at),
         updated_at: rfc3339(saga.updated_at),

@@ -152,7 +152,7 @@ impl Scenario {
             id: "saga-1".into(),
             workflow: "wf".into(),
             workflow_version: 1,
-            input: serde_json::json!({"n": 1}),
+            input: serde_json::json!({"n": 1}).into(),
             callback_url: self.callback.map(|_| "http://127.0.0.1:9/done".into()),
             idempotency_key: Some("k".into()),
             plan: Plan {
@@ -1457,7 +1457,7 @@ fn restart_while_stuck_rolling_back_still_undoes_outstanding_forward_calls() {
         id: "s".into(),
         workflow: "w".into(),
         workflow_version: 1,
-        input: serde_json::json!({}),
+        input: serde_json::json!({}).into(),
         callback_url: None,
         idempotency_key: None,
         plan: Plan {
@@ -1555,7 +1555,7 @@ fn a_lost_call_start_after_a_never_sent_attempt_is_still_undone() {
         id: "s".into(),
         workflow: "w".into(),
         workflow_version: 1,
-        input: serde_json::json!({}),
+        input: serde_json::json!({}).into(),
         callback_url: None,
         idempotency_key: None,
         plan: Plan {

@@ -119,8 +119,13 @@ pub struct BranchRequest {
 impl BranchRequest {
     /// The value of the `Idempotency-Key` header for this call.
     pub fn idempotency_key(&self) -> String {
-        format!("{}:{}:{}", self.saga_id, self.step, self.phase)
+        idempotency_key(&self.saga_id, &self.step, self.phase)
     }
+}
+
+/// The `Idempotency-Key` of a branch call: `{saga_id}:{step}:{phase}`.
+pub fn idempotency_key(saga_id: &str, step: &str, phase: Phase) -> String {
+    format!("{saga_id}:{step}:{phase}")
 }
 
 /// Error body participants return with a rejection (`409`/`422`) or failure.

@@ -18,13 +18,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use sagas::wire::idempotency_key;
 use sagas::wire::{
     HEADER_IDEMPOTENCY_KEY, HEADER_SAGA_ID, HEADER_SAGA_PHASE, HEADER_SAGA_STEP, HEADER_TRACEPARENT,
 };
-use sagas::{BranchRequest, RetryPolicy};
+use sagas::{Phase, RetryPolicy};
+use serde_json::value::RawValue;
 
 use crate::clock::Clock;
-use crate::engine::{CallOutcome, CallRef, Event, Millis, Saga};
+use crate::engine::{CallOutcome, CallRef, Event, Input, Millis, Saga};
 use crate::registry::Registry;
 use lane::{Lane, LaneStats};
 
@@ -44,7 +46,17 @@ pub struct BranchCall {
     pub action: String,
     pub timeout_ms: Option<u64>,
     pub retry: RetryPolicy,
-    pub input: serde_json::Value,
+    pub input: Input,
+}
+
+/// The wire body of a branch call (`sagas::BranchRequest`), borrowed: the input goes out as
+/// the text the saga holds.
+#[derive(serde::Serialize)]
+struct BranchBody<'a> {
+    saga_id: &'a str,
+    step: &'a str,
+    phase: Phase,
+    input: &'a RawValue,
 }
 
 impl BranchCall {
@@ -241,11 +253,11 @@ impl Dispatcher {
 
     async fn post(&self, branch: &BranchCall, url: String, timeout: Duration) -> Exchange {
         let phase = branch.call.phase;
-        let body = BranchRequest {
-            saga_id: branch.saga_id.clone(),
-            step: branch.step.clone(),
+        let body = BranchBody {
+            saga_id: &branch.saga_id,
+            step: &branch.step,
             phase,
-            input: branch.input.clone(),
+            input: branch.input.raw(),
         };
         let span_id = uuid::Uuid::now_v7().as_u64_pair().1;
         let trace_id = branch.saga_id.replace('-', "");
@@ -256,7 +268,10 @@ impl Dispatcher {
             .header(HEADER_SAGA_ID, &branch.saga_id)
             .header(HEADER_SAGA_STEP, &branch.step)
             .header(HEADER_SAGA_PHASE, phase.as_str())
-            .header(HEADER_IDEMPOTENCY_KEY, body.idempotency_key())
+            .header(
+                HEADER_IDEMPOTENCY_KEY,
+                idempotency_key(&branch.saga_id, &branch.step, phase),
+            )
             .header(
                 HEADER_TRACEPARENT,
                 format!("00-{trace_id:0>32.32}-{span_id:016x}-01"),
@@ -345,6 +360,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_borrowed_body_is_a_branch_request_on_the_wire() {
+        let input = Input::from(serde_json::json!({"account": "a", "amount": 5}));
+        let body = BranchBody {
+            saga_id: "s1",
+            step: "freeze_funds",
+            phase: Phase::Try,
+            input: input.raw(),
+        };
+        let request: sagas::BranchRequest =
+            serde_json::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(request.saga_id, "s1");
+        assert_eq!(request.step, "freeze_funds");
+        assert_eq!(request.phase, Phase::Try);
+        assert_eq!(request.input, input.to_value());
+        assert_eq!(
+            request.idempotency_key(),
+            idempotency_key("s1", "freeze_funds", Phase::Try)
+        );
+    }
 
     #[test]
     fn retry_delays_grow_and_stay_under_the_ceiling() {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use sagas::Phase;
 
-use super::{Millis, Plan};
+use super::{Input, Millis, Plan};
 
 /// One call of one phase of one step. `attempt` counts calls of that phase since the phase
 /// started (or since an operator's retry gave it a fresh budget), from 1.
@@ -60,7 +60,7 @@ pub struct Created {
     pub id: String,
     pub workflow: String,
     pub workflow_version: u32,
-    pub input: serde_json::Value,
+    pub input: Input,
     pub callback_url: Option<String>,
     pub idempotency_key: Option<String>,
     /// Shared by every saga of one workflow version (serialised in full in each log).

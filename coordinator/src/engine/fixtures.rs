@@ -10,7 +10,7 @@ pub(crate) fn one_step(id: &str, key: Option<&str>) -> Created {
         id: id.into(),
         workflow: "w".into(),
         workflow_version: 1,
-        input: serde_json::json!({"n": 1}),
+        input: serde_json::json!({"n": 1}).into(),
         callback_url: None,
         idempotency_key: key.map(Into::into),
         plan: Plan {

@@ -10,11 +10,13 @@
 
 pub mod decide;
 pub mod event;
+pub mod input;
 pub mod plan;
 pub mod state;
 
 pub use decide::{Command, decide};
 pub use event::{CallOutcome, CallRef, Created, Decision, Event};
+pub use input::Input;
 pub use plan::{Plan, PlanStep};
 pub use state::{CallbackStatus, Lifecycle, Saga, StepState, StepStatus};
 

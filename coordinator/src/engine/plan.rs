@@ -8,7 +8,7 @@ use sagas::{RetryPolicy, StepKind};
 
 use super::EngineError;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub steps: Vec<PlanStep>,
     /// Global deadline, relative to the saga's creation.

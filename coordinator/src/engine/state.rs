@@ -8,7 +8,7 @@ use sagas::Phase;
 use sagas::api::{SagaState, StepStatus as ApiStepStatus};
 
 use super::event::{CallOutcome, CallRef, Created, Decision, Event};
-use super::{EngineError, Millis, Plan};
+use super::{EngineError, Input, Millis, Plan};
 
 /// Where the saga as a whole stands. `Stuck` remembers which way it was settling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,9 +152,12 @@ pub struct Saga {
     pub id: String,
     pub workflow: String,
     pub workflow_version: u32,
-    pub input: serde_json::Value,
+    pub input: Input,
     pub callback_url: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Left out of snapshots: the saga's first event holds it, and the store restores it from
+    /// there (a snapshot would otherwise repeat the largest part of that event).
+    #[serde(skip_serializing, default)]
     pub plan: Arc<Plan>,
     pub created_at: Millis,
     pub updated_at: Millis,

@@ -31,7 +31,7 @@ use wakeups::Wakeups;
 use crate::clock::Clock;
 use crate::dispatch::{BranchCall, Dispatcher};
 use crate::engine::{
-    CALLBACK_MAX_ATTEMPTS, CallbackStatus, Command, Created, Decision, EngineError, Event,
+    CALLBACK_MAX_ATTEMPTS, CallbackStatus, Command, Created, Decision, EngineError, Event, Input,
     Lifecycle, Millis, Saga, decide,
 };
 use crate::registry::{Registry, Store};
@@ -176,7 +176,7 @@ impl Runtime {
             id: uuid::Uuid::now_v7().to_string(),
             workflow: request.workflow.clone(),
             workflow_version,
-            input: request.input.clone(),
+            input: Input::from(&request.input),
             callback_url: request.callback_url.clone(),
             idempotency_key: key.clone(),
             plan,

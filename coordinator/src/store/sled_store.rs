@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +11,7 @@ use sagas::{ParticipantSpec, WorkflowSpec};
 
 use super::group_commit::{FlushPolicy, GroupCommit};
 use super::{Creation, FlushFuture, RegistryStore, SagaLog, SagaPage, StoreError};
-use crate::engine::{Event, Millis, Saga};
+use crate::engine::{Event, Millis, Plan, Saga};
 use crate::telemetry;
 
 /// How the sled store runs.
@@ -149,6 +149,25 @@ impl SledStore {
         Ok(())
     }
 
+    /// The plan in a saga's first event (snapshots leave it out).
+    fn plan_of(&self, saga_id: &str) -> Result<Arc<Plan>, StoreError> {
+        let first = self
+            .events
+            .get(event_key(saga_id, 0))?
+            .ok_or_else(|| StoreError::Corrupt {
+                tree: "events",
+                message: format!("saga {saga_id} has a snapshot but no first event"),
+            })?;
+        let round: Vec<Event> = decode("events", &first)?;
+        match round.into_iter().next() {
+            Some(Event::Created(created)) => Ok(created.plan),
+            _ => Err(StoreError::Corrupt {
+                tree: "events",
+                message: format!("saga {saga_id} does not start with created"),
+            }),
+        }
+    }
+
     fn has_created(&self, saga_id: &str) -> Result<bool, StoreError> {
         Ok(self.events.contains_key(event_key(saga_id, 0))?)
     }
@@ -278,7 +297,8 @@ impl SagaLog for SledStore {
         // Rounds are appended before a snapshot is taken, so none straddles its sequence.
         let (mut saga, from) = match self.sagas.get(saga_id.as_bytes())? {
             Some(bytes) => {
-                let Snapshot { seq, saga } = decode("sagas", &bytes)?;
+                let Snapshot { seq, mut saga } = decode("sagas", &bytes)?;
+                saga.plan = self.plan_of(saga_id)?;
                 (Some(saga), seq + 1)
             }
             None => (None, 0),

@@ -184,7 +184,8 @@ pub fn created(index: usize, workflow_version: u32, plan: &Plan, now: Millis) ->
             "account": format!("seed-acct-{}", index % 16),
             "amount": 100,
             "points": 1,
-        }),
+        })
+        .into(),
         callback_url: None,
         idempotency_key: Some(format!("recovery-seed-{index}")),
         plan: std::sync::Arc::new(plan.clone()),
