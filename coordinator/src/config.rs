@@ -43,8 +43,9 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "COORDINATOR_LOG_FLUSH_MAX_BATCH", default_value_t = 64,
         value_parser = clap::value_parser!(u64).range(1..))]
     pub log_flush_max_batch: u64,
-    /// Page cache of the saga log, in MiB.
-    #[arg(long, env = "COORDINATOR_LOG_CACHE_MB", default_value_t = 32,
+    /// Page cache of the saga log, in MiB. The log is written far more than read; the
+    /// operating system's page cache is behind it.
+    #[arg(long, env = "COORDINATOR_LOG_CACHE_MB", default_value_t = 16,
         value_parser = clap::value_parser!(u64).range(1..))]
     pub log_cache_mb: u64,
 }
@@ -61,7 +62,7 @@ impl CoordinatorConfig {
             shutdown_grace_ms: 5_000,
             log_flush_linger_us: 1_000,
             log_flush_max_batch: 64,
-            log_cache_mb: 32,
+            log_cache_mb: 16,
         }
     }
 

@@ -26,7 +26,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            cache_bytes: 32 << 20,
+            cache_bytes: 16 << 20,
             flush: FlushPolicy::default(),
         }
     }
