@@ -177,9 +177,12 @@ impl Dispatcher {
             latency,
         );
         let now: Millis = self.clock.now();
-        let delay = exchange
-            .retry_after
-            .unwrap_or_else(|| retry_delay(&branch.retry, branch.call.attempt));
+        // A retry time only matters for a call that failed.
+        let delay = match (exchange.outcome, exchange.retry_after) {
+            (CallOutcome::Ok, _) => Duration::ZERO,
+            (_, Some(after)) => after,
+            (_, None) => retry_delay(&branch.retry, branch.call.attempt),
+        };
         if exchange.outcome != CallOutcome::Ok {
             tracing::debug!(saga = %branch.saga_id, step = %branch.step, phase = %branch.call.phase,
                 attempt = branch.call.attempt, outcome = ?exchange.outcome, status = ?exchange.http_status,

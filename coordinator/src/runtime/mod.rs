@@ -555,24 +555,14 @@ impl SagaTask {
     }
 
     async fn run(mut self, start: TaskStart) -> Result<Exit, RuntimeError> {
-        let parked = self.drive(start).await?;
+        let exit = self.drive(start).await?;
         // A graceful stop keeps what the last rounds recorded.
         self.append_unlogged()?;
-        Ok(match parked {
-            Some(wake) => Exit::Parked {
-                wake,
-                at: Parked {
-                    seq: self.seq,
-                    snapshot_seq: self.snapshot_seq,
-                },
-            },
-            None => Exit::Stopped,
-        })
+        Ok(exit)
     }
 
-    /// Runs rounds until the saga settles, the runtime stops, or the saga parks (then
-    /// returns `Some(wake)`).
-    async fn drive(&mut self, start: TaskStart) -> Result<Option<Option<Millis>>, RuntimeError> {
+    /// Runs rounds until the saga settles, the runtime stops, or the saga parks.
+    async fn drive(&mut self, start: TaskStart) -> Result<Exit, RuntimeError> {
         match start {
             // Rule 1: durable before acknowledged, and before any participant hears of it.
             TaskStart::Created(durable) => {
@@ -671,12 +661,12 @@ impl SagaTask {
                 );
             }
             if self.saga.is_settled() {
-                return Ok(None);
+                return Ok(Exit::Stopped);
             }
             if self.runtime.shutdown.is_cancelled() {
                 // Calls recorded as started but not sent are sent again after the restart.
                 if in_flight.is_empty() {
-                    return Ok(None);
+                    return Ok(Exit::Stopped);
                 }
                 calls.clear();
                 notify = None;
@@ -686,7 +676,14 @@ impl SagaTask {
                 && !self.slot.has_requests()
                 && wake.is_none_or(|at| at.saturating_sub(now) >= PARK_AFTER_MS)
             {
-                return Ok(Some(wake));
+                debug_assert!(self.unlogged.is_empty(), "an idle round is logged");
+                return Ok(Exit::Parked {
+                    wake,
+                    at: Parked {
+                        seq: self.seq,
+                        snapshot_seq: self.snapshot_seq,
+                    },
+                });
             }
             // Calls run inside this task rather than as tasks of their own: no spawn and no
             // channel per call, and one wake-up when an answer arrives.
@@ -735,7 +732,7 @@ impl SagaTask {
                     }
                 }
                 _ = async { sleep.expect("guarded").await }, if sleep.is_some() => {}
-                _ = self.runtime.shutdown.cancelled(), if in_flight.is_empty() => return Ok(None),
+                _ = self.runtime.shutdown.cancelled(), if in_flight.is_empty() => return Ok(Exit::Stopped),
             }
         }
     }
