@@ -5,10 +5,12 @@ mod fake_participant;
 
 use std::time::Duration;
 
-use fake_participant::FakeParticipant;
-use sagas::api::{SagaState, StepStatus, SubmitSaga};
+use coordinator::CoordinatorConfig;
+use fake_participant::{FakeParticipant, wait_for};
+use sagas::api::{SagaState, SagaView, StepStatus, SubmitSaga};
+use sagas::client::Submitted;
 use sagas::{ClientError, CoordinatorClient, ParticipantSpec, Phase, WorkflowBuilder};
-use serde_json::json;
+use serde_json::{Value, json};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -20,12 +22,18 @@ struct Setup {
 /// A coordinator and one fake participant `p` with a TCC action `t` and a SAGA action `s`;
 /// workflow `w` runs s1 (SAGA) then t1 (TCC).
 async fn setup(settle_max_attempts: u32) -> Setup {
+    setup_with(settle_max_attempts, |_| {}).await
+}
+
+/// `setup`, with the coordinator's configuration changed by `configure` first.
+async fn setup_with(
+    settle_max_attempts: u32,
+    configure: impl FnOnce(&mut CoordinatorConfig),
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let coordinator = coordinator::start(coordinator::CoordinatorConfig::ephemeral(
-        dir.path().join("c"),
-    ))
-    .await
-    .unwrap();
+    let mut config = CoordinatorConfig::ephemeral(dir.path().join("c"));
+    configure(&mut config);
+    let coordinator = coordinator::start(config).await.unwrap();
     let client = CoordinatorClient::new(coordinator.url());
     let (fake, addr) = FakeParticipant::start().await;
     let mut spec: ParticipantSpec = serde_json::from_value(json!({
@@ -56,20 +64,35 @@ async fn setup(settle_max_attempts: u32) -> Setup {
     }
 }
 
-async fn wait_terminal(client: &CoordinatorClient, id: &str) -> sagas::api::SagaView {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+impl Setup {
+    /// Submits `input` to workflow `w`, waiting up to `wait_ms` for the outcome.
+    async fn submit(&self, input: Value, key: Option<&str>, wait_ms: Option<u64>) -> Submitted {
+        let submitted = self.client.submit("w", input, key, wait_ms).await;
+        submitted.unwrap_or_else(|e| panic!("submitting to w: {e}"))
+    }
+
+    /// Submits `input` to workflow `w` without a key and waits (up to 10 s) for the outcome.
+    async fn run(&self, input: Value) -> Submitted {
+        self.submit(input, None, Some(10_000)).await
+    }
+
+    async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.coordinator.url());
+        let response = reqwest::get(url).await.unwrap().error_for_status().unwrap();
+        response.text().await.unwrap()
+    }
+}
+
+async fn wait_terminal(client: &CoordinatorClient, id: &str) -> SagaView {
+    wait_for(Duration::from_secs(20), async || {
         let saga = client.get_saga(id).await.unwrap();
         if saga.state.is_terminal() || saga.state == SagaState::Stuck {
-            return saga;
+            Ok(saga)
+        } else {
+            Err(format!("saga {id} still {:?}", saga.state))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "saga {id} still {:?}",
-            saga.state
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 fn api_error(e: ClientError) -> (u16, String) {
@@ -82,11 +105,7 @@ fn api_error(e: ClientError) -> (u16, String) {
 #[tokio::test]
 async fn commits_with_confirm_and_records_an_audit_trail() {
     let s = setup(5).await;
-    let done = s
-        .client
-        .submit("w", json!({"n": 1}), Some("k1"), Some(10_000))
-        .await
-        .unwrap();
+    let done = s.submit(json!({"n": 1}), Some("k1"), Some(10_000)).await;
     assert_eq!(done.status, 200);
     assert_eq!(done.saga.state, SagaState::Committed);
     assert_eq!(done.saga.workflow_version, 1);
@@ -118,12 +137,7 @@ async fn commits_with_confirm_and_records_an_audit_trail() {
             .iter()
             .any(|e| e.kind == "decided" && e.outcome.as_deref() == Some("commit"))
     );
-    let metrics = reqwest::get(format!("{}/metrics", s.coordinator.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     for name in [
         "sagas_finished_total",
         "branch_calls_total",
@@ -154,11 +168,7 @@ impl Expected for sagas::api::StepView {
 async fn a_rejected_try_aborts_and_undoes_in_reverse_order() {
     let s = setup(5).await;
     s.fake.answer(Phase::Try, 409);
-    let done = s
-        .client
-        .submit("w", json!({}), None, Some(10_000))
-        .await
-        .unwrap();
+    let done = s.run(json!({})).await;
     assert_eq!(done.saga.state, SagaState::Aborted);
     assert!(
         done.saga
@@ -186,11 +196,7 @@ async fn a_rejected_try_aborts_and_undoes_in_reverse_order() {
 async fn transient_failures_are_retried_then_roll_back() {
     let s = setup(5).await;
     s.fake.answer(Phase::Try, 503);
-    let done = s
-        .client
-        .submit("w", json!({}), None, Some(10_000))
-        .await
-        .unwrap();
+    let done = s.run(json!({})).await;
     assert_eq!(done.saga.state, SagaState::Aborted);
     assert_eq!(s.fake.count(Phase::Try), 2, "max_attempts = 2");
     assert_eq!(
@@ -206,11 +212,7 @@ async fn failing_compensation_gets_stuck_and_retry_finishes_it() {
     let s = setup(2).await;
     s.fake.answer(Phase::Try, 409);
     s.fake.answer(Phase::Compensate, 500);
-    let first = s
-        .client
-        .submit("w", json!({}), None, Some(0))
-        .await
-        .unwrap();
+    let first = s.submit(json!({}), None, Some(0)).await;
     let stuck = wait_terminal(&s.client, &first.saga.id).await;
     assert_eq!(stuck.state, SagaState::Stuck);
     assert_eq!(stuck.steps[0].status, StepStatus::Stuck);
@@ -228,12 +230,7 @@ async fn failing_compensation_gets_stuck_and_retry_finishes_it() {
         vec![stuck.id.as_str()]
     );
     // Counted (and alerted) as soon as it is stuck, not when an operator first touches it.
-    let metrics = reqwest::get(format!("{}/metrics", s.coordinator.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(metrics.contains("sagas_stuck_total"), "{metrics}");
     // Not before the participant is fixed... then the operator's retry finishes the rollback.
     s.fake.answer(Phase::Compensate, 200);
@@ -252,13 +249,15 @@ async fn failing_compensation_gets_stuck_and_retry_finishes_it() {
 async fn operator_abort_rolls_back_a_running_saga() {
     let s = setup(5).await;
     s.fake.hold(Phase::Try);
-    let first = s.client.submit("w", json!({}), None, None).await.unwrap();
+    let first = s.submit(json!({}), None, None).await;
     assert_eq!(first.status, 202);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while s.fake.count(Phase::Try) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "try never arrived");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for(Duration::from_secs(10), async || {
+        match s.fake.count(Phase::Try) {
+            0 => Err("the try never arrived".to_string()),
+            _ => Ok(()),
+        }
+    })
+    .await;
     let aborting = s.client.abort(&first.saga.id).await.unwrap();
     assert_eq!(aborting.state, SagaState::Compensating);
     s.fake.release_all();
@@ -277,16 +276,8 @@ async fn operator_abort_rolls_back_a_running_saga() {
 #[tokio::test]
 async fn idempotency_key_returns_the_same_saga_and_rejects_another_body() {
     let s = setup(5).await;
-    let a = s
-        .client
-        .submit("w", json!({"x": 1}), Some("key-1"), Some(10_000))
-        .await
-        .unwrap();
-    let b = s
-        .client
-        .submit("w", json!({"x": 1}), Some("key-1"), None)
-        .await
-        .unwrap();
+    let a = s.submit(json!({"x": 1}), Some("key-1"), Some(10_000)).await;
+    let b = s.submit(json!({"x": 1}), Some("key-1"), None).await;
     assert_eq!(a.saga.id, b.saga.id);
     assert_eq!(b.status, 200, "already terminal");
     assert_eq!(s.fake.count(Phase::Action), 1, "ran once");
@@ -392,38 +383,26 @@ async fn workflows_are_validated_and_versioned() {
         }
     };
     let step = |name: &str, participant: &str, action: &str, after: &[&str]| json!({"name": name, "participant": participant, "action": action, "after": after});
-    let (status, body) = put(json!({"steps": [step("a", "nobody", "s", &[])]})).await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"]["message"]
+    let invalid = [
+        (json!([step("a", "nobody", "s", &[])]), "nobody"),
+        (json!([step("a", "p", "zzz", &[])]), "zzz"),
+        (
+            json!([step("a", "p", "s", &["b"]), step("b", "p", "s", &["a"])]),
+            "cycle",
+        ),
+        (
+            json!([step("a", "p", "s", &[]), step("a", "p", "t", &[])]),
+            "duplicate",
+        ),
+    ];
+    for (steps, reason) in invalid {
+        let (status, body) = put(json!({ "steps": steps })).await;
+        assert_eq!(status, 400, "{body}");
+        let message = body["error"]["message"]
             .as_str()
-            .unwrap()
-            .contains("nobody"),
-        "{body}"
-    );
-    let (status, body) = put(json!({"steps": [step("a", "p", "zzz", &[])]})).await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("zzz"),
-        "{body}"
-    );
-    let (status, body) =
-        put(json!({"steps": [step("a", "p", "s", &["b"]), step("b", "p", "s", &["a"])]})).await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("cycle"),
-        "{body}"
-    );
-    let (status, body) =
-        put(json!({"steps": [step("a", "p", "s", &[]), step("a", "p", "t", &[])]})).await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("duplicate"),
-        "{body}"
-    );
+            .unwrap_or_else(|| panic!("no error message in {body}"));
+        assert!(message.contains(reason), "{body}");
+    }
 
     let v1 = json!({"steps": [step("a", "p", "s", &[])]});
     assert_eq!(put(v1.clone()).await.1["version"], 1);
@@ -450,17 +429,11 @@ async fn listing_filters_and_pages() {
     let s = setup(5).await;
     s.fake.answer(Phase::Try, 409);
     for i in 0..3 {
-        s.client
-            .submit("w", json!({"i": i}), None, Some(10_000))
-            .await
-            .unwrap();
+        s.run(json!({"i": i})).await;
     }
     s.fake.answer(Phase::Try, 200);
     for i in 0..2 {
-        s.client
-            .submit("w", json!({"i": i}), None, Some(10_000))
-            .await
-            .unwrap();
+        s.run(json!({"i": i})).await;
     }
     let aborted = s
         .client
@@ -491,57 +464,31 @@ async fn listing_filters_and_pages() {
         input: json!({}),
         callback_url: None,
     };
-    assert!(s.client.submit_body(&body, None, None).await.is_ok());
+    let submitted = s.client.submit_body(&body, None, None).await.unwrap();
+    assert!(!seen.contains(&submitted.saga.id), "a new saga");
     s.coordinator.shutdown().await;
 }
 
 #[tokio::test]
 async fn finished_sagas_are_removed_after_their_retention() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = coordinator::CoordinatorConfig::ephemeral(dir.path().join("c"));
-    config.retention_secs = 1;
-    let coordinator = coordinator::start(config).await.unwrap();
-    let client = CoordinatorClient::new(coordinator.url());
-    let (_fake, addr) = FakeParticipant::start().await;
-    let spec: ParticipantSpec = serde_json::from_value(json!({
-        "base_url": format!("http://{addr}"),
-        "actions": {"s": {"action": "/action", "compensate": "/compensate"}}
-    }))
-    .unwrap();
-    client.put_participant("p", &spec).await.unwrap();
-    client
-        .put_workflow(
-            "w",
-            &WorkflowBuilder::new().step("s1", "p", "s").build().unwrap(),
-        )
-        .await
-        .unwrap();
-    let first = client
-        .submit("w", json!({}), Some("k"), Some(10_000))
-        .await
-        .unwrap()
-        .saga;
+    let s = setup_with(5, |config| config.retention_secs = 1).await;
+    let first = s.submit(json!({}), Some("k"), Some(10_000)).await.saga;
     assert_eq!(first.state, SagaState::Committed);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match client.get_saga(&first.id).await {
-            Err(ClientError::Api { status: 404, .. }) => break,
-            Ok(_) => {}
+    wait_for(Duration::from_secs(20), async || {
+        match s.client.get_saga(&first.id).await {
+            Err(ClientError::Api { status: 404, .. }) => Ok(()),
+            Ok(saga) => Err(format!("saga never expired: still {:?}", saga.state)),
             Err(other) => panic!("{other}"),
         }
-        assert!(tokio::time::Instant::now() < deadline, "saga never expired");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        client.saga_events(&first.id).await.is_err(),
+    })
+    .await;
+    assert_eq!(
+        api_error(s.client.saga_events(&first.id).await.unwrap_err()).0,
+        404,
         "its events went with it"
     );
     // Its key is free again: the same request starts a new saga.
-    let again = client
-        .submit("w", json!({}), Some("k"), Some(10_000))
-        .await
-        .unwrap()
-        .saga;
+    let again = s.submit(json!({}), Some("k"), Some(10_000)).await.saga;
     assert_ne!(again.id, first.id);
-    coordinator.shutdown().await;
+    s.coordinator.shutdown().await;
 }

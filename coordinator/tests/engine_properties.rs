@@ -543,7 +543,7 @@ impl Sim {
                                 self.saga.lifecycle
                             ));
                         }
-                        self.record(Event::CallStarted { call, at: self.now })?;
+                        self.record(call_started(call, self.now))?;
                         calls.push(call);
                         progressed = true;
                     }
@@ -871,14 +871,10 @@ impl Sim {
         let lifecycle = self.saga.lifecycle;
         let mut out = vec![
             Event::Created(Box::new(self.scenario.created())),
-            Event::CallStarted {
-                call: CallRef {
-                    step: n + self.rng.random_range(0..3),
-                    phase: Phase::Action,
-                    attempt: 1,
-                },
+            call_started(
+                call_ref(n + self.rng.random_range(0..3), Phase::Action, 1),
                 at,
-            },
+            ),
             Event::Stuck {
                 step: n,
                 reason: "x".into(),
@@ -892,14 +888,7 @@ impl Sim {
             .into_iter()
             .chain(kind.commit())
         {
-            out.push(Event::CallStarted {
-                call: CallRef {
-                    step: s,
-                    phase,
-                    attempt: 0,
-                },
-                at,
-            });
+            out.push(call_started(call_ref(s, phase, 0), at));
         }
         // A result for a call that is not outstanding.
         let phase = [
@@ -911,15 +900,7 @@ impl Sim {
         ][self.rng.random_range(0..5)];
         let attempt = self.rng.random_range(0..6);
         if self.saga.steps[s].status != (StepStatus::Calling { phase, attempt }) {
-            out.push(call_ended(
-                CallRef {
-                    step: s,
-                    phase,
-                    attempt,
-                },
-                CallOutcome::Ok,
-                at,
-            ));
+            out.push(call_ended(call_ref(s, phase, attempt), CallOutcome::Ok, at));
         }
         if lifecycle != Lifecycle::Running {
             out.push(Event::Decided {
@@ -933,22 +914,8 @@ impl Sim {
                 at,
             });
             // No forward phase once decided: no try after its cancel.
-            out.push(Event::CallStarted {
-                call: CallRef {
-                    step: s,
-                    phase: kind.forward(),
-                    attempt: 1,
-                },
-                at,
-            });
-            out.push(Event::CallStarted {
-                call: CallRef {
-                    step: s,
-                    phase: kind.forward(),
-                    attempt: 2,
-                },
-                at,
-            });
+            out.push(call_started(call_ref(s, kind.forward(), 1), at));
+            out.push(call_started(call_ref(s, kind.forward(), 2), at));
         } else {
             if self
                 .saga
@@ -966,36 +933,15 @@ impl Sim {
                 reason: "x".into(),
                 at,
             });
-            out.push(Event::CallStarted {
-                call: CallRef {
-                    step: s,
-                    phase: kind.undo(),
-                    attempt: 1,
-                },
-                at,
-            });
+            out.push(call_started(call_ref(s, kind.undo(), 1), at));
         }
         if let Some(phase) = kind.commit()
             && lifecycle != Lifecycle::Confirming
         {
-            out.push(Event::CallStarted {
-                call: CallRef {
-                    step: s,
-                    phase,
-                    attempt: 1,
-                },
-                at,
-            });
+            out.push(call_started(call_ref(s, phase, 1), at));
         }
         if lifecycle != Lifecycle::Compensating && lifecycle != Lifecycle::Running {
-            out.push(Event::CallStarted {
-                call: CallRef {
-                    step: s,
-                    phase: kind.undo(),
-                    attempt: 1,
-                },
-                at,
-            });
+            out.push(call_started(call_ref(s, kind.undo(), 1), at));
         }
         if !matches!(lifecycle, Lifecycle::Stuck { .. }) {
             out.push(Event::RetryRequested { at });
@@ -1076,7 +1022,7 @@ impl Sim {
                 reason: "r".into(),
                 at,
             },
-            0 => Event::CallStarted { call, at },
+            0 => call_started(call, at),
             1 => call_ended(call, outcome, at),
             2 => Event::Decided {
                 decision: Decision::Commit,
@@ -1321,6 +1267,18 @@ impl Sim {
     }
 }
 
+fn call_ref(step: usize, phase: Phase, attempt: u32) -> CallRef {
+    CallRef {
+        step,
+        phase,
+        attempt,
+    }
+}
+
+fn call_started(call: CallRef, at: Millis) -> Event {
+    Event::CallStarted { call, at }
+}
+
 fn call_ended(call: CallRef, outcome: CallOutcome, at: Millis) -> Event {
     Event::CallEnded {
         call,
@@ -1434,26 +1392,27 @@ fn a_seed_replays_exactly() {
     }
 }
 
-/// Found by the simulation: a coordinator restart while the
-/// saga is stuck on a rollback leaves a forward call that was outstanding in `Waiting`, and
-/// after the operator's retry nothing ever settles it. The saga stays `compensating` forever
-/// (`decide` returns nothing) and the forward phase, which may have applied, is never undone.
-#[test]
-fn restart_while_stuck_rolling_back_still_undoes_outstanding_forward_calls() {
-    let step = |name: &str| PlanStep {
+/// A TCC or SAGA step of participant `p` with no dependencies and a budget of `attempts` for
+/// both the forward and the settle phases.
+fn plan_step(name: &str, kind: StepKind, attempts: u32) -> PlanStep {
+    PlanStep {
         name: name.into(),
         participant: "p".into(),
         action: "/x".into(),
-        kind: StepKind::Tcc,
+        kind,
         deps: vec![],
         timeout_ms: None,
         retry: RetryPolicy {
-            max_attempts: 1,
-            settle_max_attempts: 1,
+            max_attempts: attempts,
+            settle_max_attempts: attempts,
             ..RetryPolicy::default()
         },
-    };
-    let created = Created {
+    }
+}
+
+/// The first event of saga `s` of workflow `w` running `steps`, created at 0.
+fn created_event(steps: Vec<PlanStep>) -> Event {
+    Event::Created(Box::new(Created {
         id: "s".into(),
         workflow: "w".into(),
         workflow_version: 1,
@@ -1461,31 +1420,30 @@ fn restart_while_stuck_rolling_back_still_undoes_outstanding_forward_calls() {
         callback_url: None,
         idempotency_key: None,
         plan: Plan {
-            steps: vec![step("a"), step("b")],
+            steps,
             timeout_ms: None,
         }
         .into(),
         at: 0,
-    };
-    let a_try = CallRef {
-        step: 0,
-        phase: Phase::Try,
-        attempt: 1,
-    };
-    let b_try = CallRef {
-        step: 1,
-        phase: Phase::Try,
-        attempt: 1,
-    };
-    let b_cancel = CallRef {
-        step: 1,
-        phase: Phase::Cancel,
-        attempt: 1,
-    };
+    }))
+}
+
+/// Found by the simulation: a coordinator restart while the
+/// saga is stuck on a rollback leaves a forward call that was outstanding in `Waiting`, and
+/// after the operator's retry nothing ever settles it. The saga stays `compensating` forever
+/// (`decide` returns nothing) and the forward phase, which may have applied, is never undone.
+#[test]
+fn restart_while_stuck_rolling_back_still_undoes_outstanding_forward_calls() {
+    let a_try = call_ref(0, Phase::Try, 1);
+    let b_try = call_ref(1, Phase::Try, 1);
+    let b_cancel = call_ref(1, Phase::Cancel, 1);
     let log = [
-        Event::Created(Box::new(created)),
-        Event::CallStarted { call: a_try, at: 0 },
-        Event::CallStarted { call: b_try, at: 0 },
+        created_event(vec![
+            plan_step("a", StepKind::Tcc, 1),
+            plan_step("b", StepKind::Tcc, 1),
+        ]),
+        call_started(a_try, 0),
+        call_started(b_try, 0),
         call_ended(b_try, CallOutcome::Rejected, 1),
         Event::Decided {
             decision: Decision::Abort {
@@ -1493,10 +1451,7 @@ fn restart_while_stuck_rolling_back_still_undoes_outstanding_forward_calls() {
             },
             at: 1,
         },
-        Event::CallStarted {
-            call: b_cancel,
-            at: 1,
-        },
+        call_started(b_cancel, 1),
         call_ended(b_cancel, CallOutcome::Transient, 2),
         Event::Stuck {
             step: 1,
@@ -1506,10 +1461,7 @@ fn restart_while_stuck_rolling_back_still_undoes_outstanding_forward_calls() {
         // The coordinator restarts; a's try was outstanding (it may have applied).
         Event::Resumed { at: 3 },
         Event::RetryRequested { at: 4 },
-        Event::CallStarted {
-            call: b_cancel,
-            at: 4,
-        },
+        call_started(b_cancel, 4),
         call_ended(b_cancel, CallOutcome::Ok, 5),
     ];
     let mut saga = Saga::replay(&log).expect("every event applies");
@@ -1520,9 +1472,9 @@ fn restart_while_stuck_rolling_back_still_undoes_outstanding_forward_calls() {
         match commands.first() {
             Some(Command::Record(event)) => saga.apply(event).unwrap(),
             Some(Command::Call(call)) => {
-                let call = *call;
-                saga.apply(&Event::CallStarted { call, at: now }).unwrap();
-                saga.apply(&call_ended(call, CallOutcome::Ok, now)).unwrap();
+                saga.apply(&call_started(*call, now)).unwrap();
+                saga.apply(&call_ended(*call, CallOutcome::Ok, now))
+                    .unwrap();
             }
             Some(Command::WakeAt(_)) => {}
             Some(Command::Notify { .. }) => panic!("no callback URL, no callback"),
@@ -1551,67 +1503,29 @@ fn restart_while_stuck_rolling_back_still_undoes_outstanding_forward_calls() {
 /// the log lost.
 #[test]
 fn a_lost_call_start_after_a_never_sent_attempt_is_still_undone() {
-    let created = Created {
-        id: "s".into(),
-        workflow: "w".into(),
-        workflow_version: 1,
-        input: serde_json::json!({}).into(),
-        callback_url: None,
-        idempotency_key: None,
-        plan: Plan {
-            steps: vec![PlanStep {
-                name: "a".into(),
-                participant: "p".into(),
-                action: "/x".into(),
-                kind: StepKind::Saga,
-                deps: vec![],
-                timeout_ms: None,
-                retry: RetryPolicy {
-                    max_attempts: 3,
-                    settle_max_attempts: 3,
-                    ..RetryPolicy::default()
-                },
-            }],
-            timeout_ms: None,
-        }
-        .into(),
-        at: 0,
-    };
-    let attempt = |attempt| CallRef {
-        step: 0,
-        phase: Phase::Action,
-        attempt,
-    };
+    let attempt = |attempt| call_ref(0, Phase::Action, attempt);
     // What sled recovered. Before the crash the log also had `CallStarted` for attempt 2,
     // which was sent and applied by the participant, but never flushed.
     let log = [
-        Event::Created(Box::new(created)),
-        Event::CallStarted {
-            call: attempt(1),
-            at: 0,
-        },
+        created_event(vec![plan_step("a", StepKind::Saga, 3)]),
+        call_started(attempt(1), 0),
         call_ended(attempt(1), CallOutcome::NotSent, 1),
         Event::Resumed { at: 10 },
-        Event::CallStarted {
-            call: attempt(2),
-            at: 10,
-        },
+        call_started(attempt(2), 10),
         call_ended(attempt(2), CallOutcome::Refused, 11),
     ];
     let mut saga = Saga::replay(&log).expect("every event applies");
     let decided = decide(&saga, 11);
-    assert!(
-        matches!(
-            decided.as_slice(),
-            [Command::Record(Event::Decided {
+    let [
+        Command::Record(
+            abort @ Event::Decided {
                 decision: Decision::Abort { .. },
                 ..
-            })]
+            },
         ),
-        "{decided:?}"
-    );
-    let Command::Record(abort) = &decided[0] else {
-        unreachable!()
+    ] = decided.as_slice()
+    else {
+        panic!("expected an abort to record, got {decided:?}")
     };
     saga.apply(abort).unwrap();
     assert!(

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use coordinator::{CoordinatorConfig, RunningCoordinator};
-use fake_participant::FakeParticipant;
+use fake_participant::{FakeParticipant, eventually};
 use sagas::api::{SagaState, SagaView, StepStatus, SubmitSaga};
 use sagas::{CoordinatorClient, ParticipantSpec, Phase, WorkflowBuilder};
 use serde_json::{Value, json};
@@ -91,18 +91,6 @@ async fn wait_for(
 }
 
 /// Polls `condition` until it holds, failing after 30 s.
-async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn circuit(client: &CoordinatorClient, name: &str) -> String {
     let url = format!("{}/v1/participants/{name}", client.base_url());
     let view: Value = reqwest::get(url).await.unwrap().json().await.unwrap();

@@ -8,11 +8,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fake_participant::FakeParticipant;
+use fake_participant::{FakeParticipant, wait_for};
 use sagas::api::SagaState;
 use sagas::{CoordinatorClient, ParticipantSpec, Phase, WorkflowBuilder};
 use serde_json::json;
-use tokio::time::Instant;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -50,11 +49,13 @@ fn spawn(port: u16, dir: &Path) -> Guard {
 }
 
 async fn ready(client: &CoordinatorClient) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !client.is_ready().await {
-        assert!(Instant::now() < deadline, "coordinator never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(Duration::from_secs(30), async || {
+        match client.is_ready().await {
+            true => Ok(()),
+            false => Err("the coordinator never became ready".to_string()),
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -94,31 +95,27 @@ async fn sigterm_during_load_exits_zero_and_everything_resumes() {
     )
     .await;
     let ids: Vec<String> = submitted.into_iter().map(|r| r.unwrap().saga.id).collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while p.count(Phase::Try) < 60 {
-        assert!(
-            Instant::now() < deadline,
-            "the load never reached the participant"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(Duration::from_secs(30), async || {
+        match p.count(Phase::Try) {
+            60.. => Ok(()),
+            n => Err(format!("the load never reached the participant: {n} tries")),
+        }
+    })
+    .await;
 
     let status = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "coordinator did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = wait_for(Duration::from_secs(30), async || {
+        child
+            .0
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "the coordinator did not exit after SIGTERM".to_string())
+    })
+    .await;
     assert!(exit.success(), "SIGTERM must exit 0, got {exit:?}");
 
     p.answer(Phase::Try, 200);
@@ -127,19 +124,14 @@ async fn sigterm_during_load_exits_zero_and_everything_resumes() {
     // Nothing lost: every acknowledged saga is there, resumes and commits; resubmitting a key
     // returns the same saga.
     for (key, id) in keys.iter().zip(&ids) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        wait_for(Duration::from_secs(30), async || {
             let saga = client.get_saga(id).await.unwrap();
-            if saga.state == SagaState::Committed {
-                break;
+            match saga.state {
+                SagaState::Committed => Ok(()),
+                state => Err(format!("saga {id} stayed {state:?}")),
             }
-            assert!(
-                Instant::now() < deadline,
-                "saga {id} stayed {:?}",
-                saga.state
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
         let again = client
             .submit("wf", json!({"k": key}), Some(key), None)
             .await

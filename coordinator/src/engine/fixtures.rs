@@ -2,7 +2,7 @@
 
 use sagas::{RetryPolicy, StepKind};
 
-use super::{Created, Plan, PlanStep};
+use super::{CallOutcome, CallRef, Created, Event, Millis, Plan, PlanStep};
 
 /// The first event of a one-step SAGA workflow `w` on participant `p`, created at 1,000.
 pub(crate) fn one_step(id: &str, key: Option<&str>) -> Created {
@@ -27,5 +27,18 @@ pub(crate) fn one_step(id: &str, key: Option<&str>) -> Created {
         }
         .into(),
         at: 1_000,
+    }
+}
+
+/// A successful answer (HTTP 200) to `call`.
+pub(crate) fn ended_ok(call: CallRef, at: Millis) -> Event {
+    Event::CallEnded {
+        call,
+        outcome: CallOutcome::Ok,
+        http_status: Some(200),
+        latency_ms: 1,
+        error: None,
+        retry_at: 0,
+        at,
     }
 }

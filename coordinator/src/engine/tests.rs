@@ -1,9 +1,14 @@
 //! Transition-by-transition tests of the engine. Randomised runs live in
 //! `coordinator/tests/engine_properties.rs`.
 
+use std::sync::Arc;
+
+use sagas::Phase::{Action, Cancel, Compensate, Confirm, Try};
 use sagas::{Phase, RetryPolicy, StepKind};
 
+use super::fixtures::ended_ok;
 use super::*;
+use CallOutcome::{NotSent, Refused, Rejected, Transient};
 
 fn step(name: &str, kind: StepKind, deps: &[usize]) -> PlanStep {
     PlanStep {
@@ -33,18 +38,22 @@ fn place_order() -> Saga {
     )
 }
 
-fn saga_with(steps: Vec<PlanStep>, timeout_ms: Option<u64>) -> Saga {
-    Saga::create(&Created {
+/// The `Created` event of saga `s1` of workflow `w`, at 1,000.
+fn created(plan: Arc<Plan>, callback_url: Option<&str>) -> Created {
+    Created {
         id: "s1".into(),
         workflow: "w".into(),
         workflow_version: 1,
         input: serde_json::json!({}).into(),
-        callback_url: None,
+        callback_url: callback_url.map(Into::into),
         idempotency_key: None,
-        plan: Plan { steps, timeout_ms }.into(),
+        plan,
         at: 1_000,
-    })
-    .unwrap()
+    }
+}
+
+fn saga_with(steps: Vec<PlanStep>, timeout_ms: Option<u64>) -> Saga {
+    Saga::create(&created(Plan { steps, timeout_ms }.into(), None)).unwrap()
 }
 
 fn calls(commands: &[Command]) -> Vec<CallRef> {
@@ -60,8 +69,24 @@ fn calls(commands: &[Command]) -> Vec<CallRef> {
         .collect()
 }
 
+/// The calls `decide` asks for at `now`.
+fn next_calls(saga: &Saga, now: Millis) -> Vec<CallRef> {
+    calls(&decide(saga, now))
+}
+
+fn started(call: CallRef, at: Millis) -> Event {
+    Event::CallStarted { call, at }
+}
+
+fn decided_commit() -> Event {
+    Event::Decided {
+        decision: Decision::Commit,
+        at: 1,
+    }
+}
+
 fn start(saga: &mut Saga, call: CallRef) {
-    saga.apply(&Event::CallStarted { call, at: 1_000 }).unwrap();
+    saga.apply(&started(call, 1_000)).unwrap();
 }
 
 fn end(saga: &mut Saga, call: CallRef, outcome: CallOutcome) {
@@ -77,7 +102,20 @@ fn end(saga: &mut Saga, call: CallRef, outcome: CallOutcome) {
     .unwrap();
 }
 
+/// Applies `event`, which the saga must refuse and leave the state as it was; gives back the
+/// error.
+#[track_caller]
+fn assert_refused(saga: &mut Saga, event: Event) -> EngineError {
+    let before = saga.clone();
+    let Err(error) = saga.apply(&event) else {
+        panic!("{event:?} was accepted; the saga is now {saga:?}")
+    };
+    assert_eq!(*saga, before, "refusing {event:?} changed the state");
+    error
+}
+
 /// Records the single `Record` command `decide` returns and gives back the event.
+#[track_caller]
 fn record_next(saga: &mut Saga, now: Millis) -> Event {
     let commands = decide(saga, now);
     let [Command::Record(event)] = commands.as_slice() else {
@@ -87,6 +125,20 @@ fn record_next(saga: &mut Saga, now: Millis) -> Event {
     event.clone()
 }
 
+/// Records the next event, which must be a decision to abort, and gives back its reason.
+#[track_caller]
+fn record_abort(saga: &mut Saga, now: Millis) -> String {
+    match record_next(saga, now) {
+        Event::Decided {
+            decision: Decision::Abort { reason },
+            ..
+        } => reason,
+        other => panic!("expected an abort, got {other:?}"),
+    }
+}
+
+/// `decide` at `now` asks for `expect`, which is then started and ends with `outcome`.
+#[track_caller]
 fn run_call(saga: &mut Saga, now: Millis, expect: CallRef, outcome: CallOutcome) {
     let commands = decide(saga, now);
     assert!(
@@ -108,14 +160,11 @@ fn call(step: usize, phase: Phase, attempt: u32) -> CallRef {
 #[test]
 fn happy_path_runs_steps_in_order_then_confirms_then_commits() {
     let mut saga = place_order();
-    assert_eq!(
-        calls(&decide(&saga, 1_000)),
-        vec![call(0, Phase::Action, 1)]
-    );
-    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
-    assert_eq!(calls(&decide(&saga, 1_000)), vec![call(1, Phase::Try, 1)]);
-    run_call(&mut saga, 1_000, call(1, Phase::Try, 1), CallOutcome::Ok);
-    run_call(&mut saga, 1_000, call(2, Phase::Action, 1), CallOutcome::Ok);
+    assert_eq!(next_calls(&saga, 1_000), vec![call(0, Action, 1)]);
+    run_call(&mut saga, 1_000, call(0, Action, 1), CallOutcome::Ok);
+    assert_eq!(next_calls(&saga, 1_000), vec![call(1, Try, 1)]);
+    run_call(&mut saga, 1_000, call(1, Try, 1), CallOutcome::Ok);
+    run_call(&mut saga, 1_000, call(2, Action, 1), CallOutcome::Ok);
     assert_eq!(
         record_next(&mut saga, 1_000),
         Event::Decided {
@@ -125,16 +174,8 @@ fn happy_path_runs_steps_in_order_then_confirms_then_commits() {
     );
     assert_eq!(saga.lifecycle, Lifecycle::Confirming);
     // Only the TCC step has something to do on commit.
-    assert_eq!(
-        calls(&decide(&saga, 1_000)),
-        vec![call(1, Phase::Confirm, 1)]
-    );
-    run_call(
-        &mut saga,
-        1_000,
-        call(1, Phase::Confirm, 1),
-        CallOutcome::Ok,
-    );
+    assert_eq!(next_calls(&saga, 1_000), vec![call(1, Confirm, 1)]);
+    run_call(&mut saga, 1_000, call(1, Confirm, 1), CallOutcome::Ok);
     assert_eq!(record_next(&mut saga, 1_000), Event::Finished { at: 1_000 });
     assert_eq!(saga.lifecycle, Lifecycle::Committed);
     assert!(decide(&saga, 5_000).is_empty());
@@ -143,39 +184,17 @@ fn happy_path_runs_steps_in_order_then_confirms_then_commits() {
 #[test]
 fn rejection_rolls_back_every_step_that_may_have_been_called_in_reverse_order() {
     let mut saga = place_order();
-    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
-    run_call(
-        &mut saga,
-        1_000,
-        call(1, Phase::Try, 1),
-        CallOutcome::Rejected,
-    );
-    let Event::Decided {
-        decision: Decision::Abort { reason },
-        ..
-    } = record_next(&mut saga, 1_000)
-    else {
-        panic!("expected abort")
-    };
+    run_call(&mut saga, 1_000, call(0, Action, 1), CallOutcome::Ok);
+    run_call(&mut saga, 1_000, call(1, Try, 1), Rejected);
+    let reason = record_abort(&mut saga, 1_000);
     assert!(reason.contains("freeze_funds"), "{reason}");
     assert_eq!(saga.lifecycle, Lifecycle::Compensating);
     assert_eq!(saga.steps[2].status, StepStatus::Skipped);
     // The rejected step is cancelled first (null compensation is harmless); the order waits.
-    assert_eq!(
-        calls(&decide(&saga, 1_000)),
-        vec![call(1, Phase::Cancel, 1)]
-    );
-    run_call(&mut saga, 1_000, call(1, Phase::Cancel, 1), CallOutcome::Ok);
-    assert_eq!(
-        calls(&decide(&saga, 1_000)),
-        vec![call(0, Phase::Compensate, 1)]
-    );
-    run_call(
-        &mut saga,
-        1_000,
-        call(0, Phase::Compensate, 1),
-        CallOutcome::Ok,
-    );
+    assert_eq!(next_calls(&saga, 1_000), vec![call(1, Cancel, 1)]);
+    run_call(&mut saga, 1_000, call(1, Cancel, 1), CallOutcome::Ok);
+    assert_eq!(next_calls(&saga, 1_000), vec![call(0, Compensate, 1)]);
+    run_call(&mut saga, 1_000, call(0, Compensate, 1), CallOutcome::Ok);
     assert_eq!(record_next(&mut saga, 1_000), Event::Finished { at: 1_000 });
     assert_eq!(saga.lifecycle, Lifecycle::Aborted);
 }
@@ -183,52 +202,23 @@ fn rejection_rolls_back_every_step_that_may_have_been_called_in_reverse_order() 
 #[test]
 fn transient_failures_retry_at_the_recorded_time_then_give_up_and_undo() {
     let mut saga = place_order();
-    run_call(
-        &mut saga,
-        1_000,
-        call(0, Phase::Action, 1),
-        CallOutcome::Transient,
-    );
+    run_call(&mut saga, 1_000, call(0, Action, 1), Transient);
     // Not before retry_at (2_000).
     assert_eq!(decide(&saga, 1_500), vec![Command::WakeAt(2_000)]);
-    run_call(
-        &mut saga,
-        2_000,
-        call(0, Phase::Action, 2),
-        CallOutcome::Transient,
-    );
+    run_call(&mut saga, 2_000, call(0, Action, 2), Transient);
     // max_attempts = 2: give up, and undo since the calls may have applied.
-    let Event::Decided {
-        decision: Decision::Abort { reason },
-        ..
-    } = record_next(&mut saga, 2_000)
-    else {
-        panic!("expected abort")
-    };
+    let reason = record_abort(&mut saga, 2_000);
     assert!(reason.contains("after 2 attempts"), "{reason}");
     assert_eq!(saga.steps[0].status, StepStatus::Failed);
-    assert_eq!(
-        calls(&decide(&saga, 2_000)),
-        vec![call(0, Phase::Compensate, 1)]
-    );
+    assert_eq!(next_calls(&saga, 2_000), vec![call(0, Compensate, 1)]);
 }
 
 #[test]
 fn calls_refused_locally_need_no_compensation() {
     let mut saga = place_order();
-    run_call(
-        &mut saga,
-        1_000,
-        call(0, Phase::Action, 1),
-        CallOutcome::NotSent,
-    );
-    run_call(
-        &mut saga,
-        2_000,
-        call(0, Phase::Action, 2),
-        CallOutcome::NotSent,
-    );
-    record_next(&mut saga, 2_000);
+    run_call(&mut saga, 1_000, call(0, Action, 1), NotSent);
+    run_call(&mut saga, 2_000, call(0, Action, 2), NotSent);
+    record_abort(&mut saga, 2_000);
     assert_eq!(saga.steps[0].status, StepStatus::Skipped);
     assert_eq!(record_next(&mut saga, 2_000), Event::Finished { at: 2_000 });
     assert_eq!(saga.lifecycle, Lifecycle::Aborted);
@@ -237,37 +227,16 @@ fn calls_refused_locally_need_no_compensation() {
 #[test]
 fn settle_phases_never_give_up_they_get_stuck_and_resume_on_retry() {
     let mut saga = place_order();
-    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
-    run_call(
-        &mut saga,
-        1_000,
-        call(1, Phase::Try, 1),
-        CallOutcome::Rejected,
-    );
-    record_next(&mut saga, 1_000);
-    run_call(&mut saga, 1_000, call(1, Phase::Cancel, 1), CallOutcome::Ok);
+    run_call(&mut saga, 1_000, call(0, Action, 1), CallOutcome::Ok);
+    run_call(&mut saga, 1_000, call(1, Try, 1), Rejected);
+    record_abort(&mut saga, 1_000);
+    run_call(&mut saga, 1_000, call(1, Cancel, 1), CallOutcome::Ok);
     // A 409 on compensate is not a business answer: it is retried.
-    run_call(
-        &mut saga,
-        1_000,
-        call(0, Phase::Compensate, 1),
-        CallOutcome::Rejected,
-    );
-    run_call(
-        &mut saga,
-        2_000,
-        call(0, Phase::Compensate, 2),
-        CallOutcome::Transient,
-    );
-    run_call(
-        &mut saga,
-        2_000,
-        call(0, Phase::Compensate, 3),
-        CallOutcome::Transient,
-    );
-    let Event::Stuck { step: 0, .. } = record_next(&mut saga, 2_000) else {
-        panic!("expected stuck")
-    };
+    run_call(&mut saga, 1_000, call(0, Compensate, 1), Rejected);
+    run_call(&mut saga, 2_000, call(0, Compensate, 2), Transient);
+    run_call(&mut saga, 2_000, call(0, Compensate, 3), Transient);
+    let stuck = record_next(&mut saga, 2_000);
+    assert!(matches!(stuck, Event::Stuck { step: 0, .. }), "{stuck:?}");
     assert_eq!(saga.lifecycle, Lifecycle::Stuck { committing: false });
     assert_eq!(saga.api_step_status(0), sagas::api::StepStatus::Stuck);
     assert!(
@@ -276,12 +245,7 @@ fn settle_phases_never_give_up_they_get_stuck_and_resume_on_retry() {
     );
     saga.apply(&Event::RetryRequested { at: 50_000 }).unwrap();
     assert_eq!(saga.lifecycle, Lifecycle::Compensating);
-    run_call(
-        &mut saga,
-        50_000,
-        call(0, Phase::Compensate, 1),
-        CallOutcome::Ok,
-    );
+    run_call(&mut saga, 50_000, call(0, Compensate, 1), CallOutcome::Ok);
     assert_eq!(
         record_next(&mut saga, 50_000),
         Event::Finished { at: 50_000 }
@@ -298,20 +262,17 @@ fn deadline_aborts_a_running_saga_and_waits_for_outstanding_calls() {
         ],
         Some(500),
     );
-    let a = call(0, Phase::Try, 1);
+    let a = call(0, Try, 1);
     start(&mut saga, a);
     assert_eq!(decide(&saga, 1_200), vec![Command::WakeAt(1_500)]);
-    record_next(&mut saga, 1_500);
+    record_abort(&mut saga, 1_500);
     assert_eq!(saga.lifecycle, Lifecycle::Compensating);
     assert!(
-        calls(&decide(&saga, 1_500)).is_empty(),
+        next_calls(&saga, 1_500).is_empty(),
         "the try is still outstanding"
     );
     end(&mut saga, a, CallOutcome::Ok);
-    assert_eq!(
-        calls(&decide(&saga, 1_600)),
-        vec![call(0, Phase::Cancel, 1)]
-    );
+    assert_eq!(next_calls(&saga, 1_600), vec![call(0, Cancel, 1)]);
 }
 
 #[test]
@@ -326,228 +287,98 @@ fn dag_steps_run_concurrently_and_undo_in_reverse_dependency_order() {
         None,
     );
     assert_eq!(
-        calls(&decide(&saga, 1_000)),
-        vec![call(0, Phase::Action, 1), call(1, Phase::Action, 1)]
+        next_calls(&saga, 1_000),
+        vec![call(0, Action, 1), call(1, Action, 1)]
     );
-    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
+    run_call(&mut saga, 1_000, call(0, Action, 1), CallOutcome::Ok);
     assert!(
-        calls(&decide(&saga, 1_000)).iter().all(|c| c.step != 2),
+        next_calls(&saga, 1_000).iter().all(|c| c.step != 2),
         "c waits for b"
     );
-    run_call(&mut saga, 1_000, call(1, Phase::Action, 1), CallOutcome::Ok);
-    run_call(
-        &mut saga,
-        1_000,
-        call(2, Phase::Action, 1),
-        CallOutcome::Transient,
-    );
-    run_call(
-        &mut saga,
-        2_000,
-        call(2, Phase::Action, 2),
-        CallOutcome::Transient,
-    );
-    record_next(&mut saga, 2_000);
+    run_call(&mut saga, 1_000, call(1, Action, 1), CallOutcome::Ok);
+    run_call(&mut saga, 1_000, call(2, Action, 1), Transient);
+    run_call(&mut saga, 2_000, call(2, Action, 2), Transient);
+    record_abort(&mut saga, 2_000);
     // c first; a and b only after it.
+    assert_eq!(next_calls(&saga, 2_000), vec![call(2, Compensate, 1)]);
+    run_call(&mut saga, 2_000, call(2, Compensate, 1), CallOutcome::Ok);
     assert_eq!(
-        calls(&decide(&saga, 2_000)),
-        vec![call(2, Phase::Compensate, 1)]
-    );
-    run_call(
-        &mut saga,
-        2_000,
-        call(2, Phase::Compensate, 1),
-        CallOutcome::Ok,
-    );
-    assert_eq!(
-        calls(&decide(&saga, 2_000)),
-        vec![call(0, Phase::Compensate, 1), call(1, Phase::Compensate, 1)]
+        next_calls(&saga, 2_000),
+        vec![call(0, Compensate, 1), call(1, Compensate, 1)]
     );
 }
 
 #[test]
 fn illegal_transitions_are_rejected_and_leave_the_state_unchanged() {
     let mut saga = place_order();
-    let before = saga.clone();
     // No commit before every forward phase succeeded.
-    assert!(
-        saga.apply(&Event::Decided {
-            decision: Decision::Commit,
-            at: 1
-        })
-        .is_err()
-    );
+    assert_refused(&mut saga, decided_commit());
     // No confirm while running, no try of a step whose dependency has not succeeded.
-    assert!(
-        saga.apply(&Event::CallStarted {
-            call: call(1, Phase::Confirm, 1),
-            at: 1
-        })
-        .is_err()
-    );
-    assert!(
-        saga.apply(&Event::CallStarted {
-            call: call(1, Phase::Try, 1),
-            at: 1
-        })
-        .is_err()
-    );
+    assert_refused(&mut saga, started(call(1, Confirm, 1), 1));
+    assert_refused(&mut saga, started(call(1, Try, 1), 1));
     // No result for a call that was never started, no unknown step, no finish while running.
-    let ended = Event::CallEnded {
-        call: call(0, Phase::Action, 1),
-        outcome: CallOutcome::Ok,
-        http_status: Some(200),
-        latency_ms: 1,
-        error: None,
-        retry_at: 0,
-        at: 1,
-    };
     assert!(matches!(
-        saga.apply(&ended),
-        Err(EngineError::UnexpectedResult { .. })
+        assert_refused(&mut saga, ended_ok(call(0, Action, 1), 1)),
+        EngineError::UnexpectedResult { .. }
     ));
     assert!(matches!(
-        saga.apply(&Event::CallStarted {
-            call: call(9, Phase::Action, 1),
-            at: 1
-        }),
-        Err(EngineError::UnknownStep { .. })
+        assert_refused(&mut saga, started(call(9, Action, 1), 1)),
+        EngineError::UnknownStep { .. }
     ));
-    assert!(saga.apply(&Event::Finished { at: 1 }).is_err());
-    assert!(saga.apply(&Event::RetryRequested { at: 1 }).is_err());
-    assert_eq!(saga, before);
+    assert_refused(&mut saga, Event::Finished { at: 1 });
+    assert_refused(&mut saga, Event::RetryRequested { at: 1 });
 
     // Once aborted: no commit, no try after its cancel, no second decision.
-    run_call(
-        &mut saga,
-        1_000,
-        call(0, Phase::Action, 1),
-        CallOutcome::Rejected,
-    );
-    record_next(&mut saga, 1_000);
-    assert!(
-        saga.apply(&Event::Decided {
-            decision: Decision::Commit,
-            at: 1
-        })
-        .is_err()
-    );
-    assert!(
-        saga.apply(&Event::Decided {
-            decision: Decision::Abort { reason: "x".into() },
-            at: 1
-        })
-        .is_err()
-    );
-    run_call(
-        &mut saga,
-        1_000,
-        call(0, Phase::Compensate, 1),
-        CallOutcome::Ok,
-    );
-    assert!(
-        saga.apply(&Event::CallStarted {
-            call: call(0, Phase::Action, 2),
-            at: 1
-        })
-        .is_err()
-    );
+    run_call(&mut saga, 1_000, call(0, Action, 1), Rejected);
+    record_abort(&mut saga, 1_000);
+    assert_refused(&mut saga, decided_commit());
+    let abort = Event::Decided {
+        decision: Decision::Abort { reason: "x".into() },
+        at: 1,
+    };
+    assert_refused(&mut saga, abort);
+    run_call(&mut saga, 1_000, call(0, Compensate, 1), CallOutcome::Ok);
+    assert_refused(&mut saga, started(call(0, Action, 2), 1));
     record_next(&mut saga, 1_000);
     assert_eq!(saga.lifecycle, Lifecycle::Aborted);
-    assert!(saga.apply(&Event::Resumed { at: 1 }).is_err());
-    assert!(
-        saga.apply(&Event::Decided {
-            decision: Decision::Commit,
-            at: 1
-        })
-        .is_err()
-    );
+    assert_refused(&mut saga, Event::Resumed { at: 1 });
+    assert_refused(&mut saga, decided_commit());
 }
 
 #[test]
 fn a_second_attempt_must_follow_the_first() {
     let mut saga = place_order();
-    assert!(
-        saga.apply(&Event::CallStarted {
-            call: call(0, Phase::Action, 2),
-            at: 1
-        })
-        .is_err()
-    );
-    run_call(
-        &mut saga,
-        1_000,
-        call(0, Phase::Action, 1),
-        CallOutcome::Transient,
-    );
-    assert!(
-        saga.apply(&Event::CallStarted {
-            call: call(0, Phase::Action, 3),
-            at: 1
-        })
-        .is_err()
-    );
-    start(&mut saga, call(0, Phase::Action, 2));
+    assert_refused(&mut saga, started(call(0, Action, 2), 1));
+    run_call(&mut saga, 1_000, call(0, Action, 1), Transient);
+    assert_refused(&mut saga, started(call(0, Action, 3), 1));
+    start(&mut saga, call(0, Action, 2));
     // A stale result of the first attempt does not count.
-    let stale = Event::CallEnded {
-        call: call(0, Phase::Action, 1),
-        outcome: CallOutcome::Ok,
-        http_status: Some(200),
-        latency_ms: 1,
-        error: None,
-        retry_at: 0,
-        at: 1,
-    };
-    assert!(saga.apply(&stale).is_err());
+    assert_refused(&mut saga, ended_ok(call(0, Action, 1), 1));
 }
 
 #[test]
 fn resume_after_a_crash_resends_outstanding_calls_and_counts_them_as_possibly_applied() {
     let mut saga = place_order();
-    start(&mut saga, call(0, Phase::Action, 1));
+    start(&mut saga, call(0, Action, 1));
     saga.apply(&Event::Resumed { at: 3_000 }).unwrap();
     assert!(saga.steps[0].sent);
-    assert_eq!(
-        calls(&decide(&saga, 3_000)),
-        vec![call(0, Phase::Action, 2)]
-    );
+    assert_eq!(next_calls(&saga, 3_000), vec![call(0, Action, 2)]);
 }
 
 #[test]
 fn replay_rebuilds_the_same_state() {
     let mut saga = place_order();
-    let created = Event::Created(Box::new(Created {
-        id: "s1".into(),
-        workflow: "w".into(),
-        workflow_version: 1,
-        input: serde_json::json!({}).into(),
-        callback_url: None,
-        idempotency_key: None,
-        plan: saga.plan.clone(),
-        at: 1_000,
-    }));
-    let mut log = vec![created];
+    let mut log = vec![Event::Created(Box::new(created(saga.plan.clone(), None)))];
     for _ in 0..20 {
         let commands = decide(&saga, 1_000);
         let Some(first) = commands.first() else { break };
         let event = match first {
             Command::Record(e) => e.clone(),
             Command::Call(c) => {
-                let started = Event::CallStarted {
-                    call: *c,
-                    at: 1_000,
-                };
+                let started = started(*c, 1_000);
                 saga.apply(&started).unwrap();
                 log.push(started);
-                Event::CallEnded {
-                    call: *c,
-                    outcome: CallOutcome::Ok,
-                    http_status: Some(200),
-                    latency_ms: 3,
-                    error: None,
-                    retry_at: 0,
-                    at: 1_000,
-                }
+                ended_ok(*c, 1_000)
             }
             Command::WakeAt(_) | Command::Notify { .. } => break,
         };
@@ -570,7 +401,7 @@ fn replay_rebuilds_the_same_state() {
 fn a_crash_may_lose_the_start_of_a_call_so_rollback_after_resume_undoes_pending_steps() {
     // The log shows only the first step done; the second's CallStarted may have been lost.
     let mut saga = place_order();
-    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
+    run_call(&mut saga, 1_000, call(0, Action, 1), CallOutcome::Ok);
     saga.apply(&Event::Resumed { at: 2_000 }).unwrap();
     let abort = Decision::Abort {
         reason: "operator".into(),
@@ -586,10 +417,7 @@ fn a_crash_may_lose_the_start_of_a_call_so_rollback_after_resume_undoes_pending_
         "may have been tried: cancel it"
     );
     assert_eq!(saga.steps[2].status, StepStatus::Failed);
-    assert_eq!(
-        calls(&decide(&saga, 2_000)),
-        vec![call(2, Phase::Compensate, 1)]
-    );
+    assert_eq!(next_calls(&saga, 2_000), vec![call(2, Compensate, 1)]);
 }
 
 #[test]
@@ -601,73 +429,38 @@ fn a_restart_while_stuck_rolling_back_still_settles_outstanding_forward_calls() 
         s.retry.settle_max_attempts = 1;
     }
     let mut saga = saga_with(steps, None);
-    start(&mut saga, call(0, Phase::Try, 1));
-    run_call(
-        &mut saga,
-        1_000,
-        call(1, Phase::Try, 1),
-        CallOutcome::Rejected,
-    );
-    record_next(&mut saga, 1_000);
-    run_call(
-        &mut saga,
-        1_000,
-        call(1, Phase::Cancel, 1),
-        CallOutcome::Transient,
-    );
-    let Event::Stuck { .. } = record_next(&mut saga, 1_000) else {
-        panic!("expected stuck")
-    };
+    start(&mut saga, call(0, Try, 1));
+    run_call(&mut saga, 1_000, call(1, Try, 1), Rejected);
+    record_abort(&mut saga, 1_000);
+    run_call(&mut saga, 1_000, call(1, Cancel, 1), Transient);
+    let stuck = record_next(&mut saga, 1_000);
+    assert!(matches!(stuck, Event::Stuck { .. }), "{stuck:?}");
     saga.apply(&Event::Resumed { at: 3_000 }).unwrap();
     saga.apply(&Event::RetryRequested { at: 3_000 }).unwrap();
-    let next = calls(&decide(&saga, 3_000));
-    assert!(next.contains(&call(0, Phase::Cancel, 1)), "{next:?}");
-    assert!(next.contains(&call(1, Phase::Cancel, 1)), "{next:?}");
+    let next = next_calls(&saga, 3_000);
+    assert!(next.contains(&call(0, Cancel, 1)), "{next:?}");
+    assert!(next.contains(&call(1, Cancel, 1)), "{next:?}");
 }
 
 #[test]
 fn a_forward_call_refused_locally_rolls_back_at_once_with_nothing_to_undo() {
     let mut saga = place_order();
-    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
-    run_call(
-        &mut saga,
-        1_000,
-        call(1, Phase::Try, 1),
-        CallOutcome::Refused,
-    );
-    let Event::Decided {
-        decision: Decision::Abort { reason },
-        ..
-    } = record_next(&mut saga, 1_000)
-    else {
-        panic!("expected an immediate abort")
-    };
+    run_call(&mut saga, 1_000, call(0, Action, 1), CallOutcome::Ok);
+    run_call(&mut saga, 1_000, call(1, Try, 1), Refused);
+    let reason = record_abort(&mut saga, 1_000);
     assert!(reason.contains("refused"), "{reason}");
     assert_eq!(saga.steps[1].status, StepStatus::Skipped, "never sent");
-    assert_eq!(
-        calls(&decide(&saga, 1_000)),
-        vec![call(0, Phase::Compensate, 1)]
-    );
+    assert_eq!(next_calls(&saga, 1_000), vec![call(0, Compensate, 1)]);
 }
 
 #[test]
 fn a_settle_call_refused_by_an_open_circuit_waits_without_spending_its_budget() {
     let mut saga = place_order();
-    run_call(
-        &mut saga,
-        1_000,
-        call(0, Phase::Action, 1),
-        CallOutcome::Rejected,
-    );
-    record_next(&mut saga, 1_000);
+    run_call(&mut saga, 1_000, call(0, Action, 1), Rejected);
+    record_abort(&mut saga, 1_000);
     // settle_max_attempts is 3; ten refusals later the saga is still compensating.
     for _ in 0..10 {
-        run_call(
-            &mut saga,
-            5_000,
-            call(0, Phase::Compensate, 1),
-            CallOutcome::Refused,
-        );
+        run_call(&mut saga, 5_000, call(0, Compensate, 1), Refused);
         assert_eq!(saga.lifecycle, Lifecycle::Compensating);
         assert_eq!(
             decide(&saga, 1_500),
@@ -675,30 +468,33 @@ fn a_settle_call_refused_by_an_open_circuit_waits_without_spending_its_budget() 
             "waits for retry_at"
         );
     }
-    run_call(
-        &mut saga,
-        5_000,
-        call(0, Phase::Compensate, 1),
-        CallOutcome::Ok,
-    );
+    run_call(&mut saga, 5_000, call(0, Compensate, 1), CallOutcome::Ok);
     assert_eq!(record_next(&mut saga, 5_000), Event::Finished { at: 5_000 });
 }
 
+/// The first step of `place_order`, with a completion callback.
 fn with_callback() -> Saga {
-    let mut created = Created {
-        id: "s1".into(),
-        workflow: "w".into(),
-        workflow_version: 1,
-        input: serde_json::json!({}).into(),
-        callback_url: Some("http://127.0.0.1:9/cb".into()),
-        idempotency_key: None,
-        plan: place_order().plan,
-        at: 1_000,
-    };
-    std::sync::Arc::make_mut(&mut created.plan)
-        .steps
-        .truncate(1);
-    Saga::create(&created).unwrap()
+    let mut plan = place_order().plan;
+    Arc::make_mut(&mut plan).steps.truncate(1);
+    Saga::create(&created(plan, Some("http://127.0.0.1:9/cb"))).unwrap()
+}
+
+/// Runs the one step of `with_callback` and commits.
+fn commit_with_callback(saga: &mut Saga) {
+    run_call(saga, 1_000, call(0, Action, 1), CallOutcome::Ok);
+    assert!(matches!(
+        record_next(saga, 1_000),
+        Event::Decided {
+            decision: Decision::Commit,
+            ..
+        }
+    ));
+    assert_eq!(record_next(saga, 1_000), Event::Finished { at: 1_000 });
+    assert_eq!(saga.lifecycle, Lifecycle::Committed);
+}
+
+fn callback_started(saga: &mut Saga, attempt: u32, at: Millis) {
+    saga.apply(&Event::CallbackStarted { attempt, at }).unwrap();
 }
 
 fn callback_ended(attempt: u32, delivered: bool) -> Event {
@@ -716,59 +512,40 @@ fn callback_ended(attempt: u32, delivered: bool) -> Event {
 fn a_finished_saga_notifies_its_callback_until_delivered() {
     let mut saga = with_callback();
     assert_eq!(saga.callback, CallbackStatus::Pending);
-    assert!(
-        saga.apply(&Event::CallbackStarted { attempt: 1, at: 1 })
-            .is_err(),
-        "not before it ends"
-    );
-    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
-    record_next(&mut saga, 1_000);
-    record_next(&mut saga, 1_000);
-    assert_eq!(saga.lifecycle, Lifecycle::Committed);
+    // Not before it ends.
+    assert_refused(&mut saga, Event::CallbackStarted { attempt: 1, at: 1 });
+    commit_with_callback(&mut saga);
     assert!(!saga.is_settled(), "the callback is still owed");
     assert_eq!(decide(&saga, 1_000), vec![Command::Notify { attempt: 1 }]);
-    saga.apply(&Event::CallbackStarted {
-        attempt: 1,
-        at: 1_000,
-    })
-    .unwrap();
+    callback_started(&mut saga, 1, 1_000);
     assert!(decide(&saga, 1_000).is_empty(), "one delivery at a time");
     saga.apply(&callback_ended(1, false)).unwrap();
     assert_eq!(decide(&saga, 1_500), vec![Command::WakeAt(2_000)]);
     assert_eq!(decide(&saga, 2_000), vec![Command::Notify { attempt: 2 }]);
-    saga.apply(&Event::CallbackStarted {
-        attempt: 2,
-        at: 2_000,
-    })
-    .unwrap();
+    callback_started(&mut saga, 2, 2_000);
     // A restart while delivering: deliver again.
     saga.apply(&Event::Resumed { at: 3_000 }).unwrap();
     assert_eq!(decide(&saga, 3_000), vec![Command::Notify { attempt: 3 }]);
-    saga.apply(&Event::CallbackStarted {
-        attempt: 3,
-        at: 3_000,
-    })
-    .unwrap();
+    callback_started(&mut saga, 3, 3_000);
     saga.apply(&callback_ended(3, true)).unwrap();
     assert!(saga.is_settled());
     assert!(decide(&saga, 9_000).is_empty());
-    assert!(saga.apply(&Event::Resumed { at: 9_000 }).is_err());
+    assert_refused(&mut saga, Event::Resumed { at: 9_000 });
 }
 
 #[test]
 fn a_callback_is_abandoned_with_an_event_after_its_budget() {
     let mut saga = with_callback();
-    run_call(&mut saga, 1_000, call(0, Phase::Action, 1), CallOutcome::Ok);
-    record_next(&mut saga, 1_000);
-    record_next(&mut saga, 1_000);
+    commit_with_callback(&mut saga);
     for attempt in 1..=CALLBACK_MAX_ATTEMPTS {
         assert_eq!(decide(&saga, 2_000), vec![Command::Notify { attempt }]);
-        saga.apply(&Event::CallbackStarted { attempt, at: 2_000 })
-            .unwrap();
+        callback_started(&mut saga, attempt, 2_000);
         saga.apply(&callback_ended(attempt, false)).unwrap();
     }
-    let Event::CallbackAbandoned { .. } = record_next(&mut saga, 2_000) else {
-        panic!("expected abandonment")
-    };
+    let abandoned = record_next(&mut saga, 2_000);
+    assert!(
+        matches!(abandoned, Event::CallbackAbandoned { .. }),
+        "{abandoned:?}"
+    );
     assert!(saga.is_settled());
 }

@@ -2,8 +2,8 @@
 //! across active and settled sagas, idempotency claims.
 
 use super::{Creation, SagaLog, SledStore};
-use crate::engine::fixtures::one_step as created;
-use crate::engine::{CallOutcome, CallRef, Decision, Event, Saga};
+use crate::engine::fixtures::{ended_ok, one_step as created};
+use crate::engine::{CallRef, Decision, Event, Saga};
 
 /// The events that run the one-step saga to `committed`.
 fn commit_events() -> Vec<Event> {
@@ -14,15 +14,7 @@ fn commit_events() -> Vec<Event> {
     };
     vec![
         Event::CallStarted { call, at: 1_001 },
-        Event::CallEnded {
-            call,
-            outcome: CallOutcome::Ok,
-            http_status: Some(200),
-            latency_ms: 1,
-            error: None,
-            retry_at: 0,
-            at: 1_002,
-        },
+        ended_ok(call, 1_002),
         Event::Decided {
             decision: Decision::Commit,
             at: 1_002,

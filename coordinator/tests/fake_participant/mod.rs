@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -37,7 +38,7 @@ async fn handle(
     Json(req): Json<BranchRequest>,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let (status, hold) = {
-        let mut script = fake.script.lock().unwrap();
+        let mut script = fake.script();
         script.calls.push(req.clone());
         script.arrivals.push((req.phase, std::time::Instant::now()));
         (
@@ -58,13 +59,19 @@ async fn callback(
     State(fake): State<FakeParticipant>,
     Json(body): Json<serde_json::Value>,
 ) -> StatusCode {
-    let mut script = fake.script.lock().unwrap();
+    let mut script = fake.script();
     let status = script.callback_status.unwrap_or(200);
     script.callbacks.push((status, body));
     StatusCode::from_u16(status).unwrap()
 }
 
 impl FakeParticipant {
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.script
+            .lock()
+            .expect("a handler panicked while holding the script")
+    }
+
     /// Serves on a free loopback port; paths are `/{phase}`.
     pub async fn start() -> (FakeParticipant, SocketAddr) {
         let fake = FakeParticipant::default();
@@ -79,23 +86,21 @@ impl FakeParticipant {
     }
 
     pub fn answer(&self, phase: Phase, status: u16) {
-        self.script.lock().unwrap().status.insert(phase, status);
+        self.script().status.insert(phase, status);
     }
 
     pub fn hold(&self, phase: Phase) {
-        self.script.lock().unwrap().hold.push(phase);
+        self.script().hold.push(phase);
     }
 
     pub fn release_all(&self) {
-        self.script.lock().unwrap().hold.clear();
+        self.script().hold.clear();
         self.released.notify_waiters();
     }
 
     /// `(step, phase)` of every call received, in order.
     pub fn calls(&self) -> Vec<(String, Phase)> {
-        self.script
-            .lock()
-            .unwrap()
+        self.script()
             .calls
             .iter()
             .map(|c| (c.step.clone(), c.phase))
@@ -103,9 +108,7 @@ impl FakeParticipant {
     }
 
     pub fn count(&self, phase: Phase) -> usize {
-        self.script
-            .lock()
-            .unwrap()
+        self.script()
             .calls
             .iter()
             .filter(|c| c.phase == phase)
@@ -115,22 +118,55 @@ impl FakeParticipant {
 
 impl FakeParticipant {
     pub fn answer_callbacks(&self, status: u16) {
-        self.script.lock().unwrap().callback_status = Some(status);
+        self.script().callback_status = Some(status);
     }
 
     pub fn callbacks(&self) -> Vec<(u16, serde_json::Value)> {
-        self.script.lock().unwrap().callbacks.clone()
+        self.script().callbacks.clone()
     }
 
     /// When each call of `phase` arrived.
     pub fn arrivals(&self, phase: Phase) -> Vec<std::time::Instant> {
-        self.script
-            .lock()
-            .unwrap()
+        self.script()
             .arrivals
             .iter()
             .filter(|(p, _)| *p == phase)
             .map(|(_, t)| *t)
             .collect()
     }
+}
+
+/// Calls `check` every 10 ms until it gives `Ok`; after `timeout`, fails the test with the last
+/// `Err` (what was still awaited, and what was seen instead).
+pub async fn wait_for<T>(
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(done) => return done,
+            Err(waiting) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "gave up after {timeout:?}: {waiting}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls `condition` until it holds, for at most 30 s; `what` names it in the failure.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_for(Duration::from_secs(30), async || {
+        if condition().await {
+            Ok(())
+        } else {
+            Err(format!("waiting for {what}"))
+        }
+    })
+    .await
 }
