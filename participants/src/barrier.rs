@@ -257,10 +257,7 @@ impl Barrier {
     where
         F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
     {
-        expect_phase(req, Phase::is_forward, "try/action")?;
-        let reply = self.forward_committed(req, business, apply)?;
-        self.commit.flush().await?;
-        Ok(reply)
+        self.run(PhaseKind::Forward, req, business, apply).await
     }
 
     /// Runs a `cancel`/`compensate`: `apply(business, forward_input)` once, and only if the
@@ -274,10 +271,7 @@ impl Barrier {
     where
         F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
     {
-        expect_phase(req, Phase::is_undo, "cancel/compensate")?;
-        let reply = self.undo_committed(req, business, apply)?;
-        self.commit.flush().await?;
-        Ok(reply)
+        self.run(PhaseKind::Undo, req, business, apply).await
     }
 
     /// Runs a `confirm`: `apply(business, forward_input)` once, and only after a successful
@@ -291,14 +285,33 @@ impl Barrier {
     where
         F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
     {
-        expect_phase(req, |p| p == Phase::Confirm, "confirm")?;
-        let reply = self.confirm_committed(req, business, apply)?;
+        self.run(PhaseKind::Confirm, req, business, apply).await
+    }
+
+    /// [`Barrier::forward`], [`Barrier::undo`] or [`Barrier::confirm`], by `kind`: checks the
+    /// phase, runs the barrier transaction and makes its outcome durable before returning it.
+    pub(crate) async fn run<F>(
+        &self,
+        kind: PhaseKind,
+        req: &BranchRequest,
+        business: &sled::Tree,
+        apply: F,
+    ) -> Result<BranchReply, BarrierError>
+    where
+        F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
+    {
+        kind.expect(req.phase)?;
+        let reply = self.committed(kind, req, business, apply)?;
         self.commit.flush().await?;
         Ok(reply)
     }
 
-    fn forward_committed<F>(
+    /// One barrier transaction over the branch record and the business tree: a duplicate gets
+    /// the stored reply; otherwise `kind` decides from the record whether to refuse, to store
+    /// a reply without calling the business, or to apply the business change.
+    fn committed<F>(
         &self,
+        kind: PhaseKind,
         req: &BranchRequest,
         business: &sled::Tree,
         apply: F,
@@ -307,29 +320,36 @@ impl Barrier {
         F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
     {
         if self.mode == BarrierMode::UnsafeDisabled {
-            return run_unprotected(req, business, &req.input, apply);
+            return run_unprotected(req, business, apply);
         }
         let key = record_key(&req.saga_id, &req.step);
         let outcome = (&self.records, business).transaction(|(records, tree)| {
             let mut record = read_record(records, &key)?;
-            if let Some(stored) = &record.forward {
-                return Ok(stored.clone());
+            if let Some(stored) = record.reply_mut(kind).clone() {
+                return Ok(stored);
             }
-            if record.undo.is_some() {
-                let reply = hanging_reply(req);
-                record.forward = Some(reply.clone());
-                write_record(records, &key, &record)?;
-                return Ok(reply);
-            }
-            let reply = BranchReply::ok(apply(tree, &req.input).map_err(abort_business)?);
-            record.forward = Some(reply.clone());
-            record.forward_input = Some(req.input.clone());
+            let reply = match kind.decide(&record, req) {
+                Decision::Refuse(reply) => return Ok(reply),
+                Decision::Record(reply) => reply,
+                Decision::Apply => {
+                    let input = match kind {
+                        PhaseKind::Forward => &req.input,
+                        PhaseKind::Undo | PhaseKind::Confirm => forward_input(&record)?,
+                    };
+                    let reply = BranchReply::ok(apply(tree, input).map_err(abort_business)?);
+                    if kind == PhaseKind::Forward {
+                        record.forward_input = Some(req.input.clone());
+                    }
+                    reply
+                }
+            };
+            *record.reply_mut(kind) = Some(reply.clone());
             write_record(records, &key, &record)?;
             Ok(reply)
         });
         match outcome {
             Err(TransactionError::Abort(TxAbort::Rejected(rejection)))
-                if rejection.is_business() =>
+                if kind == PhaseKind::Forward && rejection.is_business() =>
             {
                 self.record_rejection(req, &key, &rejection)
             }
@@ -361,127 +381,106 @@ impl Barrier {
         });
         settle(req, outcome)
     }
+}
 
-    fn undo_committed<F>(
-        &self,
-        req: &BranchRequest,
-        business: &sled::Tree,
-        apply: F,
-    ) -> Result<BranchReply, BarrierError>
-    where
-        F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
-    {
-        if self.mode == BarrierMode::UnsafeDisabled {
-            return run_unprotected(req, business, &req.input, apply);
+/// The three kinds of branch phase, as the barrier treats them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PhaseKind {
+    /// `try`/`action`.
+    Forward,
+    /// `cancel`/`compensate`.
+    Undo,
+    Confirm,
+}
+
+/// What a phase does on its first arrival at a branch, given the branch's record.
+enum Decision {
+    /// Answer this and store nothing: a later call of the same phase is decided again.
+    Refuse(BranchReply),
+    /// Store this reply without calling the business.
+    Record(BranchReply),
+    /// Apply the business change and store its reply.
+    Apply,
+}
+
+impl PhaseKind {
+    fn expect(self, got: Phase) -> Result<(), BarrierError> {
+        let (accepted, expected) = match self {
+            PhaseKind::Forward => (got.is_forward(), "try/action"),
+            PhaseKind::Undo => (got.is_undo(), "cancel/compensate"),
+            PhaseKind::Confirm => (got == Phase::Confirm, "confirm"),
+        };
+        if accepted {
+            Ok(())
+        } else {
+            Err(BarrierError::WrongPhase { got, expected })
         }
-        let key = record_key(&req.saga_id, &req.step);
-        let outcome = (&self.records, business).transaction(|(records, tree)| {
-            let mut record = read_record(records, &key)?;
-            if let Some(stored) = &record.undo {
-                return Ok(stored.clone());
-            }
-            if record.confirm.is_some() {
-                // A coordinator bug: refuse, store nothing, let an operator look.
-                return Ok(BranchReply::error(
-                    409,
-                    "undo_after_confirm",
-                    format!(
-                        "step {:?} of saga {:?} was already confirmed",
-                        req.step, req.saga_id
-                    ),
-                ));
-            }
-            let reply = match &record.forward {
-                None => BranchReply::ok(json!({"null_compensation": true})),
-                Some(forward) if !forward.is_success() => {
-                    BranchReply::ok(json!({"nothing_to_undo": true}))
-                }
-                Some(_) => {
-                    BranchReply::ok(apply(tree, forward_input(&record)?).map_err(abort_business)?)
-                }
-            };
-            record.undo = Some(reply.clone());
-            write_record(records, &key, &record)?;
-            Ok(reply)
-        });
-        settle(req, outcome)
     }
 
-    fn confirm_committed<F>(
-        &self,
-        req: &BranchRequest,
-        business: &sled::Tree,
-        apply: F,
-    ) -> Result<BranchReply, BarrierError>
-    where
-        F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
-    {
-        if self.mode == BarrierMode::UnsafeDisabled {
-            return run_unprotected(req, business, &req.input, apply);
+    /// The barrier's rules for a phase that has no stored reply yet.
+    fn decide(self, record: &BarrierRecord, req: &BranchRequest) -> Decision {
+        match self {
+            // Hanging: the undo came first, so the forward must never apply.
+            PhaseKind::Forward if record.undo.is_some() => Decision::Record(hanging_reply(req)),
+            PhaseKind::Forward => Decision::Apply,
+            // A coordinator bug: refuse, store nothing, let an operator look.
+            PhaseKind::Undo if record.confirm.is_some() => {
+                Decision::Refuse(refusal(req, "undo_after_confirm", "was already confirmed"))
+            }
+            PhaseKind::Undo => match &record.forward {
+                None => Decision::Record(BranchReply::ok(json!({"null_compensation": true}))),
+                Some(forward) if !forward.is_success() => {
+                    Decision::Record(BranchReply::ok(json!({"nothing_to_undo": true})))
+                }
+                Some(_) => Decision::Apply,
+            },
+            PhaseKind::Confirm if !record.forward.as_ref().is_some_and(BranchReply::is_success) => {
+                Decision::Refuse(refusal(req, "confirm_without_try", "has no successful try"))
+            }
+            PhaseKind::Confirm if record.undo.is_some() => Decision::Refuse(refusal(
+                req,
+                "confirm_after_cancel",
+                "was already cancelled",
+            )),
+            PhaseKind::Confirm => Decision::Apply,
         }
-        let key = record_key(&req.saga_id, &req.step);
-        let outcome = (&self.records, business).transaction(|(records, tree)| {
-            let mut record = read_record(records, &key)?;
-            if let Some(stored) = &record.confirm {
-                return Ok(stored.clone());
-            }
-            if !record.forward.as_ref().is_some_and(BranchReply::is_success) {
-                return Ok(BranchReply::error(
-                    409,
-                    "confirm_without_try",
-                    format!(
-                        "step {:?} of saga {:?} has no successful try",
-                        req.step, req.saga_id
-                    ),
-                ));
-            }
-            if record.undo.is_some() {
-                return Ok(BranchReply::error(
-                    409,
-                    "confirm_after_cancel",
-                    format!(
-                        "step {:?} of saga {:?} was already cancelled",
-                        req.step, req.saga_id
-                    ),
-                ));
-            }
-            let reply =
-                BranchReply::ok(apply(tree, forward_input(&record)?).map_err(abort_business)?);
-            record.confirm = Some(reply.clone());
-            write_record(records, &key, &record)?;
-            Ok(reply)
-        });
-        settle(req, outcome)
     }
 }
 
-fn expect_phase(
-    req: &BranchRequest,
-    accepts: impl Fn(Phase) -> bool,
-    expected: &'static str,
-) -> Result<(), BarrierError> {
-    if accepts(req.phase) {
-        Ok(())
-    } else {
-        Err(BarrierError::WrongPhase {
-            got: req.phase,
-            expected,
-        })
+impl BarrierRecord {
+    /// The stored reply of the phase `kind`.
+    fn reply_mut(&mut self, kind: PhaseKind) -> &mut Option<BranchReply> {
+        match kind {
+            PhaseKind::Forward => &mut self.forward,
+            PhaseKind::Undo => &mut self.undo,
+            PhaseKind::Confirm => &mut self.confirm,
+        }
     }
+}
+
+/// A `409` for a phase the branch's state forbids, e.g. a confirm after a cancel.
+fn refusal(req: &BranchRequest, error: &str, state: &str) -> BranchReply {
+    BranchReply::error(
+        409,
+        error,
+        format!("step {:?} of saga {:?} {state}", req.step, req.saga_id),
+    )
 }
 
 /// `BarrierMode::UnsafeDisabled`: the closure alone, in a transaction of its own.
 fn run_unprotected<F>(
     req: &BranchRequest,
     business: &sled::Tree,
-    input: &Value,
     apply: F,
 ) -> Result<BranchReply, BarrierError>
 where
     F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
 {
-    let outcome = business
-        .transaction(|tree| Ok(BranchReply::ok(apply(tree, input).map_err(abort_business)?)));
+    let outcome = business.transaction(|tree| {
+        Ok(BranchReply::ok(
+            apply(tree, &req.input).map_err(abort_business)?,
+        ))
+    });
     settle(req, outcome)
 }
 
@@ -967,13 +966,23 @@ mod tests {
                 let tried = s.spawn(|| {
                     start.wait();
                     f.barrier
-                        .forward_committed(&req(&saga_id, Phase::Try, 10), &f.business, freeze)
+                        .committed(
+                            PhaseKind::Forward,
+                            &req(&saga_id, Phase::Try, 10),
+                            &f.business,
+                            freeze,
+                        )
                         .unwrap()
                 });
                 let cancelled = s.spawn(|| {
                     start.wait();
                     f.barrier
-                        .undo_committed(&req(&saga_id, Phase::Cancel, 10), &f.business, release)
+                        .committed(
+                            PhaseKind::Undo,
+                            &req(&saga_id, Phase::Cancel, 10),
+                            &f.business,
+                            release,
+                        )
                         .unwrap()
                 });
                 (tried.join().unwrap(), cancelled.join().unwrap())

@@ -14,8 +14,9 @@
 //!   dropped after commit), enabled by `--faults` and changed at runtime by `PUT /_faults`;
 //! - [`no_work`]: benchmark mode (`--no-work`): branch calls answered `200` without doing
 //!   anything, so a load run measures the coordinator alone; breaks every guarantee;
-//! - [`server`]: start-up (database, listener, registration) and graceful shutdown,
-//!   returning a [`RunningParticipant`]; [`cli`] wraps it into a binary's `main`.
+//! - [`server`]: start-up (database, business tree, listener, registration) and graceful
+//!   shutdown, returning a [`RunningParticipant`], plus the branch and listing routes over the
+//!   business tree; [`cli`] wraps it into a binary's `main`.
 //!
 //! The examples, each a module with `start(config)` and a binary of the same name:
 //! [`wallet`] (TCC `freeze`), [`order`] (SAGA `create`), [`points`] (SAGA `award`).

@@ -14,18 +14,17 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sled::transaction::TransactionalTree;
 
 use sagas::ActionEndpoints;
 
-use crate::barrier::{Barrier, BarrierError, BranchReply, BusinessError, Rejection};
-use crate::branch::Branch;
+use crate::barrier::{BranchReply, BusinessError, PhaseKind, Rejection};
 use crate::config::{ParticipantConfig, ParticipantKind};
 use crate::records::{self, parse_input};
-use crate::server::{self, ParticipantError, RunningParticipant, Service};
+use crate::server::{self, Ledger, ParticipantError, RunningParticipant, branch, list};
 
 pub const ACTION: &str = "create";
 pub const ORDERS_TREE: &str = "orders";
@@ -70,12 +69,6 @@ impl CreateInput {
     }
 }
 
-#[derive(Clone)]
-struct Orders {
-    barrier: Barrier,
-    orders: sled::Tree,
-}
-
 /// The endpoints registered with the coordinator.
 pub fn actions() -> BTreeMap<String, ActionEndpoints> {
     BTreeMap::from([(
@@ -89,34 +82,19 @@ pub fn actions() -> BTreeMap<String, ActionEndpoints> {
 
 /// Starts the order participant: opens its database in `config.data_dir`, serves, registers.
 pub async fn start(config: ParticipantConfig) -> Result<RunningParticipant, ParticipantError> {
-    server::start(ParticipantKind::Order, config, |db, barrier| {
-        let orders = Orders {
-            barrier,
-            orders: db.open_tree(ORDERS_TREE)?,
-        };
-        let routes = Router::new()
-            .route("/create", post(create))
-            .route("/create/compensate", post(compensate))
-            .route("/orders", get(list_orders))
-            .route("/orders/{id}", get(get_order))
-            .with_state(orders);
-        Ok(Service {
-            actions: actions(),
-            routes,
-        })
-    })
+    let routes = Router::new()
+        .route("/create", branch(PhaseKind::Forward, create_order))
+        .route("/create/compensate", branch(PhaseKind::Undo, cancel_order))
+        .route("/orders", get(list::<Order>))
+        .route("/orders/{id}", get(get_order));
+    server::start(
+        ParticipantKind::Order,
+        config,
+        ORDERS_TREE,
+        actions(),
+        routes,
+    )
     .await
-}
-
-async fn create(State(o): State<Orders>, Branch(req): Branch) -> Result<BranchReply, BarrierError> {
-    o.barrier.forward(&req, &o.orders, create_order).await
-}
-
-async fn compensate(
-    State(o): State<Orders>,
-    Branch(req): Branch,
-) -> Result<BranchReply, BarrierError> {
-    o.barrier.undo(&req, &o.orders, cancel_order).await
 }
 
 fn create_order(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
@@ -151,16 +129,10 @@ fn cancel_order(tree: &TransactionalTree, input: &Value) -> Result<Value, Busine
 }
 
 async fn get_order(
-    State(o): State<Orders>,
+    State(o): State<Ledger>,
     Path(id): Path<String>,
 ) -> Result<Json<Order>, BranchReply> {
-    records::get(&o.orders, &id)?.map(Json).ok_or_else(|| {
+    records::get(&o.tree, &id)?.map(Json).ok_or_else(|| {
         BranchReply::error(404, "unknown_order", format!("order {id:?} does not exist"))
     })
-}
-
-async fn list_orders(
-    State(o): State<Orders>,
-) -> Result<Json<BTreeMap<String, Order>>, BranchReply> {
-    records::all(&o.orders).map(Json)
 }

@@ -12,18 +12,17 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sled::transaction::TransactionalTree;
 
 use sagas::ActionEndpoints;
 
-use crate::barrier::{Barrier, BarrierError, BranchReply, BusinessError, Rejection};
-use crate::branch::Branch;
+use crate::barrier::{BranchReply, BusinessError, PhaseKind, Rejection};
 use crate::config::{ParticipantConfig, ParticipantKind};
 use crate::records::{self, parse_input};
-use crate::server::{self, ParticipantError, RunningParticipant, Service};
+use crate::server::{self, Ledger, ParticipantError, RunningParticipant, branch, list};
 
 pub const ACTION: &str = "award";
 pub const POINTS_TREE: &str = "points";
@@ -53,12 +52,6 @@ impl AwardInput {
     }
 }
 
-#[derive(Clone)]
-struct Points {
-    barrier: Barrier,
-    points: sled::Tree,
-}
-
 /// The endpoints registered with the coordinator.
 pub fn actions() -> BTreeMap<String, ActionEndpoints> {
     BTreeMap::from([(
@@ -72,31 +65,19 @@ pub fn actions() -> BTreeMap<String, ActionEndpoints> {
 
 /// Starts the points participant: opens its database in `config.data_dir`, serves, registers.
 pub async fn start(config: ParticipantConfig) -> Result<RunningParticipant, ParticipantError> {
-    server::start(ParticipantKind::Points, config, |db, barrier| {
-        let points = Points {
-            barrier,
-            points: db.open_tree(POINTS_TREE)?,
-        };
-        let routes = Router::new()
-            .route("/award", post(award))
-            .route("/award/compensate", post(revoke))
-            .route("/points", get(list_points))
-            .route("/points/{account}", get(get_points))
-            .with_state(points);
-        Ok(Service {
-            actions: actions(),
-            routes,
-        })
-    })
+    let routes = Router::new()
+        .route("/award", branch(PhaseKind::Forward, add_points))
+        .route("/award/compensate", branch(PhaseKind::Undo, revoke_points))
+        .route("/points", get(list::<Balance>))
+        .route("/points/{account}", get(get_points));
+    server::start(
+        ParticipantKind::Points,
+        config,
+        POINTS_TREE,
+        actions(),
+        routes,
+    )
     .await
-}
-
-async fn award(State(p): State<Points>, Branch(req): Branch) -> Result<BranchReply, BarrierError> {
-    p.barrier.forward(&req, &p.points, add_points).await
-}
-
-async fn revoke(State(p): State<Points>, Branch(req): Branch) -> Result<BranchReply, BarrierError> {
-    p.barrier.undo(&req, &p.points, revoke_points).await
 }
 
 fn add_points(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
@@ -122,14 +103,8 @@ fn revoke_points(tree: &TransactionalTree, input: &Value) -> Result<Value, Busin
 }
 
 async fn get_points(
-    State(p): State<Points>,
+    State(p): State<Ledger>,
     Path(account): Path<String>,
 ) -> Result<Json<Balance>, BranchReply> {
-    Ok(Json(records::get(&p.points, &account)?.unwrap_or_default()))
-}
-
-async fn list_points(
-    State(p): State<Points>,
-) -> Result<Json<BTreeMap<String, Balance>>, BranchReply> {
-    records::all(&p.points).map(Json)
+    Ok(Json(records::get(&p.tree, &account)?.unwrap_or_default()))
 }

@@ -5,21 +5,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use axum::Router;
-use axum::routing::get;
+use axum::extract::State;
+use axum::routing::{MethodRouter, get, post};
+use axum::{Json, Router};
 use sagas::wire::Phase;
 use sagas::{ActionEndpoints, CoordinatorClient, ParticipantPolicy, ParticipantSpec};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Value, json};
+use sled::transaction::TransactionalTree;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::barrier::{Barrier, BarrierError, BranchReply};
+use crate::barrier::{Barrier, BarrierError, BranchReply, BusinessError, PhaseKind};
+use crate::branch::Branch;
 use crate::config::{ConfigError, ParticipantConfig, ParticipantKind};
 use crate::faults::{self, ConnectionSwitch, FaultInjector, FaultListener};
 use crate::no_work;
+use crate::records;
 use crate::registration::Registration;
 
 #[derive(Debug, Error)]
@@ -105,17 +110,41 @@ const BRANCH_PHASES: [Phase; 5] = [
     Phase::Compensate,
 ];
 
-/// What a participant module contributes: its actions and a router over its database.
-pub(crate) struct Service {
-    pub actions: BTreeMap<String, ActionEndpoints>,
-    pub routes: Router,
+/// The state of a participant whose business records live in one sled tree: what its
+/// routes are given.
+#[derive(Clone)]
+pub(crate) struct Ledger {
+    pub barrier: Barrier,
+    pub tree: sled::Tree,
 }
 
-/// Opens the database, builds the service, binds, starts registration and serves.
+/// A business change as the barrier runs it (see [`Barrier::forward`]).
+pub(crate) type Business = fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>;
+
+/// The `POST` route of one branch phase: `apply` on the ledger's tree, behind the barrier.
+pub(crate) fn branch(kind: PhaseKind, apply: Business) -> MethodRouter<Ledger> {
+    post(
+        move |State(ledger): State<Ledger>, Branch(req): Branch| async move {
+            ledger.barrier.run(kind, &req, &ledger.tree, apply).await
+        },
+    )
+}
+
+/// `GET` of every record of the ledger's tree, by key (admin listings for invariant checks).
+pub(crate) async fn list<T: Serialize + DeserializeOwned>(
+    State(ledger): State<Ledger>,
+) -> Result<Json<BTreeMap<String, T>>, BranchReply> {
+    records::all(&ledger.tree).map(Json)
+}
+
+/// Opens the database and the business tree `tree`, binds, starts registering `actions` and
+/// serves `routes`.
 pub(crate) async fn start(
     kind: ParticipantKind,
     config: ParticipantConfig,
-    build: impl FnOnce(&sled::Db, Barrier) -> Result<Service, ParticipantError>,
+    tree: &str,
+    actions: BTreeMap<String, ActionEndpoints>,
+    routes: Router<Ledger>,
 ) -> Result<RunningParticipant, ParticipantError> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ParticipantError::DataDir {
@@ -127,8 +156,10 @@ pub(crate) async fn start(
         path: config.data_dir.clone(),
         source,
     })?;
-    let barrier = Barrier::open_with_mode(&db, config.barrier)?;
-    let service = build(&db, barrier)?;
+    let ledger = Ledger {
+        barrier: Barrier::open_with_mode(&db, config.barrier)?,
+        tree: db.open_tree(tree)?,
+    };
 
     let listener =
         TcpListener::bind(config.listen)
@@ -156,13 +187,13 @@ pub(crate) async fn start(
 
     let spec = ParticipantSpec {
         base_url: url.clone(),
-        actions: service.actions,
+        actions,
         policy: ParticipantPolicy::default(),
     };
     spec.validate().map_err(ParticipantError::Spec)?;
 
     let (stopping, stop_requested) = watch::channel(false);
-    let mut routes = service.routes;
+    let mut routes = routes.with_state(ledger);
     if config.no_work {
         tracing::warn!(
             "--no-work: branch calls are answered 200 without doing anything (benchmarks only)"
@@ -183,10 +214,7 @@ pub(crate) async fn start(
         routes = injector.install(routes);
     }
     let app = routes
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(|| async { BranchReply::error(404, "not_found", "no such route") });
     let stop_signal = {
         let mut stop_requested = stop_requested;

@@ -23,11 +23,10 @@ use sled::transaction::TransactionalTree;
 
 use sagas::ActionEndpoints;
 
-use crate::barrier::{Barrier, BarrierError, BranchReply, BusinessError, Rejection};
-use crate::branch::Branch;
+use crate::barrier::{BranchReply, BusinessError, PhaseKind, Rejection};
 use crate::config::{ParticipantConfig, ParticipantKind};
 use crate::records::{self, parse_input};
-use crate::server::{self, ParticipantError, RunningParticipant, Service, json_body};
+use crate::server::{self, Ledger, ParticipantError, RunningParticipant, branch, json_body, list};
 
 pub const ACTION: &str = "freeze";
 pub const ACCOUNTS_TREE: &str = "accounts";
@@ -65,12 +64,6 @@ impl FreezeInput {
     }
 }
 
-#[derive(Clone)]
-struct Wallet {
-    barrier: Barrier,
-    accounts: sled::Tree,
-}
-
 /// The endpoints registered with the coordinator.
 pub fn actions() -> BTreeMap<String, ActionEndpoints> {
     BTreeMap::from([(
@@ -85,46 +78,21 @@ pub fn actions() -> BTreeMap<String, ActionEndpoints> {
 
 /// Starts the wallet: opens its database in `config.data_dir`, serves, registers.
 pub async fn start(config: ParticipantConfig) -> Result<RunningParticipant, ParticipantError> {
-    server::start(ParticipantKind::Wallet, config, |db, barrier| {
-        let wallet = Wallet {
-            barrier,
-            accounts: db.open_tree(ACCOUNTS_TREE)?,
-        };
-        let routes = Router::new()
-            .route("/freeze/try", post(try_freeze))
-            .route("/freeze/confirm", post(confirm_freeze))
-            .route("/freeze/cancel", post(cancel_freeze))
-            .route("/accounts", get(list_accounts))
-            .route("/accounts/{id}", get(get_account))
-            .route("/accounts/{id}/deposit", post(deposit))
-            .with_state(wallet);
-        Ok(Service {
-            actions: actions(),
-            routes,
-        })
-    })
+    let routes = Router::new()
+        .route("/freeze/try", branch(PhaseKind::Forward, freeze))
+        .route("/freeze/confirm", branch(PhaseKind::Confirm, deduct))
+        .route("/freeze/cancel", branch(PhaseKind::Undo, release))
+        .route("/accounts", get(list::<Account>))
+        .route("/accounts/{id}", get(get_account))
+        .route("/accounts/{id}/deposit", post(deposit));
+    server::start(
+        ParticipantKind::Wallet,
+        config,
+        ACCOUNTS_TREE,
+        actions(),
+        routes,
+    )
     .await
-}
-
-async fn try_freeze(
-    State(w): State<Wallet>,
-    Branch(req): Branch,
-) -> Result<BranchReply, BarrierError> {
-    w.barrier.forward(&req, &w.accounts, freeze).await
-}
-
-async fn confirm_freeze(
-    State(w): State<Wallet>,
-    Branch(req): Branch,
-) -> Result<BranchReply, BarrierError> {
-    w.barrier.confirm(&req, &w.accounts, deduct).await
-}
-
-async fn cancel_freeze(
-    State(w): State<Wallet>,
-    Branch(req): Branch,
-) -> Result<BranchReply, BarrierError> {
-    w.barrier.undo(&req, &w.accounts, release).await
 }
 
 fn freeze(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
@@ -194,7 +162,7 @@ struct Deposit {
 }
 
 async fn deposit(
-    State(w): State<Wallet>,
+    State(w): State<Ledger>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Account>, BranchReply> {
@@ -206,7 +174,7 @@ async fn deposit(
             "amount must be positive",
         ));
     }
-    let account = records::transact(&w.accounts, |tree| {
+    let account = records::transact(&w.tree, |tree| {
         let mut acct: Account = records::load(tree, &id)?.unwrap_or_default();
         acct.balance = acct.balance.checked_add(amount).ok_or_else(|| {
             Rejection::unprocessable("overflow", format!("balance of {id:?} would overflow"))
@@ -223,20 +191,14 @@ async fn deposit(
 }
 
 async fn get_account(
-    State(w): State<Wallet>,
+    State(w): State<Ledger>,
     Path(id): Path<String>,
 ) -> Result<Json<Account>, BranchReply> {
-    records::get(&w.accounts, &id)?.map(Json).ok_or_else(|| {
+    records::get(&w.tree, &id)?.map(Json).ok_or_else(|| {
         BranchReply::error(
             404,
             "unknown_account",
             format!("account {id:?} does not exist"),
         )
     })
-}
-
-async fn list_accounts(
-    State(w): State<Wallet>,
-) -> Result<Json<BTreeMap<String, Account>>, BranchReply> {
-    records::all(&w.accounts).map(Json)
 }

@@ -13,14 +13,13 @@ use support::Participant;
 
 /// A wallet started with `--faults` (no fault active) and account `a` funded with 100.
 async fn faulty_wallet() -> Participant {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = support::config(ParticipantKind::Wallet, &dir);
-    config.faults = Some(FaultPlan::default());
-    let w = Participant {
-        running: wallet::start(config).await.unwrap(),
-        http: reqwest::Client::new(),
-        dir,
-    };
+    let w = support::start_in(
+        tempfile::tempdir().unwrap(),
+        ParticipantKind::Wallet,
+        |config| config.faults = Some(FaultPlan::default()),
+        wallet::start,
+    )
+    .await;
     assert_eq!(
         w.post("/accounts/a/deposit", json!({"amount": 100}))
             .await

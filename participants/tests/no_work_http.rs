@@ -4,18 +4,16 @@ mod support;
 
 use participants::{ParticipantKind, order, wallet};
 use serde_json::json;
-use support::Participant;
 
 #[tokio::test]
 async fn branch_calls_are_answered_without_doing_anything() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = support::config(ParticipantKind::Wallet, &dir);
-    config.no_work = true;
-    let w = Participant {
-        running: wallet::start(config).await.unwrap(),
-        http: reqwest::Client::new(),
-        dir,
-    };
+    let w = support::start_in(
+        tempfile::tempdir().unwrap(),
+        ParticipantKind::Wallet,
+        |config| config.no_work = true,
+        wallet::start,
+    )
+    .await;
     let freeze = json!({"account": "nobody", "amount": 5});
     // Without --no-work this `try` is a 409: the account does not exist.
     for (path, phase) in [
@@ -39,14 +37,13 @@ async fn branch_calls_are_answered_without_doing_anything() {
     );
     w.running.shutdown().await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = support::config(ParticipantKind::Order, &dir);
-    config.no_work = true;
-    let o = Participant {
-        running: order::start(config).await.unwrap(),
-        http: reqwest::Client::new(),
-        dir,
-    };
+    let o = support::start_in(
+        tempfile::tempdir().unwrap(),
+        ParticipantKind::Order,
+        |config| config.no_work = true,
+        order::start,
+    )
+    .await;
     let input = json!({"order_id": "o1", "account": "a", "amount": 3});
     for (path, phase) in [("/create", "action"), ("/create/compensate", "compensate")] {
         assert_eq!(

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::put;
 use axum::{Json, Router};
-use participants::{ParticipantConfig, ParticipantKind, wallet};
+use participants::{ParticipantConfig, ParticipantKind, RunningParticipant, wallet};
 use sagas::{ActionEndpoints, ParticipantSpec};
 use serde_json::{Value, json};
 
@@ -35,12 +35,9 @@ async fn put_participant(
     (StatusCode::OK, Json(view))
 }
 
-#[tokio::test]
-async fn registers_the_bound_url_and_actions_after_retrying() {
-    let fake = FakeCoordinator::default();
-    let app = Router::new()
-        .route("/v1/participants/{name}", put(put_participant))
-        .with_state(fake.clone());
+/// Serves `app` as the coordinator and starts a wallet registering with it; the wallet's data
+/// lives in the returned directory.
+async fn wallet_registering_with(app: Router) -> (RunningParticipant, tempfile::TempDir) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let coordinator = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -50,11 +47,26 @@ async fn registers_the_bound_url_and_actions_after_retrying() {
         .with_listen("127.0.0.1:0".parse().unwrap())
         .with_data_dir(dir.path())
         .with_coordinator(coordinator);
-    let running = wallet::start(config).await.unwrap();
-    let registered =
-        tokio::time::timeout(Duration::from_secs(20), running.registration().registered())
-            .await
-            .expect("registered within the deadline");
+    (wallet::start(config).await.unwrap(), dir)
+}
+
+/// Whether registration succeeded (`Ok(false)`: it gave up), or `Err` past the deadline.
+async fn registration_within_deadline(
+    running: &RunningParticipant,
+) -> Result<bool, tokio::time::error::Elapsed> {
+    tokio::time::timeout(Duration::from_secs(20), running.registration().registered()).await
+}
+
+#[tokio::test]
+async fn registers_the_bound_url_and_actions_after_retrying() {
+    let fake = FakeCoordinator::default();
+    let app = Router::new()
+        .route("/v1/participants/{name}", put(put_participant))
+        .with_state(fake.clone());
+    let (running, _dir) = wallet_registering_with(app).await;
+    let registered = registration_within_deadline(&running)
+        .await
+        .expect("registered within the deadline");
     assert!(registered);
 
     let attempts = fake.attempts.lock().unwrap().clone();
@@ -93,20 +105,10 @@ async fn a_refused_registration_is_not_retried() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let coordinator = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let dir = tempfile::tempdir().unwrap();
-    let config = ParticipantConfig::new(ParticipantKind::Wallet)
-        .with_listen("127.0.0.1:0".parse().unwrap())
-        .with_data_dir(dir.path())
-        .with_coordinator(coordinator);
-    let running = wallet::start(config).await.unwrap();
-    let registered =
-        tokio::time::timeout(Duration::from_secs(20), running.registration().registered())
-            .await
-            .expect("a refusal ends registration instead of retrying for ever");
+    let (running, _dir) = wallet_registering_with(app).await;
+    let registered = registration_within_deadline(&running)
+        .await
+        .expect("a refusal ends registration instead of retrying for ever");
     assert!(!registered);
     assert_eq!(*attempts.lock().unwrap(), 1);
     running.shutdown().await;

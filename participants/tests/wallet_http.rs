@@ -24,6 +24,18 @@ async fn wallet_with(account: &str, balance: u64) -> Participant {
     w
 }
 
+/// A branch call of the `freeze` action (step `freeze_funds`): `phase` at `/freeze/{phase}`.
+async fn call(w: &Participant, phase: &str, saga_id: &str, input: Value) -> (u16, Value) {
+    w.branch(
+        &format!("/freeze/{phase}"),
+        saga_id,
+        "freeze_funds",
+        phase,
+        input,
+    )
+    .await
+}
+
 fn freeze(account: &str, amount: u64) -> Value {
     json!({"account": account, "amount": amount})
 }
@@ -37,40 +49,16 @@ async fn account(w: &Participant, id: &str) -> Value {
 #[tokio::test]
 async fn try_then_confirm_deducts_once() {
     let w = wallet_with("alice", 100).await;
-    let (status, body) = w
-        .branch(
-            "/freeze/try",
-            "s1",
-            "freeze_funds",
-            "try",
-            freeze("alice", 30),
-        )
-        .await;
+    let (status, body) = call(&w, "try", "s1", freeze("alice", 30)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         account(&w, "alice").await,
         json!({"balance": 100, "frozen": 30})
     );
 
-    let confirm = w
-        .branch(
-            "/freeze/confirm",
-            "s1",
-            "freeze_funds",
-            "confirm",
-            freeze("alice", 30),
-        )
-        .await;
+    let confirm = call(&w, "confirm", "s1", freeze("alice", 30)).await;
     assert_eq!(confirm.0, 200, "{}", confirm.1);
-    let again = w
-        .branch(
-            "/freeze/confirm",
-            "s1",
-            "freeze_funds",
-            "confirm",
-            freeze("alice", 30),
-        )
-        .await;
+    let again = call(&w, "confirm", "s1", freeze("alice", 30)).await;
     assert_eq!(again, confirm);
     assert_eq!(
         account(&w, "alice").await,
@@ -82,24 +70,15 @@ async fn try_then_confirm_deducts_once() {
 #[tokio::test]
 async fn try_then_cancel_releases_once() {
     let w = wallet_with("bob", 100).await;
-    assert_eq!(
-        w.branch("/freeze/try", "s1", "f", "try", freeze("bob", 40))
-            .await
-            .0,
-        200
-    );
-    let dup = w
-        .branch("/freeze/try", "s1", "f", "try", freeze("bob", 40))
-        .await;
+    assert_eq!(call(&w, "try", "s1", freeze("bob", 40)).await.0, 200);
+    let dup = call(&w, "try", "s1", freeze("bob", 40)).await;
     assert_eq!(dup.0, 200);
     assert_eq!(
         account(&w, "bob").await,
         json!({"balance": 100, "frozen": 40})
     );
     for _ in 0..2 {
-        let (status, body) = w
-            .branch("/freeze/cancel", "s1", "f", "cancel", freeze("bob", 40))
-            .await;
+        let (status, body) = call(&w, "cancel", "s1", freeze("bob", 40)).await;
         assert_eq!(
             (status, body),
             (200, json!({"account": "bob", "released": 40}))
@@ -115,13 +94,9 @@ async fn try_then_cancel_releases_once() {
 #[tokio::test]
 async fn cancel_before_try_is_a_null_compensation_and_the_late_try_hangs() {
     let w = wallet_with("carol", 100).await;
-    let cancel = w
-        .branch("/freeze/cancel", "s1", "f", "cancel", freeze("carol", 10))
-        .await;
+    let cancel = call(&w, "cancel", "s1", freeze("carol", 10)).await;
     assert_eq!(cancel, (200, json!({"null_compensation": true})));
-    let (status, body) = w
-        .branch("/freeze/try", "s1", "f", "try", freeze("carol", 10))
-        .await;
+    let (status, body) = call(&w, "try", "s1", freeze("carol", 10)).await;
     assert_eq!((status, body["error"].clone()), (409, json!("hanging")));
     assert_eq!(
         account(&w, "carol").await,
@@ -133,17 +108,13 @@ async fn cancel_before_try_is_a_null_compensation_and_the_late_try_hangs() {
 #[tokio::test]
 async fn business_rejections_and_bad_requests() {
     let w = wallet_with("dave", 10).await;
-    let (status, body) = w
-        .branch("/freeze/try", "s1", "f", "try", freeze("dave", 11))
-        .await;
+    let (status, body) = call(&w, "try", "s1", freeze("dave", 11)).await;
     assert_eq!(
         (status, body["error"].clone()),
         (409, json!("insufficient_funds")),
         "{body}"
     );
-    let (status, body) = w
-        .branch("/freeze/try", "s2", "f", "try", freeze("nobody", 1))
-        .await;
+    let (status, body) = call(&w, "try", "s2", freeze("nobody", 1)).await;
     assert_eq!(
         (status, body["error"].clone()),
         (409, json!("unknown_account"))
@@ -158,9 +129,7 @@ async fn business_rejections_and_bad_requests() {
     .into_iter()
     .enumerate()
     {
-        let (status, body) = w
-            .branch("/freeze/try", &format!("bad{i}"), "f", "try", input.clone())
-            .await;
+        let (status, body) = call(&w, "try", &format!("bad{i}"), input.clone()).await;
         assert_eq!(
             (status, body["error"].clone()),
             (422, json!("invalid_input")),
@@ -168,9 +137,7 @@ async fn business_rejections_and_bad_requests() {
         );
     }
     // A confirm for a try that never ran is refused, not applied.
-    let (status, body) = w
-        .branch("/freeze/confirm", "s9", "f", "confirm", freeze("dave", 1))
-        .await;
+    let (status, body) = call(&w, "confirm", "s9", freeze("dave", 1)).await;
     assert_eq!(
         (status, body["error"].clone()),
         (409, json!("confirm_without_try"))
@@ -239,14 +206,7 @@ async fn concurrent_tries_on_one_account_never_over_freeze() {
     for i in 0..100 {
         let w = w.clone();
         calls.push(tokio::spawn(async move {
-            w.branch(
-                "/freeze/try",
-                &format!("saga-{i}"),
-                "freeze_funds",
-                "try",
-                freeze("shared", AMOUNT),
-            )
-            .await
+            call(&w, "try", &format!("saga-{i}"), freeze("shared", AMOUNT)).await
         }));
     }
     let (mut ok, mut insufficient) = (0, 0);
@@ -276,28 +236,17 @@ async fn concurrent_tries_on_one_account_never_over_freeze() {
 #[tokio::test]
 async fn state_and_replies_survive_a_restart() {
     let w = wallet_with("erin", 50).await;
-    let first = w
-        .branch("/freeze/try", "s1", "f", "try", freeze("erin", 20))
-        .await;
+    let first = call(&w, "try", "s1", freeze("erin", 20)).await;
     assert_eq!(first.0, 200);
     let Participant { running, dir, .. } = w;
     running.shutdown().await;
 
-    let restarted = participants::wallet::start(support::config(ParticipantKind::Wallet, &dir))
-        .await
-        .unwrap();
-    let w = Participant {
-        running: restarted,
-        http: reqwest::Client::new(),
-        dir,
-    };
+    let w = support::start_in(dir, ParticipantKind::Wallet, |_| {}, wallet::start).await;
     assert_eq!(
         account(&w, "erin").await,
         json!({"balance": 50, "frozen": 20})
     );
-    let replay = w
-        .branch("/freeze/try", "s1", "f", "try", freeze("erin", 20))
-        .await;
+    let replay = call(&w, "try", "s1", freeze("erin", 20)).await;
     assert_eq!(replay, first);
     assert_eq!(
         account(&w, "erin").await,

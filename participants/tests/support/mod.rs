@@ -28,8 +28,24 @@ where
     F: FnOnce(ParticipantConfig) -> Fut,
     Fut: Future<Output = Result<RunningParticipant, ParticipantError>>,
 {
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(config(kind, &dir)).await.unwrap();
+    start_in(tempfile::tempdir().unwrap(), kind, |_| {}, start).await
+}
+
+/// Starts a participant with its data in `dir` (a new one, or one left by a participant that
+/// was shut down) and its test config changed by `adjust`.
+pub async fn start_in<F, Fut>(
+    dir: tempfile::TempDir,
+    kind: ParticipantKind,
+    adjust: impl FnOnce(&mut ParticipantConfig),
+    start: F,
+) -> Participant
+where
+    F: FnOnce(ParticipantConfig) -> Fut,
+    Fut: Future<Output = Result<RunningParticipant, ParticipantError>>,
+{
+    let mut config = config(kind, &dir);
+    adjust(&mut config);
+    let running = start(config).await.unwrap();
     Participant {
         running,
         http: reqwest::Client::new(),
