@@ -20,12 +20,54 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use anyhow::Context;
+use futures::StreamExt;
+use sagas::CoordinatorClient;
 use sagas::api::SagaState;
 use sagas::client::ClientError;
 
 use crate::cluster::Cluster;
-use crate::participant_api::{AccountView, OrderView};
+use crate::participant_api::{AccountView, OrderApi, OrderView, PointsApi, WalletApi};
 use crate::workload::SagaPlan;
+
+/// How many requests [`Books::observe_services`] (and loadgen's set-up and settling) has in
+/// flight at a time.
+pub const READ_CONCURRENCY: usize = 64;
+
+/// Where the books are read: the coordinator and the three participants.
+#[derive(Debug, Clone, Copy)]
+pub struct Services<'a> {
+    pub coordinator: &'a CoordinatorClient,
+    pub wallet: &'a WalletApi,
+    pub order: &'a OrderApi,
+    pub points: &'a PointsApi,
+}
+
+impl<'a> Services<'a> {
+    pub fn of(cluster: &'a Cluster) -> Services<'a> {
+        Services {
+            coordinator: cluster.client(),
+            wallet: cluster.wallet(),
+            order: cluster.order(),
+            points: cluster.points(),
+        }
+    }
+}
+
+/// `read` on every item, [`READ_CONCURRENCY`] at a time; the results in item order, or the
+/// first error in item order.
+async fn read_all<I: IntoIterator, T>(
+    items: I,
+    read: impl AsyncFn(I::Item) -> anyhow::Result<T>,
+) -> anyhow::Result<Vec<T>> {
+    let read = &read;
+    futures::stream::iter(items)
+        .map(|item| read(item))
+        .buffered(READ_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
 
 /// A submitted saga and the id the coordinator gave it (`None` if it was never accepted).
 #[derive(Debug, Clone)]
@@ -256,6 +298,16 @@ impl Audit {
         self.violations.is_empty()
     }
 
+    /// `Err` unless some sagas committed and others aborted: a fault run that did not exercise
+    /// both outcomes proves little.
+    pub fn ensure_commits_and_aborts(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.committed > 0 && self.aborted > 0,
+            "a crash run must commit some sagas and abort others: {self}"
+        );
+        Ok(())
+    }
+
     /// `Err` with the report when anything is violated.
     pub fn into_result(self) -> anyhow::Result<Audit> {
         if self.is_clean() {
@@ -292,6 +344,36 @@ impl Books {
         Books::default()
     }
 
+    /// Books of `accounts` accounts `{prefix}-0`, `{prefix}-1`, ..., each funded with `amount`
+    /// through `wallet`.
+    pub async fn funded(
+        wallet: &WalletApi,
+        prefix: &str,
+        accounts: usize,
+        amount: u64,
+    ) -> anyhow::Result<Books> {
+        let mut books = Books::new();
+        for i in 0..accounts {
+            books.fund(wallet, &format!("{prefix}-{i}"), amount).await?;
+        }
+        Ok(books)
+    }
+
+    /// Deposits `amount` into `account` through `wallet` and records it.
+    pub async fn fund(
+        &mut self,
+        wallet: &WalletApi,
+        account: &str,
+        amount: u64,
+    ) -> anyhow::Result<()> {
+        wallet
+            .deposit(account, amount)
+            .await
+            .with_context(|| format!("funding {account}"))?;
+        self.deposit(account, amount);
+        Ok(())
+    }
+
     /// Records a deposit the test made.
     pub fn deposit(&mut self, account: &str, amount: u64) {
         *self.deposits.entry(account.into()).or_default() += amount;
@@ -322,40 +404,51 @@ impl Books {
 
     /// Reads saga states from the coordinator and the participants' state.
     pub async fn observe(&self, cluster: &Cluster) -> anyhow::Result<Observed> {
-        let mut observed = Observed::default();
-        for record in &self.sagas {
-            let Some(id) = &record.saga_id else { continue };
-            match cluster.client().get_saga(id).await {
-                Ok(view) => {
-                    observed.sagas.insert(id.clone(), view.state);
-                }
-                Err(ClientError::Api { status: 404, .. }) => {}
-                Err(e) => return Err(e).with_context(|| format!("reading saga {id}")),
+        self.observe_services(Services::of(cluster)).await
+    }
+
+    /// [`Books::observe`] against any coordinator and participants (up to
+    /// [`READ_CONCURRENCY`] requests at a time).
+    pub async fn observe_services(&self, services: Services<'_>) -> anyhow::Result<Observed> {
+        let ids = self.sagas.iter().filter_map(|r| r.saga_id.as_ref());
+        let sagas = read_all(ids, async |id| {
+            match services.coordinator.get_saga(id).await {
+                Ok(view) => Ok(Some((id.clone(), view.state))),
+                Err(ClientError::Api { status: 404, .. }) => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("reading saga {id}")),
             }
-        }
-        observed.accounts = cluster
-            .wallet()
+        })
+        .await?;
+        let accounts = services
+            .wallet
             .accounts()
             .await
             .context("reading wallet accounts")?;
-        for record in &self.sagas {
-            let order_id = &record.plan.order_id;
-            let order = cluster
-                .order()
+        let order_ids = self.sagas.iter().map(|r| &r.plan.order_id);
+        let orders = read_all(order_ids, async |order_id| {
+            let order = services
+                .order
                 .order(order_id)
                 .await
                 .with_context(|| format!("reading order {order_id}"))?;
-            observed.orders.insert(order_id.clone(), order);
-        }
-        for account in self.accounts() {
-            let points = cluster
-                .points()
+            Ok((order_id.clone(), order))
+        })
+        .await?;
+        let points = read_all(self.accounts(), async |account| {
+            let points = services
+                .points
                 .points(&account)
                 .await
                 .with_context(|| format!("reading points of {account}"))?;
-            observed.points.insert(account, points);
-        }
-        Ok(observed)
+            Ok((account, points))
+        })
+        .await?;
+        Ok(Observed {
+            sagas: sagas.into_iter().flatten().collect(),
+            accounts,
+            orders: orders.into_iter().collect(),
+            points: points.into_iter().collect(),
+        })
     }
 
     /// Observes and checks in one go.

@@ -46,7 +46,7 @@ use crate::cluster::{Cluster, ClusterOptions, Participant};
 use crate::ports;
 use crate::proxy::{FaultMix, FaultProxy, ProxyStats};
 use crate::watch::BalanceWatch;
-use crate::workload::{SagaPlan, await_settled};
+use crate::workload::{SagaPlan, await_settled, submit_counting_retries};
 
 /// The workflow the chaos run loads instead of `sagas/place_order.yaml`: the same steps, with
 /// a 1 s per-call timeout (the participants register the default 5 s) and a settle budget of
@@ -334,12 +334,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let mut books = Books::new();
     let accounts: Vec<String> = (0..config.accounts).map(|i| format!("acct-{i}")).collect();
     for account in &accounts {
-        cluster
-            .wallet()
-            .deposit(account, FUNDING)
-            .await
-            .with_context(|| format!("funding {account}"))?;
-        books.deposit(account, FUNDING);
+        books.fund(cluster.wallet(), account, FUNDING).await?;
     }
     let watch = BalanceWatch::start(cluster.wallet().clone(), Duration::from_millis(50));
 
@@ -394,14 +389,14 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     )
     .await;
     // Faults stop: calm proxies (the scheduler's last act) and every process up.
-    let _ = scheduler.await;
+    let scheduled = scheduler.await.context("the fault scheduler panicked");
     for proxy in proxies.iter() {
         proxy.set_mix(FaultMix::PASS);
     }
     live.faults_over.store(true, Ordering::Relaxed);
     let faults_over_at = Instant::now();
     let restarted = ensure_running(&mut cluster).await;
-    let kill_result = kill_result.and(restarted);
+    let kill_result = kill_result.and(scheduled).and(restarted);
     if let Err(e) = kill_result {
         if let Some(progress) = progress {
             progress.abort();
@@ -421,8 +416,11 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         let left =
             hard_deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
         let abort = task.abort_handle();
-        if tokio::time::timeout(left, task).await.is_err() {
-            abort.abort();
+        match tokio::time::timeout(left, task).await {
+            Err(_) => abort.abort(),
+            // A client's panic is a harness bug: its share of the load would be missing.
+            Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Ok(_) => {}
         }
     }
 
@@ -544,21 +542,16 @@ async fn client_loop(
         let plan = SagaPlan::new(&tag, n, account, amount, amount / 10 + 1);
         n += 1;
         live.started.fetch_add(1, Ordering::Relaxed);
-        let mut backoff = Duration::from_millis(20);
-        let submitted = loop {
-            match plan.submit(&client, Some(SUBMIT_WAIT_MS)).await {
-                Ok(submitted) => break Some(submitted),
-                Err(e) if e.is_retryable() && Instant::now() < hard_deadline => {
-                    live.resubmissions.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
-                Err(e) => {
-                    eprintln!("client {idx}: giving up on {}: {e}", plan.key);
-                    break None;
-                }
-            }
-        };
+        let submitted = submit_counting_retries(
+            &client,
+            &plan,
+            Some(SUBMIT_WAIT_MS),
+            hard_deadline,
+            &live.resubmissions,
+        )
+        .await
+        .inspect_err(|e| eprintln!("client {idx}: giving up: {e:#}"))
+        .ok();
         let id = submitted.as_ref().map(|s| s.saga.id.clone());
         records
             .lock()

@@ -87,6 +87,17 @@ impl Cluster {
         Cluster::start_with(ClusterOptions::default()).await
     }
 
+    /// A test's body: starts a cluster (panicking if it does not come up), runs `scenario` on
+    /// it and panics with the error and every process's log tail if the scenario fails.
+    pub async fn run_test<T>(scenario: impl AsyncFnOnce(&mut Cluster) -> anyhow::Result<T>) -> T {
+        let mut cluster = match Cluster::start().await {
+            Ok(cluster) => cluster,
+            Err(e) => panic!("{e:#}"),
+        };
+        let result = scenario(&mut cluster).await;
+        cluster.expect_ok(result)
+    }
+
     pub async fn start_with(options: ClusterOptions) -> anyhow::Result<Cluster> {
         let coordinator_bin = binaries::binary("coordinator")?;
         let participant_bins = [
@@ -250,11 +261,6 @@ impl Cluster {
         self.coordinator.kill()
     }
 
-    /// SIGTERM the coordinator and wait up to `grace` for it to exit (SIGKILL after that).
-    pub async fn terminate_coordinator(&mut self, grace: Duration) -> anyhow::Result<()> {
-        self.coordinator.terminate(grace).await.map(drop)
-    }
-
     /// Starts the coordinator again on the same port and data directory (killing it first if
     /// it still runs) and waits for `/readyz`.
     pub async fn restart_coordinator(&mut self) -> anyhow::Result<()> {
@@ -305,6 +311,17 @@ impl Cluster {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// `Err` with every panic line of [`Cluster::panic_lines`], if any.
+    pub fn ensure_no_panics(&self) -> anyhow::Result<()> {
+        let panics = self.panic_lines();
+        anyhow::ensure!(
+            panics.is_empty(),
+            "a service panicked:\n{}",
+            panics.join("\n")
+        );
+        Ok(())
     }
 
     /// Panics with `error` and every process's log tail when `result` is an error.

@@ -31,15 +31,12 @@ use sagas::client::ClientError;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::books::{Audit, Books, Observed};
+use crate::books::{Audit, Books, READ_CONCURRENCY, SagaRecord, Services};
 use crate::participant_api::{OrderApi, PointsApi, WalletApi};
 use crate::workload::{SagaPlan, await_settled, submit_until_accepted};
 
 /// What each account is funded with: far more than any normal saga can spend.
 pub const FUNDING: u64 = 1_000_000_000_000;
-
-/// Concurrency of the set-up and verification requests.
-const ADMIN_CONCURRENCY: usize = 64;
 
 /// Command line of the `loadgen` binary.
 #[derive(Debug, Clone, Parser)]
@@ -154,20 +151,13 @@ impl Outcome {
     }
 }
 
-/// One planned saga and what happened to it (kept only with `--verify`).
-#[derive(Debug, Clone)]
-struct Record {
-    plan: SagaPlan,
-    saga_id: Option<String>,
-    must_abort: bool,
-}
-
 /// Shared, mutex-protected results (a few thousand updates a second: no contention to speak of).
 struct Results {
     /// Latency in µs of the sagas that got a terminal answer.
     latency: Histogram<u64>,
     outcomes: BTreeMap<String, u64>,
-    records: Vec<Record>,
+    /// Every submitted saga (only with `--verify`).
+    records: Vec<SagaRecord>,
     /// Must-abort sagas the coordinator reported committed.
     must_abort_committed: u64,
 }
@@ -236,11 +226,7 @@ impl Shared {
         }
         *results.outcomes.entry(outcome.label()).or_default() += 1;
         if self.args.verify {
-            results.records.push(Record {
-                plan,
-                saga_id,
-                must_abort,
-            });
+            results.records.push(SagaRecord { plan, saga_id });
         }
         drop(results);
         self.done.fetch_add(1, Ordering::Relaxed);
@@ -270,7 +256,7 @@ fn default_tag() -> String {
 async fn fund(wallet: &WalletApi, accounts: &[String]) -> anyhow::Result<()> {
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(accounts)
         .map(|a| wallet.deposit(a, FUNDING))
-        .buffer_unordered(ADMIN_CONCURRENCY)
+        .buffer_unordered(READ_CONCURRENCY)
         .collect()
         .await;
     results.into_iter().collect()
@@ -542,7 +528,11 @@ async fn progress_loop(shared: Arc<Shared>, started: Instant) {
 
 /// Settles every saga (resubmitting with its key those that never got an id, waiting for the
 /// non-terminal ones), reads the participants' state and checks the books.
-async fn verify(shared: &Shared, mut books: Books, records: Vec<Record>) -> anyhow::Result<Audit> {
+async fn verify(
+    shared: &Shared,
+    mut books: Books,
+    records: Vec<SagaRecord>,
+) -> anyhow::Result<Audit> {
     let args = &shared.args;
     let client = &shared.client;
     let settle_deadline = Instant::now() + Duration::from_secs(120);
@@ -550,81 +540,44 @@ async fn verify(shared: &Shared, mut books: Books, records: Vec<Record>) -> anyh
         eprintln!("verifying {} sagas ...", records.len());
     }
 
-    // Resolve ids and final states.
-    let resolved: Vec<anyhow::Result<(Record, Option<SagaState>)>> = futures::stream::iter(records)
+    // Resolve ids and wait for the final states.
+    let resolved: Vec<anyhow::Result<SagaRecord>> = futures::stream::iter(records)
         .map(|mut record| async move {
-            if record.saga_id.is_none() {
-                let submitted = submit_until_accepted(
-                    client,
-                    &record.plan,
-                    Some(args.wait_ms),
-                    settle_deadline,
-                )
-                .await?;
-                record.saga_id = Some(submitted.saga.id);
-            }
-            let id = record.saga_id.clone().expect("set above");
-            let view = await_settled(client, &id, settle_deadline).await?;
-            Ok((record, Some(view.state)))
+            let id = match record.saga_id.clone() {
+                Some(id) => id,
+                None => {
+                    submit_until_accepted(client, &record.plan, Some(args.wait_ms), settle_deadline)
+                        .await?
+                        .saga
+                        .id
+                }
+            };
+            await_settled(client, &id, settle_deadline).await?;
+            record.saga_id = Some(id);
+            Ok(record)
         })
-        .buffer_unordered(ADMIN_CONCURRENCY)
+        .buffer_unordered(READ_CONCURRENCY)
         .collect()
         .await;
-
-    let order_api = OrderApi::new(args.order.clone().expect("checked"));
-    let points_api = PointsApi::new(args.points.clone().expect("checked"));
-    let wallet_api = WalletApi::new(args.wallet.clone().expect("checked"));
-    let mut observed = Observed::default();
-    let mut plans = Vec::new();
-    for r in resolved {
-        let (record, state) = r?;
-        let id = record.saga_id.clone().expect("resolved");
-        if let Some(state) = state {
-            observed.sagas.insert(id.clone(), state);
-        }
-        if record.must_abort && state == Some(SagaState::Committed) {
-            eprintln!("must-abort saga {id} committed");
-        }
-        plans.push(record.plan.clone());
-        books.record(record.plan, Some(id));
+    for record in resolved {
+        let record = record?;
+        books.record(record.plan, record.saga_id);
     }
 
-    let orders: Vec<anyhow::Result<(String, _)>> = futures::stream::iter(&plans)
-        .map(|plan| {
-            let order_api = &order_api;
-            async move {
-                let order = order_api.order(&plan.order_id).await?;
-                Ok((plan.order_id.clone(), order))
-            }
-        })
-        .buffer_unordered(ADMIN_CONCURRENCY)
-        .collect()
-        .await;
-    for o in orders {
-        let (id, order) = o?;
-        observed.orders.insert(id, order);
-    }
-
+    let wallet = WalletApi::new(args.wallet.clone().expect("checked"));
+    let order = OrderApi::new(args.order.clone().expect("checked"));
+    let points = PointsApi::new(args.points.clone().expect("checked"));
+    let services = Services {
+        coordinator: client,
+        wallet: &wallet,
+        order: &order,
+        points: &points,
+    };
+    let mut observed = books.observe_services(services).await?;
     // Only this run's accounts: a wallet reused across runs holds others.
     let prefix = format!("{}-acct-", shared.tag);
-    observed.accounts = wallet_api
-        .accounts()
-        .await?
-        .into_iter()
-        .filter(|(a, _)| a.starts_with(&prefix))
-        .collect();
-    let accounts: Vec<String> = books.deposits().keys().cloned().collect();
-    let points: Vec<anyhow::Result<(String, i64)>> = futures::stream::iter(&accounts)
-        .map(|a| {
-            let points_api = &points_api;
-            async move { Ok((a.clone(), points_api.points(a).await?)) }
-        })
-        .buffer_unordered(ADMIN_CONCURRENCY)
-        .collect()
-        .await;
-    for p in points {
-        let (a, n) = p?;
-        observed.points.insert(a, n);
-    }
+    observed
+        .accounts
+        .retain(|account, _| account.starts_with(&prefix));
     Ok(books.check(&observed))
 }

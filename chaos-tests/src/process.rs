@@ -88,10 +88,6 @@ impl ServiceProcess {
         &self.config.name
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.config.listen
-    }
-
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.config.listen)
@@ -99,10 +95,6 @@ impl ServiceProcess {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
     }
 
     /// The temporary directory holding the data directory and the log.

@@ -4,7 +4,7 @@
 //!
 //! Polling errors (the wallet being restarted, say) are counted, not fatal.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -25,6 +25,22 @@ pub struct WatchReport {
     pub failed_polls: u64,
 }
 
+impl WatchReport {
+    /// `Err` listing what the watch saw go wrong mid-flight, if anything.
+    pub fn ensure_clean(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.violations.is_empty(),
+            "the wallet went wrong mid-flight ({} polls): {:?}",
+            self.polls,
+            self.violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
+        Ok(())
+    }
+}
+
 /// Polls `GET /accounts` every `interval` until stopped.
 #[derive(Debug)]
 pub struct BalanceWatch {
@@ -38,14 +54,14 @@ impl BalanceWatch {
         let flag = stop.clone();
         let task = tokio::spawn(async move {
             let mut report = WatchReport::default();
-            let mut seen: BTreeMap<(String, &'static str), ()> = BTreeMap::new();
+            let mut seen: BTreeSet<(String, &'static str)> = BTreeSet::new();
             while !flag.load(Ordering::Relaxed) {
                 match wallet.accounts().await {
                     Ok(accounts) => {
                         report.polls += 1;
                         for (account, view) in accounts {
                             if (view.balance < 0 || view.frozen < 0)
-                                && seen.insert((account.clone(), "negative"), ()).is_none()
+                                && seen.insert((account.clone(), "negative"))
                             {
                                 report.violations.push(Violation::Negative {
                                     account: account.clone(),
@@ -55,7 +71,7 @@ impl BalanceWatch {
                                 });
                             }
                             if view.frozen > view.balance
-                                && seen.insert((account.clone(), "frozen"), ()).is_none()
+                                && seen.insert((account.clone(), "frozen"))
                             {
                                 report.violations.push(Violation::FrozenExceedsBalance {
                                     account,

@@ -2,6 +2,7 @@
 //! resubmit them with their idempotency key across coordinator restarts, and wait for them to
 //! settle.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -81,14 +82,49 @@ pub async fn submit_until_accepted(
     wait_ms: Option<u64>,
     deadline: Instant,
 ) -> anyhow::Result<Submitted> {
+    submit_counting_retries(client, plan, wait_ms, deadline, &AtomicU64::new(0)).await
+}
+
+/// [`submit_until_accepted`], adding one to `retries` for every resubmission.
+pub async fn submit_counting_retries(
+    client: &CoordinatorClient,
+    plan: &SagaPlan,
+    wait_ms: Option<u64>,
+    deadline: Instant,
+    retries: &AtomicU64,
+) -> anyhow::Result<Submitted> {
     let mut backoff = Backoff::new();
     loop {
         match plan.submit(client, wait_ms).await {
             Ok(submitted) => return Ok(submitted),
-            Err(e) if e.is_retryable() && Instant::now() < deadline => backoff.wait().await,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                retries.fetch_add(1, Ordering::Relaxed);
+                backoff.wait().await;
+            }
             Err(e) => bail!("submitting {} (key {}): {e}", plan.order_id, plan.key),
         }
     }
+}
+
+/// Submits `plan` until accepted, then polls the saga until it settles (both by `deadline`).
+pub async fn submit_and_settle(
+    client: &CoordinatorClient,
+    plan: &SagaPlan,
+    wait_ms: Option<u64>,
+    deadline: Instant,
+) -> anyhow::Result<SagaView> {
+    let submitted = submit_until_accepted(client, plan, wait_ms, deadline).await?;
+    await_settled(client, &submitted.saga.id, deadline).await
+}
+
+/// The first 20 of `errors`, one a line, for a failure message.
+pub fn first_errors(errors: &[String]) -> String {
+    errors
+        .iter()
+        .take(20)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Polls `GET /v1/sagas/{id}` until the saga is `committed`, `aborted` or `stuck` (which needs

@@ -114,23 +114,13 @@ async fn client_steps(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_crash_mid_flight() {
-    let mut cluster = match Cluster::start().await {
-        Ok(cluster) => cluster,
-        Err(e) => panic!("{e:#}"),
-    };
-    let result = scenario(&mut cluster).await;
-    cluster.expect_ok(result);
+    Cluster::run_test(scenario).await;
 }
 
 async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = started + DEADLINE;
-    let mut books = Books::new();
-    for a in 0..ACCOUNTS {
-        let account = format!("acct-{a}");
-        cluster.wallet().deposit(&account, FUNDS).await?;
-        books.deposit(&account, FUNDS);
-    }
+    let mut books = Books::funded(cluster.wallet(), "acct", ACCOUNTS, FUNDS).await?;
     let watch = BalanceWatch::start(cluster.wallet().clone(), Duration::from_millis(25));
 
     let plans = plans();
@@ -199,12 +189,7 @@ async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
             "{} of {SAGAS} clients failed (coordinator killed after {at_kill} \
              acknowledgements); first ones:\n{}\n{post_mortem}",
             errors.len(),
-            errors
-                .iter()
-                .take(20)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
+            workload::first_errors(&errors)
         );
     }
 
@@ -231,10 +216,7 @@ async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
         resumed > 0,
         "no saga was in flight when the coordinator was killed"
     );
-    ensure!(
-        audit.committed > 0 && audit.aborted > 0,
-        "a crash run must commit some sagas and abort others: {audit}"
-    );
+    audit.ensure_commits_and_aborts()?;
     let committed = runs
         .iter()
         .filter(|(_, r)| r.settled.state == SagaState::Committed)
@@ -246,21 +228,7 @@ async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
          total {:?}; {audit}",
         started.elapsed()
     );
-    ensure!(
-        report.violations.is_empty(),
-        "the wallet went wrong mid-flight: {:?}",
-        report
-            .violations
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-    );
+    report.ensure_clean()?;
     audit.into_result()?;
-    let panics = cluster.panic_lines();
-    ensure!(
-        panics.is_empty(),
-        "a service panicked:\n{}",
-        panics.join("\n")
-    );
-    Ok(())
+    cluster.ensure_no_panics()
 }

@@ -22,23 +22,13 @@ const DOWNTIME: Duration = Duration::from_millis(150);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participant_crashes_mid_flight() {
-    let mut cluster = match Cluster::start().await {
-        Ok(cluster) => cluster,
-        Err(e) => panic!("{e:#}"),
-    };
-    let result = scenario(&mut cluster).await;
-    cluster.expect_ok(result);
+    Cluster::run_test(scenario).await;
 }
 
 async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = started + DEADLINE;
-    let mut books = Books::new();
-    for a in 0..ACCOUNTS {
-        let account = format!("p-acct-{a}");
-        cluster.wallet().deposit(&account, FUNDS).await?;
-        books.deposit(&account, FUNDS);
-    }
+    let mut books = Books::funded(cluster.wallet(), "p-acct", ACCOUNTS, FUNDS).await?;
     let watch = BalanceWatch::start(cluster.wallet().clone(), Duration::from_millis(25));
 
     let plans: Vec<SagaPlan> = (0..SAGAS)
@@ -62,9 +52,7 @@ async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
             let plan = plan.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(STAGGER * i as u32).await;
-                let submitted =
-                    workload::submit_until_accepted(&client, &plan, None, deadline).await?;
-                workload::await_settled(&client, &submitted.saga.id, deadline).await
+                workload::submit_and_settle(&client, &plan, None, deadline).await
             })
         })
         .collect();
@@ -99,12 +87,7 @@ async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
         errors.is_empty(),
         "{} of {SAGAS} clients failed; first ones:\n{}",
         errors.len(),
-        errors
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        workload::first_errors(&errors)
     );
     let audit = books.audit(cluster).await?;
     // How many branch calls the kills broke (a weak schedule would break none).
@@ -127,25 +110,8 @@ async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
     let broken = outcomes.get("transient").copied().unwrap_or(0)
         + outcomes.get("not_sent").copied().unwrap_or(0);
     ensure!(broken > 0, "the kills broke no branch call: {outcomes:?}");
-    ensure!(
-        audit.committed > 0 && audit.aborted > 0,
-        "a crash run must commit some sagas and abort others: {audit}"
-    );
-    ensure!(
-        report.violations.is_empty(),
-        "the wallet went wrong mid-flight: {:?}",
-        report
-            .violations
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-    );
+    audit.ensure_commits_and_aborts()?;
+    report.ensure_clean()?;
     audit.into_result()?;
-    let panics = cluster.panic_lines();
-    ensure!(
-        panics.is_empty(),
-        "a service panicked:\n{}",
-        panics.join("\n")
-    );
-    Ok(())
+    cluster.ensure_no_panics()
 }

@@ -18,13 +18,6 @@ const WAIT_MS: u64 = 10_000;
 /// How long any one test waits for its sagas to settle.
 const SETTLE: Duration = Duration::from_secs(45);
 
-async fn start_cluster() -> Cluster {
-    match Cluster::start().await {
-        Ok(cluster) => cluster,
-        Err(e) => panic!("{e:#}"),
-    }
-}
-
 /// Submits with `wait_ms` and, if the answer is still `202`, polls until the saga settles.
 async fn run_to_end(cluster: &Cluster, plan: &SagaPlan) -> anyhow::Result<SagaView> {
     let deadline = Instant::now() + SETTLE;
@@ -50,24 +43,12 @@ async fn run_to_end(cluster: &Cluster, plan: &SagaPlan) -> anyhow::Result<SagaVi
     workload::await_settled(cluster.client(), &submitted.saga.id, deadline).await
 }
 
-fn no_panics(cluster: &Cluster) -> anyhow::Result<()> {
-    let panics = cluster.panic_lines();
-    ensure!(
-        panics.is_empty(),
-        "a service panicked:\n{}",
-        panics.join("\n")
-    );
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn place_order_commits() {
-    let mut cluster = start_cluster().await;
-    let result = async {
-        let cluster = &cluster;
+    Cluster::run_test(async |cluster| {
+        let cluster = &*cluster;
         let mut books = Books::new();
-        cluster.wallet().deposit("alice", 1_000).await?;
-        books.deposit("alice", 1_000);
+        books.fund(cluster.wallet(), "alice", 1_000).await?;
 
         let plan = SagaPlan::new("commits", 0, "alice", 250, 25);
         let saga = run_to_end(cluster, &plan).await?;
@@ -99,20 +80,17 @@ async fn place_order_commits() {
         ensure!(points == 25, "alice should have 25 points, has {points}");
 
         books.audit(cluster).await?.into_result()?;
-        no_panics(cluster)
-    }
+        cluster.ensure_no_panics()
+    })
     .await;
-    cluster.expect_ok(result);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn place_order_aborts_on_insufficient_funds() {
-    let mut cluster = start_cluster().await;
-    let result = async {
-        let cluster = &cluster;
+    Cluster::run_test(async |cluster| {
+        let cluster = &*cluster;
         let mut books = Books::new();
-        cluster.wallet().deposit("bob", 100).await?;
-        books.deposit("bob", 100);
+        books.fund(cluster.wallet(), "bob", 100).await?;
 
         let plan = SagaPlan::new("aborts", 0, "bob", 500, 50);
         let saga = run_to_end(cluster, &plan).await?;
@@ -142,21 +120,18 @@ async fn place_order_aborts_on_insufficient_funds() {
         ensure!(points == 0, "bob should have no points, has {points}");
 
         books.audit(cluster).await?.into_result()?;
-        no_panics(cluster)
-    }
+        cluster.ensure_no_panics()
+    })
     .await;
-    cluster.expect_ok(result);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resubmission_with_same_key_returns_same_saga() {
-    let mut cluster = start_cluster().await;
-    let result = async {
-        let cluster = &cluster;
+    Cluster::run_test(async |cluster| {
+        let cluster = &*cluster;
         let client = cluster.client();
         let mut books = Books::new();
-        cluster.wallet().deposit("carol", 1_000).await?;
-        books.deposit("carol", 1_000);
+        books.fund(cluster.wallet(), "carol", 1_000).await?;
 
         // Sequential: the second submission finds the first.
         let plan = SagaPlan::new("resubmit", 0, "carol", 100, 10);
@@ -224,10 +199,9 @@ async fn resubmission_with_same_key_returns_same_saga() {
 
         // Deducted and awarded once per saga despite the resubmissions.
         books.audit(cluster).await?.into_result()?;
-        no_panics(cluster)
-    }
+        cluster.ensure_no_panics()
+    })
     .await;
-    cluster.expect_ok(result);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,24 +210,20 @@ async fn hundred_concurrent_sagas_never_over_deduct() {
     const FUNDS: u64 = 1_000;
     const AMOUNT: u64 = 30;
 
-    let mut cluster = start_cluster().await;
-    let result = async {
-        let cluster = &cluster;
+    Cluster::run_test(async |cluster| {
+        let cluster = &*cluster;
         let client = cluster.client();
         let mut books = Books::new();
-        cluster.wallet().deposit("dave", FUNDS).await?;
-        books.deposit("dave", FUNDS);
+        books.fund(cluster.wallet(), "dave", FUNDS).await?;
 
         let watch = BalanceWatch::start(cluster.wallet().clone(), Duration::from_millis(20));
         let deadline = Instant::now() + SETTLE;
         let plans: Vec<SagaPlan> = (0..SAGAS)
             .map(|i| SagaPlan::new("hundred", i, "dave", AMOUNT, 1 + i as u64))
             .collect();
-        let runs = plans.iter().map(|plan| async move {
-            let submitted =
-                workload::submit_until_accepted(client, plan, Some(WAIT_MS), deadline).await?;
-            workload::await_settled(client, &submitted.saga.id, deadline).await
-        });
+        let runs = plans
+            .iter()
+            .map(|plan| workload::submit_and_settle(client, plan, Some(WAIT_MS), deadline));
         let settled = futures::future::join_all(runs).await;
         let report = watch.stop().await?;
 
@@ -266,16 +236,7 @@ async fn hundred_concurrent_sagas_never_over_deduct() {
             books.record(plan.clone(), Some(saga.id));
         }
         let audit = books.audit(cluster).await?;
-        ensure!(
-            report.violations.is_empty(),
-            "the wallet went wrong mid-flight ({} polls): {:?}",
-            report.polls,
-            report
-                .violations
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        );
+        report.ensure_clean()?;
         let audit = audit.into_result()?;
         let expected = (FUNDS / AMOUNT) as usize;
         ensure!(
@@ -289,10 +250,9 @@ async fn hundred_concurrent_sagas_never_over_deduct() {
             "dave should end with balance {} frozen 0, has {account:?}",
             FUNDS % AMOUNT
         );
-        no_panics(cluster)
-    }
+        cluster.ensure_no_panics()
+    })
     .await;
-    cluster.expect_ok(result);
 }
 
 /// Clients that give up on a submission (timeout, disconnect) while the coordinator handles it,
@@ -302,12 +262,10 @@ async fn hundred_concurrent_sagas_never_over_deduct() {
 async fn abandoned_submissions_still_settle() {
     const SAGAS: usize = 100;
 
-    let mut cluster = start_cluster().await;
-    let result = async {
-        let cluster = &cluster;
+    Cluster::run_test(async |cluster| {
+        let cluster = &*cluster;
         let mut books = Books::new();
-        cluster.wallet().deposit("erin", 100_000).await?;
-        books.deposit("erin", 100_000);
+        books.fund(cluster.wallet(), "erin", 100_000).await?;
 
         let plans: Vec<SagaPlan> = (0..SAGAS)
             .map(|i| SagaPlan::new("abandoned", i, "erin", 10, 1))
@@ -363,8 +321,7 @@ async fn abandoned_submissions_still_settle() {
             "every abandoned saga was affordable and must commit: {audit}"
         );
         audit.into_result()?;
-        no_panics(cluster)
-    }
+        cluster.ensure_no_panics()
+    })
     .await;
-    cluster.expect_ok(result);
 }

@@ -132,20 +132,12 @@ pub async fn run(
     let runs = results.settings.runs;
     'suites: for suite in suites {
         for row in &suite.rows {
-            let mut measured = Vec::with_capacity(runs);
-            let mut failure = None;
-            for run in 1..=runs {
-                match measure::measure(row, run_settings, run).await {
-                    Ok(metrics) => {
-                        eprintln!("{}", table::progress_line(&row.name, run, runs, &metrics));
-                        measured.push(metrics);
-                    }
-                    Err(e) => {
-                        failure = Some(format!("{e:#}"));
-                        break;
-                    }
-                }
-            }
+            let (measured, failure) = repeat(
+                runs,
+                async |run| measure::measure(row, run_settings, run).await,
+                |run, metrics| table::progress_line(&row.name, run, runs, metrics),
+            )
+            .await;
             if !measured.is_empty() {
                 results
                     .rows
@@ -167,6 +159,26 @@ pub async fn run(
         }
     }
     results
+}
+
+/// Runs `measure` for runs `1..=runs`, printing `progress` of each on stderr. Stops at the
+/// first error: the runs before it and the error.
+async fn repeat<T>(
+    runs: usize,
+    mut measure: impl AsyncFnMut(usize) -> anyhow::Result<T>,
+    progress: impl Fn(usize, &T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let mut measured = Vec::with_capacity(runs);
+    for run in 1..=runs {
+        match measure(run).await {
+            Ok(metrics) => {
+                eprintln!("{}", progress(run, &metrics));
+                measured.push(metrics);
+            }
+            Err(e) => return (measured, Some(format!("{e:#}"))),
+        }
+    }
+    (measured, None)
 }
 
 /// The files [`write_outputs`] wrote.

@@ -14,7 +14,7 @@ pub mod seed;
 
 use serde::Serialize;
 
-use super::summary::median;
+use super::summary::{median_of, median_of_some};
 pub use restart::{RestartMetrics, RestartSettings};
 pub use seed::SeedReport;
 
@@ -60,30 +60,26 @@ pub struct RecoverySummary {
 
 impl RecoverySummary {
     pub fn of(runs: &[RestartMetrics]) -> RecoverySummary {
-        let all = |metric: fn(&RestartMetrics) -> f64| median(runs.iter().map(metric).collect());
-        let some = |metric: fn(&RestartMetrics) -> Option<f64>| {
-            median(runs.iter().filter_map(metric).collect())
-        };
         let ready = runs.iter().map(|r| r.ready_s);
         RecoverySummary {
             runs: runs.len(),
             failed_runs: runs.iter().filter(|r| !r.ok).count(),
-            ready_s: all(|r| r.ready_s),
+            ready_s: median_of(runs, |r| r.ready_s),
             ready_min_s: ready.clone().reduce(f64::min),
             ready_max_s: ready.reduce(f64::max),
-            healthy_s: all(|r| r.healthy_s),
-            cpu_to_ready_s: some(|r| r.cpu_to_ready_s),
-            rss_at_ready_mb: some(|r| r.rss_at_ready_mb),
-            rss_settled_mb: some(|r| r.rss_settled_mb),
-            peak_rss_mb: some(|r| r.peak_rss_mb),
-            active_at_ready: some(|r| r.active_at_ready),
-            active_settled: some(|r| r.active_settled),
-            recovery_log_bytes_per_saga: some(|r| {
+            healthy_s: median_of(runs, |r| r.healthy_s),
+            cpu_to_ready_s: median_of_some(runs, |r| r.cpu_to_ready_s),
+            rss_at_ready_mb: median_of_some(runs, |r| r.rss_at_ready_mb),
+            rss_settled_mb: median_of_some(runs, |r| r.rss_settled_mb),
+            peak_rss_mb: median_of_some(runs, |r| r.peak_rss_mb),
+            active_at_ready: median_of_some(runs, |r| r.active_at_ready),
+            active_settled: median_of_some(runs, |r| r.active_settled),
+            recovery_log_bytes_per_saga: median_of_some(runs, |r| {
                 r.recovery_log_bytes
                     .filter(|_| r.sagas > 0)
                     .map(|bytes| bytes / r.sagas as f64)
             }),
-            shutdown_s: some(|r| r.shutdown_s),
+            shutdown_s: median_of_some(runs, |r| r.shutdown_s),
         }
     }
 
@@ -132,23 +128,12 @@ pub async fn run(settings: &RecoverySettings) -> anyhow::Result<RecoveryResult> 
     );
     let seed = seed::seed(&seeded, settings.sagas).await?;
     eprintln!("{}", super::table::seed_line(&seed));
-    let mut runs = Vec::with_capacity(settings.runs);
-    let mut error = None;
-    for run in 1..=settings.runs {
-        match restart::measure(&seeded, settings.sagas, &settings.restart, run).await {
-            Ok(metrics) => {
-                eprintln!(
-                    "{}",
-                    super::table::recovery_progress_line(run, settings.runs, &metrics)
-                );
-                runs.push(metrics);
-            }
-            Err(e) => {
-                error = Some(format!("{e:#}"));
-                break;
-            }
-        }
-    }
+    let (runs, error) = super::repeat(
+        settings.runs,
+        async |run| restart::measure(&seeded, settings.sagas, &settings.restart, run).await,
+        |run, metrics| super::table::recovery_progress_line(run, settings.runs, metrics),
+    )
+    .await;
     Ok(RecoveryResult {
         sagas: settings.sagas,
         data_dir_bytes_per_saga: seed.bytes_per_saga(),

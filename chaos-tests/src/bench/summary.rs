@@ -24,6 +24,16 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// The median of `metric` over every run.
+pub fn median_of<T>(runs: &[T], metric: impl Fn(&T) -> f64) -> Option<f64> {
+    median(runs.iter().map(metric).collect())
+}
+
+/// The median of `metric` over the runs that have it.
+pub fn median_of_some<T>(runs: &[T], metric: impl Fn(&T) -> Option<f64>) -> Option<f64> {
+    median(runs.iter().filter_map(metric).collect())
+}
+
 /// The medians of a row's runs. Optional metrics take the median of the runs that have them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RowSummary {
@@ -48,26 +58,22 @@ pub struct RowSummary {
 
 impl RowSummary {
     pub fn of(runs: &[RunMetrics]) -> RowSummary {
-        let all = |metric: fn(&RunMetrics) -> f64| median(runs.iter().map(metric).collect());
-        let some = |metric: fn(&RunMetrics) -> Option<f64>| {
-            median(runs.iter().filter_map(metric).collect())
-        };
         let checked: Vec<bool> = runs.iter().filter_map(|r| r.books_verified).collect();
         RowSummary {
             runs: runs.len(),
             failed_runs: runs.iter().filter(|r| !r.ok).count(),
-            throughput: all(|r| r.throughput),
-            p50_ms: all(|r| r.p50_ms),
-            p90_ms: all(|r| r.p90_ms),
-            p99_ms: all(|r| r.p99_ms),
-            p999_ms: all(|r| r.p999_ms),
-            max_ms: all(|r| r.max_ms),
-            committed: all(|r| r.committed as f64),
-            aborted: all(|r| r.aborted as f64),
-            not_terminal: all(|r| r.not_terminal as f64),
-            coordinator_cpu_us_per_saga: some(|r| r.coordinator_cpu_us_per_saga),
-            coordinator_rss_mb: some(|r| r.coordinator_rss_mb),
-            log_bytes_per_saga: some(|r| r.log_bytes_per_saga),
+            throughput: median_of(runs, |r| r.throughput),
+            p50_ms: median_of(runs, |r| r.p50_ms),
+            p90_ms: median_of(runs, |r| r.p90_ms),
+            p99_ms: median_of(runs, |r| r.p99_ms),
+            p999_ms: median_of(runs, |r| r.p999_ms),
+            max_ms: median_of(runs, |r| r.max_ms),
+            committed: median_of(runs, |r| r.committed as f64),
+            aborted: median_of(runs, |r| r.aborted as f64),
+            not_terminal: median_of(runs, |r| r.not_terminal as f64),
+            coordinator_cpu_us_per_saga: median_of_some(runs, |r| r.coordinator_cpu_us_per_saga),
+            coordinator_rss_mb: median_of_some(runs, |r| r.coordinator_rss_mb),
+            log_bytes_per_saga: median_of_some(runs, |r| r.log_bytes_per_saga),
             books_verified: (!checked.is_empty()).then(|| checked.iter().all(|&ok| ok)),
         }
     }
