@@ -637,6 +637,23 @@ mod tests {
     }
 
     impl Fixture {
+        /// Runs `req` through the barrier method of its phase; the call must not fail.
+        async fn call<F>(&self, req: &BranchRequest, apply: F) -> BranchReply
+        where
+            F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
+        {
+            let reply = match req.phase {
+                Phase::Try | Phase::Action => {
+                    self.barrier.forward(req, &self.business, apply).await
+                }
+                Phase::Cancel | Phase::Compensate => {
+                    self.barrier.undo(req, &self.business, apply).await
+                }
+                Phase::Confirm => self.barrier.confirm(req, &self.business, apply).await,
+            };
+            reply.unwrap()
+        }
+
         fn state(&self) -> (u64, u64) {
             let read = |key: &str| -> u64 {
                 self.business
@@ -663,23 +680,11 @@ mod tests {
         let f = fixture(BarrierMode::Enforced, 100);
         let calls = AtomicUsize::new(0);
         let first = f
-            .barrier
-            .forward(
-                &req("s1", Phase::Try, 30),
-                &f.business,
-                counted(&calls, freeze),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Try, 30), counted(&calls, freeze))
+            .await;
         let second = f
-            .barrier
-            .forward(
-                &req("s1", Phase::Try, 30),
-                &f.business,
-                counted(&calls, freeze),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Try, 30), counted(&calls, freeze))
+            .await;
         assert_eq!(first, BranchReply::ok(json!({"frozen": 30})));
         assert_eq!(second, first);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -691,26 +696,14 @@ mod tests {
         let f = fixture(BarrierMode::Enforced, 100);
         let calls = AtomicUsize::new(0);
         let cancel = f
-            .barrier
-            .undo(
-                &req("s1", Phase::Cancel, 30),
-                &f.business,
-                counted(&calls, release),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Cancel, 30), counted(&calls, release))
+            .await;
         assert_eq!(cancel, BranchReply::ok(json!({"null_compensation": true})));
         assert_eq!(calls.load(Ordering::SeqCst), 0);
 
         let late_try = f
-            .barrier
-            .forward(
-                &req("s1", Phase::Try, 30),
-                &f.business,
-                counted(&calls, freeze),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Try, 30), counted(&calls, freeze))
+            .await;
         assert_eq!(late_try.status, 409);
         assert_eq!(late_try.body["error"], "hanging");
         assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -718,14 +711,8 @@ mod tests {
 
         // The hanging rejection is stored: a retry of the try gets it again.
         let again = f
-            .barrier
-            .forward(
-                &req("s1", Phase::Try, 30),
-                &f.business,
-                counted(&calls, freeze),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Try, 30), counted(&calls, freeze))
+            .await;
         assert_eq!(again, late_try);
         let record = f.barrier.record("s1", "freeze_funds").unwrap().unwrap();
         assert_eq!(record.forward, Some(late_try));
@@ -736,29 +723,14 @@ mod tests {
     async fn duplicate_cancel_releases_once_using_the_try_input() {
         let f = fixture(BarrierMode::Enforced, 100);
         let calls = AtomicUsize::new(0);
-        f.barrier
-            .forward(&req("s1", Phase::Try, 30), &f.business, freeze)
-            .await
-            .unwrap();
+        f.call(&req("s1", Phase::Try, 30), freeze).await;
         // The cancel carries a different amount: the barrier hands the try's input instead.
         let first = f
-            .barrier
-            .undo(
-                &req("s1", Phase::Cancel, 99),
-                &f.business,
-                counted(&calls, release),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Cancel, 99), counted(&calls, release))
+            .await;
         let second = f
-            .barrier
-            .undo(
-                &req("s1", Phase::Cancel, 99),
-                &f.business,
-                counted(&calls, release),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Cancel, 99), counted(&calls, release))
+            .await;
         assert_eq!(first, BranchReply::ok(json!({"released": 30})));
         assert_eq!(second, first);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -770,49 +742,24 @@ mod tests {
         let f = fixture(BarrierMode::Enforced, 100);
         let calls = AtomicUsize::new(0);
         let early = f
-            .barrier
-            .confirm(
-                &req("s1", Phase::Confirm, 30),
-                &f.business,
-                counted(&calls, deduct),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Confirm, 30), counted(&calls, deduct))
+            .await;
         assert_eq!(early.status, 409);
         assert_eq!(early.body["error"], "confirm_without_try");
         // Not stored: once the try lands, the confirm goes through.
-        f.barrier
-            .forward(&req("s1", Phase::Try, 30), &f.business, freeze)
-            .await
-            .unwrap();
+        f.call(&req("s1", Phase::Try, 30), freeze).await;
         let first = f
-            .barrier
-            .confirm(
-                &req("s1", Phase::Confirm, 30),
-                &f.business,
-                counted(&calls, deduct),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Confirm, 30), counted(&calls, deduct))
+            .await;
         let second = f
-            .barrier
-            .confirm(
-                &req("s1", Phase::Confirm, 30),
-                &f.business,
-                counted(&calls, deduct),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Confirm, 30), counted(&calls, deduct))
+            .await;
         assert_eq!(first, BranchReply::ok(json!({"deducted": 30})));
         assert_eq!(second, first);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(f.state(), (70, 0));
 
-        let cancel = f
-            .barrier
-            .undo(&req("s1", Phase::Cancel, 30), &f.business, release)
-            .await
-            .unwrap();
+        let cancel = f.call(&req("s1", Phase::Cancel, 30), release).await;
         assert_eq!(cancel.body["error"], "undo_after_confirm");
         assert_eq!(f.state(), (70, 0));
     }
@@ -820,19 +767,9 @@ mod tests {
     #[tokio::test]
     async fn confirm_after_cancel_is_refused() {
         let f = fixture(BarrierMode::Enforced, 100);
-        f.barrier
-            .forward(&req("s1", Phase::Try, 30), &f.business, freeze)
-            .await
-            .unwrap();
-        f.barrier
-            .undo(&req("s1", Phase::Cancel, 30), &f.business, release)
-            .await
-            .unwrap();
-        let confirm = f
-            .barrier
-            .confirm(&req("s1", Phase::Confirm, 30), &f.business, deduct)
-            .await
-            .unwrap();
+        f.call(&req("s1", Phase::Try, 30), freeze).await;
+        f.call(&req("s1", Phase::Cancel, 30), release).await;
+        let confirm = f.call(&req("s1", Phase::Confirm, 30), deduct).await;
         assert_eq!(confirm.status, 409);
         assert_eq!(confirm.body["error"], "confirm_after_cancel");
         assert_eq!(f.state(), (100, 0));
@@ -843,14 +780,8 @@ mod tests {
         let f = fixture(BarrierMode::Enforced, 10);
         let calls = AtomicUsize::new(0);
         let first = f
-            .barrier
-            .forward(
-                &req("s1", Phase::Try, 30),
-                &f.business,
-                counted(&calls, freeze),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Try, 30), counted(&calls, freeze))
+            .await;
         assert_eq!(first.status, 409);
         assert_eq!(first.body["error"], "insufficient_funds");
         assert_eq!(
@@ -864,26 +795,14 @@ mod tests {
             .insert("balance", serde_json::to_vec(&1000u64).unwrap())
             .unwrap();
         let second = f
-            .barrier
-            .forward(
-                &req("s1", Phase::Try, 30),
-                &f.business,
-                counted(&calls, freeze),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Try, 30), counted(&calls, freeze))
+            .await;
         assert_eq!(second, first);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
 
         let cancel = f
-            .barrier
-            .undo(
-                &req("s1", Phase::Cancel, 30),
-                &f.business,
-                counted(&calls, release),
-            )
-            .await
-            .unwrap();
+            .call(&req("s1", Phase::Cancel, 30), counted(&calls, release))
+            .await;
         assert_eq!(cancel, BranchReply::ok(json!({"nothing_to_undo": true})));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(f.state(), (1000, 0));
@@ -895,18 +814,10 @@ mod tests {
         let failing = |_: &TransactionalTree, _: &Value| -> Result<Value, BusinessError> {
             Err(Rejection::invariant("boom").into())
         };
-        let reply = f
-            .barrier
-            .forward(&req("s1", Phase::Action, 1), &f.business, failing)
-            .await
-            .unwrap();
+        let reply = f.call(&req("s1", Phase::Action, 1), failing).await;
         assert_eq!(reply.status, 500);
         assert_eq!(f.barrier.record("s1", "freeze_funds").unwrap(), None);
-        let retried = f
-            .barrier
-            .forward(&req("s1", Phase::Action, 1), &f.business, freeze)
-            .await
-            .unwrap();
+        let retried = f.call(&req("s1", Phase::Action, 1), freeze).await;
         assert_eq!(retried.status, 200);
     }
 
@@ -942,11 +853,7 @@ mod tests {
     async fn unsafe_mode_really_removes_the_protection() {
         let f = fixture(BarrierMode::UnsafeDisabled, 100);
         for _ in 0..2 {
-            let reply = f
-                .barrier
-                .forward(&req("s1", Phase::Try, 30), &f.business, freeze)
-                .await
-                .unwrap();
+            let reply = f.call(&req("s1", Phase::Try, 30), freeze).await;
             assert_eq!(reply.status, 200);
         }
         assert_eq!(f.state(), (100, 60), "the duplicate try froze twice");
