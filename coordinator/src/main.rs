@@ -1,7 +1,10 @@
 //! The `coordinator` binary: `coordinator --listen 127.0.0.1:7700 --data-dir DIR [--workflows DIR]`.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use coordinator::CoordinatorConfig;
+use coordinator::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 // The saga path allocates many small, short-lived buffers across threads; mimalloc handles
@@ -11,12 +14,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let config = CoordinatorConfig::parse();
+    init_logging(config.log_format);
     let running = match coordinator::start(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -24,10 +23,22 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    println!("coordinator listening on {}", running.local_addr());
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): plain text, coloured only on a
+/// terminal, or JSON lines.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 async fn wait_for_signal() {

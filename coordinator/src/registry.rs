@@ -3,17 +3,33 @@
 //! Workflows from files load at start-up, before participants have registered, so they are
 //! checked structurally then and resolved against the registry when a saga is submitted. A
 //! workflow `PUT` over the API is also checked against the registered participants.
+//!
+//! Every registry write runs alone (one writer at a time): it reads what is stored, writes,
+//! flushes and only then updates memory, so concurrent writes can neither hand out one
+//! version twice nor leave memory and the store disagreeing.
+//!
+//! Precedence, so that an operator's change is never silently undone by a restart:
+//! - a participant's registration without a `policy` keeps the stored policy (a participant
+//!   sends one only when started with `--policy FILE`);
+//! - a workflow file loads only when its content differs from what that file last loaded, so a
+//!   definition changed through the API stays until the file itself is edited.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use sagas::workflow::is_valid_name;
-use sagas::{ParticipantSpec, WorkflowError, WorkflowSpec};
+use sagas::limits::check_name;
+use sagas::{FieldError, ParticipantSpec, WorkflowError, WorkflowSpec};
 
 use crate::engine::{Plan, PlanStep};
-use crate::store::{RegistryStore, SagaLog, StoreError};
+use crate::store::{RegistryStore, SagaLog, StoreError, VersionWrite};
+use crate::telemetry;
+
+/// Declares the participant's metric series (see [`telemetry`]).
+fn participant_known(name: &str, spec: &ParticipantSpec) {
+    telemetry::participant_known(name, spec.actions.values().map(|a| a.kind()));
+}
 
 /// The store the coordinator runs on: the saga log plus the registries.
 pub trait Store: SagaLog + RegistryStore {}
@@ -21,16 +37,32 @@ impl<T: SagaLog + RegistryStore> Store for T {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("invalid name {0:?}: use letters, digits, '_', '-' or '.' (at most 128)")]
-    BadName(String),
-    #[error("invalid participant: {0}")]
-    BadParticipant(String),
+    /// A field of a registration breaks a rule (`400`).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
+    /// Another writer stored this version first (`409`); read the workflow and try again.
+    #[error("workflow {name:?} version {version} was just stored by another writer; try again")]
+    VersionTaken { name: String, version: u32 },
+    #[error("workflow file {file}: {source}")]
+    File { file: String, source: WorkflowError },
     #[error("cannot read workflow files in {dir}: {message}")]
     Files { dir: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What loading one workflow file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileLoad {
+    /// The file was new or changed since it last loaded: it is now this version.
+    Loaded { version: u32 },
+    /// The file is what it was when it last loaded; the workflow stays at this version.
+    Unchanged { version: u32 },
+    /// Seen for the first time while the stored workflow differs (changed through the API):
+    /// the stored version is kept until the file is edited.
+    KeptStored { version: u32 },
 }
 
 /// One version of a workflow.
@@ -42,6 +74,8 @@ pub struct WorkflowVersion {
 
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// Held by every registry write, from reading the current state to updating memory.
+    writing: tokio::sync::Mutex<()>,
     participants: RwLock<HashMap<String, Arc<ParticipantSpec>>>,
     workflows: RwLock<HashMap<String, WorkflowVersion>>,
     /// Bumped on every participant change: plans resolved before it are stale.
@@ -64,15 +98,18 @@ impl Registry {
         let participants = store
             .participants()?
             .into_iter()
+            .inspect(|(name, spec)| participant_known(name, spec))
             .map(|(n, s)| (n, Arc::new(s)))
             .collect();
         let workflows = store
             .workflows()?
             .into_iter()
+            .inspect(|(name, _, _)| telemetry::workflow_known(name))
             .map(|(name, version, spec)| (name, WorkflowVersion { version, spec }))
             .collect();
         Ok(Registry {
             store,
+            writing: tokio::sync::Mutex::new(()),
             participants: RwLock::new(participants),
             workflows: RwLock::new(workflows),
             generation: AtomicU64::new(0),
@@ -81,18 +118,28 @@ impl Registry {
         })
     }
 
-    /// Registers or updates a participant; durable when it returns.
+    /// Registers or updates a participant; durable when it returns. Without a policy, the
+    /// stored one (or the defaults) stays. Returns what is now registered.
     pub async fn put_participant(
         &self,
         name: &str,
-        spec: ParticipantSpec,
+        mut spec: ParticipantSpec,
     ) -> Result<Arc<ParticipantSpec>, RegistryError> {
-        if !is_valid_name(name) {
-            return Err(RegistryError::BadName(name.into()));
+        check_name("name", name)?;
+        spec.validate()?;
+        let _writing = self.writing.lock().await;
+        let existing = self.participant(name);
+        if spec.policy.is_none() {
+            spec.policy = existing.as_ref().and_then(|e| e.policy.clone());
         }
-        spec.validate().map_err(RegistryError::BadParticipant)?;
+        if let Some(existing) = existing
+            && *existing == spec
+        {
+            return Ok(existing);
+        }
         self.store.put_participant(name, &spec)?;
         self.store.flush().await?;
+        participant_known(name, &spec);
         let spec = Arc::new(spec);
         self.participants
             .write()
@@ -130,33 +177,40 @@ impl Registry {
         spec: WorkflowSpec,
         check_participants: bool,
     ) -> Result<WorkflowVersion, RegistryError> {
-        if !is_valid_name(name) {
-            return Err(RegistryError::BadName(name.into()));
-        }
+        check_name("name", name)?;
         spec.validate()?;
         if check_participants {
             self.plan(&spec)?;
         }
-        let version = {
-            let workflows = self.workflows.read().expect("registry lock poisoned");
-            match workflows.get(name) {
-                Some(current) if current.spec == spec => return Ok(current.clone()),
-                Some(current) => current.version + 1,
-                None => 1,
-            }
+        let _writing = self.writing.lock().await;
+        self.store_workflow(name, spec).await
+    }
+
+    /// Writes a new version unless the newest is the same; the caller holds `writing`.
+    async fn store_workflow(
+        &self,
+        name: &str,
+        spec: WorkflowSpec,
+    ) -> Result<WorkflowVersion, RegistryError> {
+        let version = match self.workflow(name) {
+            Some(current) if current.spec == spec => return Ok(current),
+            Some(current) => current.version + 1,
+            None => 1,
         };
-        self.store.put_workflow(name, version, &spec)?;
-        self.store.flush().await?;
-        let entry = WorkflowVersion { version, spec };
-        let mut workflows = self.workflows.write().expect("registry lock poisoned");
-        // Two concurrent PUTs of one name: keep the higher version.
-        match workflows.get(name) {
-            Some(current) if current.version >= version => Ok(current.clone()),
-            _ => {
-                workflows.insert(name.into(), entry.clone());
-                Ok(entry)
-            }
+        if self.store.put_workflow(name, version, &spec)? == VersionWrite::Taken {
+            return Err(RegistryError::VersionTaken {
+                name: name.into(),
+                version,
+            });
         }
+        self.store.flush().await?;
+        telemetry::workflow_known(name);
+        let entry = WorkflowVersion { version, spec };
+        self.workflows
+            .write()
+            .expect("registry lock poisoned")
+            .insert(name.into(), entry.clone());
+        Ok(entry)
     }
 
     pub fn workflow(&self, name: &str) -> Option<WorkflowVersion> {
@@ -256,7 +310,7 @@ impl Registry {
                     retry: step
                         .retry
                         .clone()
-                        .unwrap_or_else(|| participant.policy.retry.clone()),
+                        .unwrap_or_else(|| participant.effective_policy().retry.clone()),
                 })
             })
             .collect::<Result<Vec<_>, WorkflowError>>()?;
@@ -267,8 +321,9 @@ impl Registry {
     }
 
     /// Loads every `*.json`, `*.yaml` and `*.yml` file in `dir` as a workflow named after the
-    /// file. Returns the names loaded.
-    pub async fn load_dir(&self, dir: &Path) -> Result<Vec<String>, RegistryError> {
+    /// file, each only if it changed since it last loaded (see the module's precedence).
+    /// Returns what each file did, by workflow name.
+    pub async fn load_dir(&self, dir: &Path) -> Result<Vec<(String, FileLoad)>, RegistryError> {
         let files_error = |e: std::io::Error| RegistryError::Files {
             dir: dir.display().to_string(),
             message: e.to_string(),
@@ -286,17 +341,47 @@ impl Registry {
         paths.sort();
         let mut loaded = Vec::new();
         for path in paths {
+            let file = path.display().to_string();
+            let in_file = |source| RegistryError::File {
+                file: file.clone(),
+                source,
+            };
             let name = path
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or_default()
                 .to_string();
+            check_name("file name", &name).map_err(|e| in_file(e.into()))?;
             let text = std::fs::read_to_string(&path).map_err(files_error)?;
-            let spec = WorkflowSpec::from_yaml_or_json(&text, &path.display().to_string())?;
-            self.put_workflow(&name, spec, false).await?;
-            loaded.push(name);
+            let spec = WorkflowSpec::from_yaml_or_json(&text, &file).map_err(in_file)?;
+            spec.validate().map_err(in_file)?;
+            let outcome = self.load_file(&name, spec).await?;
+            loaded.push((name, outcome));
         }
         Ok(loaded)
+    }
+
+    /// One workflow file's definition, applied only if the file changed since it last loaded.
+    async fn load_file(&self, name: &str, spec: WorkflowSpec) -> Result<FileLoad, RegistryError> {
+        let _writing = self.writing.lock().await;
+        let last_loaded = self.store.file_workflow(name)?;
+        let current = self.workflow(name);
+        let outcome = match (last_loaded, current) {
+            (Some(last), Some(current)) if last == spec => FileLoad::Unchanged {
+                version: current.version,
+            },
+            // First sight of this file, but an older coordinator loaded it at every start and
+            // the stored workflow differs: it was changed through the API since. Keep that.
+            (None, Some(current)) if current.spec != spec => FileLoad::KeptStored {
+                version: current.version,
+            },
+            _ => FileLoad::Loaded {
+                version: self.store_workflow(name, spec.clone()).await?.version,
+            },
+        };
+        self.store.put_file_workflow(name, &spec)?;
+        self.store.flush().await?;
+        Ok(outcome)
     }
 }
 
@@ -311,7 +396,7 @@ mod tests {
         serde_json::from_value(json!({
             "base_url": "http://127.0.0.1:9",
             "actions": {"book": {"action": "/book", "compensate": "/book/undo"}},
-            "policy": {"retry": {"initial_ms": initial_retry_ms}}
+            "policy": {"retry": {"initial_ms": initial_retry_ms, "max_ms": 5_000}}
         }))
         .unwrap()
     }

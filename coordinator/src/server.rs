@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::api;
 use crate::clock::Clock;
 use crate::config::CoordinatorConfig;
-use crate::registry::{Registry, RegistryError, Store};
+use crate::registry::{FileLoad, Registry, RegistryError, Store};
 use crate::runtime::Runtime;
 use crate::store::{SledStore, StoreError};
 
@@ -41,6 +41,8 @@ pub struct RunningCoordinator {
 /// Opens the log, loads workflow files, starts serving, and resumes active sagas in the
 /// background (`/readyz` turns 200 when done).
 pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, StartError> {
+    // First, so that the registry can declare its workflows' and participants' series.
+    crate::telemetry::handle();
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         dir: config.data_dir.display().to_string(),
         source,
@@ -50,11 +52,7 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, Star
         &config.store_options(),
     )?);
     let registry = Arc::new(Registry::load(store.clone())?);
-    if let Some(dir) = config.workflow_dir() {
-        let loaded = registry.load_dir(&dir).await?;
-        tracing::info!(dir = %dir.display(), workflows = ?loaded, "workflow files loaded");
-    }
-    crate::telemetry::handle();
+    load_workflow_files(&registry, &config).await?;
     let runtime = Runtime::new(store, registry, Clock::new());
     let retention = Duration::from_secs(config.retention_secs);
     // Sweep about ten times per retention period, at most once a minute, at least every 100 ms.
@@ -104,6 +102,44 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, Star
         http,
         grace: Duration::from_millis(config.shutdown_grace_ms),
     })
+}
+
+/// Loads the workflow directory, saying which one and what each file did, or that there is
+/// none (a coordinator started outside the repository finds no `sagas/`).
+async fn load_workflow_files(
+    registry: &Registry,
+    config: &CoordinatorConfig,
+) -> Result<(), StartError> {
+    let Some(dir) = config.workflow_dir() else {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        tracing::info!(
+            "no workflow files: --workflows not given and no sagas/ directory in {}; \
+             workflows defined through the API only",
+            cwd.display()
+        );
+        return Ok(());
+    };
+    let loaded = registry.load_dir(&dir).await?;
+    if loaded.is_empty() {
+        tracing::warn!(dir = %dir.display(), "no workflow files (*.json, *.yaml, *.yml) in the workflow directory");
+    }
+    for (name, outcome) in loaded {
+        match outcome {
+            FileLoad::Loaded { version } => {
+                tracing::info!(dir = %dir.display(), workflow = %name, version, "workflow file loaded")
+            }
+            FileLoad::Unchanged { version } => tracing::info!(
+                dir = %dir.display(), workflow = %name, version,
+                "workflow file unchanged since it last loaded; the workflow stays at its current version"
+            ),
+            FileLoad::KeptStored { version } => tracing::warn!(
+                dir = %dir.display(), workflow = %name, version,
+                "workflow file differs from the stored workflow, which was changed through the API; \
+                 keeping the stored version (edit the file to load it)"
+            ),
+        }
+    }
+    Ok(())
 }
 
 impl RunningCoordinator {

@@ -1,20 +1,45 @@
 //! Prometheus metrics. One recorder per process (the `metrics` facade is global), shared by
 //! every coordinator the process runs; `GET /metrics` renders it.
+//!
+//! Prometheus conventions: one prefix (`coordinator_`), units in the names (`_seconds`,
+//! `_bytes`), counters end in `_total`, every metric has a `# HELP` line, and every series is
+//! declared before anything happens (at zero): unlabelled ones when the recorder is installed,
+//! per-workflow and per-participant ones as soon as the workflow or participant is known, so
+//! that a dashboard or an alert sees `0`, not "no data", until the first event.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use sagas::Phase;
+use sagas::{Phase, StepKind};
 
 use crate::engine::CallOutcome;
 
+/// Every metric's name, in one place.
+pub mod names {
+    pub const SAGAS_SUBMITTED: &str = "coordinator_sagas_submitted_total";
+    pub const SAGAS_ACTIVE: &str = "coordinator_sagas_active";
+    pub const SAGAS_PARKED: &str = "coordinator_sagas_parked";
+    pub const SAGAS_FINISHED: &str = "coordinator_sagas_finished_total";
+    pub const SAGA_DURATION: &str = "coordinator_saga_duration_seconds";
+    pub const SAGAS_STUCK: &str = "coordinator_sagas_stuck_total";
+    pub const BRANCH_CALLS: &str = "coordinator_branch_calls_total";
+    pub const BRANCH_CALL_DURATION: &str = "coordinator_branch_call_duration_seconds";
+    pub const LOG_BYTES: &str = "coordinator_log_bytes_total";
+    pub const LOG_FLUSHES: &str = "coordinator_log_flushes_total";
+    pub const LOG_FLUSH_BATCH: &str = "coordinator_log_flush_batch_size";
+    pub const LOG_FLUSH_DURATION: &str = "coordinator_log_flush_duration_seconds";
+}
+use names::*;
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the recorder once. `None` if another recorder was installed first (then metrics
-/// go there and `/metrics` says so).
+/// Installs the recorder once and declares the unlabelled series. `None` if another recorder
+/// was installed first (then metrics go there and `/metrics` says so).
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
@@ -26,26 +51,116 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .expect("static, non-empty buckets")
                 .build_recorder();
             let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).ok().map(|_| handle)
+            let installed = metrics::set_global_recorder(recorder).ok().map(|_| handle);
+            if installed.is_some() {
+                describe();
+            }
+            installed
         })
         .as_ref()
 }
 
+/// `# HELP` of every metric, and the unlabelled series at zero.
+fn describe() {
+    describe_counter!(SAGAS_SUBMITTED, "Sagas accepted, by workflow.");
+    describe_gauge!(
+        SAGAS_ACTIVE,
+        "Sagas not yet settled (running, settling, stuck, or owing a callback) in this process."
+    );
+    describe_gauge!(
+        SAGAS_PARKED,
+        "Active sagas waiting without a task (a long retry backoff, stuck); part of coordinator_sagas_active."
+    );
+    describe_counter!(
+        SAGAS_FINISHED,
+        "Sagas that ended, by workflow and state (committed, aborted)."
+    );
+    describe_histogram!(
+        SAGA_DURATION,
+        Unit::Seconds,
+        "Time from submission to the terminal state, by workflow and state."
+    );
+    describe_counter!(
+        SAGAS_STUCK,
+        "Sagas that turned stuck (a confirm, cancel or compensate exhausted its attempts), by workflow."
+    );
+    describe_counter!(
+        BRANCH_CALLS,
+        "Branch calls by participant, phase and outcome (ok, rejected, transient, not_sent, refused)."
+    );
+    describe_histogram!(
+        BRANCH_CALL_DURATION,
+        Unit::Seconds,
+        "Branch call latency by participant and phase, including waiting for a bulkhead slot."
+    );
+    describe_counter!(
+        LOG_BYTES,
+        Unit::Bytes,
+        "Bytes (keys and values) the saga log wrote: events, snapshots, index entries."
+    );
+    describe_counter!(LOG_FLUSHES, "Group-commit flushes of the saga log.");
+    describe_histogram!(LOG_FLUSH_BATCH, "Writers served by one group-commit flush.");
+    describe_histogram!(
+        LOG_FLUSH_DURATION,
+        Unit::Seconds,
+        "Time one group-commit flush took."
+    );
+    gauge!(SAGAS_ACTIVE).increment(0.0);
+    gauge!(SAGAS_PARKED).increment(0.0);
+    counter!(LOG_BYTES).increment(0);
+    counter!(LOG_FLUSHES).increment(0);
+}
+
+/// Declares a workflow's series at zero.
+pub fn workflow_known(workflow: &str) {
+    counter!(SAGAS_SUBMITTED, "workflow" => workflow.to_string()).increment(0);
+    counter!(SAGAS_STUCK, "workflow" => workflow.to_string()).increment(0);
+    for state in ["committed", "aborted"] {
+        counter!(SAGAS_FINISHED, "workflow" => workflow.to_string(), "state" => state).increment(0);
+    }
+}
+
+/// Declares a participant's series at zero: every phase its actions have, every outcome.
+pub fn participant_known(participant: &str, kinds: impl IntoIterator<Item = StepKind>) {
+    let mut phases: Vec<Phase> = Vec::new();
+    for kind in kinds {
+        phases.push(kind.forward());
+        phases.push(kind.undo());
+        phases.extend(kind.commit());
+    }
+    phases.sort();
+    phases.dedup();
+    for phase in phases {
+        for outcome in OUTCOMES {
+            counter!(BRANCH_CALLS, "participant" => participant.to_string(), "phase" => phase.as_str(), "outcome" => outcome.as_str())
+                .increment(0);
+        }
+    }
+}
+
+const OUTCOMES: [CallOutcome; 5] = [
+    CallOutcome::Ok,
+    CallOutcome::Rejected,
+    CallOutcome::Transient,
+    CallOutcome::NotSent,
+    CallOutcome::Refused,
+];
+
 pub fn saga_submitted(workflow: &str) {
-    counter!("saga_submissions_total", "workflow" => workflow.to_string()).increment(1);
+    counter!(SAGAS_SUBMITTED, "workflow" => workflow.to_string()).increment(1);
 }
 
 pub fn saga_started() {
-    gauge!("sagas_active").increment(1.0);
+    gauge!(SAGAS_ACTIVE).increment(1.0);
 }
 
 pub fn saga_stopped() {
-    gauge!("sagas_active").decrement(1.0);
+    gauge!(SAGAS_ACTIVE).decrement(1.0);
 }
 
-/// Active sagas waiting without a task (a long backoff, stuck), part of `sagas_active`.
+/// Active sagas waiting without a task (a long backoff, stuck), part of the active ones.
 pub fn saga_parked(parked: bool) {
-    let gauge = gauge!("sagas_parked");
+    let gauge = gauge!(SAGAS_PARKED);
     if parked {
         gauge.increment(1.0);
     } else {
@@ -54,39 +169,31 @@ pub fn saga_parked(parked: bool) {
 }
 
 pub fn saga_finished(workflow: &str, state: &'static str, age: Duration) {
-    counter!("sagas_finished_total", "workflow" => workflow.to_string(), "state" => state)
-        .increment(1);
-    histogram!("saga_duration_seconds", "workflow" => workflow.to_string(), "state" => state)
+    counter!(SAGAS_FINISHED, "workflow" => workflow.to_string(), "state" => state).increment(1);
+    histogram!(SAGA_DURATION, "workflow" => workflow.to_string(), "state" => state)
         .record(age.as_secs_f64());
 }
 
 pub fn saga_stuck(workflow: &str) {
-    counter!("sagas_stuck_total", "workflow" => workflow.to_string()).increment(1);
+    counter!(SAGAS_STUCK, "workflow" => workflow.to_string()).increment(1);
 }
 
 pub fn branch_call(participant: &str, phase: Phase, outcome: CallOutcome, latency: Duration) {
-    let outcome = match outcome {
-        CallOutcome::Ok => "ok",
-        CallOutcome::Rejected => "rejected",
-        CallOutcome::Transient => "transient",
-        CallOutcome::NotSent => "not_sent",
-        CallOutcome::Refused => "refused",
-    };
     let participant = participant.to_string();
-    counter!("branch_calls_total", "participant" => participant.clone(), "phase" => phase.as_str(), "outcome" => outcome)
+    counter!(BRANCH_CALLS, "participant" => participant.clone(), "phase" => phase.as_str(), "outcome" => outcome.as_str())
         .increment(1);
-    histogram!("branch_call_duration_seconds", "participant" => participant, "phase" => phase.as_str())
+    histogram!(BRANCH_CALL_DURATION, "participant" => participant, "phase" => phase.as_str())
         .record(latency.as_secs_f64());
 }
 
-/// Bytes (keys and values) the saga log handed to sled: events, snapshots, index entries.
+/// Bytes (keys and values) the saga log handed to the store: events, snapshots, index entries.
 pub fn log_written(bytes: usize) {
-    counter!("coordinator_log_bytes_total").increment(bytes as u64);
+    counter!(LOG_BYTES).increment(bytes as u64);
 }
 
 /// One group-commit flush and how many waiters it served.
 pub fn log_flushed(waiters: usize, took: Duration) {
-    counter!("log_flushes_total").increment(1);
-    histogram!("log_flush_batch_size").record(waiters as f64);
-    histogram!("log_flush_duration_seconds").record(took.as_secs_f64());
+    counter!(LOG_FLUSHES).increment(1);
+    histogram!(LOG_FLUSH_BATCH).record(waiters as f64);
+    histogram!(LOG_FLUSH_DURATION).record(took.as_secs_f64());
 }

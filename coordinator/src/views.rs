@@ -3,7 +3,7 @@
 use sagas::api::{EventView, SagaView, StepView};
 
 use crate::clock::rfc3339;
-use crate::engine::{CallOutcome, Decision, Event, Saga};
+use crate::engine::{Decision, Event, Saga};
 
 pub fn saga_view(saga: &Saga) -> SagaView {
     SagaView {
@@ -11,7 +11,7 @@ pub fn saga_view(saga: &Saga) -> SagaView {
         workflow: saga.workflow.clone(),
         workflow_version: saga.workflow_version,
         state: saga.lifecycle.api_state(),
-        input: saga.input.to_value(),
+        input: saga.input.clone(),
         error: saga.error.clone(),
         created_at: rfc3339(saga.created_at),
         updated_at: rfc3339(saga.updated_at),
@@ -30,6 +30,7 @@ pub fn saga_view(saga: &Saga) -> SagaView {
                 attempts: state.attempts,
                 phase: state.last_phase,
                 last_error: state.last_error.clone(),
+                undo: saga.api_undo_status(i),
             })
             .collect(),
     }
@@ -66,16 +67,7 @@ pub fn event_view(saga: &Saga, seq: u64, event: &Event) -> EventView {
             view.step = step_name(call.step);
             view.phase = Some(call.phase);
             view.attempt = Some(call.attempt);
-            view.outcome = Some(
-                match outcome {
-                    CallOutcome::Ok => "ok",
-                    CallOutcome::Rejected => "rejected",
-                    CallOutcome::Transient => "transient",
-                    CallOutcome::NotSent => "not_sent",
-                    CallOutcome::Refused => "refused",
-                }
-                .into(),
-            );
+            view.outcome = Some(outcome.as_str().into());
             view.http_status = *http_status;
             view.latency_ms = Some(*latency_ms);
             view.error = error.clone();

@@ -45,10 +45,11 @@ async fn setup_with(
         "policy": {"timeout_ms": 2000}
     }))
     .unwrap();
-    spec.policy.retry.initial_ms = 5;
-    spec.policy.retry.max_ms = 20;
-    spec.policy.retry.max_attempts = 2;
-    spec.policy.retry.settle_max_attempts = settle_max_attempts;
+    let policy = spec.policy.as_mut().expect("the spec sets a policy");
+    policy.retry.initial_ms = 5;
+    policy.retry.max_ms = 20;
+    policy.retry.max_attempts = 2;
+    policy.retry.settle_max_attempts = settle_max_attempts;
     client.put_participant("p", &spec).await.unwrap();
     let workflow = WorkflowBuilder::new()
         .step("s1", "p", "s")
@@ -139,10 +140,10 @@ async fn commits_with_confirm_and_records_an_audit_trail() {
     );
     let metrics = s.metrics().await;
     for name in [
-        "sagas_finished_total",
-        "branch_calls_total",
-        "branch_call_duration_seconds",
-        "log_flushes_total",
+        "coordinator_sagas_finished_total",
+        "coordinator_branch_calls_total",
+        "coordinator_branch_call_duration_seconds",
+        "coordinator_log_flushes_total",
     ] {
         assert!(
             metrics.contains(name),
@@ -179,7 +180,11 @@ async fn a_rejected_try_aborts_and_undoes_in_reverse_order() {
         "{:?}",
         done.saga.error
     );
-    assert_eq!(done.saga.steps[1].status, StepStatus::Compensated);
+    // The step that caused the rollback stays visible as rejected; its undo is shown apart.
+    assert_eq!(done.saga.steps[1].status, StepStatus::Rejected);
+    assert_eq!(done.saga.steps[1].undo, Some(StepStatus::Compensated));
+    assert_eq!(done.saga.steps[0].status, StepStatus::Compensated);
+    assert_eq!(done.saga.steps[0].undo, None);
     assert_eq!(
         s.fake.calls(),
         vec![
@@ -231,7 +236,11 @@ async fn failing_compensation_gets_stuck_and_retry_finishes_it() {
     );
     // Counted (and alerted) as soon as it is stuck, not when an operator first touches it.
     let metrics = s.metrics().await;
-    assert!(metrics.contains("sagas_stuck_total"), "{metrics}");
+    let stuck_count = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"coordinator_sagas_stuck_total{workflow="w"} "#))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(stuck_count >= Some(1.0), "{metrics}");
     // Not before the participant is fixed... then the operator's retry finishes the rollback.
     s.fake.answer(Phase::Compensate, 200);
     s.client.retry(&stuck.id).await.unwrap();
@@ -461,7 +470,7 @@ async fn listing_filters_and_pages() {
     assert_eq!(seen, sorted, "pages come in creation order");
     let body = SubmitSaga {
         workflow: "w".into(),
-        input: json!({}),
+        input: json!({}).into(),
         callback_url: None,
     };
     let submitted = s.client.submit_body(&body, None, None).await.unwrap();

@@ -812,12 +812,12 @@ impl Sim {
             ));
             self.log.truncate(cut);
         }
-        let encoded =
-            serde_json::to_string(&self.log).map_err(|e| format!("log does not serialize: {e}"))?;
-        let decoded: Vec<Event> =
-            serde_json::from_str(&encoded).map_err(|e| format!("log does not deserialize: {e}"))?;
+        // Through the store's on-disk format, as a restart reads it.
+        let encoded = coordinator::store::format::encode_round(&self.log);
+        let decoded = coordinator::store::format::decode_round(&encoded)
+            .map_err(|e| format!("log does not decode: {e}"))?;
         if decoded != self.log {
-            return Err("log changed through JSON".into());
+            return Err("log changed through the on-disk format".into());
         }
         self.saga = Saga::replay(&decoded).map_err(|e| format!("recovery replay failed: {e}"))?;
         self.durable = self.log.len();

@@ -254,7 +254,7 @@ async fn submissions_over_the_rate_limit_get_429_with_retry_after() {
         http.post(&url)
             .json(&SubmitSaga {
                 workflow: "wf".into(),
-                input: json!({"i": i}),
+                input: json!({"i": i}).into(),
                 callback_url: None,
             })
             .send()
@@ -346,7 +346,7 @@ async fn callbacks_are_delivered_at_least_once_across_a_restart() {
     p.answer_callbacks(500);
     let body = SubmitSaga {
         workflow: "wf".into(),
-        input: json!({"x": 1}),
+        input: json!({"x": 1}).into(),
         callback_url: Some(format!("http://{addr}/callback")),
     };
     let saga = client
@@ -519,7 +519,7 @@ async fn a_saga_on_a_long_backoff_waits_without_a_task_and_wakes_on_time_or_for_
         .saga;
     // The metrics are the whole test binary's: other tests may park sagas too.
     eventually("both sagas parked", || async {
-        metric(&client, "sagas_parked").await >= 2.0
+        metric(&client, "coordinator_sagas_parked").await >= 2.0
     })
     .await;
 

@@ -31,7 +31,9 @@ use sled::transaction::{
 };
 use thiserror::Error;
 
-use sagas::wire::{BranchError, BranchRequest, Phase};
+use sagas::RawJson;
+use sagas::api::{ErrorBody, ErrorDetail};
+use sagas::wire::{BranchRequest, Phase};
 
 use crate::durability::GroupCommit;
 
@@ -50,11 +52,14 @@ impl BranchReply {
         BranchReply { status: 200, body }
     }
 
-    /// A reply with the protocol's error body `{"error", "message"}`.
-    pub fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
-        let body = BranchError {
-            error: error.into(),
-            message: Some(message.into()),
+    /// A reply with the protocol's error body `{"error": {"code", "message"}}`, the same as
+    /// the coordinator's.
+    pub fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
         };
         BranchReply {
             status,
@@ -177,9 +182,10 @@ pub enum BarrierMode {
 pub struct BarrierRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<BranchReply>,
-    /// The input the forward phase was applied with (only when it succeeded).
+    /// The input the forward phase was applied with, as its exact text (only when it
+    /// succeeded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forward_input: Option<Value>,
+    pub forward_input: Option<RawJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<BranchReply>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -336,7 +342,8 @@ impl Barrier {
                         PhaseKind::Forward => &req.input,
                         PhaseKind::Undo | PhaseKind::Confirm => forward_input(&record)?,
                     };
-                    let reply = BranchReply::ok(apply(tree, input).map_err(abort_business)?);
+                    let reply =
+                        BranchReply::ok(apply(tree, &input.to_value()).map_err(abort_business)?);
                     if kind == PhaseKind::Forward {
                         record.forward_input = Some(req.input.clone());
                     }
@@ -476,9 +483,10 @@ fn run_unprotected<F>(
 where
     F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
 {
+    let input = req.input.to_value();
     let outcome = business.transaction(|tree| {
         Ok(BranchReply::ok(
-            apply(tree, &req.input).map_err(abort_business)?,
+            apply(tree, &input).map_err(abort_business)?,
         ))
     });
     settle(req, outcome)
@@ -541,7 +549,7 @@ fn read_record(records: &TransactionalTree, key: &[u8]) -> TxResult<BarrierRecor
 /// The input a successful forward phase ran with: confirm and undo act on exactly that. A
 /// successful forward always stored it, so its absence is a corrupt record, not a reason to
 /// trust the request's own input.
-fn forward_input(record: &BarrierRecord) -> TxResult<&Value> {
+fn forward_input(record: &BarrierRecord) -> TxResult<&RawJson> {
     record.forward_input.as_ref().ok_or_else(|| {
         let missing = <serde_json::Error as serde::de::Error>::custom(
             "successful forward phase stored without its input",
@@ -671,7 +679,7 @@ mod tests {
             saga_id: saga_id.into(),
             step: "freeze_funds".into(),
             phase,
-            input: json!({"amount": amount}),
+            input: json!({"amount": amount}).into(),
         }
     }
 

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use sagas::wire::Phase;
-use sagas::{ActionEndpoints, CoordinatorClient, ParticipantPolicy, ParticipantSpec};
+use sagas::{ActionEndpoints, CoordinatorClient, ParticipantSpec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -188,9 +188,10 @@ pub(crate) async fn start(
     let spec = ParticipantSpec {
         base_url: url.clone(),
         actions,
-        policy: ParticipantPolicy::default(),
+        policy: None,
     };
-    spec.validate().map_err(ParticipantError::Spec)?;
+    spec.validate()
+        .map_err(|e| ParticipantError::Spec(e.to_string()))?;
 
     let (stopping, stop_requested) = watch::channel(false);
     let mut routes = routes.with_state(ledger);

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::participant::ParticipantSpec;
+use crate::raw_json::RawJson;
 use crate::wire::{Phase, StepKind};
 use crate::workflow::WorkflowSpec;
 
@@ -11,8 +12,9 @@ use crate::workflow::WorkflowSpec;
 #[serde(deny_unknown_fields)]
 pub struct SubmitSaga {
     pub workflow: String,
+    /// Passed to every branch call exactly as submitted (numbers and key order untouched).
     #[serde(default)]
-    pub input: serde_json::Value,
+    pub input: RawJson,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
 }
@@ -100,7 +102,8 @@ pub struct SagaView {
     pub workflow: String,
     pub workflow_version: u32,
     pub state: SagaState,
-    pub input: serde_json::Value,
+    /// The input exactly as submitted.
+    pub input: RawJson,
     pub error: Option<String>,
     /// RFC 3339, UTC.
     pub created_at: String,
@@ -122,6 +125,11 @@ pub struct StepView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     pub last_error: Option<String>,
+    /// For a step whose forward phase was rejected (`status` stays `rejected`, so the step
+    /// that caused a rollback is visible): where its undo call stands, `pending`, `calling`,
+    /// `retrying`, `stuck` or `compensated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<StepStatus>,
 }
 
 /// `GET /v1/sagas/{id}/events`.
@@ -237,7 +245,7 @@ mod tests {
     #[test]
     fn submit_rejects_unknown_fields() {
         let ok: SubmitSaga = serde_json::from_str(r#"{"workflow":"w","input":{"a":1}}"#).unwrap();
-        assert_eq!(ok.input["a"], 1);
+        assert_eq!(ok.input.get(), r#"{"a":1}"#);
         assert!(serde_json::from_str::<SubmitSaga>(r#"{"workflow":"w","inptu":{}}"#).is_err());
     }
 }

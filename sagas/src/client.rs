@@ -136,7 +136,7 @@ impl CoordinatorClient {
     ) -> Result<Submitted, ClientError> {
         let body = SubmitSaga {
             workflow: workflow.into(),
-            input,
+            input: input.into(),
             callback_url: None,
         };
         self.submit_body(&body, idempotency_key, wait_ms).await

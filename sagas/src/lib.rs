@@ -1,6 +1,8 @@
 //! Shared vocabulary of the saga coordinator. This crate depends on no other crate of ours, so
 //! the coordinator, the participant SDK and client tools all speak exactly the same types.
 //!
+//! - [`raw_json`]: JSON kept as the exact text it arrived as (saga inputs);
+//! - [`limits`]: the rules names, URLs, paths and numbers must follow to be accepted;
 //! - [`workflow`]: workflow definitions (`WorkflowSpec`, `StepSpec`, `RetryPolicy`) and their
 //!   structural validation (duplicate names, unknown `after` targets, cycles);
 //! - [`builder`]: a typed Rust builder that produces the same definitions as the JSON/YAML files;
@@ -12,12 +14,16 @@
 pub mod api;
 pub mod builder;
 pub mod client;
+pub mod limits;
 pub mod participant;
+pub mod raw_json;
 pub mod wire;
 pub mod workflow;
 
 pub use builder::WorkflowBuilder;
 pub use client::{ClientError, CoordinatorClient};
+pub use limits::FieldError;
 pub use participant::{ActionEndpoints, ParticipantPolicy, ParticipantSpec};
+pub use raw_json::RawJson;
 pub use wire::{BranchRequest, Phase, StepKind};
 pub use workflow::{RetryPolicy, StepSpec, WorkflowError, WorkflowSpec};

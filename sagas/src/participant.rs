@@ -5,18 +5,23 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{self, FieldError, check_http_url, check_name, check_path, check_range};
 use crate::wire::{Phase, StepKind};
 use crate::workflow::RetryPolicy;
 
 /// Body of `PUT /v1/participants/{name}`.
+///
+/// A registration without a `policy` keeps the policy already stored for the participant
+/// (the defaults for a new one): a participant that restarts and registers its endpoints
+/// again never undoes a policy an operator set. One with a `policy` replaces it whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantSpec {
     /// e.g. `http://127.0.0.1:7701`; branch paths are appended to it.
     pub base_url: String,
     pub actions: BTreeMap<String, ActionEndpoints>,
-    #[serde(default)]
-    pub policy: ParticipantPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ParticipantPolicy>,
 }
 
 /// The paths of one action: TCC (`try`/`confirm`/`cancel`) or SAGA (`action`/`compensate`).
@@ -105,45 +110,70 @@ impl Default for CircuitBreakerPolicy {
 }
 
 impl ParticipantSpec {
-    /// Checks what serde cannot: a usable base URL, sane policy numbers, non-empty paths.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            return Err(format!(
-                "base_url {:?} must start with http:// or https://",
-                self.base_url
-            ));
-        }
+    /// Checks what serde cannot, so that every call built from this registration can be sent:
+    /// a usable base URL, action names and endpoint paths that fit in a request, and policy
+    /// numbers within their documented ranges ([`crate::limits`]).
+    pub fn validate(&self) -> Result<(), FieldError> {
+        check_http_url("base_url", &self.base_url, false)?;
         if self.actions.is_empty() {
-            return Err("actions must name at least one action".into());
+            return Err(FieldError::new("actions", "must name at least one action"));
         }
         for (name, endpoints) in &self.actions {
+            check_name(&format!("actions.{name}"), name)?;
             let phases: &[Phase] = match endpoints.kind() {
                 StepKind::Tcc => &[Phase::Try, Phase::Confirm, Phase::Cancel],
                 StepKind::Saga => &[Phase::Action, Phase::Compensate],
             };
             for phase in phases {
                 let path = endpoints.path(*phase).unwrap_or_default();
-                if !path.starts_with('/') {
-                    return Err(format!(
-                        "action {name:?}: {phase} path {path:?} must start with '/'"
-                    ));
-                }
+                check_path(&format!("actions.{name}.{phase}"), path)?;
             }
         }
-        let p = &self.policy;
-        if p.timeout_ms == 0 {
-            return Err("policy.timeout_ms must be positive".into());
+        match &self.policy {
+            Some(policy) => policy.validate().map_err(|e| e.within("policy")),
+            None => Ok(()),
         }
-        if p.max_concurrency == 0 {
-            return Err("policy.max_concurrency must be positive".into());
+    }
+
+    /// The policy calls to this participant follow: its own, else the defaults.
+    pub fn effective_policy(&self) -> &ParticipantPolicy {
+        static DEFAULT: std::sync::OnceLock<ParticipantPolicy> = std::sync::OnceLock::new();
+        self.policy
+            .as_ref()
+            .unwrap_or_else(|| DEFAULT.get_or_init(ParticipantPolicy::default))
+    }
+}
+
+impl ParticipantPolicy {
+    /// Checks every number against its documented range; field names are relative to the
+    /// policy.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        check_range("timeout_ms", self.timeout_ms, &limits::CALL_TIMEOUT_MS)?;
+        check_range(
+            "max_concurrency",
+            self.max_concurrency,
+            &limits::CONCURRENCY,
+        )?;
+        check_range(
+            "queue_capacity",
+            self.queue_capacity,
+            &limits::QUEUE_CAPACITY,
+        )?;
+        if let Some(rate) = self.rate_limit_per_sec {
+            check_range("rate_limit_per_sec", rate, &limits::RATE_PER_SEC)?;
         }
-        if p.rate_limit_per_sec == Some(0) {
-            return Err("policy.rate_limit_per_sec must be positive when set".into());
-        }
-        if p.circuit_breaker.failure_threshold == 0 {
-            return Err("policy.circuit_breaker.failure_threshold must be positive".into());
-        }
-        p.retry.validate().map_err(|e| format!("policy.retry: {e}"))
+        let breaker = &self.circuit_breaker;
+        check_range(
+            "circuit_breaker.failure_threshold",
+            breaker.failure_threshold,
+            &limits::FAILURE_THRESHOLD,
+        )?;
+        check_range(
+            "circuit_breaker.open_ms",
+            breaker.open_ms,
+            &limits::DELAY_MS,
+        )?;
+        self.retry.validate().map_err(|e| e.within("retry"))
     }
 }
 
@@ -168,7 +198,8 @@ mod tests {
             Some("/freeze/cancel")
         );
         assert_eq!(spec.actions["create"].path(Phase::Try), None);
-        assert_eq!(spec.policy, ParticipantPolicy::default());
+        assert_eq!(spec.policy, None);
+        assert_eq!(spec.effective_policy(), &ParticipantPolicy::default());
         spec.validate().unwrap();
     }
 
@@ -179,11 +210,23 @@ mod tests {
             "actions": {"create": {"action": "/create", "compensate": "/cancel"}}
         }))
         .unwrap();
-        assert!(spec.validate().unwrap_err().contains("base_url"));
+        assert_eq!(spec.validate().unwrap_err().field, "base_url");
         spec.base_url = "http://x".into();
-        spec.policy.timeout_ms = 0;
-        assert!(spec.validate().unwrap_err().contains("timeout_ms"));
-        spec.policy.timeout_ms = 10;
+        let mut policy = ParticipantPolicy {
+            timeout_ms: 0,
+            ..ParticipantPolicy::default()
+        };
+        spec.policy = Some(policy.clone());
+        assert_eq!(spec.validate().unwrap_err().field, "policy.timeout_ms");
+        policy.timeout_ms = 10;
+        policy.circuit_breaker.open_ms = u64::MAX;
+        spec.policy = Some(policy.clone());
+        assert_eq!(
+            spec.validate().unwrap_err().field,
+            "policy.circuit_breaker.open_ms"
+        );
+        policy.circuit_breaker.open_ms = 10;
+        spec.policy = Some(policy);
         spec.actions.insert(
             "bad".into(),
             ActionEndpoints::Saga {
@@ -191,7 +234,25 @@ mod tests {
                 compensate: "/y".into(),
             },
         );
-        assert!(spec.validate().unwrap_err().contains("bad"));
+        assert_eq!(spec.validate().unwrap_err().field, "actions.bad.action");
+        spec.actions.remove("bad");
+        spec.actions.insert(
+            "bad\n".into(),
+            ActionEndpoints::Saga {
+                action: "/x".into(),
+                compensate: "/y".into(),
+            },
+        );
+        assert_eq!(spec.validate().unwrap_err().field, "actions.bad\n");
+        spec.actions.remove("bad\n");
+        spec.actions.insert(
+            "spaced".into(),
+            ActionEndpoints::Saga {
+                action: "/x y".into(),
+                compensate: "/y".into(),
+            },
+        );
+        assert_eq!(spec.validate().unwrap_err().field, "actions.spaced.action");
     }
 
     #[test]

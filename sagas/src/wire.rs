@@ -2,9 +2,12 @@
 //!
 //! `POST {base_url}{path}` with a JSON [`BranchRequest`] and the headers named here. The reply
 //! decides: `2xx` success; `409`/`422` business rejection (only meaningful for `try`/`action`);
-//! anything else, a connection error or a timeout is transient and retried.
+//! anything else, a connection error or a timeout is transient and retried. Participants answer
+//! errors with the coordinator's error body, [`crate::api::ErrorBody`].
 
 use serde::{Deserialize, Serialize};
+
+use crate::raw_json::RawJson;
 
 /// Header carrying the saga id.
 pub const HEADER_SAGA_ID: &str = "saga-id";
@@ -112,8 +115,9 @@ pub struct BranchRequest {
     pub saga_id: String,
     pub step: String,
     pub phase: Phase,
+    /// The saga's input, exactly as it was submitted.
     #[serde(default)]
-    pub input: serde_json::Value,
+    pub input: RawJson,
 }
 
 impl BranchRequest {
@@ -126,14 +130,6 @@ impl BranchRequest {
 /// The `Idempotency-Key` of a branch call: `{saga_id}:{step}:{phase}`.
 pub fn idempotency_key(saga_id: &str, step: &str, phase: Phase) -> String {
     format!("{saga_id}:{step}:{phase}")
-}
-
-/// Error body participants return with a rejection (`409`/`422`) or failure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BranchError {
-    pub error: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
 }
 
 #[cfg(test)]
@@ -166,7 +162,7 @@ mod tests {
             saga_id: "s1".into(),
             step: "freeze_funds".into(),
             phase: Phase::Try,
-            input: serde_json::json!({}),
+            input: serde_json::json!({}).into(),
         };
         assert_eq!(r.idempotency_key(), "s1:freeze_funds:try");
     }

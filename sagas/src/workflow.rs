@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::limits::{self, FieldError, check_name, check_range};
+
 /// Body of `PUT /v1/workflows/{name}` and contents of a workflow file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,23 +68,37 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.max_attempts == 0 || self.settle_max_attempts == 0 {
-            return Err("max_attempts and settle_max_attempts must be at least 1".into());
-        }
-        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
-            return Err(format!(
-                "multiplier {} must be a number >= 1",
-                self.multiplier
-            ));
-        }
+    /// Checks every field against its documented range (see [`crate::limits`]); field names
+    /// in the error are relative to the policy.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        check_range("initial_ms", self.initial_ms, &limits::DELAY_MS)?;
+        check_range("max_ms", self.max_ms, &limits::DELAY_MS)?;
         if self.max_ms < self.initial_ms {
-            return Err(format!(
-                "max_ms {} is below initial_ms {}",
-                self.max_ms, self.initial_ms
+            return Err(FieldError::new(
+                "max_ms",
+                format!(
+                    "must not be below initial_ms {} (got {})",
+                    self.initial_ms, self.max_ms
+                ),
             ));
         }
-        Ok(())
+        if !self.multiplier.is_finite() || !limits::MULTIPLIER.contains(&self.multiplier) {
+            return Err(FieldError::new(
+                "multiplier",
+                format!(
+                    "must be a number between {} and {} (got {})",
+                    limits::MULTIPLIER.start(),
+                    limits::MULTIPLIER.end(),
+                    self.multiplier
+                ),
+            ));
+        }
+        check_range("max_attempts", self.max_attempts, &limits::ATTEMPTS)?;
+        check_range(
+            "settle_max_attempts",
+            self.settle_max_attempts,
+            &limits::ATTEMPTS,
+        )
     }
 }
 
@@ -91,10 +107,9 @@ impl RetryPolicy {
 pub enum WorkflowError {
     #[error("workflow has no steps")]
     Empty,
-    #[error("invalid workflow name {0:?}: use letters, digits, '_', '-' or '.'")]
-    BadName(String),
-    #[error("step {index} has an empty {field}")]
-    EmptyField { index: usize, field: &'static str },
+    /// A field breaks a rule of [`crate::limits`] (a name, a range).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
     #[error("duplicate step name {0:?}")]
     DuplicateStep(String),
     #[error("step {step:?} runs after unknown step {after:?}")]
@@ -103,8 +118,6 @@ pub enum WorkflowError {
     SelfDependency(String),
     #[error("steps form a cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
-    #[error("step {step:?}: {message}")]
-    BadStep { step: String, message: String },
     #[error("step {step:?}: unknown participant {participant:?}")]
     UnknownParticipant { step: String, participant: String },
     #[error("step {step:?}: participant {participant:?} has no action {action:?}")]
@@ -113,20 +126,11 @@ pub enum WorkflowError {
         participant: String,
         action: String,
     },
-    #[error("timeout_ms must be positive")]
-    BadTimeout,
     #[error("cannot parse workflow file {file}: {message}")]
     Parse { file: String, message: String },
 }
 
-/// A name usable in a URL path and a file name.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
+pub use crate::limits::is_valid_name;
 
 impl WorkflowSpec {
     /// Parses a JSON or YAML document (YAML is a superset of JSON).
@@ -162,39 +166,41 @@ impl WorkflowSpec {
             .collect()
     }
 
-    /// Structural validation: non-empty, unique names, known `after` targets, no cycles.
+    /// Structural validation: non-empty, names that follow [`limits::NAME_RULE`], durations
+    /// and retry policies within their documented ranges, unique step names, known `after`
+    /// targets, no cycles.
     pub fn validate(&self) -> Result<(), WorkflowError> {
         if self.steps.is_empty() {
             return Err(WorkflowError::Empty);
         }
-        if self.timeout_ms == Some(0) {
-            return Err(WorkflowError::BadTimeout);
+        if self.steps.len() > limits::MAX_STEPS {
+            return Err(FieldError::new(
+                "steps",
+                format!(
+                    "must have at most {} steps (got {})",
+                    limits::MAX_STEPS,
+                    self.steps.len()
+                ),
+            )
+            .into());
+        }
+        if let Some(ms) = self.timeout_ms {
+            check_range("timeout_ms", ms, &limits::SAGA_TIMEOUT_MS)?;
         }
         let mut seen = BTreeSet::new();
         for (index, step) in self.steps.iter().enumerate() {
-            for (field, value) in [
-                ("name", &step.name),
-                ("participant", &step.participant),
-                ("action", &step.action),
-            ] {
-                if value.trim().is_empty() {
-                    return Err(WorkflowError::EmptyField { index, field });
-                }
-            }
+            let at = |field: &str| format!("steps[{index}].{field}");
+            check_name(&at("name"), &step.name)?;
+            check_name(&at("participant"), &step.participant)?;
+            check_name(&at("action"), &step.action)?;
             if !seen.insert(step.name.as_str()) {
                 return Err(WorkflowError::DuplicateStep(step.name.clone()));
             }
-            if step.timeout_ms == Some(0) {
-                return Err(WorkflowError::BadStep {
-                    step: step.name.clone(),
-                    message: "timeout_ms must be positive".into(),
-                });
+            if let Some(ms) = step.timeout_ms {
+                check_range(&at("timeout_ms"), ms, &limits::CALL_TIMEOUT_MS)?;
             }
             if let Some(retry) = &step.retry {
-                retry.validate().map_err(|message| WorkflowError::BadStep {
-                    step: step.name.clone(),
-                    message: format!("retry: {message}"),
-                })?;
+                retry.validate().map_err(|e| e.within(&at("retry")))?;
             }
         }
         for step in &self.steps {
@@ -344,25 +350,48 @@ mod tests {
     }
 
     #[test]
-    fn rejects_empty_fields_and_bad_retry() {
+    fn rejects_bad_names_and_out_of_range_numbers_naming_the_field() {
+        let invalid = |spec: WorkflowSpec| match spec.validate() {
+            Err(WorkflowError::Invalid(e)) => e,
+            other => panic!("expected a field error, got {other:?}"),
+        };
         let mut s = step("a", None);
         s.participant = " ".into();
-        assert_eq!(
-            wf(vec![s]).validate(),
-            Err(WorkflowError::EmptyField {
-                index: 0,
-                field: "participant"
-            })
-        );
+        assert_eq!(invalid(wf(vec![s])).field, "steps[0].participant");
+        // What a YAML block scalar (`name: |`) produces.
+        let e = invalid(wf(vec![step("a", None), step("reserve\n", None)]));
+        assert_eq!(e.field, "steps[1].name");
+        assert!(e.rule.contains("letters, digits"), "{e}");
+
         let mut s = step("a", None);
         s.retry = Some(RetryPolicy {
             multiplier: 0.5,
             ..RetryPolicy::default()
         });
-        assert!(matches!(
-            wf(vec![s]).validate(),
-            Err(WorkflowError::BadStep { .. })
-        ));
+        assert_eq!(invalid(wf(vec![s])).field, "steps[0].retry.multiplier");
+        let mut s = step("a", None);
+        s.retry = Some(RetryPolicy {
+            initial_ms: u64::MAX,
+            max_ms: u64::MAX,
+            ..RetryPolicy::default()
+        });
+        assert_eq!(invalid(wf(vec![s])).field, "steps[0].retry.initial_ms");
+        let mut s = step("a", None);
+        s.timeout_ms = Some(0);
+        assert_eq!(invalid(wf(vec![s])).field, "steps[0].timeout_ms");
+        let mut w = wf(vec![step("a", None)]);
+        w.timeout_ms = Some(u64::MAX);
+        assert_eq!(invalid(w).field, "timeout_ms");
+    }
+
+    #[test]
+    fn a_yaml_block_scalar_name_is_refused() {
+        let yaml = "steps:\n  - name: |\n      reserve\n    participant: p\n    action: x\n";
+        let w = WorkflowSpec::from_yaml_or_json(yaml, "w.yaml").unwrap();
+        assert_eq!(w.steps[0].name, "reserve\n");
+        assert!(
+            matches!(w.validate(), Err(WorkflowError::Invalid(e)) if e.field == "steps[0].name")
+        );
     }
 
     #[test]
@@ -384,12 +413,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
-    }
-
-    #[test]
-    fn names() {
-        assert!(is_valid_name("place_order.v2-x"));
-        assert!(!is_valid_name("a/b"));
-        assert!(!is_valid_name(""));
     }
 }

@@ -7,9 +7,9 @@ use anyhow::Context;
 /// Bytes the coordinator wrote to its saga log (added by the store; may be absent).
 pub const LOG_BYTES: &str = "coordinator_log_bytes_total";
 /// Sagas that reached a terminal state, over every label (workflow, state).
-pub const SAGAS_FINISHED: &str = "sagas_finished_total";
+pub const SAGAS_FINISHED: &str = "coordinator_sagas_finished_total";
 /// Gauge: sagas the coordinator drives right now (one task each), recovered ones included.
-pub const SAGAS_ACTIVE: &str = "sagas_active";
+pub const SAGAS_ACTIVE: &str = "coordinator_sagas_active";
 
 /// The counters a run compares before and after its load; `None` where the coordinator does
 /// not export the metric.
@@ -77,17 +77,17 @@ mod tests {
     #[test]
     fn sums_every_label_set_of_exactly_that_metric() {
         let text = "\
-# TYPE sagas_finished_total counter
-sagas_finished_total{workflow=\"place_order\",state=\"committed\"} 90
-sagas_finished_total{workflow=\"place_order\",state=\"aborted\"} 10
-sagas_finished_total_other 5
+# TYPE coordinator_sagas_finished_total counter
+coordinator_sagas_finished_total{workflow=\"place_order\",state=\"committed\"} 90
+coordinator_sagas_finished_total{workflow=\"place_order\",state=\"aborted\"} 10
+coordinator_sagas_finished_total_other 5
 coordinator_log_bytes_total 123456
 ";
         assert_eq!(sample_sum(text, SAGAS_FINISHED), Some(100.0));
         assert_eq!(sample_sum(text, LOG_BYTES), Some(123456.0));
         assert_eq!(sample_sum(text, "absent_total"), None);
         assert_eq!(
-            sample_sum("sagas_active 100000\n", SAGAS_ACTIVE),
+            sample_sum("coordinator_sagas_active 100000\n", SAGAS_ACTIVE),
             Some(100000.0)
         );
         let before = Counters {

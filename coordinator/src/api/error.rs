@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use sagas::api::{ErrorBody, ErrorDetail};
 
 use crate::registry::RegistryError;
-use crate::runtime::RuntimeError;
+use crate::runtime::{Refusal, RuntimeError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -63,21 +63,33 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A request axum could not read: its own status (`413` for a body over the limit, `415` for
+/// a body that is not JSON, `400` for the rest), with our error body.
+fn rejected(status: StatusCode, text: String) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", text),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(status, "unsupported_media_type", text),
+        // A body that parses as JSON but does not fit the schema is a 422 in axum; this API
+        // documents every malformed request as a 400.
+        _ => ApiError::bad_request(text),
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
-        ApiError::bad_request(r.body_text())
+        rejected(r.status(), r.body_text())
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> ApiError {
-        ApiError::bad_request(r.body_text())
+        rejected(r.status(), r.body_text())
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> ApiError {
-        ApiError::bad_request(r.body_text())
+        rejected(r.status(), r.body_text())
     }
 }
 
@@ -85,6 +97,9 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> ApiError {
         match e {
             RegistryError::Store(e) => e.into(),
+            RegistryError::VersionTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             other => ApiError::bad_request(other.to_string()),
         }
     }
@@ -113,6 +128,12 @@ impl From<RuntimeError> for ApiError {
                 message,
             ),
             RuntimeError::Illegal(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            RuntimeError::Refused(Refusal::NotNow(_)) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            RuntimeError::Refused(Refusal::ShuttingDown | Refusal::Stopped(_)) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
             RuntimeError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }

@@ -78,12 +78,9 @@ pub async fn submit(
     if request.workflow.trim().is_empty() {
         return Err(ApiError::bad_request("workflow must name a workflow"));
     }
-    if let Some(url) = &request.callback_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        return Err(ApiError::bad_request(
-            "callback_url must be an http:// or https:// URL",
-        ));
+    if let Some(url) = &request.callback_url {
+        sagas::limits::check_http_url("callback_url", url, true)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     let (saga, _new) = state.runtime.submit(request, key).await?;
     let saga = match params.wait_ms {

@@ -41,7 +41,9 @@ impl Breaker {
     /// Opens after `failure_threshold` consecutive failures, for `open_ms`; then lets calls
     /// through half-open: the first success closes it, a failure opens it again.
     pub fn new(policy: &CircuitBreakerPolicy) -> Breaker {
-        let open_for = Duration::from_millis(policy.open_ms);
+        // Registration keeps `open_ms` in its documented range; a value stored before that
+        // check existed is capped, since the breaker adds it to an `Instant`.
+        let open_for = Duration::from_millis(policy.open_ms.min(*sagas::limits::DELAY_MS.end()));
         let state = StateMirror::default();
         let machine = Config::new()
             .failure_policy(failure_policy::consecutive_failures(

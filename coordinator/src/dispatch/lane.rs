@@ -20,7 +20,7 @@ pub struct Lane {
 
 impl Lane {
     pub fn new(spec: Arc<ParticipantSpec>) -> Lane {
-        let policy = &spec.policy;
+        let policy = spec.effective_policy();
         Lane {
             breaker: Breaker::new(&policy.circuit_breaker),
             bulkhead: Bulkhead::new(policy.max_concurrency, policy.queue_capacity),

@@ -7,7 +7,11 @@
 //!
 //! Outcomes: `2xx` ok, `409`/`422` rejected, anything else transient. A connection that could
 //! not be opened never carried the request (`NotSent`); a call refused by the breaker or the
-//! bulkhead was never sent either (`Refused`). Neither needs compensation.
+//! bulkhead was never sent either (`Refused`). Neither needs compensation. A request that
+//! cannot even be built (a header or URL that registration validation would refuse today,
+//! stored before it did) is `NotSent` too, and is no fault of the participant: it never
+//! counts against its circuit breaker, and it is built before the breaker or the bulkhead is
+//! asked, so it takes no probe and no slot.
 
 pub mod breaker;
 pub mod bulkhead;
@@ -91,6 +95,17 @@ impl Exchange {
             http_status: None,
             error: Some(error),
             retry_after: None,
+        }
+    }
+
+    /// What the participant's circuit breaker learns from this exchange, if anything.
+    fn health(&self) -> Option<bool> {
+        match self.outcome {
+            // A business answer means the participant is healthy.
+            CallOutcome::Ok | CallOutcome::Rejected => Some(true),
+            // No answer, or a connection that could not be opened.
+            CallOutcome::Transient | CallOutcome::NotSent => Some(false),
+            CallOutcome::Refused => None,
         }
     }
 }
@@ -183,6 +198,7 @@ impl Dispatcher {
             (_, Some(after)) => after,
             (_, None) => retry_delay(&branch.retry, branch.call.attempt),
         };
+        let retry_at = crate::clock::later(now, delay);
         if exchange.outcome != CallOutcome::Ok {
             tracing::debug!(saga = %branch.saga_id, step = %branch.step, phase = %branch.call.phase,
                 attempt = branch.call.attempt, outcome = ?exchange.outcome, status = ?exchange.http_status,
@@ -194,7 +210,7 @@ impl Dispatcher {
             http_status: exchange.http_status,
             latency_ms: latency.as_millis() as u64,
             error: exchange.error,
-            retry_at: now + delay.as_millis() as u64,
+            retry_at,
             at: now,
         }
     }
@@ -213,7 +229,19 @@ impl Dispatcher {
             );
             return Exchange::failed(CallOutcome::NotSent, error);
         };
-        let timeout = Duration::from_millis(branch.timeout_ms.unwrap_or(spec.policy.timeout_ms));
+        let timeout = Duration::from_millis(
+            branch
+                .timeout_ms
+                .unwrap_or(spec.effective_policy().timeout_ms),
+        );
+        let request = match self.request(branch, &spec.base_url, path, timeout) {
+            Ok(request) => request,
+            // Nothing left this process: no compensation owed, no fault of the participant.
+            Err(e) => {
+                let error = format!("request cannot be built, not sent: {}", error_chain(&e));
+                return Exchange::failed(CallOutcome::NotSent, error);
+            }
+        };
 
         if !lane.breaker.permits() {
             return Exchange {
@@ -242,19 +270,24 @@ impl Dispatcher {
         if let Some(limiter) = &lane.limiter {
             limiter.until_ready().await;
         }
-        let url = format!("{}{}", spec.base_url.trim_end_matches('/'), path);
-        let exchange = self.post(branch, url, timeout).await;
+        let exchange = self.execute(request, timeout).await;
         drop(slot);
-        match exchange.outcome {
-            // A business answer means the participant is healthy.
-            CallOutcome::Ok | CallOutcome::Rejected => lane.breaker.on_success(),
-            CallOutcome::Transient | CallOutcome::NotSent => lane.breaker.on_failure(),
-            CallOutcome::Refused => {}
+        match exchange.health() {
+            Some(true) => lane.breaker.on_success(),
+            Some(false) => lane.breaker.on_failure(),
+            None => {}
         }
         exchange
     }
 
-    async fn post(&self, branch: &BranchCall, url: String, timeout: Duration) -> Exchange {
+    /// The HTTP request of a branch call; an error means it cannot be sent at all.
+    fn request(
+        &self,
+        branch: &BranchCall,
+        base_url: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Request, reqwest::Error> {
         let phase = branch.call.phase;
         let body = BranchBody {
             saga_id: &branch.saga_id,
@@ -264,8 +297,8 @@ impl Dispatcher {
         };
         let span_id = uuid::Uuid::now_v7().as_u64_pair().1;
         let trace_id = branch.saga_id.replace('-', "");
-        let request = self
-            .http
+        let url = format!("{}{}", base_url.trim_end_matches('/'), path);
+        self.http
             .post(url)
             .timeout(timeout)
             .header(HEADER_SAGA_ID, &branch.saga_id)
@@ -279,8 +312,12 @@ impl Dispatcher {
                 HEADER_TRACEPARENT,
                 format!("00-{trace_id:0>32.32}-{span_id:016x}-01"),
             )
-            .json(&body);
-        match request.send().await {
+            .json(&body)
+            .build()
+    }
+
+    async fn execute(&self, request: reqwest::Request, timeout: Duration) -> Exchange {
+        match self.http.execute(request).await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let outcome = match status {
@@ -336,7 +373,7 @@ impl Dispatcher {
             Err(e) => (false, None, Some(error_chain(&e))),
         };
         let now = self.clock.now();
-        let retry_at = now + retry_delay(&callback_retry_policy(), attempt).as_millis() as u64;
+        let retry_at = crate::clock::later(now, retry_delay(&callback_retry_policy(), attempt));
         Event::CallbackEnded {
             attempt,
             delivered,
@@ -366,7 +403,10 @@ mod tests {
 
     #[test]
     fn the_borrowed_body_is_a_branch_request_on_the_wire() {
-        let input = Input::from(serde_json::json!({"account": "a", "amount": 5}));
+        let input = Input::from_text(
+            r#"{"account": "a", "amount": 5, "big": 123456789012345678901234567890}"#,
+        )
+        .unwrap();
         let body = BranchBody {
             saga_id: "s1",
             step: "freeze_funds",
@@ -378,7 +418,7 @@ mod tests {
         assert_eq!(request.saga_id, "s1");
         assert_eq!(request.step, "freeze_funds");
         assert_eq!(request.phase, Phase::Try);
-        assert_eq!(request.input, input.to_value());
+        assert_eq!(request.input.get(), input.get());
         assert_eq!(
             request.idempotency_key(),
             idempotency_key("s1", "freeze_funds", Phase::Try)

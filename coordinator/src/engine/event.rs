@@ -47,6 +47,19 @@ pub enum CallOutcome {
     Refused,
 }
 
+impl CallOutcome {
+    /// The name in the audit trail and in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::Rejected => "rejected",
+            CallOutcome::Transient => "transient",
+            CallOutcome::NotSent => "not_sent",
+            CallOutcome::Refused => "refused",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
@@ -55,7 +68,7 @@ pub enum Decision {
 }
 
 /// The first event of every saga: everything needed to run it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Created {
     pub id: String,
     pub workflow: String,
@@ -68,7 +81,8 @@ pub struct Created {
     pub at: Millis,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Serialised only for traces and debugging; the log's format is `store::format`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     Created(Box<Created>),

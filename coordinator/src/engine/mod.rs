@@ -10,14 +10,15 @@
 
 pub mod decide;
 pub mod event;
-pub mod input;
 pub mod plan;
 pub mod state;
 
 pub use decide::{Command, decide};
 pub use event::{CallOutcome, CallRef, Created, Decision, Event};
-pub use input::Input;
 pub use plan::{Plan, PlanStep};
+/// A saga's input: the submitter's JSON text, kept exactly as submitted and shared (never
+/// re-parsed or copied when a saga's state is copied or a call is built).
+pub use sagas::RawJson as Input;
 pub use state::{CallbackStatus, Lifecycle, Saga, StepState, StepStatus};
 
 /// Attempts to deliver a completion callback before giving up with an alert.

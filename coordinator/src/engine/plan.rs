@@ -2,20 +2,20 @@
 //! is recorded in the saga's first event, so a saga keeps the definition it started with and
 //! replay never depends on today's registry.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use sagas::{RetryPolicy, StepKind};
 
 use super::EngineError;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
     pub steps: Vec<PlanStep>,
     /// Global deadline, relative to the saga's creation.
     pub timeout_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanStep {
     pub name: String,
     pub participant: String,

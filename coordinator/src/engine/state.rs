@@ -80,7 +80,7 @@ pub enum StepStatus {
     Skipped,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepState {
     pub status: StepStatus,
     /// Calls made, all phases together (for operators; budgets use the per-phase attempt).
@@ -89,6 +89,9 @@ pub struct StepState {
     pub sent: bool,
     pub last_phase: Option<Phase>,
     pub last_error: Option<String>,
+    /// The participant rejected the forward phase: the step caused the rollback, whatever
+    /// its undo does afterwards.
+    pub rejected: bool,
 }
 
 impl StepState {
@@ -99,6 +102,7 @@ impl StepState {
             sent: false,
             last_phase: None,
             last_error: None,
+            rejected: false,
         }
     }
 
@@ -147,7 +151,7 @@ impl CallbackStatus {
 }
 
 /// A saga's state: the fold of its events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Saga {
     pub id: String,
     pub workflow: String,
@@ -155,9 +159,9 @@ pub struct Saga {
     pub input: Input,
     pub callback_url: Option<String>,
     pub idempotency_key: Option<String>,
-    /// Left out of snapshots: the saga's first event holds it, and the store restores it from
-    /// there (a snapshot would otherwise repeat the largest part of that event).
-    #[serde(skip_serializing, default)]
+    /// Shared by every saga of one workflow version. Snapshots leave it out: the saga's first
+    /// event holds it.
+    #[serde(skip)]
     pub plan: Arc<Plan>,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -165,7 +169,6 @@ pub struct Saga {
     pub steps: Vec<StepState>,
     /// Why the saga rolled back or got stuck.
     pub error: Option<String>,
-    #[serde(default)]
     pub callback: CallbackStatus,
 }
 
@@ -497,7 +500,10 @@ impl Saga {
         };
         state.status = match (call.phase.is_forward(), outcome) {
             (true, CallOutcome::Ok) => StepStatus::Done,
-            (true, CallOutcome::Rejected) => StepStatus::Rejected,
+            (true, CallOutcome::Rejected) => {
+                state.rejected = true;
+                StepStatus::Rejected
+            }
             (true, CallOutcome::Refused) => StepStatus::Refused,
             (true, _) => retry,
             (false, CallOutcome::Ok) if call.phase == Phase::Confirm => StepStatus::Confirmed,
@@ -562,10 +568,32 @@ impl Saga {
         }
     }
 
-    /// The step's status as the API shows it.
+    /// The step's status as the API shows it. A step whose forward phase was rejected stays
+    /// `rejected`: it is the step that caused the rollback ([`Saga::api_undo_status`] tells
+    /// where its undo stands).
     pub fn api_step_status(&self, step: usize) -> ApiStepStatus {
         let state = &self.steps[step];
-        match state.status {
+        if state.rejected {
+            return ApiStepStatus::Rejected;
+        }
+        self.api_status_of(state.status)
+    }
+
+    /// Where the undo of a step whose forward phase was rejected stands; `None` for other
+    /// steps (their status says it).
+    pub fn api_undo_status(&self, step: usize) -> Option<ApiStepStatus> {
+        let state = &self.steps[step];
+        if !state.rejected {
+            return None;
+        }
+        Some(match state.status {
+            StepStatus::Rejected => ApiStepStatus::Pending,
+            other => self.api_status_of(other),
+        })
+    }
+
+    fn api_status_of(&self, status: StepStatus) -> ApiStepStatus {
+        match status {
             StepStatus::Pending => ApiStepStatus::Pending,
             StepStatus::Calling { .. } => ApiStepStatus::Calling,
             StepStatus::Waiting { .. } if matches!(self.lifecycle, Lifecycle::Stuck { .. }) => {

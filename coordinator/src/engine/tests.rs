@@ -386,13 +386,13 @@ fn replay_rebuilds_the_same_state() {
         log.push(event);
     }
     assert_eq!(saga.lifecycle, Lifecycle::Committed);
-    let json: Vec<String> = log
+    // One event per stored round, through the on-disk format.
+    let decoded: Vec<Event> = log
         .iter()
-        .map(|e| serde_json::to_string(e).unwrap())
-        .collect();
-    let decoded: Vec<Event> = json
-        .iter()
-        .map(|j| serde_json::from_str(j).unwrap())
+        .flat_map(|e| {
+            let bytes = crate::store::format::encode_round(std::slice::from_ref(e));
+            crate::store::format::decode_round(&bytes).unwrap()
+        })
         .collect();
     assert_eq!(Saga::replay(&decoded).unwrap(), saga);
 }

@@ -22,17 +22,20 @@ use tokio_util::task::TaskTracker;
 use sagas::WorkflowError;
 use sagas::api::SubmitSaga;
 
+mod operator;
 mod slot;
 mod wakeups;
 
-use slot::{Operator, Parked, SagaSlot};
+pub use operator::Refusal;
+use operator::{Operator, OperatorRequest};
+use slot::{Parked, SagaSlot};
 use wakeups::Wakeups;
 
 use crate::clock::Clock;
 use crate::dispatch::{BranchCall, Dispatcher};
 use crate::engine::{
-    CALLBACK_MAX_ATTEMPTS, CallbackStatus, Command, Created, Decision, EngineError, Event, Input,
-    Lifecycle, Millis, Saga, decide,
+    CALLBACK_MAX_ATTEMPTS, CallbackStatus, Command, Created, EngineError, Event, Lifecycle, Millis,
+    Saga, decide,
 };
 use crate::registry::{Registry, Store};
 use crate::store::{Creation, SNAPSHOT_EVERY, SagaPage, StoreError};
@@ -50,6 +53,9 @@ pub enum RuntimeError {
     UnknownSaga(String),
     #[error(transparent)]
     Illegal(#[from] EngineError),
+    /// An operator request the saga's state does not allow, or that no task can take now.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("the coordinator is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -188,7 +194,7 @@ impl Runtime {
             id: uuid::Uuid::now_v7().to_string(),
             workflow: request.workflow.clone(),
             workflow_version,
-            input: Input::from(&request.input),
+            input: request.input.clone(),
             callback_url: request.callback_url.clone(),
             idempotency_key: key.clone(),
             plan,
@@ -325,32 +331,39 @@ impl Runtime {
         self.operate(id, Operator::Retry).await
     }
 
+    /// Hands an operator request to the saga's task and waits for its answer. Every request
+    /// is answered: by the task once the round that applied it is durable, or with a refusal
+    /// when the saga's state does not allow it or no task will ever take it (the saga settled,
+    /// the coordinator is stopping).
     async fn operate(self: &Arc<Self>, id: &str, op: Operator) -> Result<Arc<Saga>, RuntimeError> {
-        let slot = self.slot(id);
-        let Some(slot) = slot else {
-            // Not active: unknown, or already terminal (which no operator request changes).
-            let saga = self
-                .get(id)?
-                .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))?;
-            let event = match op {
-                Operator::Abort => "abort",
-                Operator::Retry => "retry",
-            };
-            return Err(RuntimeError::Illegal(EngineError::IllegalTransition {
-                saga: id.into(),
-                event,
-                state: saga.lifecycle.name(),
-            }));
-        };
-        let (reply_tx, reply_rx) = oneshot::channel();
         if self.shutdown.is_cancelled() {
             return Err(RuntimeError::ShuttingDown);
         }
-        slot.request((op, reply_tx));
+        let not_active = || -> Result<Arc<Saga>, RuntimeError> {
+            // Unknown, or already terminal (which no operator request changes).
+            let saga = self
+                .get(id)?
+                .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))?;
+            Err(operator::refusal(op, id, saga.lifecycle).into())
+        };
+        let Some(slot) = self.slot(id) else {
+            return not_active();
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if slot.request((op, reply_tx)).is_err() {
+            // Its task just stopped for good: the saga settled (or the runtime is stopping).
+            return match slot.state().lifecycle {
+                lifecycle if lifecycle.is_terminal() => {
+                    Err(operator::refusal(op, id, lifecycle).into())
+                }
+                _ => not_active(),
+            };
+        }
         // A parked saga needs its task back to answer.
         if let Some(key) = saga_key(id) {
             self.unpark(key);
         }
+        // The sender is always answered or dropped (slot stopped, runtime gone).
         reply_rx.await.map_err(|_| RuntimeError::ShuttingDown)??;
         self.get(id)?
             .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))
@@ -400,6 +413,7 @@ impl Runtime {
                 unlogged: Vec::new(),
                 slot: slot.clone(),
                 replies: Vec::new(),
+                must_flush: false,
             };
             match task.run(start).await {
                 Ok(Exit::Parked { wake, at }) => {
@@ -418,7 +432,8 @@ impl Runtime {
                 // The saga stays in the active index and resumes on the next start.
                 Err(e) => tracing::error!(saga = %id, error = %e, "saga task stopped"),
             }
-            slot.stop();
+            let last = slot.state();
+            answer_unserved(slot.stop(), &last, runtime.shutdown.is_cancelled());
             runtime
                 .active
                 .lock()
@@ -428,14 +443,18 @@ impl Runtime {
         });
     }
 
-    /// Gives a parked saga its task back (a no-op unless it is parked).
+    /// Gives a parked saga its task back (a no-op unless it is parked). While shutting down
+    /// no task starts, so requests waiting on a parked saga are answered here instead.
     fn unpark(self: &Arc<Self>, key: SagaKey) {
-        if self.shutdown.is_cancelled() {
-            return;
-        }
         let Some(slot) = self.slot_of(key) else {
             return;
         };
+        if self.shutdown.is_cancelled() {
+            if slot.is_parked() {
+                answer_unserved(slot.take_requests(false), &slot.state(), true);
+            }
+            return;
+        }
         if let Some(at) = slot.take_parked() {
             telemetry::saga_parked(false);
             let saga = slot.state();
@@ -494,9 +513,20 @@ impl Runtime {
     }
 
     /// Stops every saga task after in-flight calls finish (or `grace` passes), then flushes.
+    /// Operator requests waiting on parked sagas (which get no task now) are answered `503`.
     pub async fn shutdown(&self, grace: Duration) {
         self.shutdown.cancel();
         self.tasks.close();
+        let slots: Vec<Arc<SagaSlot>> = self
+            .active
+            .lock()
+            .expect("active map poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for slot in slots.iter().filter(|slot| slot.is_parked()) {
+            answer_unserved(slot.take_requests(false), &slot.state(), true);
+        }
         if tokio::time::timeout(grace, self.tasks.wait())
             .await
             .is_err()
@@ -508,6 +538,21 @@ impl Runtime {
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "final flush failed");
         }
+    }
+}
+
+/// Answers operator requests that no task will take: with a plain-words refusal when the
+/// saga is terminal, else `503` (shutting down, or its task stopped on an error).
+fn answer_unserved(requests: Vec<OperatorRequest>, last: &Saga, shutting_down: bool) {
+    for (op, reply) in requests {
+        let refusal = if last.lifecycle.is_terminal() {
+            operator::refusal(op, &last.id, last.lifecycle)
+        } else if shutting_down {
+            Refusal::ShuttingDown
+        } else {
+            Refusal::Stopped(last.id.clone())
+        };
+        let _ = reply.send(Err(refusal));
     }
 }
 
@@ -525,7 +570,9 @@ struct SagaTask {
     unlogged: Vec<Event>,
     slot: Arc<SagaSlot>,
     /// Operator requests answered once the round that applied them is durable.
-    replies: Vec<oneshot::Sender<Result<(), EngineError>>>,
+    replies: Vec<oneshot::Sender<Result<(), Refusal>>>,
+    /// An event recorded since the last flush must be durable before anything is sent.
+    must_flush: bool,
 }
 
 impl SagaTask {
@@ -554,6 +601,36 @@ impl SagaTask {
         Ok(())
     }
 
+    /// Applies the operator requests the saga's state allows (answered once durable) and
+    /// refuses the others at once.
+    fn handle_operator_requests(&mut self, requests: Vec<OperatorRequest>, now: Millis) {
+        for (op, reply) in requests {
+            let event = match op.event(&self.saga, now) {
+                Ok(event) => event,
+                Err(refusal) => {
+                    let _ = reply.send(Err(refusal));
+                    continue;
+                }
+            };
+            match Arc::make_mut(&mut self.saga).apply(&event) {
+                Ok(()) => {
+                    self.must_flush |= event.must_be_durable();
+                    self.unlogged.push(event);
+                    if op == Operator::Retry {
+                        tracing::info!(saga = %self.saga.id, "operator retry of a stuck saga");
+                    }
+                    self.replies.push(reply);
+                }
+                // `event` checked the state, so this is a bug; say so rather than hang.
+                Err(e) => {
+                    tracing::error!(saga = %self.saga.id, error = %e, "operator request refused by the engine");
+                    let refusal = operator::refusal(op, &self.saga.id, self.saga.lifecycle);
+                    let _ = reply.send(Err(refusal));
+                }
+            }
+        }
+    }
+
     async fn run(mut self, start: TaskStart) -> Result<Exit, RuntimeError> {
         let exit = self.drive(start).await?;
         // A graceful stop keeps what the last rounds recorded.
@@ -580,7 +657,6 @@ impl SagaTask {
             }
             TaskStart::Unparked => {}
         }
-        let mut must_flush = false;
         let mut in_flight: FuturesUnordered<Pin<Box<dyn Future<Output = Event> + Send>>> =
             FuturesUnordered::new();
         loop {
@@ -596,7 +672,7 @@ impl SagaTask {
                 for command in decide(&self.saga, now) {
                     match command {
                         Command::Record(event) => {
-                            must_flush |= event.must_be_durable();
+                            self.must_flush |= event.must_be_durable();
                             self.record(event)?;
                             progressed = true;
                         }
@@ -621,14 +697,14 @@ impl SagaTask {
             // an unflushed tail. They are logged with the next durable round, or when the saga
             // goes idle (a retry backoff, stuck), so a waiting saga's log is complete.
             let idle = in_flight.is_empty() && calls.is_empty() && notify.is_none();
-            if must_flush || idle || self.saga.is_settled() {
+            if self.must_flush || idle || self.saga.is_settled() {
                 self.append_unlogged()?;
             }
-            if must_flush {
+            if self.must_flush {
                 // Rules 2 and 3: the decision before the calls it leads to, the outcome before
                 // anyone hears of it.
                 self.runtime.store.flush().await?;
-                must_flush = false;
+                self.must_flush = false;
             }
             self.slot.publish(self.saga.clone());
             for reply in self.replies.drain(..) {
@@ -708,29 +784,7 @@ impl SagaTask {
                         tracing::error!(saga = %self.saga.id, error = %e, "call result dropped");
                     }
                 }
-                requests = slot.next_requests() => {
-                    for (op, reply) in requests {
-                        let event = match op {
-                            Operator::Abort => Event::Decided {
-                                decision: Decision::Abort { reason: "aborted by operator".into() },
-                                at: now,
-                            },
-                            Operator::Retry => Event::RetryRequested { at: now },
-                        };
-                        // `apply` leaves the state unchanged when it refuses the event.
-                        match Arc::make_mut(&mut self.saga).apply(&event) {
-                            Ok(()) => {
-                                must_flush |= event.must_be_durable();
-                                self.unlogged.push(event);
-                                if op == Operator::Retry {
-                                    tracing::info!(saga = %self.saga.id, "operator retry of a stuck saga");
-                                }
-                                self.replies.push(reply);
-                            }
-                            Err(e) => { let _ = reply.send(Err(e)); }
-                        }
-                    }
-                }
+                requests = slot.next_requests() => self.handle_operator_requests(requests, now),
                 _ = async { sleep.expect("guarded").await }, if sleep.is_some() => {}
                 _ = self.runtime.shutdown.cancelled(), if in_flight.is_empty() => return Ok(Exit::Stopped),
             }

@@ -9,16 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
-use crate::engine::{EngineError, Saga};
-
-/// Operator requests a saga task applies between rounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Operator {
-    Abort,
-    Retry,
-}
+use super::operator::OperatorRequest;
+use crate::engine::Saga;
 
 /// Where a parked saga's log stands; its state is the slot's published state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +21,14 @@ pub(super) struct Parked {
     pub snapshot_seq: u64,
 }
 
-/// An operator request and where to answer it.
-pub(super) type OperatorRequest = (Operator, oneshot::Sender<Result<(), EngineError>>);
+/// Operator requests waiting for the task, and whether any task will take them.
+#[derive(Default)]
+struct Requests {
+    waiting: Vec<OperatorRequest>,
+    /// The task stopped for good (settled, shutdown, error): new requests are refused at
+    /// once instead of waiting for a task that will never come.
+    closed: bool,
+}
 
 pub(super) struct SagaSlot {
     state: Mutex<Arc<Saga>>,
@@ -36,7 +36,7 @@ pub(super) struct SagaSlot {
     stopped: AtomicBool,
     /// Wakes `wait_terminal` callers when the saga turns terminal or its task stops.
     finished: Notify,
-    requests: Mutex<Vec<OperatorRequest>>,
+    requests: Mutex<Requests>,
     /// Wakes the task; keeps a permit when the task is busy, so no request is missed.
     request_added: Notify,
     /// Set while the saga has no task (see `wakeups`); taken by whoever restarts it.
@@ -49,7 +49,7 @@ impl SagaSlot {
             state: Mutex::new(saga),
             stopped: AtomicBool::new(false),
             finished: Notify::new(),
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(Requests::default()),
             request_added: Notify::new(),
             parked: Mutex::new(None),
         }
@@ -59,13 +59,23 @@ impl SagaSlot {
         *self.parked.lock().expect("saga slot poisoned") = Some(parked);
     }
 
+    /// Whether the saga waits without a task right now.
+    pub(super) fn is_parked(&self) -> bool {
+        self.parked.lock().expect("saga slot poisoned").is_some()
+    }
+
     /// The parked position, once: of two callers racing to restart the saga, one wins.
     pub(super) fn take_parked(&self) -> Option<Parked> {
         self.parked.lock().expect("saga slot poisoned").take()
     }
 
     pub(super) fn has_requests(&self) -> bool {
-        !self.requests.lock().expect("saga slot poisoned").is_empty()
+        !self
+            .requests
+            .lock()
+            .expect("saga slot poisoned")
+            .waiting
+            .is_empty()
     }
 
     /// The latest published state.
@@ -81,10 +91,19 @@ impl SagaSlot {
         }
     }
 
-    /// The task is gone: wake every waiter.
-    pub(super) fn stop(&self) {
+    /// The task is gone for good: wake every waiter, and hand back the requests no task will
+    /// take (the caller answers them); later requests are refused by [`SagaSlot::request`].
+    pub(super) fn stop(&self) -> Vec<OperatorRequest> {
         self.stopped.store(true, Ordering::Release);
         self.finished.notify_waiters();
+        self.take_requests(true)
+    }
+
+    /// The waiting requests, taken (answer them); with `close`, later ones are refused too.
+    pub(super) fn take_requests(&self, close: bool) -> Vec<OperatorRequest> {
+        let mut requests = self.requests.lock().expect("saga slot poisoned");
+        requests.closed |= close;
+        std::mem::take(&mut requests.waiting)
     }
 
     /// The state once terminal (or the task stopped), or the latest after `within`.
@@ -105,19 +124,23 @@ impl SagaSlot {
         }
     }
 
-    pub(super) fn request(&self, request: OperatorRequest) {
-        self.requests
-            .lock()
-            .expect("saga slot poisoned")
-            .push(request);
+    /// Queues a request for the task; hands it back when the task stopped for good.
+    pub(super) fn request(&self, request: OperatorRequest) -> Result<(), OperatorRequest> {
+        let mut requests = self.requests.lock().expect("saga slot poisoned");
+        if requests.closed {
+            return Err(request);
+        }
+        requests.waiting.push(request);
+        drop(requests);
         self.request_added.notify_one();
+        Ok(())
     }
 
     /// The requests waiting, once there is at least one. Cancel-safe: requests are taken
     /// only by a poll that returns them.
     pub(super) async fn next_requests(&self) -> Vec<OperatorRequest> {
         loop {
-            let taken = std::mem::take(&mut *self.requests.lock().expect("saga slot poisoned"));
+            let taken = self.take_requests(false);
             if !taken.is_empty() {
                 return taken;
             }
@@ -131,8 +154,11 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use tokio::sync::oneshot;
+
     use super::*;
     use crate::engine::{Event, Lifecycle};
+    use crate::runtime::operator::Operator;
 
     fn running() -> Arc<Saga> {
         Arc::new(Saga::create(&crate::engine::fixtures::one_step("s1", None)).unwrap())
@@ -190,8 +216,8 @@ mod tests {
         let slot = SagaSlot::new(running());
         let (abort_tx, _abort_rx) = oneshot::channel();
         let (retry_tx, _retry_rx) = oneshot::channel();
-        slot.request((Operator::Abort, abort_tx));
-        slot.request((Operator::Retry, retry_tx));
+        slot.request((Operator::Abort, abort_tx)).unwrap();
+        slot.request((Operator::Retry, retry_tx)).unwrap();
         let ops: Vec<Operator> = slot
             .next_requests()
             .await
@@ -202,5 +228,25 @@ mod tests {
         // Nothing left: the next wait blocks until another request.
         let next = tokio::time::timeout(Duration::from_millis(10), slot.next_requests()).await;
         assert!(next.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_slot_hands_back_waiting_requests_and_refuses_new_ones() {
+        let slot = SagaSlot::new(running());
+        let (waiting_tx, _waiting_rx) = oneshot::channel();
+        slot.request((Operator::Abort, waiting_tx)).unwrap();
+        let handed_back = slot.stop();
+        assert_eq!(
+            handed_back.len(),
+            1,
+            "the waiting request comes back to be answered"
+        );
+        let (late_tx, _late_rx) = oneshot::channel();
+        let refused = slot.request((Operator::Abort, late_tx));
+        assert!(
+            refused.is_err(),
+            "no task will ever take a request after stop"
+        );
+        assert!(!slot.has_requests());
     }
 }

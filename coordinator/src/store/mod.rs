@@ -6,6 +6,7 @@
 //! [`SagaLog::flush`] returns; [`group_commit`] turns the flushes of all concurrent sagas into
 //! one fsync.
 
+pub mod format;
 pub mod group_commit;
 mod sled_store;
 #[cfg(test)]
@@ -95,12 +96,39 @@ pub trait SagaLog: Send + Sync + 'static {
     fn flush(&self) -> FlushFuture<'_>;
 }
 
+/// What happened to a workflow version write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionWrite {
+    /// The version now names the definition (it did already, or it was free).
+    Written,
+    /// The version already names another definition; nothing was written.
+    Taken,
+}
+
 /// Registered participants and workflow versions.
+///
+/// A workflow version, once written, names one definition forever: `put_workflow` never
+/// overwrites one. Writes are buffered like the log's, durable after [`SagaLog::flush`].
 pub trait RegistryStore: Send + Sync + 'static {
     fn put_participant(&self, name: &str, spec: &ParticipantSpec) -> Result<(), StoreError>;
     fn participants(&self) -> Result<Vec<(String, ParticipantSpec)>, StoreError>;
-    fn put_workflow(&self, name: &str, version: u32, spec: &WorkflowSpec)
-    -> Result<(), StoreError>;
+    /// Writes `spec` as `version` of `name` unless that version names something else.
+    fn put_workflow(
+        &self,
+        name: &str,
+        version: u32,
+        spec: &WorkflowSpec,
+    ) -> Result<VersionWrite, StoreError>;
     /// The newest version of every workflow.
     fn workflows(&self) -> Result<Vec<(String, u32, WorkflowSpec)>, StoreError>;
+    /// One version of a workflow.
+    fn workflow_version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<WorkflowSpec>, StoreError>;
+    /// The definition the workflow file `name` last loaded, if any.
+    fn file_workflow(&self, name: &str) -> Result<Option<WorkflowSpec>, StoreError>;
+    /// Remembers what the workflow file `name` loaded.
+    fn put_file_workflow(&self, name: &str, spec: &WorkflowSpec) -> Result<(), StoreError>;
 }

@@ -1,16 +1,16 @@
-//! [`SagaLog`] and [`RegistryStore`] on sled. Records are JSON: easy to inspect with any sled
-//! tool, and small next to the fsync that dominates a write.
+//! [`SagaLog`] and [`RegistryStore`] on sled. Values are [`super::format`] records (a version
+//! byte, then JSON): easy to inspect with any sled tool, and small next to the fsync that
+//! dominates a write.
 
 use std::path::Path;
 
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-
 use sagas::{ParticipantSpec, WorkflowSpec};
 
+use super::format::{self, FormatError};
 use super::group_commit::{FlushPolicy, GroupCommit};
-use super::{Creation, FlushFuture, RegistryStore, SagaLog, SagaPage, StoreError};
+use super::{Creation, FlushFuture, RegistryStore, SagaLog, SagaPage, StoreError, VersionWrite};
 use crate::engine::{Event, Millis, Plan, Saga};
 use crate::telemetry;
 
@@ -46,25 +46,15 @@ pub struct SledStore {
     /// `{finished at: u64 BE}{saga_id}` -> empty, for settled sagas, oldest first (retention).
     finished: sled::Tree,
     participants: sled::Tree,
-    /// `{name}\0{version: u32 BE}` -> workflow definition.
+    /// `{name}\0{version: u32 BE}` -> workflow definition; written once per version.
     workflows: sled::Tree,
+    /// `{name}` -> the definition the workflow file of that name last loaded, so a file
+    /// loads again only when it changed (an operator's later `PUT` is not undone by a restart).
+    workflow_files: sled::Tree,
     group_commit: GroupCommit,
     /// Serialises keyed creations within this process, so that a key that names a saga with
     /// no first event can only be left over from a crash (see [`SledStore::create`]).
     claiming: Mutex<()>,
-}
-
-#[derive(Deserialize)]
-struct Snapshot {
-    seq: u64,
-    saga: Saga,
-}
-
-/// What a [`Snapshot`] is written from, without cloning the saga.
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
-    seq: u64,
-    saga: &'a Saga,
 }
 
 /// `{saga_id}/`: every event key of the saga starts with it.
@@ -92,15 +82,12 @@ fn event_seq(key: &[u8], prefix_len: usize) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("log records are plain data and always serialize")
-}
-
-fn decode<'a, T: Deserialize<'a>>(tree: &'static str, bytes: &'a [u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+/// A record that does not decode, as the error of the tree it was read from.
+fn corrupt(tree: &'static str) -> impl Fn(FormatError) -> StoreError {
+    move |e| StoreError::Corrupt {
         tree,
         message: e.to_string(),
-    })
+    }
 }
 
 impl SledStore {
@@ -124,6 +111,7 @@ impl SledStore {
             finished: db.open_tree("finished")?,
             participants: db.open_tree("participants")?,
             workflows: db.open_tree("workflows")?,
+            workflow_files: db.open_tree("workflow_files")?,
             group_commit: GroupCommit::start(db.clone(), options.flush),
             claiming: Mutex::new(()),
             db,
@@ -142,7 +130,7 @@ impl SledStore {
     /// prefix of the writes, and an active entry without its event would name nothing.
     fn insert_created(&self, saga_id: &str, first: &Event) -> Result<(), StoreError> {
         let key = event_key(saga_id, 0);
-        let value = encode(&std::slice::from_ref(first));
+        let value = format::encode_round(std::slice::from_ref(first));
         telemetry::log_written(key.len() + value.len() + saga_id.len());
         self.events.insert(key, value)?;
         self.active.insert(saga_id.as_bytes(), &[])?;
@@ -158,7 +146,7 @@ impl SledStore {
                 tree: "events",
                 message: format!("saga {saga_id} has a snapshot but no first event"),
             })?;
-        let round: Vec<Event> = decode("events", &first)?;
+        let round = format::decode_round(&first).map_err(corrupt("events"))?;
         match round.into_iter().next() {
             Some(Event::Created(created)) => Ok(created.plan),
             _ => Err(StoreError::Corrupt {
@@ -229,14 +217,14 @@ impl SagaLog for SledStore {
             return Ok(());
         }
         let key = event_key(saga_id, first_seq);
-        let value = encode(&events);
+        let value = format::encode_round(events);
         telemetry::log_written(key.len() + value.len());
         self.events.insert(key, value)?;
         Ok(())
     }
 
     fn save_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError> {
-        let value = encode(&SnapshotRef { seq, saga });
+        let value = format::encode_snapshot(saga, seq);
         telemetry::log_written(saga.id.len() + value.len());
         self.sagas.insert(saga.id.as_bytes(), value)?;
         if saga.is_settled() {
@@ -259,8 +247,8 @@ impl SagaLog for SledStore {
             let (key, _) = item?;
             let id = String::from_utf8_lossy(&key[8..]).into_owned();
             if let Some(bytes) = self.sagas.get(id.as_bytes())? {
-                let snapshot: Snapshot = decode("sagas", &bytes)?;
-                if let Some(k) = &snapshot.saga.idempotency_key {
+                let (saga, _) = format::decode_snapshot(&bytes).map_err(corrupt("sagas"))?;
+                if let Some(k) = &saga.idempotency_key {
                     self.idempotency.remove(k.as_bytes())?;
                 }
             }
@@ -283,21 +271,21 @@ impl SagaLog for SledStore {
         for item in self.events.scan_prefix(&prefix) {
             let (key, value) = item?;
             let first = event_seq(&key, prefix.len())?;
-            let round: Vec<Event> = decode("events", &value)?;
+            let round = format::decode_round(&value).map_err(corrupt("events"))?;
             events.extend((first..).zip(round));
         }
         Ok(events)
     }
 
     fn load(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
-        let corrupt = |e: crate::engine::EngineError| StoreError::Corrupt {
+        let unreplayable = |e: crate::engine::EngineError| StoreError::Corrupt {
             tree: "events",
             message: format!("saga {saga_id}: {e}"),
         };
         // Rounds are appended before a snapshot is taken, so none straddles its sequence.
         let (mut saga, from) = match self.sagas.get(saga_id.as_bytes())? {
             Some(bytes) => {
-                let Snapshot { seq, mut saga } = decode("sagas", &bytes)?;
+                let (mut saga, seq) = format::decode_snapshot(&bytes).map_err(corrupt("sagas"))?;
                 saga.plan = self.plan_of(saga_id)?;
                 (Some(saga), seq + 1)
             }
@@ -311,12 +299,12 @@ impl SagaLog for SledStore {
                 break;
             }
             let first = event_seq(&key, prefix.len())?;
-            let round: Vec<Event> = decode("events", &value)?;
+            let round = format::decode_round(&value).map_err(corrupt("events"))?;
             for (seq, event) in (first..).zip(round) {
                 match (&mut saga, &event) {
-                    (Some(saga), _) => saga.apply(&event).map_err(corrupt)?,
+                    (Some(saga), _) => saga.apply(&event).map_err(unreplayable)?,
                     (None, Event::Created(created)) => {
-                        saga = Some(Saga::create(created).map_err(corrupt)?);
+                        saga = Some(Saga::create(created).map_err(unreplayable)?);
                     }
                     (None, other) => {
                         return Err(StoreError::Corrupt {
@@ -406,7 +394,8 @@ impl SagaLog for SledStore {
 
 impl RegistryStore for SledStore {
     fn put_participant(&self, name: &str, spec: &ParticipantSpec) -> Result<(), StoreError> {
-        self.participants.insert(name.as_bytes(), encode(spec))?;
+        self.participants
+            .insert(name.as_bytes(), format::encode_participant(spec))?;
         Ok(())
     }
 
@@ -417,23 +406,36 @@ impl RegistryStore for SledStore {
                 let (k, v) = item?;
                 Ok((
                     String::from_utf8_lossy(&k).into_owned(),
-                    decode("participants", &v)?,
+                    format::decode_participant(&v).map_err(corrupt("participants"))?,
                 ))
             })
             .collect()
     }
 
+    /// Insert-if-absent: a version, once written, is never overwritten.
     fn put_workflow(
         &self,
         name: &str,
         version: u32,
         spec: &WorkflowSpec,
-    ) -> Result<(), StoreError> {
-        let mut key = name.as_bytes().to_vec();
-        key.push(0);
-        key.extend_from_slice(&version.to_be_bytes());
-        self.workflows.insert(key, encode(spec))?;
-        Ok(())
+    ) -> Result<VersionWrite, StoreError> {
+        let value = format::encode_workflow(spec);
+        match self.workflows.compare_and_swap(
+            workflow_key(name, version),
+            None as Option<&[u8]>,
+            Some(value),
+        )? {
+            Ok(()) => Ok(VersionWrite::Written),
+            Err(existing) => {
+                let stored = existing
+                    .current
+                    .map(|bytes| format::decode_workflow(&bytes).map_err(corrupt("workflows")));
+                match stored.transpose()? {
+                    Some(stored) if stored == *spec => Ok(VersionWrite::Written),
+                    _ => Ok(VersionWrite::Taken),
+                }
+            }
+        }
     }
 
     fn workflows(&self) -> Result<Vec<(String, u32, WorkflowSpec)>, StoreError> {
@@ -451,7 +453,7 @@ impl RegistryStore for SledStore {
                 })?;
             let name = String::from_utf8_lossy(&k[..split]).into_owned();
             let version = u32::from_be_bytes(k[split + 1..].try_into().unwrap_or([0; 4]));
-            let spec = decode("workflows", &v)?;
+            let spec = format::decode_workflow(&v).map_err(corrupt("workflows"))?;
             match newest.last_mut() {
                 Some(last) if last.0 == name => *last = (name, version, spec),
                 _ => newest.push((name, version, spec)),
@@ -459,4 +461,36 @@ impl RegistryStore for SledStore {
         }
         Ok(newest)
     }
+
+    fn workflow_version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<WorkflowSpec>, StoreError> {
+        self.workflows
+            .get(workflow_key(name, version))?
+            .map(|v| format::decode_workflow(&v).map_err(corrupt("workflows")))
+            .transpose()
+    }
+
+    fn file_workflow(&self, name: &str) -> Result<Option<WorkflowSpec>, StoreError> {
+        self.workflow_files
+            .get(name.as_bytes())?
+            .map(|v| format::decode_workflow(&v).map_err(corrupt("workflow_files")))
+            .transpose()
+    }
+
+    fn put_file_workflow(&self, name: &str, spec: &WorkflowSpec) -> Result<(), StoreError> {
+        self.workflow_files
+            .insert(name.as_bytes(), format::encode_workflow(spec))?;
+        Ok(())
+    }
+}
+
+/// `{name}\0{version: u32 BE}`.
+fn workflow_key(name: &str, version: u32) -> Vec<u8> {
+    let mut key = name.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
 }

@@ -1,0 +1,130 @@
+//! Operator requests (abort, retry): which a saga's state allows, the event each becomes, and
+//! a refusal in plain words otherwise.
+//!
+//! An operator request is not an engine event: it is checked here first, and only an allowed
+//! request becomes one (`Decided { Abort }`, `RetryRequested`). A refusal says what the saga is
+//! doing and what the operator can do instead, never an engine transition name.
+
+use tokio::sync::oneshot;
+
+use crate::engine::{Decision, Event, Lifecycle, Millis, Saga};
+
+/// What an operator asks of one saga.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operator {
+    /// Roll back a saga that has not decided yet.
+    Abort,
+    /// Resume a stuck saga with a fresh attempt budget.
+    Retry,
+}
+
+/// Why an operator request was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The saga's state does not allow it (`409`); the message says why in plain words.
+    #[error("{0}")]
+    NotNow(String),
+    /// The coordinator is stopping (`503`); the saga resumes on the next start.
+    #[error("the coordinator is shutting down; ask again once it is back")]
+    ShuttingDown,
+    /// The saga's task stopped on a storage error (`503`); it resumes on the next start.
+    #[error("saga {0} stopped on a storage error and resumes on the next start; ask again then")]
+    Stopped(String),
+}
+
+/// An operator request and where to answer it.
+pub(crate) type OperatorRequest = (Operator, oneshot::Sender<Result<(), Refusal>>);
+
+impl Operator {
+    /// The event that carries out this request on `saga` at `now`, or why it cannot.
+    pub(crate) fn event(self, saga: &Saga, now: Millis) -> Result<Event, Refusal> {
+        match (self, saga.lifecycle) {
+            (Operator::Abort, Lifecycle::Running) => Ok(Event::Decided {
+                decision: Decision::Abort {
+                    reason: "aborted by operator".into(),
+                },
+                at: now,
+            }),
+            (Operator::Retry, Lifecycle::Stuck { .. }) => Ok(Event::RetryRequested { at: now }),
+            (op, lifecycle) => Err(self::refusal(op, &saga.id, lifecycle)),
+        }
+    }
+}
+
+/// Why `op` cannot apply to saga `id` while it is `lifecycle`, in plain words.
+pub(crate) fn refusal(op: Operator, id: &str, lifecycle: Lifecycle) -> Refusal {
+    let why = match (op, lifecycle) {
+        (_, Lifecycle::Stuck { .. }) => format!(
+            "saga {id} is stuck: a confirm, cancel or compensate call keeps failing after its \
+             decision, so it can no longer be aborted; fix the participant and retry it, or \
+             resolve its steps"
+        ),
+        (Operator::Abort, Lifecycle::Confirming) => format!(
+            "saga {id} has already decided to commit and is confirming its steps; it can no \
+             longer be aborted"
+        ),
+        (Operator::Abort, Lifecycle::Compensating) => {
+            format!("saga {id} is already rolling back; there is nothing more to abort")
+        }
+        (Operator::Abort, Lifecycle::Committed) => {
+            format!("saga {id} has committed; a finished saga cannot be aborted")
+        }
+        (Operator::Abort, Lifecycle::Aborted) => format!("saga {id} is already aborted"),
+        (Operator::Abort, Lifecycle::Running) => {
+            format!("saga {id} is running and can be aborted; ask again")
+        }
+        (Operator::Retry, Lifecycle::Committed | Lifecycle::Aborted) => format!(
+            "saga {id} has {}; a finished saga cannot be retried",
+            lifecycle.name()
+        ),
+        (Operator::Retry, _) => format!(
+            "saga {id} is not stuck (it is {}): it retries failed calls by itself; only a stuck \
+             saga needs an operator's retry",
+            lifecycle.name()
+        ),
+    };
+    Refusal::NotNow(why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saga(lifecycle: Lifecycle) -> Saga {
+        let mut saga = Saga::create(&crate::engine::fixtures::one_step("s1", None)).unwrap();
+        saga.lifecycle = lifecycle;
+        saga
+    }
+
+    #[test]
+    fn allowed_requests_become_events_and_others_are_refused_in_plain_words() {
+        assert!(matches!(
+            Operator::Abort.event(&saga(Lifecycle::Running), 7),
+            Ok(Event::Decided { at: 7, .. })
+        ));
+        assert_eq!(
+            Operator::Retry.event(&saga(Lifecycle::Stuck { committing: false }), 7),
+            Ok(Event::RetryRequested { at: 7 })
+        );
+        let stuck = Operator::Abort
+            .event(&saga(Lifecycle::Stuck { committing: true }), 7)
+            .unwrap_err()
+            .to_string();
+        assert!(stuck.starts_with("saga s1 is stuck:"), "{stuck}");
+        assert!(stuck.contains("retry it, or resolve its steps"), "{stuck}");
+        for lifecycle in [
+            Lifecycle::Confirming,
+            Lifecycle::Compensating,
+            Lifecycle::Committed,
+            Lifecycle::Aborted,
+        ] {
+            let why = Operator::Abort.event(&saga(lifecycle), 7).unwrap_err();
+            assert!(!why.to_string().contains("not allowed while"), "{why}");
+        }
+        let why = Operator::Retry
+            .event(&saga(Lifecycle::Running), 7)
+            .unwrap_err()
+            .to_string();
+        assert!(why.contains("is not stuck (it is running)"), "{why}");
+    }
+}
