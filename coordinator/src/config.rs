@@ -4,8 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::store::StoreOptions;
-use crate::store::group_commit::FlushPolicy;
+use crate::store::{FlushPolicy, StoreOptions};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(

@@ -134,6 +134,9 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Refused(Refusal::ShuttingDown | Refusal::Stopped(_)) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
+            RuntimeError::NotDurable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_durable", message)
+            }
             RuntimeError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }

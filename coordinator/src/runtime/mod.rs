@@ -58,6 +58,9 @@ pub enum RuntimeError {
     Refused(#[from] Refusal),
     #[error("the coordinator is shutting down")]
     ShuttingDown,
+    /// The saga log could not make a submission durable, so it was not accepted.
+    #[error("the saga log could not be flushed ({0}); the submission was not accepted")]
+    NotDurable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -643,12 +646,11 @@ impl SagaTask {
         match start {
             // Rule 1: durable before acknowledged, and before any participant hears of it.
             TaskStart::Created(durable) => {
-                let flushed = self.runtime.store.flush().await;
-                let failed = flushed.as_ref().err().map(|e| e.to_string());
-                let _ = durable.send(flushed.map_err(RuntimeError::from));
-                if let Some(error) = failed {
-                    return Err(RuntimeError::Store(StoreError::Flush(error)));
+                if let Err(e) = self.runtime.store.flush().await {
+                    let _ = durable.send(Err(RuntimeError::NotDurable(e.to_string())));
+                    return Err(e.into());
                 }
+                let _ = durable.send(Ok(()));
             }
             // Calls outstanding before the restart may or may not have arrived.
             TaskStart::Resumed => {

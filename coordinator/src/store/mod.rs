@@ -3,11 +3,10 @@
 //!
 //! [`SagaLog`] is the narrow interface the runtime and the API use; [`SledStore`] implements it
 //! on an embedded sled database. sled buffers writes, so nothing is durable until
-//! [`SagaLog::flush`] returns; [`group_commit`] turns the flushes of all concurrent sagas into
-//! one fsync.
+//! [`SagaLog::flush`] returns; group commit (the `group-commit` crate) turns the flushes of
+//! all concurrent sagas into one fsync.
 
 pub mod format;
-pub mod group_commit;
 mod sled_store;
 #[cfg(test)]
 mod tests;
@@ -19,6 +18,7 @@ use sagas::{ParticipantSpec, WorkflowSpec};
 
 use crate::engine::{Event, Millis, Saga};
 
+pub use group_commit::FlushPolicy;
 pub use sled_store::{SledStore, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +27,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("corrupt record in {tree}: {message}")]
     Corrupt { tree: &'static str, message: String },
-    #[error("flush failed: {0}")]
-    Flush(String),
+    #[error(transparent)]
+    Flush(#[from] group_commit::GroupCommitError),
     #[error("the store is shut down")]
     Closed,
 }

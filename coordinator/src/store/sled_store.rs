@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use sagas::{ParticipantSpec, WorkflowSpec};
 
 use super::format::{self, FormatError};
-use super::group_commit::{FlushPolicy, GroupCommit};
 use super::{Creation, FlushFuture, RegistryStore, SagaLog, SagaPage, StoreError, VersionWrite};
 use crate::engine::{Event, Millis, Plan, Saga};
 use crate::telemetry;
+use group_commit::{FlushPolicy, GroupCommit};
 
 /// How the sled store runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +112,17 @@ impl SledStore {
             participants: db.open_tree("participants")?,
             workflows: db.open_tree("workflows")?,
             workflow_files: db.open_tree("workflow_files")?,
-            group_commit: GroupCommit::start(db.clone(), options.flush),
+            group_commit: {
+                let db = db.clone();
+                GroupCommit::start_observed(
+                    options.flush,
+                    move || {
+                        let db = db.clone();
+                        async move { db.flush_async().await.map(|_| ()) }
+                    },
+                    |batch| telemetry::log_flushed(batch.waiters, batch.took),
+                )
+            },
             claiming: Mutex::new(()),
             db,
         })
@@ -388,7 +398,7 @@ impl SagaLog for SledStore {
     }
 
     fn flush(&self) -> FlushFuture<'_> {
-        Box::pin(async move { self.group_commit.flush().await.map_err(StoreError::Flush) })
+        Box::pin(async move { Ok(self.group_commit.flush().await?) })
     }
 }
 
