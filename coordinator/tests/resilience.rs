@@ -3,103 +3,22 @@
 
 #[allow(dead_code)] // shared by several test binaries, each using part of it
 mod fake_participant;
+#[allow(dead_code)]
+mod setup;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use coordinator::{CoordinatorConfig, RunningCoordinator};
+use coordinator::RunningCoordinator;
 use fake_participant::{FakeParticipant, eventually};
-use sagas::api::{SagaState, SagaView, StepStatus, SubmitSaga};
-use sagas::{CoordinatorClient, ParticipantSpec, Phase, WorkflowBuilder};
+use sagas::api::{SagaState, StepStatus, SubmitSaga};
+use sagas::{CoordinatorClient, Phase, WorkflowBuilder};
 use serde_json::{Value, json};
-use tokio::time::Instant;
+use setup::{circuit, fast_retry, metric, one_step_workflow, register, wait_for};
 
-/// Starts a coordinator on `dir`, retrying while a previous one on the same directory is
-/// still releasing its database lock.
+/// Starts a coordinator on `dir`, with an ingress limit of `submit_rate_limit` per second.
 async fn start(dir: &Path, submit_rate_limit: Option<u32>) -> RunningCoordinator {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut config = CoordinatorConfig::ephemeral(dir);
-        config.submit_rate_limit = submit_rate_limit;
-        config.shutdown_grace_ms = 2_000;
-        match coordinator::start(config).await {
-            Ok(running) => {
-                let client = CoordinatorClient::new(running.url());
-                while !client.is_ready().await {
-                    assert!(Instant::now() < deadline, "coordinator never became ready");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                return running;
-            }
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "cannot restart the coordinator: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// A TCC action `t` and a SAGA action `s` at `addr`, with `policy` merged over the defaults.
-async fn register(client: &CoordinatorClient, name: &str, addr: SocketAddr, policy: Value) {
-    let spec: ParticipantSpec = serde_json::from_value(json!({
-        "base_url": format!("http://{addr}"),
-        "actions": {
-            "t": {"try": "/try", "confirm": "/confirm", "cancel": "/cancel"},
-            "s": {"action": "/action", "compensate": "/compensate"}
-        },
-        "policy": policy
-    }))
-    .unwrap();
-    client.put_participant(name, &spec).await.unwrap();
-}
-
-async fn one_step_workflow(
-    client: &CoordinatorClient,
-    name: &str,
-    participant: &str,
-    action: &str,
-) {
-    let spec = WorkflowBuilder::new()
-        .step("only", participant, action)
-        .build()
-        .unwrap();
-    client.put_workflow(name, &spec).await.unwrap();
-}
-
-async fn wait_for(
-    client: &CoordinatorClient,
-    id: &str,
-    done: impl Fn(&SagaView) -> bool,
-) -> SagaView {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let saga = client.get_saga(id).await.unwrap();
-        if done(&saga) {
-            return saga;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "saga {id} stayed {:?}: {saga:?}",
-            saga.state
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Polls `condition` until it holds, failing after 30 s.
-async fn circuit(client: &CoordinatorClient, name: &str) -> String {
-    let url = format!("{}/v1/participants/{name}", client.base_url());
-    let view: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
-    view["circuit"].as_str().unwrap().to_string()
-}
-
-fn fast_retry(max_attempts: u32, settle_max_attempts: u32) -> Value {
-    json!({"initial_ms": 10, "max_ms": 50, "multiplier": 2.0,
-           "max_attempts": max_attempts, "settle_max_attempts": settle_max_attempts})
+    setup::start_with(dir, |config| config.submit_rate_limit = submit_rate_limit).await
 }
 
 #[tokio::test]
@@ -486,19 +405,6 @@ async fn a_saga_past_its_workflow_deadline_rolls_back() {
     assert_eq!(p.count(Phase::Cancel), 1);
     assert_eq!(p.count(Phase::Compensate), 1);
     coordinator.shutdown().await;
-}
-
-/// The value of a gauge or counter without labels on `/metrics`.
-async fn metric(client: &CoordinatorClient, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", client.base_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]

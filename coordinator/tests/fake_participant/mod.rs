@@ -23,8 +23,8 @@ struct Script {
     arrivals: Vec<(Phase, std::time::Instant)>,
     /// Status `POST /callback` answers; 200 when absent.
     callback_status: Option<u16>,
-    /// Bodies `POST /callback` received, with the status it answered.
-    callbacks: Vec<(u16, serde_json::Value)>,
+    /// Bodies `POST /callback` received (as sent, byte for byte), with the status it answered.
+    callbacks: Vec<(u16, String)>,
 }
 
 #[derive(Clone, Default)]
@@ -55,10 +55,7 @@ async fn handle(
     )
 }
 
-async fn callback(
-    State(fake): State<FakeParticipant>,
-    Json(body): Json<serde_json::Value>,
-) -> StatusCode {
+async fn callback(State(fake): State<FakeParticipant>, body: String) -> StatusCode {
     let mut script = fake.script();
     let status = script.callback_status.unwrap_or(200);
     script.callbacks.push((status, body));
@@ -122,7 +119,29 @@ impl FakeParticipant {
     }
 
     pub fn callbacks(&self) -> Vec<(u16, serde_json::Value)> {
-        self.script().callbacks.clone()
+        self.script()
+            .callbacks
+            .iter()
+            .map(|(status, body)| (*status, serde_json::from_str(body).unwrap()))
+            .collect()
+    }
+
+    /// Callback bodies exactly as they arrived.
+    pub fn callback_texts(&self) -> Vec<String> {
+        self.script()
+            .callbacks
+            .iter()
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+
+    /// The `input` of every branch call received, exactly as it arrived.
+    pub fn inputs(&self) -> Vec<String> {
+        self.script()
+            .calls
+            .iter()
+            .map(|c| c.input.get().to_string())
+            .collect()
     }
 
     /// When each call of `phase` arrived.

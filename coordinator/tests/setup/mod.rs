@@ -1,0 +1,138 @@
+//! Starting coordinators on a data directory, registering fake participants, and polling
+//! sagas and metrics: what the integration tests share.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use coordinator::{CoordinatorConfig, RunningCoordinator};
+use sagas::api::SagaView;
+use sagas::{CoordinatorClient, ParticipantSpec, WorkflowBuilder};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// Starts a coordinator on `dir` (changed by `configure` first) and waits until it is ready,
+/// retrying while a previous one on the same directory still holds its database lock.
+pub async fn start_with(
+    dir: &Path,
+    configure: impl Fn(&mut CoordinatorConfig),
+) -> RunningCoordinator {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut config = CoordinatorConfig::ephemeral(dir);
+        config.shutdown_grace_ms = 2_000;
+        configure(&mut config);
+        match coordinator::start(config).await {
+            Ok(running) => {
+                let client = CoordinatorClient::new(running.url());
+                while !client.is_ready().await {
+                    assert!(Instant::now() < deadline, "coordinator never became ready");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                return running;
+            }
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot restart the coordinator: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// [`start_with`] the defaults.
+pub async fn start(dir: &Path) -> RunningCoordinator {
+    start_with(dir, |_| {}).await
+}
+
+/// The spec of a participant at `addr` with a TCC action `t` and a SAGA action `s`, with
+/// `policy` merged over the defaults.
+pub fn participant_spec(addr: SocketAddr, policy: Value) -> ParticipantSpec {
+    serde_json::from_value(json!({
+        "base_url": format!("http://{addr}"),
+        "actions": {
+            "t": {"try": "/try", "confirm": "/confirm", "cancel": "/cancel"},
+            "s": {"action": "/action", "compensate": "/compensate"}
+        },
+        "policy": policy
+    }))
+    .unwrap()
+}
+
+/// Registers [`participant_spec`] as `name`.
+pub async fn register(client: &CoordinatorClient, name: &str, addr: SocketAddr, policy: Value) {
+    client
+        .put_participant(name, &participant_spec(addr, policy))
+        .await
+        .unwrap();
+}
+
+/// Puts workflow `name`: one step `only` calling `participant`'s `action`.
+pub async fn one_step_workflow(
+    client: &CoordinatorClient,
+    name: &str,
+    participant: &str,
+    action: &str,
+) {
+    let spec = WorkflowBuilder::new()
+        .step("only", participant, action)
+        .build()
+        .unwrap();
+    client.put_workflow(name, &spec).await.unwrap();
+}
+
+/// Polls saga `id` until `done` holds, failing after 30 s with the last state seen.
+pub async fn wait_for(
+    client: &CoordinatorClient,
+    id: &str,
+    done: impl Fn(&SagaView) -> bool,
+) -> SagaView {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let saga = client.get_saga(id).await.unwrap();
+        if done(&saga) {
+            return saga;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "saga {id} stayed {:?}: {saga:?}",
+            saga.state
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The live circuit state of participant `name`.
+pub async fn circuit(client: &CoordinatorClient, name: &str) -> String {
+    let url = format!("{}/v1/participants/{name}", client.base_url());
+    let view: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    view["circuit"].as_str().unwrap().to_string()
+}
+
+/// A fast retry schedule with the given budgets.
+pub fn fast_retry(max_attempts: u32, settle_max_attempts: u32) -> Value {
+    json!({"initial_ms": 10, "max_ms": 50, "multiplier": 2.0,
+           "max_attempts": max_attempts, "settle_max_attempts": settle_max_attempts})
+}
+
+/// `/metrics` as text.
+pub async fn metrics_text(client: &CoordinatorClient) -> String {
+    reqwest::get(format!("{}/metrics", client.base_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the series `series` (a name, with its labels if it has any, exactly as
+/// rendered) on `/metrics`; 0 when absent.
+pub async fn metric(client: &CoordinatorClient, series: &str) -> f64 {
+    metrics_text(client)
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
