@@ -12,7 +12,7 @@ use crate::api;
 use crate::clock::Clock;
 use crate::config::CoordinatorConfig;
 use crate::registry::{FileLoad, Registry, RegistryError, Store};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::store::{SledStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, Star
     )?);
     let registry = Arc::new(Registry::load(store.clone())?);
     load_workflow_files(&registry, &config).await?;
-    let runtime = Runtime::new(store, registry, Clock::new());
+    let runtime = Runtime::new(store, registry, Clock::new(), RuntimeOptions::default());
     let retention = Duration::from_secs(config.retention_secs);
     // Sweep about ten times per retention period, at most once a minute, at least every 100 ms.
     let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));

@@ -9,11 +9,13 @@
 //! the state the runtime had. Randomness (retry jitter) and time enter only as event fields.
 
 pub mod decide;
+pub mod driver;
 pub mod event;
 pub mod plan;
 pub mod state;
 
 pub use decide::{Command, decide};
+pub use driver::{Changes, Driver, Ready, SNAPSHOT_EVERY};
 pub use event::{CallOutcome, CallRef, Created, Decision, Event};
 pub use plan::{Plan, PlanStep};
 /// A saga's input: the submitter's JSON text, kept exactly as submitted and shared (never
@@ -49,6 +51,9 @@ pub enum EngineError {
     UnexpectedResult { saga: String, call: String },
     #[error("invalid plan: {0}")]
     InvalidPlan(String),
+    /// `decide` broke its contract (a bug): the saga's driver stops rather than guess.
+    #[error("saga {saga}: {what}")]
+    Contract { saga: String, what: String },
 }
 
 #[cfg(test)]

@@ -5,8 +5,12 @@
 //! request becomes one (`Decided { Abort }`, `RetryRequested`). A refusal says what the saga is
 //! doing and what the operator can do instead, never an engine transition name.
 
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
 
+use super::active::saga_key;
+use super::{Runtime, RuntimeError};
 use crate::engine::{Decision, Event, Lifecycle, Millis, Saga};
 
 /// What an operator asks of one saga.
@@ -46,7 +50,7 @@ impl Operator {
                 at: now,
             }),
             (Operator::Retry, Lifecycle::Stuck { .. }) => Ok(Event::RetryRequested { at: now }),
-            (op, lifecycle) => Err(self::refusal(op, &saga.id, lifecycle)),
+            (op, lifecycle) => Err(refusal(op, &saga.id, lifecycle)),
         }
     }
 }
@@ -84,6 +88,69 @@ pub(crate) fn refusal(op: Operator, id: &str, lifecycle: Lifecycle) -> Refusal {
         ),
     };
     Refusal::NotNow(why)
+}
+
+impl Runtime {
+    /// Rolls back a saga that has not decided yet.
+    pub async fn abort(self: &Arc<Self>, id: &str) -> Result<Arc<Saga>, RuntimeError> {
+        self.operate(id, Operator::Abort).await
+    }
+
+    /// Resumes a stuck saga with a fresh attempt budget.
+    pub async fn retry(self: &Arc<Self>, id: &str) -> Result<Arc<Saga>, RuntimeError> {
+        self.operate(id, Operator::Retry).await
+    }
+
+    /// Hands an operator request to the saga's task and waits for its answer. Every request
+    /// is answered: by the task once the round that applied it is durable, or with a refusal
+    /// when the saga's state does not allow it or no task will ever take it (the saga settled,
+    /// the coordinator is stopping).
+    async fn operate(self: &Arc<Self>, id: &str, op: Operator) -> Result<Arc<Saga>, RuntimeError> {
+        if self.shutdown.is_cancelled() {
+            return Err(RuntimeError::ShuttingDown);
+        }
+        let not_active = || -> Result<Arc<Saga>, RuntimeError> {
+            // Unknown, or already terminal (which no operator request changes).
+            let saga = self
+                .get(id)?
+                .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))?;
+            Err(refusal(op, id, saga.lifecycle).into())
+        };
+        let Some(slot) = self.active.get(id) else {
+            return not_active();
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if slot.request((op, reply_tx)).is_err() {
+            // Its task just stopped for good: the saga settled (or the runtime is stopping).
+            return match slot.state().lifecycle {
+                lifecycle if lifecycle.is_terminal() => Err(refusal(op, id, lifecycle).into()),
+                _ => not_active(),
+            };
+        }
+        // A parked saga needs its task back to answer.
+        if let Some(key) = saga_key(id) {
+            self.unpark(key);
+        }
+        // The sender is always answered or dropped (slot stopped, runtime gone).
+        reply_rx.await.map_err(|_| RuntimeError::ShuttingDown)??;
+        self.get(id)?
+            .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))
+    }
+}
+
+/// Answers operator requests that no task will take: with a plain-words refusal when the
+/// saga is terminal, else `503` (shutting down, or its task stopped on an error).
+pub(super) fn answer_unserved(requests: Vec<OperatorRequest>, last: &Saga, shutting_down: bool) {
+    for (op, reply) in requests {
+        let refusal = if last.lifecycle.is_terminal() {
+            refusal(op, &last.id, last.lifecycle)
+        } else if shutting_down {
+            Refusal::ShuttingDown
+        } else {
+            Refusal::Stopped(last.id.clone())
+        };
+        let _ = reply.send(Err(refusal));
+    }
 }
 
 #[cfg(test)]

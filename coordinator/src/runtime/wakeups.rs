@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::SagaKey;
+use super::active::SagaKey;
 use crate::engine::Millis;
 
 #[derive(Default)]

@@ -47,8 +47,7 @@ pub struct SagaPage {
     pub next_cursor: Option<String>,
 }
 
-/// Events a saga may log after its last snapshot before the runtime writes a new one.
-pub const SNAPSHOT_EVERY: u64 = 64;
+pub use crate::engine::SNAPSHOT_EVERY;
 
 pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 

@@ -1,0 +1,57 @@
+//! The runtime's background loops: waking parked sagas when they are due, and removing
+//! settled sagas past their retention.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Runtime;
+use crate::clock;
+
+impl Runtime {
+    /// Wakes parked sagas when they are due, until shutdown.
+    pub fn start_wakeups(self: &Arc<Self>) {
+        let runtime = self.clone();
+        self.tasks.spawn(async move {
+            loop {
+                let (due, next) = runtime.wakeups.take_due(runtime.clock.now());
+                for key in due {
+                    runtime.unpark(key);
+                }
+                let sleep = next.map(|at| tokio::time::sleep_until(runtime.clock.instant(at)));
+                tokio::select! {
+                    _ = runtime.wakeups.earlier_added() => {}
+                    _ = async { sleep.expect("guarded").await }, if sleep.is_some() => {}
+                    _ = runtime.shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Deletes settled sagas older than `retention`, checking every `every`, until shutdown.
+    pub fn start_retention(self: &Arc<Self>, retention: Duration, every: Duration) {
+        let runtime = self.clone();
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = runtime.shutdown.cancelled() => return,
+                }
+                let cutoff = runtime.clock.now().saturating_sub(clock::millis(retention));
+                // In slices, so a large backlog never holds up the log for long.
+                loop {
+                    match runtime.store.expire_finished(cutoff, 1_000) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            tracing::debug!(expired = n, "finished sagas past retention removed")
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "retention sweep failed");
+                            break;
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,100 @@
+//! Submissions: a new saga made durable before it is acknowledged, or the saga an idempotency
+//! key already names when the request is the same one.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use sagas::api::SubmitSaga;
+
+use super::task::TaskStart;
+use super::{Runtime, RuntimeError};
+use crate::engine::{Created, Event, Saga};
+use crate::store::Creation;
+use crate::telemetry;
+
+impl Runtime {
+    /// Starts a saga, or returns the one the idempotency key already names. `true` when new.
+    /// The saga is durable when this returns (durability rule 1).
+    pub async fn submit(
+        self: &Arc<Self>,
+        request: SubmitSaga,
+        key: Option<String>,
+    ) -> Result<(Arc<Saga>, bool), RuntimeError> {
+        if self.shutdown.is_cancelled() {
+            return Err(RuntimeError::ShuttingDown);
+        }
+        if let Some(key) = &key
+            && let Some(id) = self.store.saga_for_key(key)?
+        {
+            return self.existing(&id, key, &request).await.map(|s| (s, false));
+        }
+        let (workflow_version, plan) = self
+            .registry
+            .resolve(&request.workflow)
+            .map_err(RuntimeError::Unrunnable)?
+            .ok_or_else(|| RuntimeError::UnknownWorkflow(request.workflow.clone()))?;
+        let created = Created {
+            id: uuid::Uuid::now_v7().to_string(),
+            workflow: request.workflow.clone(),
+            workflow_version,
+            input: request.input.clone(),
+            callback_url: request.callback_url.clone(),
+            idempotency_key: key.clone(),
+            plan,
+            at: self.clock.now(),
+        };
+        let saga = Saga::create(&created)?;
+        match self
+            .store
+            .create(&Event::Created(Box::new(created)), &saga.id, key.as_deref())?
+        {
+            Creation::Existing(id) => {
+                let key = key.unwrap_or_default();
+                self.existing(&id, &key, &request).await.map(|s| (s, false))
+            }
+            Creation::Created => {
+                telemetry::saga_submitted(&saga.workflow);
+                let saga = Arc::new(saga);
+                let view = saga.clone();
+                // The task makes the saga durable before its first call and then tells us.
+                // Spawned before any await, so a client hanging up cannot orphan the saga.
+                let (durable_tx, durable_rx) = oneshot::channel();
+                if self.spawn_saga(saga, 0, TaskStart::Created(durable_tx)) {
+                    durable_rx.await.map_err(|_| RuntimeError::ShuttingDown)??;
+                } else {
+                    // Recovery got to it first; it runs, but we still owe durability.
+                    self.store.flush().await?;
+                }
+                Ok((view, true))
+            }
+        }
+    }
+
+    /// The saga an idempotency key already names, if the request is the same one.
+    async fn existing(
+        self: &Arc<Self>,
+        id: &str,
+        key: &str,
+        request: &SubmitSaga,
+    ) -> Result<Arc<Saga>, RuntimeError> {
+        // The first submission may still be waiting for its flush: answer only once durable.
+        self.store.flush().await?;
+        if self.is_ready() && !self.is_shutting_down() {
+            // Normally a no-op; restarts the task of a saga whose task stopped on an error.
+            self.resume(id)?;
+        }
+        let saga = self
+            .get(id)?
+            .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))?;
+        // Inputs compare by meaning, exactly (key order aside, no number rounded).
+        let same = saga.workflow == request.workflow
+            && saga.input == request.input
+            && saga.callback_url == request.callback_url;
+        if same {
+            Ok(saga)
+        } else {
+            Err(RuntimeError::KeyReused(key.into()))
+        }
+    }
+}
