@@ -9,12 +9,14 @@
 //! callbacks failed or their replies lost (some receivers never answer); operator aborts and retries;
 //! illegal events thrown at the engine; and coordinator crashes.
 //!
-//! The coordinator is modelled as the runtime (`SagaTask::run`) drives the engine: a round
-//! runs `decide` to a fixpoint, recording events (appended to the log lazily); if any event of
-//! the round `must_be_durable()`, the round flushes (the whole log so far becomes durable)
-//! before its calls and callback are sent. A crash keeps the durable part of the log plus any
-//! prefix of the rest (sled recovers a prefix), rebuilds the saga with `Saga::replay` and
-//! records `Resumed`. Participants keep whatever they applied; requests still in the network
+//! The coordinator is the engine's round driver (`engine::Driver`), the same code the runtime
+//! runs: each round `step`s it and carries out its `Ready` as the runtime does (append what it
+//! hands out; flush when it says so, which makes the whole log so far durable; then send its
+//! calls and callback). The simulation checks the driver against the durability rules: a
+//! confirm/cancel/compensate sent before the decision is durable, or a callback before the
+//! terminal state is, fails the seed. A crash loses what the driver had not handed out, keeps
+//! the durable part of the log plus any prefix of the rest (sled recovers a prefix), rebuilds
+//! the saga with `Saga::replay` and resumes it (`Driver::resumed`). Participants keep whatever they applied; requests still in the network
 //! may reach them after the crash (their replies are lost). After a while the faults stop, and
 //! every saga must then end committed or aborted, with the participants' books consistent with
 //! that outcome and its callback (if any) delivered or abandoned.
@@ -26,9 +28,11 @@
 
 use std::collections::HashSet;
 
+use std::sync::Arc;
+
 use coordinator::engine::{
-    CALLBACK_MAX_ATTEMPTS, CallOutcome, CallRef, CallbackStatus, Command, Created, Decision, Event,
-    Lifecycle, Millis, Plan, PlanStep, Saga, StepStatus, decide,
+    CALLBACK_MAX_ATTEMPTS, CallOutcome, CallRef, CallbackStatus, Command, Created, Decision,
+    Driver, Event, Lifecycle, Millis, Plan, PlanStep, Saga, StepStatus, decide,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -323,12 +327,13 @@ struct Sim {
     scenario: Scenario,
     rng: StdRng,
     now: Millis,
-    saga: Saga,
-    /// The log as appended (lazily); `log[..durable]` is on disk.
+    /// The coordinator: the saga's state, with what it has not handed out for the log yet.
+    driver: Driver,
+    /// The log as appended; `log[..durable]` is on disk.
     log: Vec<Event>,
+    /// The fold of `log`: what a restart would rebuild if nothing were lost.
+    logged: Saga,
     durable: usize,
-    /// An event recorded between rounds (an operator's abort) must be flushed by the next.
-    pending_flush: bool,
     /// Sent and waiting for their replies, each with the round before which it cannot
     /// complete (a hung participant).
     in_flight: Vec<(Flight, u32)>,
@@ -353,6 +358,7 @@ impl Sim {
         let scenario = Scenario::generate(seed, &mut rng);
         let created = scenario.created();
         let saga = Saga::create(&created).map_err(|e| format!("create failed: {e}"))?;
+        let driver = Driver::new(Arc::new(saga.clone()), 0, 0);
         let parts = scenario
             .steps
             .iter()
@@ -366,12 +372,12 @@ impl Sim {
             scenario,
             rng,
             now: START,
-            saga,
+            driver,
+            logged: saga,
             trace: vec![Trace::Event(created.clone())],
             // Rule 1: the submission is flushed before the saga's first round.
             log: vec![created],
             durable: 1,
-            pending_flush: false,
             in_flight: Vec::new(),
             sent: HashSet::new(),
             network: Vec::new(),
@@ -391,50 +397,70 @@ impl Sim {
         self.trace.push(Trace::Note(s));
     }
 
-    /// Applies an event the runtime would record and appends it to the log (lazily).
+    /// The coordinator's current view of the saga.
+    fn saga(&self) -> &Saga {
+        self.driver.saga()
+    }
+
+    /// Records a call's or callback's answer, or an operator's event, in the driver.
     fn record(&mut self, event: Event) -> SimResult {
-        let before = self.saga.lifecycle;
-        if let Err(e) = self.saga.apply(&event) {
-            return Err(format!(
+        self.note(format!("recorded {}", json(&event)));
+        if let Event::RetryRequested { .. } = event {
+            self.stats.operator_retries += 1;
+        }
+        self.driver.record_result(event.clone()).map_err(|e| {
+            format!(
                 "engine refused an event the runtime records: {e}\nevent: {}",
                 json(&event)
-            ));
-        }
-        match &event {
-            Event::Stuck { .. } => self.stats.stuck += 1,
-            Event::RetryRequested { .. } => self.stats.operator_retries += 1,
-            Event::Decided {
-                decision: Decision::Abort { reason },
-                ..
-            } if reason.contains("deadline") => self.stats.deadline_aborts += 1,
-            Event::Decided {
-                decision: Decision::Commit,
-                ..
-            } => {
-                for (i, p) in self.parts.iter().enumerate() {
-                    if p.forward != Some(CallOutcome::Ok) || p.applied != 1 || p.undo {
-                        return Err(format!(
-                            "commit decided but step {i} is not applied at its participant: {p:?}"
-                        ));
+            )
+        })
+    }
+
+    /// Appends what the driver handed out, checking each event against the log's fold.
+    fn append(&mut self, events: Vec<Event>) -> SimResult {
+        for event in events {
+            let before = self.logged.lifecycle;
+            if let Err(e) = self.logged.apply(&event) {
+                return Err(format!(
+                    "the log does not replay: {e}\nevent: {}",
+                    json(&event)
+                ));
+            }
+            match &event {
+                Event::Stuck { .. } => self.stats.stuck += 1,
+                Event::Decided {
+                    decision: Decision::Abort { reason },
+                    ..
+                } if reason.contains("deadline") => self.stats.deadline_aborts += 1,
+                Event::Decided {
+                    decision: Decision::Commit,
+                    ..
+                } => {
+                    for (i, p) in self.parts.iter().enumerate() {
+                        if p.forward != Some(CallOutcome::Ok) || p.applied != 1 || p.undo {
+                            return Err(format!(
+                                "commit decided but step {i} is not applied at its participant: {p:?}"
+                            ));
+                        }
                     }
                 }
+                _ => {}
             }
-            _ => {}
-        }
-        if before.is_terminal() {
-            let callback_event = matches!(
-                event,
-                Event::CallbackStarted { .. }
-                    | Event::CallbackEnded { .. }
-                    | Event::CallbackAbandoned { .. }
-                    | Event::Resumed { .. }
-            );
-            if !callback_event || self.saga.lifecycle != before {
-                return Err(format!("a terminal saga changed with {}", json(&event)));
+            if before.is_terminal() {
+                let callback_event = matches!(
+                    event,
+                    Event::CallbackStarted { .. }
+                        | Event::CallbackEnded { .. }
+                        | Event::CallbackAbandoned { .. }
+                        | Event::Resumed { .. }
+                );
+                if !callback_event || self.logged.lifecycle != before {
+                    return Err(format!("a terminal saga changed with {}", json(&event)));
+                }
             }
+            self.trace.push(Trace::Event(event.clone()));
+            self.log.push(event);
         }
-        self.trace.push(Trace::Event(event.clone()));
-        self.log.push(event);
         Ok(())
     }
 
@@ -500,96 +526,39 @@ impl Sim {
         Ok(reply)
     }
 
-    /// One round of the runtime: `decide` to a fixpoint, recording events; a flush if any of
-    /// them must be durable; then the round's calls and callback go out. Returns when to wake
-    /// up, or `None` with `crashed` set if the coordinator crashed during the round.
+    /// One round of the coordinator: the driver's step, its `Ready` carried out as the
+    /// runtime does. Returns when to wake up, or `None` with `crashed` set if the coordinator
+    /// crashed during the round.
     fn run_round(&mut self) -> SimResult<(Option<Millis>, bool)> {
-        let mut must_flush = std::mem::take(&mut self.pending_flush);
-        let mut calls = Vec::new();
-        let mut notify = None;
-        let mut recorded = false;
-        let mut iterations = 0;
-        let wake = loop {
-            iterations += 1;
-            if iterations > 1_000 {
-                return Err("decide keeps recording events".into());
-            }
-            let commands = decide(&self.saga, self.now);
-            if matches!(commands.first(), Some(Command::Record(_))) && commands.len() != 1 {
-                return Err(format!(
-                    "decide returned a record with other commands: {commands:?}"
-                ));
-            }
-            let mut progressed = false;
-            let mut wake: Option<Millis> = None;
-            for command in commands {
-                match command {
-                    Command::Record(event) => {
-                        must_flush |= event.must_be_durable();
-                        self.record(event)?;
-                        progressed = true;
-                    }
-                    Command::Call(call) => {
-                        let kind = self.scenario.steps[call.step].kind;
-                        let allowed = match self.saga.lifecycle {
-                            Lifecycle::Running => call.phase == kind.forward(),
-                            Lifecycle::Confirming => Some(call.phase) == kind.commit(),
-                            Lifecycle::Compensating => call.phase == kind.undo(),
-                            _ => false,
-                        };
-                        if !allowed {
-                            return Err(format!(
-                                "decide called {call} while {:?}",
-                                self.saga.lifecycle
-                            ));
-                        }
-                        self.record(call_started(call, self.now))?;
-                        calls.push(call);
-                        progressed = true;
-                    }
-                    Command::Notify { attempt } => {
-                        if self.scenario.callback.is_none() {
-                            return Err(format!(
-                                "callback attempt {attempt} without a callback URL"
-                            ));
-                        }
-                        self.record(Event::CallbackStarted {
-                            attempt,
-                            at: self.now,
-                        })?;
-                        notify = Some(attempt);
-                        progressed = true;
-                    }
-                    Command::WakeAt(t) => {
-                        if t <= self.now {
-                            return Err(format!(
-                                "decide asked to wake at {t}, not after now {}",
-                                self.now
-                            ));
-                        }
-                        wake = Some(wake.map_or(t, |w| w.min(t)));
-                    }
-                }
-            }
-            recorded |= progressed;
-            if !progressed {
-                break wake;
-            }
-        };
+        let ready = self
+            .driver
+            .step(self.now, self.in_flight.len())
+            .map_err(|e| format!("the driver failed: {e}"))?;
+        if ready.notify.is_some() && self.scenario.callback.is_none() {
+            return Err("a callback attempt without a callback URL".into());
+        }
+        if let Some(t) = ready.wake
+            && t <= self.now
+        {
+            return Err(format!("asked to wake at {t}, not after now {}", self.now));
+        }
+        let recorded =
+            !ready.append.is_empty() || !ready.calls.is_empty() || ready.notify.is_some();
+        self.append(ready.append)?;
         if recorded && self.faults() && self.rng.random_bool(self.scenario.crash_p / 2.0) {
             // The crash hits before the round's calls leave, perhaps after its flush.
-            if must_flush && self.rng.random_bool(0.5) {
+            if ready.must_flush && self.rng.random_bool(0.5) {
                 self.durable = self.log.len();
                 self.note("flushed".into());
             }
             self.crash(true)?;
             return Ok((None, true));
         }
-        if must_flush {
+        if ready.must_flush {
             self.durable = self.log.len();
             self.note("flushed".into());
         }
-        for call in calls {
+        for call in ready.calls {
             // Rule 2: the decision is durable before the first confirm/cancel/compensate.
             if call.phase.must_settle() && !self.durable_has(|e| matches!(e, Event::Decided { .. }))
             {
@@ -603,7 +572,7 @@ impl Sim {
             self.sent.insert(call);
             self.in_flight.push((Flight::Call(call), hung_until));
         }
-        if let Some(attempt) = notify {
+        if let Some(attempt) = ready.notify {
             // Rule 3: the terminal state is durable before anyone is told.
             if !self.durable_has(|e| matches!(e, Event::Finished { .. })) {
                 return Err(format!(
@@ -613,7 +582,7 @@ impl Sim {
             self.notified_durable += 1;
             self.in_flight.push((Flight::Callback(attempt), 0));
         }
-        Ok((wake, false))
+        Ok((ready.wake, false))
     }
 
     fn pick_delivery(&mut self) -> Delivery {
@@ -711,7 +680,7 @@ impl Sim {
         };
         if reached {
             self.receiver.received += 1;
-            self.receiver.told.push(self.saga.lifecycle);
+            self.receiver.told.push(self.saga().lifecycle);
             if !delivered {
                 self.stats.callback_replies_lost += 1;
             }
@@ -747,7 +716,7 @@ impl Sim {
         if mid_round {
             self.stats.crashes_mid_round += 1;
         }
-        if matches!(self.saga.lifecycle, Lifecycle::Stuck { .. }) {
+        if matches!(self.saga().lifecycle, Lifecycle::Stuck { .. }) {
             self.stats.crashes_while_stuck += 1;
         }
         self.note(format!(
@@ -778,19 +747,32 @@ impl Sim {
                     self.stats.crashes_while_notifying += 1;
                     if fate == 0 && self.scenario.callback == Some(ReceiverKind::Healthy) {
                         self.receiver.received += 1;
-                        self.receiver.told.push(self.saga.lifecycle);
+                        self.receiver.told.push(self.saga().lifecycle);
                         self.note(format!("callback attempt {attempt} arrived (reply lost)"));
                     }
                 }
             }
         }
-        // A crash-free point: the live state is the fold of everything recorded.
+        // A crash-free point: the live state is the fold of everything recorded, handed out
+        // or not.
+        let recorded: Vec<Event> = self
+            .log
+            .iter()
+            .chain(self.driver.unlogged())
+            .cloned()
+            .collect();
         let replayed =
-            Saga::replay(&self.log).map_err(|e| format!("replay of the full log failed: {e}"))?;
-        if replayed != self.saga {
+            Saga::replay(&recorded).map_err(|e| format!("replay of the full log failed: {e}"))?;
+        if replayed != *self.saga() {
             return Err(format!(
                 "replay differs from the live state:\nlive: {:?}\nreplayed: {replayed:?}",
-                self.saga
+                self.saga()
+            ));
+        }
+        let unlogged = self.driver.unlogged().len();
+        if unlogged > 0 {
+            self.note(format!(
+                "{unlogged} events not handed out for the log are lost"
             ));
         }
         // sled recovers everything flushed and any prefix of what was appended since.
@@ -819,15 +801,21 @@ impl Sim {
         if decoded != self.log {
             return Err("log changed through the on-disk format".into());
         }
-        self.saga = Saga::replay(&decoded).map_err(|e| format!("recovery replay failed: {e}"))?;
+        let saga = Saga::replay(&decoded).map_err(|e| format!("recovery replay failed: {e}"))?;
+        self.logged = saga.clone();
         self.durable = self.log.len();
         self.now += self.rng.random_range(1..=500);
-        if self.saga.is_settled() {
+        let seq = self.log.len() as u64 - 1;
+        if saga.is_settled() {
             // The runtime resumes only sagas that are not settled.
             self.note("recovered settled; not resumed".into());
+            self.driver = Driver::new(Arc::new(saga), seq, seq);
             return Ok(());
         }
-        self.record(Event::Resumed { at: self.now })
+        self.note("resumed".into());
+        self.driver = Driver::resumed(Arc::new(saga), seq, self.now)
+            .map_err(|e| format!("resume refused: {e}"))?;
+        Ok(())
     }
 
     /// Throws an event at the engine that must be refused, and a random one that, if refused,
@@ -835,16 +823,16 @@ impl Sim {
     fn poke(&mut self) -> SimResult {
         let candidates = self.illegal_candidates();
         let event = candidates[self.rng.random_range(0..candidates.len())].clone();
-        let mut copy = self.saga.clone();
+        let mut copy = self.saga().clone();
         match copy.apply(&event) {
             Ok(()) => {
                 return Err(format!(
                     "engine accepted an illegal event while {:?}: {}",
-                    self.saga.lifecycle,
+                    self.saga().lifecycle,
                     json(&event)
                 ));
             }
-            Err(_) if copy != self.saga => {
+            Err(_) if copy != *self.saga() => {
                 return Err(format!(
                     "a refused event changed the state: {}",
                     json(&event)
@@ -855,8 +843,8 @@ impl Sim {
         self.stats.illegal_checked += 1;
 
         let event = self.random_event();
-        let mut copy = self.saga.clone();
-        if copy.apply(&event).is_err() && copy != self.saga {
+        let mut copy = self.saga().clone();
+        if copy.apply(&event).is_err() && copy != *self.saga() {
             return Err(format!(
                 "a refused event changed the state: {}",
                 json(&event)
@@ -866,9 +854,9 @@ impl Sim {
     }
 
     fn illegal_candidates(&mut self) -> Vec<Event> {
-        let n = self.saga.steps.len();
+        let n = self.saga().steps.len();
         let at = self.now;
-        let lifecycle = self.saga.lifecycle;
+        let lifecycle = self.saga().lifecycle;
         let mut out = vec![
             Event::Created(Box::new(self.scenario.created())),
             call_started(
@@ -899,7 +887,7 @@ impl Sim {
             Phase::Compensate,
         ][self.rng.random_range(0..5)];
         let attempt = self.rng.random_range(0..6);
-        if self.saga.steps[s].status != (StepStatus::Calling { phase, attempt }) {
+        if self.saga().steps[s].status != (StepStatus::Calling { phase, attempt }) {
             out.push(call_ended(call_ref(s, phase, attempt), CallOutcome::Ok, at));
         }
         if lifecycle != Lifecycle::Running {
@@ -918,7 +906,7 @@ impl Sim {
             out.push(call_started(call_ref(s, kind.forward(), 2), at));
         } else {
             if self
-                .saga
+                .saga()
                 .steps
                 .iter()
                 .any(|st| st.status != StepStatus::Done)
@@ -946,11 +934,11 @@ impl Sim {
         if !matches!(lifecycle, Lifecycle::Stuck { .. }) {
             out.push(Event::RetryRequested { at });
         }
-        if self.saga.is_settled() {
+        if self.saga().is_settled() {
             out.push(Event::Resumed { at });
         }
         // Callbacks: only once terminal, attempts in order, results for the current attempt.
-        let next = match self.saga.callback {
+        let next = match self.saga().callback {
             CallbackStatus::Pending => Some(1),
             CallbackStatus::Waiting { attempt, .. } => Some(attempt + 1),
             _ => None,
@@ -959,7 +947,7 @@ impl Sim {
         if !lifecycle.is_terminal() || next != Some(attempt) {
             out.push(Event::CallbackStarted { attempt, at });
         }
-        if self.saga.callback != (CallbackStatus::Calling { attempt }) {
+        if self.saga().callback != (CallbackStatus::Calling { attempt }) {
             out.push(Event::CallbackEnded {
                 attempt,
                 delivered: true,
@@ -969,15 +957,15 @@ impl Sim {
                 at,
             });
         }
-        if !matches!(self.saga.callback, CallbackStatus::Waiting { .. }) {
+        if !matches!(self.saga().callback, CallbackStatus::Waiting { .. }) {
             out.push(Event::CallbackAbandoned {
                 reason: "x".into(),
                 at,
             });
         }
         let may_finish = match lifecycle {
-            Lifecycle::Confirming => self.saga.all_confirmed(),
-            Lifecycle::Compensating => self.saga.steps.iter().all(|st| st.is_undone()),
+            Lifecycle::Confirming => self.saga().all_confirmed(),
+            Lifecycle::Compensating => self.saga().steps.iter().all(|st| st.is_undone()),
             _ => false,
         };
         if !may_finish {
@@ -987,7 +975,7 @@ impl Sim {
     }
 
     fn random_event(&mut self) -> Event {
-        let n = self.saga.steps.len();
+        let n = self.saga().steps.len();
         let at = self.now;
         let call = CallRef {
             step: self.rng.random_range(0..n + 1),
@@ -1052,13 +1040,13 @@ impl Sim {
             if self.rng.random_bool(self.scenario.illegal_p) {
                 self.poke()?;
             }
-            if self.saga.is_settled() {
+            if self.saga().is_settled() {
                 return Ok(());
             }
             if crashed {
                 continue;
             }
-            let stuck = matches!(self.saga.lifecycle, Lifecycle::Stuck { .. });
+            let stuck = matches!(self.saga().lifecycle, Lifecycle::Stuck { .. });
             // Crashes are likelier while stuck: recovery of a stuck saga is the rarest path.
             let crash_p = if stuck {
                 self.scenario.crash_p * 2.0
@@ -1073,7 +1061,8 @@ impl Sim {
                 self.deliver_late()?;
                 continue;
             }
-            if faults && self.saga.lifecycle == Lifecycle::Running && self.rng.random_bool(0.004) {
+            if faults && self.saga().lifecycle == Lifecycle::Running && self.rng.random_bool(0.004)
+            {
                 // The operator aborts; the runtime records it between rounds and the next
                 // round flushes it.
                 self.stats.operator_aborts += 1;
@@ -1084,7 +1073,6 @@ impl Sim {
                     },
                     at: self.now,
                 })?;
-                self.pending_flush = true;
                 continue;
             }
             if stuck && !self.in_flight.is_empty() && self.rng.random_bool(0.2) {
@@ -1129,14 +1117,17 @@ impl Sim {
                 None => {
                     return Err(format!(
                         "saga hangs: {:?} (callback {:?}), nothing in flight, nothing to wake for; steps: {:?}",
-                        self.saga.lifecycle, self.saga.callback, self.saga.steps
+                        self.saga().lifecycle,
+                        self.saga().callback,
+                        self.saga().steps
                     ));
                 }
             }
         }
         Err(format!(
             "saga not settled after {MAX_ROUNDS} rounds: {:?} (callback {:?})",
-            self.saga.lifecycle, self.saga.callback
+            self.saga().lifecycle,
+            self.saga().callback
         ))
     }
 
@@ -1149,7 +1140,7 @@ impl Sim {
             ));
         }
         for now in [self.now, self.now + 10_000_000] {
-            let commands = decide(&self.saga, now);
+            let commands = decide(self.saga(), now);
             if !commands.is_empty() {
                 return Err(format!("a settled saga still has commands: {commands:?}"));
             }
@@ -1160,7 +1151,7 @@ impl Sim {
         }
         self.check_participants()?;
         self.stats.hanging_rejected = self.parts.iter().map(|p| p.hanging_rejected).sum();
-        match self.saga.lifecycle {
+        match self.saga().lifecycle {
             Lifecycle::Committed => {
                 self.stats.committed += 1;
                 for (i, (p, spec)) in self.parts.iter().zip(&self.scenario.steps).enumerate() {
@@ -1192,7 +1183,7 @@ impl Sim {
         if self.scenario.is_clean() {
             self.stats.clean_commits += 1;
         }
-        match (self.scenario.callback, self.saga.callback) {
+        match (self.scenario.callback, self.saga().callback) {
             (None, CallbackStatus::None) => {}
             (Some(_), CallbackStatus::Delivered | CallbackStatus::Abandoned) => {
                 if self.notified_durable == 0 {
@@ -1201,7 +1192,7 @@ impl Sim {
                             .into(),
                     );
                 }
-                if self.saga.callback == CallbackStatus::Delivered {
+                if self.saga().callback == CallbackStatus::Delivered {
                     self.stats.callbacks_delivered += 1;
                     if self.receiver.received == 0 {
                         return Err("callback delivered but the receiver got nothing".into());
@@ -1216,11 +1207,11 @@ impl Sim {
                     .receiver
                     .told
                     .iter()
-                    .find(|&&l| l != self.saga.lifecycle)
+                    .find(|&&l| l != self.saga().lifecycle)
                 {
                     return Err(format!(
                         "the receiver was told {l:?}, the saga ended {:?}",
-                        self.saga.lifecycle
+                        self.saga().lifecycle
                     ));
                 }
             }
@@ -1228,11 +1219,14 @@ impl Sim {
                 return Err(format!("callback {got:?} with a receiver {want:?}"));
             }
         }
+        if !self.driver.unlogged().is_empty() {
+            return Err("settled with events not handed out for the log".into());
+        }
         let replayed = Saga::replay(&self.log).map_err(|e| format!("final replay failed: {e}"))?;
-        if replayed != self.saga {
+        if replayed != *self.saga() {
             return Err(format!(
                 "final replay differs:\nlive: {:?}\nreplayed: {replayed:?}",
-                self.saga
+                self.saga()
             ));
         }
         Ok(())
@@ -1257,7 +1251,7 @@ impl Sim {
             self.network,
             self.parts,
             self.receiver,
-            self.saga,
+            self.saga(),
             self.log.len(),
             self.durable,
             trace.len(),
