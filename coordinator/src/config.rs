@@ -1,60 +1,72 @@
-//! Coordinator configuration: command-line flags, each also settable from the environment.
+//! What a coordinator runs with: [`CoordinatorOptions`], one typed struct with one `Default`
+//! (what the binary runs with when no flag is given), every tunable of the coordinator in one
+//! documented place, checked by [`CoordinatorOptions::validate`]. The command line and the
+//! environment are an overlay on it ([`CoordinatorArgs`]): a flag or variable that is given
+//! replaces the default, one that is not leaves it.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::store::{FlushPolicy, StoreOptions};
+use sagas::RetryPolicy;
 
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "coordinator",
-    version,
-    about = "Saga-orchestrated distributed transaction coordinator"
-)]
-pub struct CoordinatorConfig {
-    /// Address the HTTP API listens on (port 0 picks a free port).
-    #[arg(long, env = "COORDINATOR_LISTEN", default_value = "127.0.0.1:7700")]
+use crate::engine::EngineOptions;
+use crate::runtime::RuntimeOptions;
+use crate::store::StoreOptions;
+
+/// Everything a coordinator runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoordinatorOptions {
+    /// Address the HTTP API listens on; port 0 picks a free port. Default `127.0.0.1:7700`.
     pub listen: SocketAddr,
-    /// Directory of the saga log (created if missing).
-    #[arg(long, env = "COORDINATOR_DATA_DIR", default_value = "data/coordinator")]
+    /// Directory of the saga log, created if missing. Default `data/coordinator`.
     pub data_dir: PathBuf,
-    /// Directory of workflow files (*.json, *.yaml) loaded at start-up. Default: `sagas/` when
-    /// it exists.
-    #[arg(long, env = "COORDINATOR_WORKFLOWS")]
+    /// Directory of workflow files (`*.json`, `*.yaml`, `*.yml`) loaded at start-up. Default:
+    /// `sagas/` in the working directory when it exists, else none.
     pub workflows: Option<PathBuf>,
-    /// Saga submissions accepted per second; more get `429` with `Retry-After`. Unlimited
-    /// when absent.
-    #[arg(long, env = "COORDINATOR_SUBMIT_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
-    pub submit_rate_limit: Option<u32>,
-    /// How long finished sagas (events, state, idempotency key) are kept before removal, in
-    /// seconds (1 second to 100 years).
-    #[arg(long, env = "COORDINATOR_RETENTION_SECS", default_value_t = 7 * 24 * 3600,
-        value_parser = clap::value_parser!(u64).range(1..=100 * 365 * 86_400))]
-    pub retention_secs: u64,
-    /// How long shutdown waits for in-flight calls before it stops anyway, in milliseconds
-    /// (at most an hour).
-    #[arg(long, env = "COORDINATOR_SHUTDOWN_GRACE_MS", default_value_t = 10_000,
-        value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
-    pub shutdown_grace_ms: u64,
-    /// Group commit: while the log is busy, how long a flush waits for more writers to join
-    /// it, in microseconds (0: flush as soon as the previous flush ends; at most a second;
-    /// tokio's timer rounds up to 1 ms). A quiet log never waits.
-    #[arg(long, env = "COORDINATOR_LOG_FLUSH_LINGER_US", default_value_t = 1_000,
-        value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
-    pub log_flush_linger_us: u64,
-    /// Group commit: a batch of this many writers is flushed without waiting further.
-    #[arg(long, env = "COORDINATOR_LOG_FLUSH_MAX_BATCH", default_value_t = 64,
-        value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub log_flush_max_batch: u64,
-    /// Page cache of the saga log, in MiB. The log is written far more than read; the
-    /// operating system's page cache is behind it.
-    #[arg(long, env = "COORDINATOR_LOG_CACHE_MB", default_value_t = 16,
-        value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
-    pub log_cache_mb: u64,
-    /// Log lines as plain text (coloured only on a terminal) or as one JSON object per line.
-    #[arg(long, env = "COORDINATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    /// Saga submissions accepted per second; more get `429` with `Retry-After`. Default:
+    /// unlimited.
+    pub submit_rate_limit: Option<NonZeroU32>,
+    /// How long finished sagas (events, state, idempotency key) are kept before removal.
+    /// Default 7 days; 1 second to 100 years.
+    pub retention: Duration,
+    /// How long shutdown waits for in-flight calls before it stops anyway. Default 10 s; at
+    /// most an hour.
+    pub shutdown_grace: Duration,
+    /// The saga log: group commit and page cache.
+    pub store: StoreOptions,
+    /// How sagas are run: when an idle saga parks.
+    pub runtime: RuntimeOptions,
+    /// The engine's budgets: callback attempts, snapshot interval.
+    pub engine: EngineOptions,
+    /// Completion callbacks: how long one attempt may take and how attempts are spaced.
+    pub callbacks: CallbackOptions,
+    /// How log lines are written. Default [`LogFormat::Text`].
     pub log_format: LogFormat,
+}
+
+/// How completion callbacks are sent. How many attempts before one is abandoned is the
+/// engine's ([`EngineOptions::callback_max_attempts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackOptions {
+    /// Longest wait for the receiver's answer to one attempt. Default 10 s.
+    pub timeout: Duration,
+    /// Backoff between attempts. Default 200 ms doubling up to 10 s, with jitter.
+    pub retry: RetryPolicy,
+}
+
+impl Default for CallbackOptions {
+    fn default() -> Self {
+        CallbackOptions {
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy {
+                initial_ms: 200,
+                max_ms: 10_000,
+                ..RetryPolicy::default()
+            },
+        }
+    }
 }
 
 /// How log lines are written (to stderr).
@@ -67,32 +79,105 @@ pub enum LogFormat {
     Json,
 }
 
-impl CoordinatorConfig {
-    /// A configuration for tests and embedding: port 0, the given data dir, no workflow files.
-    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> CoordinatorConfig {
-        CoordinatorConfig {
-            listen: "127.0.0.1:0".parse().expect("a literal address parses"),
-            data_dir: data_dir.into(),
+/// An option outside its documented range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{option}: {rule}")]
+pub struct ConfigError {
+    /// The option, as its flag: `--retention-secs`.
+    pub option: &'static str,
+    /// What it must be.
+    pub rule: String,
+}
+
+impl Default for CoordinatorOptions {
+    fn default() -> Self {
+        CoordinatorOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            data_dir: PathBuf::from("data/coordinator"),
             workflows: None,
             submit_rate_limit: None,
-            retention_secs: 7 * 24 * 3600,
-            shutdown_grace_ms: 5_000,
-            log_flush_linger_us: 1_000,
-            log_flush_max_batch: 64,
-            log_cache_mb: 16,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            shutdown_grace: Duration::from_secs(10),
+            store: StoreOptions::default(),
+            runtime: RuntimeOptions::default(),
+            engine: EngineOptions::default(),
+            callbacks: CallbackOptions::default(),
             log_format: LogFormat::Text,
         }
     }
+}
 
-    /// How the saga log runs.
-    pub fn store_options(&self) -> StoreOptions {
-        StoreOptions {
-            cache_bytes: self.log_cache_mb.saturating_mul(1 << 20),
-            flush: FlushPolicy {
-                linger: Duration::from_micros(self.log_flush_linger_us),
-                max_batch: usize::try_from(self.log_flush_max_batch).unwrap_or(usize::MAX),
-            },
+impl CoordinatorOptions {
+    /// Options for tests and embedding: port 0, the given data directory, no workflow files,
+    /// a 5 s shutdown grace.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> CoordinatorOptions {
+        CoordinatorOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            shutdown_grace: Duration::from_secs(5),
+            ..CoordinatorOptions::default()
         }
+    }
+
+    /// Checks every option against its documented range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let within = |option: &'static str, value: Duration, min: Duration, max: Duration| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError {
+                    option,
+                    rule: format!("must be between {min:?} and {max:?} (got {value:?})"),
+                })
+            }
+        };
+        within(
+            "--retention-secs",
+            self.retention,
+            Duration::from_secs(1),
+            Duration::from_secs(100 * 365 * 86_400),
+        )?;
+        within(
+            "--shutdown-grace-ms",
+            self.shutdown_grace,
+            Duration::ZERO,
+            Duration::from_secs(3_600),
+        )?;
+        within(
+            "--log-flush-linger-us",
+            self.store.flush.linger,
+            Duration::ZERO,
+            Duration::from_secs(1),
+        )?;
+        if !(1..=100_000).contains(&self.store.flush.max_batch) {
+            return Err(ConfigError {
+                option: "--log-flush-max-batch",
+                rule: format!(
+                    "must be between 1 and 100000 (got {})",
+                    self.store.flush.max_batch
+                ),
+            });
+        }
+        within(
+            "park_after",
+            self.runtime.park_after,
+            Duration::from_millis(1),
+            Duration::from_secs(3_600),
+        )?;
+        within(
+            "callbacks.timeout",
+            self.callbacks.timeout,
+            Duration::from_millis(1),
+            Duration::from_secs(3_600),
+        )?;
+        self.callbacks.retry.validate().map_err(|e| ConfigError {
+            option: "callbacks.retry",
+            rule: e.to_string(),
+        })?;
+        self.engine.validate().map_err(|rule| ConfigError {
+            option: "engine",
+            rule,
+        })
     }
 
     /// The workflow directory to load, if any: explicit, else `sagas/` when present.
@@ -101,5 +186,138 @@ impl CoordinatorConfig {
             Some(dir) => Some(dir.clone()),
             None => Some(PathBuf::from("sagas")).filter(|d| d.is_dir()),
         }
+    }
+}
+
+/// The `coordinator` binary's flags, each also settable from the environment. Every one is
+/// optional: what is given overlays [`CoordinatorOptions::default`].
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(
+    name = "coordinator",
+    version,
+    about = "Saga-orchestrated distributed transaction coordinator"
+)]
+pub struct CoordinatorArgs {
+    /// Address the HTTP API listens on (port 0 picks a free port) [default: 127.0.0.1:7700].
+    #[arg(long, env = "COORDINATOR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the saga log, created if missing [default: data/coordinator].
+    #[arg(long, env = "COORDINATOR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of workflow files (*.json, *.yaml) loaded at start-up [default: sagas/ when
+    /// it exists].
+    #[arg(long, env = "COORDINATOR_WORKFLOWS", value_name = "DIR")]
+    pub workflows: Option<PathBuf>,
+    /// Saga submissions accepted per second; more get 429 with Retry-After [default:
+    /// unlimited].
+    #[arg(long, env = "COORDINATOR_SUBMIT_RATE_LIMIT", value_name = "N")]
+    pub submit_rate_limit: Option<NonZeroU32>,
+    /// How long finished sagas (events, state, idempotency key) are kept, in seconds (1 to
+    /// 100 years) [default: 604800, 7 days].
+    #[arg(long, env = "COORDINATOR_RETENTION_SECS", value_name = "SECS")]
+    pub retention_secs: Option<u64>,
+    /// How long shutdown waits for in-flight calls before it stops anyway, in milliseconds
+    /// (at most an hour) [default: 10000].
+    #[arg(long, env = "COORDINATOR_SHUTDOWN_GRACE_MS", value_name = "MS")]
+    pub shutdown_grace_ms: Option<u64>,
+    /// Group commit: while the log is busy, how long a flush waits for more writers to join
+    /// it, in microseconds (0 to 1000000; tokio's timer rounds up to 1 ms; a quiet log never
+    /// waits) [default: 1000].
+    #[arg(long, env = "COORDINATOR_LOG_FLUSH_LINGER_US", value_name = "US")]
+    pub log_flush_linger_us: Option<u64>,
+    /// Group commit: a batch of this many writers is flushed without waiting further (1 to
+    /// 100000) [default: 64].
+    #[arg(long, env = "COORDINATOR_LOG_FLUSH_MAX_BATCH", value_name = "N")]
+    pub log_flush_max_batch: Option<usize>,
+    /// Page cache of the saga log, in MiB (1 to 1048576) [default: 16].
+    #[arg(long, env = "COORDINATOR_LOG_CACHE_MB", value_name = "MB",
+        value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub log_cache_mb: Option<u64>,
+    /// Log lines as plain text (coloured only on a terminal) or as JSON lines [default: text].
+    #[arg(long, env = "COORDINATOR_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl CoordinatorArgs {
+    /// `options` with every given flag applied.
+    pub fn overlay(self, mut options: CoordinatorOptions) -> CoordinatorOptions {
+        let o = &mut options;
+        if let Some(v) = self.listen {
+            o.listen = v;
+        }
+        if let Some(v) = self.data_dir {
+            o.data_dir = v;
+        }
+        if let Some(v) = self.workflows {
+            o.workflows = Some(v);
+        }
+        if let Some(v) = self.submit_rate_limit {
+            o.submit_rate_limit = Some(v);
+        }
+        if let Some(v) = self.retention_secs {
+            o.retention = Duration::from_secs(v);
+        }
+        if let Some(v) = self.shutdown_grace_ms {
+            o.shutdown_grace = Duration::from_millis(v);
+        }
+        if let Some(v) = self.log_flush_linger_us {
+            o.store.flush.linger = Duration::from_micros(v);
+        }
+        if let Some(v) = self.log_flush_max_batch {
+            o.store.flush.max_batch = v;
+        }
+        if let Some(v) = self.log_cache_mb {
+            o.store.cache_bytes = v.saturating_mul(1 << 20);
+        }
+        if let Some(v) = self.log_format {
+            o.log_format = v;
+        }
+        options
+    }
+
+    /// The defaults with these flags applied, validated.
+    pub fn into_options(self) -> Result<CoordinatorOptions, ConfigError> {
+        let options = self.overlay(CoordinatorOptions::default());
+        options.validate()?;
+        Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn flags_overlay_the_defaults_and_out_of_range_values_are_refused() {
+        let none = CoordinatorArgs::try_parse_from(["coordinator"]).unwrap();
+        assert_eq!(none.into_options().unwrap(), CoordinatorOptions::default());
+        let args = CoordinatorArgs::try_parse_from([
+            "coordinator",
+            "--retention-secs",
+            "60",
+            "--log-flush-linger-us",
+            "0",
+        ])
+        .unwrap();
+        let options = args.into_options().unwrap();
+        assert_eq!(options.retention, Duration::from_secs(60));
+        assert_eq!(options.store.flush.linger, Duration::ZERO);
+        assert_eq!(options.listen, CoordinatorOptions::default().listen);
+        for (flag, value) in [
+            ("--retention-secs", "18446744073709551615"),
+            ("--retention-secs", "0"),
+            ("--shutdown-grace-ms", "18446744073709551615"),
+            ("--log-flush-linger-us", "5000000"),
+            ("--log-flush-max-batch", "0"),
+        ] {
+            let args = CoordinatorArgs::try_parse_from(["coordinator", flag, value]).unwrap();
+            let err = args.into_options().unwrap_err();
+            assert_eq!(err.option, flag, "{err}");
+        }
+        assert!(
+            CoordinatorArgs::try_parse_from(["coordinator", "--submit-rate-limit", "0"]).is_err()
+        );
     }
 }

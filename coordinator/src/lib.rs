@@ -22,5 +22,5 @@ pub mod store;
 pub mod telemetry;
 pub mod views;
 
-pub use config::CoordinatorConfig;
+pub use config::{CoordinatorArgs, CoordinatorOptions};
 pub use server::{RunningCoordinator, StartError, start};

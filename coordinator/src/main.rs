@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
-use coordinator::CoordinatorConfig;
+use coordinator::CoordinatorArgs;
 use coordinator::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
@@ -14,7 +14,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {
-    let config = CoordinatorConfig::parse();
+    let config = match CoordinatorArgs::parse().into_options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("coordinator: invalid option {e}");
+            std::process::exit(2);
+        }
+    };
     init_logging(config.log_format);
     let running = match coordinator::start(config).await {
         Ok(r) => r,

@@ -10,13 +10,15 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::clock::Clock;
-use crate::config::CoordinatorConfig;
+use crate::config::{ConfigError, CoordinatorOptions};
 use crate::registry::{FileLoad, Registry, RegistryError, Store};
-use crate::runtime::{Runtime, RuntimeOptions};
+use crate::runtime::Runtime;
 use crate::store::{SledStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("invalid option {0}")]
+    Config(#[from] ConfigError),
     #[error("cannot create data dir {dir}: {source}")]
     DataDir { dir: String, source: std::io::Error },
     #[error("cannot open the saga log: {0}")]
@@ -40,21 +42,19 @@ pub struct RunningCoordinator {
 
 /// Opens the log, loads workflow files, starts serving, and resumes active sagas in the
 /// background (`/readyz` turns 200 when done).
-pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, StartError> {
+pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, StartError> {
+    config.validate()?;
     // First, so that the registry can declare its workflows' and participants' series.
     crate::telemetry::handle();
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         dir: config.data_dir.display().to_string(),
         source,
     })?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
-        &config.data_dir,
-        &config.store_options(),
-    )?);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, &config.store)?);
     let registry = Arc::new(Registry::load(store.clone())?);
     load_workflow_files(&registry, &config).await?;
-    let runtime = Runtime::new(store, registry, Clock::new(), RuntimeOptions::default());
-    let retention = Duration::from_secs(config.retention_secs);
+    let runtime = Runtime::new(store, registry, Clock::new(), &config);
+    let retention = config.retention;
     // Sweep about ten times per retention period, at most once a minute, at least every 100 ms.
     let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
     runtime.start_retention(retention, sweep_every);
@@ -100,7 +100,7 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, Star
         runtime,
         stop_http,
         http,
-        grace: Duration::from_millis(config.shutdown_grace_ms),
+        grace: config.shutdown_grace,
     })
 }
 
@@ -108,7 +108,7 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator, Star
 /// none (a coordinator started outside the repository finds no `sagas/`).
 async fn load_workflow_files(
     registry: &Registry,
-    config: &CoordinatorConfig,
+    config: &CoordinatorOptions,
 ) -> Result<(), StartError> {
     let Some(dir) = config.workflow_dir() else {
         let cwd = std::env::current_dir().unwrap_or_default();

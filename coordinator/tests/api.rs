@@ -5,7 +5,7 @@ mod fake_participant;
 
 use std::time::Duration;
 
-use coordinator::CoordinatorConfig;
+use coordinator::CoordinatorOptions;
 use fake_participant::{FakeParticipant, wait_for};
 use sagas::api::{SagaState, SagaView, StepStatus, SubmitSaga};
 use sagas::client::Submitted;
@@ -28,10 +28,10 @@ async fn setup(settle_max_attempts: u32) -> Setup {
 /// `setup`, with the coordinator's configuration changed by `configure` first.
 async fn setup_with(
     settle_max_attempts: u32,
-    configure: impl FnOnce(&mut CoordinatorConfig),
+    configure: impl FnOnce(&mut CoordinatorOptions),
 ) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = CoordinatorConfig::ephemeral(dir.path().join("c"));
+    let mut config = CoordinatorOptions::ephemeral(dir.path().join("c"));
     configure(&mut config);
     let coordinator = coordinator::start(config).await.unwrap();
     let client = CoordinatorClient::new(coordinator.url());
@@ -480,7 +480,7 @@ async fn listing_filters_and_pages() {
 
 #[tokio::test]
 async fn finished_sagas_are_removed_after_their_retention() {
-    let s = setup_with(5, |config| config.retention_secs = 1).await;
+    let s = setup_with(5, |config| config.retention = Duration::from_secs(1)).await;
     let first = s.submit(json!({}), Some("k"), Some(10_000)).await.saga;
     assert_eq!(first.state, SagaState::Committed);
     wait_for(Duration::from_secs(20), async || {

@@ -159,6 +159,7 @@ impl Scenario {
             input: serde_json::json!({"n": 1}).into(),
             callback_url: self.callback.map(|_| "http://127.0.0.1:9/done".into()),
             idempotency_key: Some("k".into()),
+            callback_max_attempts: coordinator::engine::CALLBACK_MAX_ATTEMPTS,
             plan: Plan {
                 steps,
                 timeout_ms: self.timeout_ms,
@@ -1413,6 +1414,7 @@ fn created_event(steps: Vec<PlanStep>) -> Event {
         input: serde_json::json!({}).into(),
         callback_url: None,
         idempotency_key: None,
+        callback_max_attempts: coordinator::engine::CALLBACK_MAX_ATTEMPTS,
         plan: Plan {
             steps,
             timeout_ms: None,

@@ -175,7 +175,7 @@ async fn a_workflow_file_that_cannot_work_stops_the_start_naming_file_and_field(
         "steps:\n  - name: |\n      reserve\n    participant: p\n    action: s\n",
     )
     .unwrap();
-    let mut config = coordinator::CoordinatorConfig::ephemeral(dir.path().join("data"));
+    let mut config = coordinator::CoordinatorOptions::ephemeral(dir.path().join("data"));
     config.workflows = Some(files);
     let error = coordinator::start(config)
         .await
@@ -611,7 +611,7 @@ async fn a_workflow_changed_through_the_api_stays_until_its_file_is_edited() {
     std::fs::create_dir_all(&files).unwrap();
     let file = files.join("w.yaml");
     std::fs::write(&file, "steps:\n  - {name: a, participant: p, action: s}\n").unwrap();
-    let with_files = |config: &mut coordinator::CoordinatorConfig| {
+    let with_files = |config: &mut coordinator::CoordinatorOptions| {
         config.workflows = Some(files.clone());
     };
     let data = dir.path().join("data");

@@ -18,7 +18,10 @@ use setup::{circuit, fast_retry, metric, one_step_workflow, register, wait_for};
 
 /// Starts a coordinator on `dir`, with an ingress limit of `submit_rate_limit` per second.
 async fn start(dir: &Path, submit_rate_limit: Option<u32>) -> RunningCoordinator {
-    setup::start_with(dir, |config| config.submit_rate_limit = submit_rate_limit).await
+    setup::start_with(dir, |config| {
+        config.submit_rate_limit = submit_rate_limit.and_then(std::num::NonZeroU32::new)
+    })
+    .await
 }
 
 #[tokio::test]

@@ -26,14 +26,12 @@ pub struct AppState {
 }
 
 /// The API router. `submit_rate_limit`: submissions per second, `None` for unlimited.
-pub fn router(runtime: Arc<Runtime>, submit_rate_limit: Option<u32>) -> Router {
-    let submit_limiter = submit_rate_limit
-        .and_then(std::num::NonZeroU32::new)
-        .map(|rate| {
-            Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
-                rate,
-            )))
-        });
+pub fn router(runtime: Arc<Runtime>, submit_rate_limit: Option<std::num::NonZeroU32>) -> Router {
+    let submit_limiter = submit_rate_limit.map(|rate| {
+        Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
+            rate,
+        )))
+    });
     Router::new()
         .route("/v1/participants", get(participants::list))
         .route(

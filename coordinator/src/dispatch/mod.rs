@@ -30,15 +30,20 @@ use sagas::{Phase, RetryPolicy};
 use serde_json::value::RawValue;
 
 use crate::clock::Clock;
+use crate::config::CallbackOptions;
 use crate::engine::{CallOutcome, CallRef, Event, Input, Millis, Saga};
 use crate::registry::Registry;
 use lane::{Lane, LaneStats};
 
+/// Sends every branch call and completion callback of one coordinator.
 pub struct Dispatcher {
+    /// One pooled client for every participant (connections reused, `TCP_NODELAY`).
     http: reqwest::Client,
     registry: Arc<Registry>,
     clock: Clock,
+    /// One lane per participant, rebuilt when its registration changes.
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
+    callbacks: CallbackOptions,
 }
 
 /// Everything needed to send one call, taken from the saga so the call can run on its own task.
@@ -125,17 +130,9 @@ pub fn retry_delay(policy: &RetryPolicy, attempt: u32) -> Duration {
         .min(Duration::from_millis(policy.max_ms))
 }
 
-/// Schedule of completion-callback retries.
-pub fn callback_retry_policy() -> RetryPolicy {
-    RetryPolicy {
-        initial_ms: 200,
-        max_ms: 10_000,
-        ..RetryPolicy::default()
-    }
-}
-
 impl Dispatcher {
-    pub fn new(registry: Arc<Registry>, clock: Clock) -> Dispatcher {
+    /// A dispatcher for the participants of `registry`, sending callbacks as `callbacks` says.
+    pub fn new(registry: Arc<Registry>, clock: Clock, callbacks: CallbackOptions) -> Dispatcher {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -147,6 +144,7 @@ impl Dispatcher {
             registry,
             clock,
             lanes: Mutex::new(HashMap::new()),
+            callbacks,
         }
     }
 
@@ -358,7 +356,7 @@ impl Dispatcher {
         let result = self
             .http
             .post(url)
-            .timeout(Duration::from_secs(10))
+            .timeout(self.callbacks.timeout)
             .json(body)
             .send()
             .await;
@@ -373,7 +371,7 @@ impl Dispatcher {
             Err(e) => (false, None, Some(error_chain(&e))),
         };
         let now = self.clock.now();
-        let retry_at = crate::clock::later(now, retry_delay(&callback_retry_policy(), attempt));
+        let retry_at = crate::clock::later(now, retry_delay(&self.callbacks.retry, attempt));
         Event::CallbackEnded {
             attempt,
             delivered,

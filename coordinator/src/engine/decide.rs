@@ -1,8 +1,8 @@
 //! What a saga should do next. Pure: the same state and time always give the same commands.
 
+use super::Millis;
 use super::event::{CallRef, Decision, Event};
 use super::state::{CallbackStatus, Lifecycle, Saga, StepStatus};
-use super::{CALLBACK_MAX_ATTEMPTS, Millis};
 
 /// What the runtime must do for a saga.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,7 +185,7 @@ fn decide_settling(saga: &Saga, now: Millis) -> Vec<Command> {
 fn decide_callback(saga: &Saga, now: Millis) -> Vec<Command> {
     match saga.callback {
         CallbackStatus::Pending => vec![Command::Notify { attempt: 1 }],
-        CallbackStatus::Waiting { attempt, .. } if attempt >= CALLBACK_MAX_ATTEMPTS => {
+        CallbackStatus::Waiting { attempt, .. } if attempt >= saga.callback_max_attempts => {
             let reason = format!("callback not delivered after {attempt} attempts");
             record(Event::CallbackAbandoned { reason, at: now })
         }

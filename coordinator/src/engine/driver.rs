@@ -47,6 +47,8 @@ pub struct Driver {
     unlogged: Vec<Event>,
     /// An unlogged event must be durable before anything else happens.
     must_flush: bool,
+    /// Events after the last snapshot that make the driver ask for a new one.
+    snapshot_every: u64,
 }
 
 /// What the caller must do after a [`Driver::step`], in the order of the module's docs.
@@ -93,7 +95,14 @@ impl Driver {
             snapshot_seq,
             unlogged: Vec::new(),
             must_flush: false,
+            snapshot_every: SNAPSHOT_EVERY,
         }
+    }
+
+    /// The same driver asking for a snapshot every `snapshot_every` events (at least 1).
+    pub fn with_snapshot_every(mut self, snapshot_every: u64) -> Driver {
+        self.snapshot_every = snapshot_every.max(1);
+        self
     }
 
     /// A driver for a saga found in the log after a restart: calls that were outstanding may
@@ -225,7 +234,8 @@ impl Driver {
         // Not `clear`: a waiting saga should not keep the capacity of its busiest round.
         let events = std::mem::take(&mut self.unlogged);
         self.seq += events.len() as u64;
-        let snapshot = (self.saga.is_settled() || self.seq - self.snapshot_seq >= SNAPSHOT_EVERY)
+        let snapshot = (self.saga.is_settled()
+            || self.seq - self.snapshot_seq >= self.snapshot_every)
             .then_some(self.seq);
         if let Some(seq) = snapshot {
             self.snapshot_seq = seq;

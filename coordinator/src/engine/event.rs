@@ -76,6 +76,8 @@ pub struct Created {
     pub input: Input,
     pub callback_url: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Attempts to deliver the completion callback before it is abandoned.
+    pub callback_max_attempts: u32,
     /// Shared by every saga of one workflow version (serialised in full in each log).
     pub plan: Arc<Plan>,
     pub at: Millis,

@@ -23,8 +23,50 @@ pub use plan::{Plan, PlanStep};
 pub use sagas::RawJson as Input;
 pub use state::{CallbackStatus, Lifecycle, Saga, StepState, StepStatus};
 
-/// Attempts to deliver a completion callback before giving up with an alert.
+/// Attempts to deliver a completion callback before giving up with an alert, by default (a
+/// saga records the budget it started with: [`Created::callback_max_attempts`]).
 pub const CALLBACK_MAX_ATTEMPTS: u32 = 12;
+
+/// The engine's budgets (a part of [`crate::config::CoordinatorOptions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Attempts to deliver a completion callback before it is abandoned with an alert.
+    /// Recorded in each saga when it starts. Default [`CALLBACK_MAX_ATTEMPTS`] (12); 1 to
+    /// 10,000.
+    pub callback_max_attempts: u32,
+    /// Events a saga may log after its last snapshot before the driver asks for a new one:
+    /// bounds the work of loading a long-running saga. Default [`SNAPSHOT_EVERY`] (64); 1 to
+    /// 1,000,000.
+    pub snapshot_every: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            callback_max_attempts: CALLBACK_MAX_ATTEMPTS,
+            snapshot_every: SNAPSHOT_EVERY,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Checks both budgets against their documented ranges.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=10_000).contains(&self.callback_max_attempts) {
+            return Err(format!(
+                "callback_max_attempts must be between 1 and 10000 (got {})",
+                self.callback_max_attempts
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.snapshot_every) {
+            return Err(format!(
+                "snapshot_every must be between 1 and 1000000 (got {})",
+                self.snapshot_every
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Milliseconds since the Unix epoch. The engine never reads a clock; callers pass `now`.
 pub type Millis = u64;

@@ -159,6 +159,8 @@ pub struct Saga {
     pub input: Input,
     pub callback_url: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Attempts to deliver the completion callback before it is abandoned.
+    pub callback_max_attempts: u32,
     /// Shared by every saga of one workflow version. Snapshots leave it out: the saga's first
     /// event holds it.
     #[serde(skip)]
@@ -183,6 +185,7 @@ impl Saga {
             input: created.input.clone(),
             callback_url: created.callback_url.clone(),
             idempotency_key: created.idempotency_key.clone(),
+            callback_max_attempts: created.callback_max_attempts,
             plan: created.plan.clone(),
             created_at: created.at,
             updated_at: created.at,

@@ -39,8 +39,9 @@ use task::TaskStart;
 use wakeups::Wakeups;
 
 use crate::clock::Clock;
+use crate::config::CoordinatorOptions;
 use crate::dispatch::Dispatcher;
-use crate::engine::{EngineError, Event, Saga};
+use crate::engine::{EngineError, EngineOptions, Event, Saga};
 use crate::registry::{Registry, Store};
 use crate::store::{SagaPage, StoreError};
 
@@ -73,7 +74,7 @@ pub enum RuntimeError {
 pub struct RuntimeOptions {
     /// A saga with nothing in flight and nothing due for at least this long gives up its task
     /// until it is due (parks), so 100,000 waiting sagas hold a few bytes each instead of a
-    /// task each. Default 1 s.
+    /// task each. Default 1 s; 1 ms to an hour.
     pub park_after: Duration,
 }
 
@@ -92,6 +93,7 @@ pub struct Runtime {
     dispatcher: Arc<Dispatcher>,
     clock: Clock,
     options: RuntimeOptions,
+    engine: EngineOptions,
     active: ActiveSagas,
     /// Every saga found active at start-up has been resumed (`/readyz`).
     ready: AtomicBool,
@@ -102,19 +104,25 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime over `store` and `registry`, reading time from `clock`.
+    /// A runtime over `store` and `registry`, reading time from `clock`, with the runtime,
+    /// engine and callback parts of `options`.
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         clock: Clock,
-        options: RuntimeOptions,
+        options: &CoordinatorOptions,
     ) -> Arc<Runtime> {
         Arc::new(Runtime {
-            dispatcher: Arc::new(Dispatcher::new(registry.clone(), clock)),
+            dispatcher: Arc::new(Dispatcher::new(
+                registry.clone(),
+                clock,
+                options.callbacks.clone(),
+            )),
             store,
             registry,
             clock,
-            options,
+            options: options.runtime,
+            engine: options.engine,
             active: ActiveSagas::default(),
             ready: AtomicBool::new(false),
             shutdown: CancellationToken::new(),

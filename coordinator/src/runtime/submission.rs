@@ -41,6 +41,7 @@ impl Runtime {
             input: request.input.clone(),
             callback_url: request.callback_url.clone(),
             idempotency_key: key.clone(),
+            callback_max_attempts: self.engine.callback_max_attempts,
             plan,
             at: self.clock.now(),
         };

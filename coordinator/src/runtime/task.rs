@@ -21,7 +21,7 @@ use super::operator::{Operator, OperatorRequest, Refusal, answer_unserved, refus
 use super::slot::{Parked, SagaSlot};
 use super::{Runtime, RuntimeError};
 use crate::dispatch::BranchCall;
-use crate::engine::{CALLBACK_MAX_ATTEMPTS, Driver, Event, Millis, Ready, Saga};
+use crate::engine::{Driver, Event, Millis, Ready, Saga};
 use crate::telemetry;
 
 /// How a saga's task begins.
@@ -86,7 +86,8 @@ impl Runtime {
             let id = saga.id.clone();
             let task = SagaTask {
                 runtime: runtime.clone(),
-                driver: Driver::new(saga, at.seq, at.snapshot_seq),
+                driver: Driver::new(saga, at.seq, at.snapshot_seq)
+                    .with_snapshot_every(runtime.engine.snapshot_every),
                 slot: slot.clone(),
                 in_flight: FuturesUnordered::new(),
                 replies: Vec::new(),
@@ -171,7 +172,8 @@ impl SagaTask {
             TaskStart::Resumed => {
                 let (seq, _) = self.driver.position();
                 let saga = self.driver.saga().clone();
-                self.driver = Driver::resumed(saga, seq, self.runtime.clock.now())?;
+                self.driver = Driver::resumed(saga, seq, self.runtime.clock.now())?
+                    .with_snapshot_every(self.runtime.engine.snapshot_every);
             }
             TaskStart::Unparked => {}
         }
@@ -279,7 +281,7 @@ impl SagaTask {
         }
         if ready.changes.callback_abandoned {
             tracing::error!(saga = %saga.id, url = ?saga.callback_url,
-                "ALERT: completion callback abandoned after {CALLBACK_MAX_ATTEMPTS} attempts");
+                "ALERT: completion callback abandoned after {} attempts", saga.callback_max_attempts);
         }
         if ready.changes.terminal {
             tracing::debug!(saga = %saga.id, state = saga.lifecycle.name(), "saga finished");

@@ -158,8 +158,16 @@ struct CreatedRecord {
     input: Value,
     callback_url: Option<String>,
     idempotency_key: Option<String>,
+    /// Absent in records written before it was recorded: the budget then, 12.
+    #[serde(default = "callback_max_attempts_before_it_was_recorded")]
+    callback_max_attempts: u32,
     plan: PlanRecord,
     at: Millis,
+}
+
+/// What every saga had before the budget was recorded per saga.
+fn callback_max_attempts_before_it_was_recorded() -> u32 {
+    12
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -232,6 +240,7 @@ impl From<&Event> for EventRecord {
                 workflow_version: c.workflow_version,
                 callback_url: c.callback_url,
                 idempotency_key: c.idempotency_key,
+                callback_max_attempts: c.callback_max_attempts,
                 at: c.at,
             })),
             Event::CallStarted { call, at } => EventRecord::CallStarted { call, at },
@@ -291,6 +300,7 @@ impl EventRecord {
                 workflow_version: c.workflow_version,
                 callback_url: c.callback_url,
                 idempotency_key: c.idempotency_key,
+                callback_max_attempts: c.callback_max_attempts,
                 at: c.at,
             })),
             EventRecord::CallStarted { call, at } => Event::CallStarted { call, at },
@@ -371,6 +381,8 @@ struct SagaRecord {
     input: Value,
     callback_url: Option<String>,
     idempotency_key: Option<String>,
+    #[serde(default = "callback_max_attempts_before_it_was_recorded")]
+    callback_max_attempts: u32,
     created_at: Millis,
     updated_at: Millis,
     lifecycle: Lifecycle,
@@ -403,6 +415,7 @@ pub fn encode_snapshot(saga: &Saga, seq: u64) -> Vec<u8> {
             input: input_field(&saga.input),
             callback_url: saga.callback_url.clone(),
             idempotency_key: saga.idempotency_key.clone(),
+            callback_max_attempts: saga.callback_max_attempts,
             created_at: saga.created_at,
             updated_at: saga.updated_at,
             lifecycle: saga.lifecycle,
@@ -436,6 +449,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(Saga, u64), FormatError> {
         workflow_version: saga.workflow_version,
         callback_url: saga.callback_url,
         idempotency_key: saga.idempotency_key,
+        callback_max_attempts: saga.callback_max_attempts,
         plan: Arc::default(),
         created_at: saga.created_at,
         updated_at: saga.updated_at,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use coordinator::{CoordinatorConfig, RunningCoordinator};
+use coordinator::{CoordinatorOptions, RunningCoordinator};
 use sagas::api::SagaView;
 use sagas::{CoordinatorClient, ParticipantSpec, WorkflowBuilder};
 use serde_json::{Value, json};
@@ -15,12 +15,12 @@ use tokio::time::Instant;
 /// retrying while a previous one on the same directory still holds its database lock.
 pub async fn start_with(
     dir: &Path,
-    configure: impl Fn(&mut CoordinatorConfig),
+    configure: impl Fn(&mut CoordinatorOptions),
 ) -> RunningCoordinator {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let mut config = CoordinatorConfig::ephemeral(dir);
-        config.shutdown_grace_ms = 2_000;
+        let mut config = CoordinatorOptions::ephemeral(dir);
+        config.shutdown_grace = Duration::from_secs(2);
         configure(&mut config);
         match coordinator::start(config).await {
             Ok(running) => {
