@@ -1,26 +1,35 @@
 //! The saga coordinator: keeps a durable saga log and drives SAGA and TCC steps across
-//! participant services.
+//! participant services. `docs/ARCHITECTURE.md` in the repository describes the parts, the
+//! durability rules, the round, the on-disk format and how each level is tested.
 //!
-//! - [`engine`]: the pure state machine (`Saga::apply`, `decide`), no I/O, no clock;
-//! - [`store`]: the saga log on sled behind the [`store::SagaLog`] trait, with group commit;
-//! - [`registry`]: participants and workflow versions;
-//! - [`dispatch`]: branch calls over HTTP and the classification of their answers;
-//! - [`runtime`]: one task per active saga executing the engine's commands; recovery;
-//! - [`api`]: HTTP API v1 (axum);
-//! - [`config`], [`server`]: configuration and start-up; [`clock`]: time for the runtime;
-//! - [`telemetry`]: Prometheus metrics; [`views`]: engine state as API bodies.
+//! The public API is small: [`start`] a coordinator with [`CoordinatorOptions`] (or the
+//! binary's flags, [`CoordinatorArgs`]) and stop it with [`RunningCoordinator::shutdown`];
+//! the [`engine`] (the pure state machine and its round driver) is public for embedding and
+//! simulation. With the `testing` feature, `coordinator::testing` exposes the store, its
+//! on-disk format and the registry to the workspace's tests and the recovery benchmark.
+//!
+//! Inside, one module per part: `engine` (pure), `store` (the saga log on sled behind the
+//! `SagaLog` and `RegistryStore` traits, with its versioned on-disk `format`), `registry`
+//! (participants and workflow versions), `dispatch` (branch calls, resilience per participant),
+//! `runtime` (one task per active saga running the engine's driver; recovery), `api` (HTTP
+//! API v1), `config` and `server` (options and start-up), `clock`, `telemetry` (Prometheus),
+//! `views` (engine state as API bodies).
 
-pub mod api;
-pub mod clock;
+pub(crate) mod api;
+pub(crate) mod clock;
 pub mod config;
-pub mod dispatch;
+pub(crate) mod dispatch;
 pub mod engine;
-pub mod registry;
-pub mod runtime;
-pub mod server;
-pub mod store;
-pub mod telemetry;
-pub mod views;
+pub(crate) mod registry;
+pub(crate) mod runtime;
+pub(crate) mod server;
+pub(crate) mod store;
+pub(crate) mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub(crate) mod views;
 
 pub use config::{CoordinatorArgs, CoordinatorOptions};
+pub use registry::RegistryError;
 pub use server::{RunningCoordinator, StartError, start};
+pub use store::StoreError;

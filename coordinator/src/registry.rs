@@ -35,20 +35,41 @@ fn participant_known(name: &str, spec: &ParticipantSpec) {
 pub trait Store: SagaLog + RegistryStore {}
 impl<T: SagaLog + RegistryStore> Store for T {}
 
+/// Why a registration or a workflow file was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// A field of a registration breaks a rule (`400`).
     #[error(transparent)]
     Invalid(#[from] FieldError),
+    /// The workflow cannot work: its structure, or a participant or action that is not
+    /// registered (`400`).
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
     /// Another writer stored this version first (`409`); read the workflow and try again.
     #[error("workflow {name:?} version {version} was just stored by another writer; try again")]
-    VersionTaken { name: String, version: u32 },
+    VersionTaken {
+        /// The workflow.
+        name: String,
+        /// The version it tried to write.
+        version: u32,
+    },
+    /// A workflow file cannot work (the coordinator does not start).
     #[error("workflow file {file}: {source}")]
-    File { file: String, source: WorkflowError },
+    File {
+        /// The file's path.
+        file: String,
+        /// What is wrong with it.
+        source: WorkflowError,
+    },
+    /// The workflow directory cannot be read.
     #[error("cannot read workflow files in {dir}: {message}")]
-    Files { dir: String, message: String },
+    Files {
+        /// The directory.
+        dir: String,
+        /// Why.
+        message: String,
+    },
+    /// The store failed (`500`).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -57,21 +78,33 @@ pub enum RegistryError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileLoad {
     /// The file was new or changed since it last loaded: it is now this version.
-    Loaded { version: u32 },
+    Loaded {
+        /// The workflow's version now.
+        version: u32,
+    },
     /// The file is what it was when it last loaded; the workflow stays at this version.
-    Unchanged { version: u32 },
+    Unchanged {
+        /// The workflow's version, unchanged.
+        version: u32,
+    },
     /// Seen for the first time while the stored workflow differs (changed through the API):
     /// the stored version is kept until the file is edited.
-    KeptStored { version: u32 },
+    KeptStored {
+        /// The stored version, kept.
+        version: u32,
+    },
 }
 
 /// One version of a workflow.
 #[derive(Debug, Clone)]
 pub struct WorkflowVersion {
+    /// From 1; a changed definition gets the next.
     pub version: u32,
+    /// The definition this version names, forever.
     pub spec: WorkflowSpec,
 }
 
+/// The participants and workflows one coordinator knows, in memory and in the store.
 pub struct Registry {
     store: Arc<dyn Store>,
     /// Held by every registry write, from reading the current state to updating memory.
@@ -94,6 +127,7 @@ struct CachedPlan {
 }
 
 impl Registry {
+    /// The registry as stored; declares each known workflow's and participant's metrics.
     pub fn load(store: Arc<dyn Store>) -> Result<Registry, RegistryError> {
         let participants = store
             .participants()?
@@ -149,6 +183,7 @@ impl Registry {
         Ok(spec)
     }
 
+    /// A registered participant.
     pub fn participant(&self, name: &str) -> Option<Arc<ParticipantSpec>> {
         self.participants
             .read()
@@ -157,6 +192,7 @@ impl Registry {
             .cloned()
     }
 
+    /// Every registered participant, by name.
     pub fn participants(&self) -> Vec<(String, Arc<ParticipantSpec>)> {
         let mut all: Vec<_> = self
             .participants
@@ -213,6 +249,7 @@ impl Registry {
         Ok(entry)
     }
 
+    /// The newest version of a workflow.
     pub fn workflow(&self, name: &str) -> Option<WorkflowVersion> {
         self.workflows
             .read()
@@ -221,6 +258,7 @@ impl Registry {
             .cloned()
     }
 
+    /// The newest version of every workflow, by name.
     pub fn workflows(&self) -> Vec<(String, WorkflowVersion)> {
         let mut all: Vec<_> = self
             .workflows

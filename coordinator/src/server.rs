@@ -15,28 +15,45 @@ use crate::registry::{FileLoad, Registry, RegistryError, Store};
 use crate::runtime::Runtime;
 use crate::store::{SledStore, StoreError};
 
+/// Why a coordinator did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// An option outside its documented range.
     #[error("invalid option {0}")]
     Config(#[from] ConfigError),
+    /// The data directory cannot be created.
     #[error("cannot create data dir {dir}: {source}")]
-    DataDir { dir: String, source: std::io::Error },
+    DataDir {
+        /// The directory.
+        dir: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The saga log cannot be opened (locked by another process, unreadable, corrupt).
     #[error("cannot open the saga log: {0}")]
     Store(#[from] StoreError),
+    /// The registry cannot be loaded, or a workflow file cannot work (the error names the
+    /// file, the field and the rule).
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
+        /// The address.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
 }
 
+/// A coordinator that is serving. Stop it with [`RunningCoordinator::shutdown`].
 pub struct RunningCoordinator {
     addr: SocketAddr,
     runtime: Arc<Runtime>,
+    /// Ends the HTTP server's graceful shutdown.
     stop_http: oneshot::Sender<()>,
     http: JoinHandle<()>,
+    /// How long shutdown waits for in-flight calls.
     grace: Duration,
 }
 
@@ -143,16 +160,14 @@ async fn load_workflow_files(
 }
 
 impl RunningCoordinator {
+    /// The address actually bound (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// The API's base URL, e.g. `http://127.0.0.1:7700`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    pub fn runtime(&self) -> &Arc<Runtime> {
-        &self.runtime
     }
 
     /// Stops accepting submissions (503), lets in-flight calls finish within the grace period,

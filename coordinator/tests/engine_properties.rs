@@ -796,8 +796,8 @@ impl Sim {
             self.log.truncate(cut);
         }
         // Through the store's on-disk format, as a restart reads it.
-        let encoded = coordinator::store::format::encode_round(&self.log);
-        let decoded = coordinator::store::format::decode_round(&encoded)
+        let encoded = coordinator::testing::format::encode_round(&self.log);
+        let decoded = coordinator::testing::format::decode_round(&encoded)
             .map_err(|e| format!("log does not decode: {e}"))?;
         if decoded != self.log {
             return Err("log changed through the on-disk format".into());

@@ -17,7 +17,7 @@ mod setup;
 use std::path::Path;
 use std::time::Duration;
 
-use coordinator::store::{RegistryStore, SledStore};
+use coordinator::testing::{RegistryStore, SledStore};
 use fake_participant::{FakeParticipant, eventually};
 use sagas::api::{SagaState, StepStatus};
 use sagas::{

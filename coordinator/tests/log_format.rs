@@ -23,7 +23,7 @@ use std::sync::Arc;
 use coordinator::engine::{
     CallOutcome, CallRef, Created, Decision, Event, Lifecycle, Plan, PlanStep, Saga,
 };
-use coordinator::store::{RegistryStore, SagaLog, SledStore};
+use coordinator::testing::{RegistryStore, SagaLog, SledStore};
 use sagas::api::{SagaState, StepStatus};
 use sagas::{CoordinatorClient, Phase, RawJson, RetryPolicy, StepKind};
 use serde_json::{Value, json};

@@ -342,9 +342,9 @@ async fn shutdown_refuses_new_sagas_and_resumes_unfinished_ones_on_restart() {
         p.count(Phase::Try) >= 20
     })
     .await;
-    let runtime = coordinator.runtime().clone();
     let stopping = tokio::spawn(coordinator.shutdown());
-    eventually("shutdown to begin", || async { runtime.is_shutting_down() }).await;
+    // Not ready from the moment shutdown begins (or unreachable once the listener closed).
+    eventually("shutdown to begin", || async { !client.is_ready().await }).await;
     let refused = client.submit("wf", json!({"late": true}), None, None).await;
     match refused {
         Err(sagas::ClientError::Api {
@@ -355,7 +355,6 @@ async fn shutdown_refuses_new_sagas_and_resumes_unfinished_ones_on_restart() {
         other => panic!("a submission during shutdown must be refused, got {other:?}"),
     }
     stopping.await.unwrap();
-    drop(runtime); // the last handle on the saga log: its lock is released
 
     p.answer(Phase::Try, 200);
     let coordinator = start(dir.path(), None).await;

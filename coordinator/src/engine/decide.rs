@@ -13,7 +13,10 @@ pub enum Command {
     /// Record `CallStarted` for this call, then send it.
     Call(CallRef),
     /// Record `CallbackStarted` for this attempt, then POST the final state to the callback URL.
-    Notify { attempt: u32 },
+    Notify {
+        /// The attempt, from 1.
+        attempt: u32,
+    },
     /// Ask again at this time (a retry falls due, the deadline passes).
     WakeAt(Millis),
 }

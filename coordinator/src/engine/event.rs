@@ -12,8 +12,11 @@ use super::{Input, Millis, Plan};
 /// started (or since an operator's retry gave it a fresh budget), from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CallRef {
+    /// Index of the step in the saga's plan.
     pub step: usize,
+    /// Which phase of the step is called.
     pub phase: Phase,
+    /// Attempt of that phase, from 1.
     pub attempt: u32,
 }
 
@@ -60,26 +63,39 @@ impl CallOutcome {
     }
 }
 
+/// Which way a saga settles, decided once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
+    /// Every forward phase succeeded: confirm the TCC steps.
     Commit,
-    Abort { reason: String },
+    /// Roll back: undo every step that may have been applied.
+    Abort {
+        /// Why, for operators (the saga's `error`).
+        reason: String,
+    },
 }
 
 /// The first event of every saga: everything needed to run it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Created {
+    /// The saga's id: a UUID v7 in canonical form, made by the runtime.
     pub id: String,
+    /// The workflow it runs.
     pub workflow: String,
+    /// The workflow version its plan was resolved from.
     pub workflow_version: u32,
+    /// The submitted input, exactly as submitted.
     pub input: Input,
+    /// Where the final state is POSTed once terminal, if anywhere.
     pub callback_url: Option<String>,
+    /// The submitter's idempotency key, if any.
     pub idempotency_key: Option<String>,
     /// Attempts to deliver the completion callback before it is abandoned.
     pub callback_max_attempts: u32,
     /// Shared by every saga of one workflow version (serialised in full in each log).
     pub plan: Arc<Plan>,
+    /// When the saga was submitted.
     pub at: Millis,
 }
 
@@ -87,67 +103,97 @@ pub struct Created {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// The saga's first event: everything needed to run it.
     Created(Box<Created>),
     /// The runtime is about to send this call; from here on it may have been applied.
     CallStarted {
+        /// The call.
         call: CallRef,
+        /// When it was started.
         at: Millis,
     },
+    /// A call's answer, as the dispatcher classified it.
     CallEnded {
+        /// The call, as started.
         call: CallRef,
+        /// How it ended.
         outcome: CallOutcome,
+        /// The participant's HTTP status, when it answered.
         http_status: Option<u16>,
+        /// How long the call took, in milliseconds (bulkhead wait included).
         latency_ms: u64,
+        /// What went wrong, for operators (`None` on success).
         error: Option<String>,
         /// When to try again if the engine decides to retry (backoff with jitter, chosen by
         /// the runtime so the engine stays deterministic).
         retry_at: Millis,
+        /// When the answer arrived.
         at: Millis,
     },
     /// Commit or roll back. Durable before the first confirm, cancel or compensate.
     Decided {
+        /// Which way.
         decision: Decision,
+        /// When.
         at: Millis,
     },
     /// A settle phase exhausted its attempts; the saga waits for an operator.
     Stuck {
+        /// The step whose settle phase gave up.
         step: usize,
+        /// Why, for operators (the saga's `error`).
         reason: String,
+        /// When.
         at: Millis,
     },
     /// The coordinator restarted: calls that were outstanding may or may not have arrived.
     Resumed {
+        /// When the saga was resumed.
         at: Millis,
     },
     /// An operator asked a stuck saga to continue with a fresh budget.
     RetryRequested {
+        /// When.
         at: Millis,
     },
     /// Every step settled; the saga is committed or aborted according to its decision.
     Finished {
+        /// When.
         at: Millis,
     },
     /// The runtime is about to POST the final state to the saga's `callback_url`.
     CallbackStarted {
+        /// Attempt, from 1.
         attempt: u32,
+        /// When.
         at: Millis,
     },
+    /// A callback attempt's answer.
     CallbackEnded {
+        /// Attempt, as started.
         attempt: u32,
+        /// The receiver answered `2xx`.
         delivered: bool,
+        /// The receiver's HTTP status, when it answered.
         http_status: Option<u16>,
+        /// What went wrong (`None` when delivered).
         error: Option<String>,
+        /// When to try again if not delivered.
         retry_at: Millis,
+        /// When the answer arrived.
         at: Millis,
     },
     /// The callback budget is spent; nobody will be told (an alert is logged).
     CallbackAbandoned {
+        /// Why, for operators.
         reason: String,
+        /// When.
         at: Millis,
     },
 }
 
 impl Event {
+    /// When the event happened.
     pub fn at(&self) -> Millis {
         match self {
             Event::Created(c) => c.at,

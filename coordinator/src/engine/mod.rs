@@ -3,7 +3,8 @@
 //! - [`plan`]: the resolved steps a saga runs (kinds, dependencies, retry budgets);
 //! - [`event`]: the facts recorded in the saga log;
 //! - [`state`]: a saga's state, the fold of its events ([`Saga::apply`]);
-//! - [`decide`]: what to do next given the state and the time ([`decide()`]).
+//! - [`mod@decide`]: what to do next given the state and the time ([`decide()`]);
+//! - [`driver`]: the round driver ([`Driver`]) the runtime and the simulation run.
 //!
 //! The runtime records every event before acting on it, so replaying the log rebuilds exactly
 //! the state the runtime had. Randomness (retry jitter) and time enter only as event fields.
@@ -71,31 +72,59 @@ impl EngineOptions {
 /// Milliseconds since the Unix epoch. The engine never reads a clock; callers pass `now`.
 pub type Millis = u64;
 
-/// An event that cannot apply to the state it was given. The runtime never records one.
+/// An event that cannot apply to the state it was given (the state is then unchanged). The
+/// runtime never records one; in a stored log it means the log is corrupt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
+    /// The event is not allowed in the saga's lifecycle state.
     #[error("saga {saga}: {event} is not allowed while {state}")]
     IllegalTransition {
+        /// The saga's id.
         saga: String,
+        /// The event's name ([`Event::name`]).
         event: &'static str,
+        /// The lifecycle state it met.
         state: &'static str,
     },
+    /// The event names a step the plan does not have.
     #[error("saga {saga}: no step {step}")]
-    UnknownStep { saga: String, step: usize },
+    UnknownStep {
+        /// The saga's id.
+        saga: String,
+        /// The step index.
+        step: usize,
+    },
+    /// The step's state does not allow the event (a call out of order, dependencies not done).
     #[error("saga {saga}: step {step} cannot {action}: {why}")]
     IllegalStep {
+        /// The saga's id.
         saga: String,
+        /// The step's name.
         step: String,
+        /// What the event tried.
         action: String,
+        /// Why not.
         why: String,
     },
+    /// A call result for a call that is not outstanding.
     #[error("saga {saga}: result for {call} does not match the outstanding call")]
-    UnexpectedResult { saga: String, call: String },
+    UnexpectedResult {
+        /// The saga's id.
+        saga: String,
+        /// The call, as text.
+        call: String,
+    },
+    /// A plan with no steps, a bad dependency or a cycle.
     #[error("invalid plan: {0}")]
     InvalidPlan(String),
     /// `decide` broke its contract (a bug): the saga's driver stops rather than guess.
     #[error("saga {saga}: {what}")]
-    Contract { saga: String, what: String },
+    Contract {
+        /// The saga's id.
+        saga: String,
+        /// What broke.
+        what: String,
+    },
 }
 
 #[cfg(test)]

@@ -8,23 +8,31 @@ use sagas::{RetryPolicy, StepKind};
 
 use super::EngineError;
 
+/// The steps a saga runs, resolved: kinds, dependencies and retry budgets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
+    /// In the workflow's order; dependencies refer to indices here.
     pub steps: Vec<PlanStep>,
     /// Global deadline, relative to the saga's creation.
     pub timeout_ms: Option<u64>,
 }
 
+/// One resolved step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanStep {
+    /// The step's name (unique in the workflow; sent as `Saga-Step`).
     pub name: String,
+    /// The participant it calls.
     pub participant: String,
+    /// The participant's action it calls.
     pub action: String,
+    /// SAGA or TCC, from the participant's registration of the action.
     pub kind: StepKind,
     /// Indices of the steps that must succeed before this one starts.
     pub deps: Vec<usize>,
     /// Per-call timeout override; the participant's policy applies when absent.
     pub timeout_ms: Option<u64>,
+    /// Retry schedule and budgets: the step's own, else its participant's.
     pub retry: RetryPolicy,
 }
 

@@ -22,17 +22,22 @@ pub enum Lifecycle {
     Compensating,
     /// A settle phase exhausted its attempts; `committing` tells which way it was going.
     Stuck {
+        /// It was confirming (else compensating).
         committing: bool,
     },
+    /// Every TCC step confirmed (SAGA steps need nothing on commit).
     Committed,
+    /// Every step that may have been applied is undone.
     Aborted,
 }
 
 impl Lifecycle {
+    /// The state's name in the API (`running`, ..., `stuck`).
     pub fn name(self) -> &'static str {
         self.api_state().as_str()
     }
 
+    /// The state as the API shows it.
     pub fn api_state(self) -> SagaState {
         match self {
             Lifecycle::Running => SagaState::Running,
@@ -44,6 +49,7 @@ impl Lifecycle {
         }
     }
 
+    /// Committed or aborted: nothing will change the outcome any more.
     pub fn is_terminal(self) -> bool {
         matches!(self, Lifecycle::Committed | Lifecycle::Aborted)
     }
@@ -57,13 +63,18 @@ pub enum StepStatus {
     Pending,
     /// A call is outstanding.
     Calling {
+        /// Its phase.
         phase: Phase,
+        /// Its attempt.
         attempt: u32,
     },
     /// The last call of `phase` failed; the next may start at `until`.
     Waiting {
+        /// The phase that failed.
         phase: Phase,
+        /// Attempts of that phase so far (the budget counts these).
         attempt: u32,
+        /// When the next attempt is due.
         until: Millis,
     },
     /// The forward phase succeeded.
@@ -74,20 +85,26 @@ pub enum StepStatus {
     Refused,
     /// The forward phase stopped after the saga decided to roll back; it may have applied.
     Failed,
+    /// `confirm` succeeded.
     Confirmed,
+    /// `cancel`/`compensate` succeeded.
     Compensated,
     /// Never sent, so there is nothing to undo.
     Skipped,
 }
 
+/// One step's state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepState {
+    /// Where it stands.
     pub status: StepStatus,
     /// Calls made, all phases together (for operators; budgets use the per-phase attempt).
     pub attempts: u32,
     /// Some forward call may have reached the participant (so rollback must undo it).
     pub sent: bool,
+    /// The phase of the current or last call.
     pub last_phase: Option<Phase>,
+    /// What went wrong with the last call, if it failed.
     pub last_error: Option<String>,
     /// The participant rejected the forward phase: the step caused the rollback, whatever
     /// its undo does afterwards.
@@ -129,14 +146,21 @@ pub enum CallbackStatus {
     None,
     /// Waits for the saga to finish.
     Pending,
+    /// An attempt is outstanding.
     Calling {
+        /// Which, from 1.
         attempt: u32,
     },
+    /// The last attempt failed; the next may start at `until`.
     Waiting {
+        /// Attempts so far.
         attempt: u32,
+        /// When the next is due.
         until: Millis,
     },
+    /// The receiver answered `2xx`.
     Delivered,
+    /// The budget is spent (an alert was logged).
     Abandoned,
 }
 
@@ -153,11 +177,17 @@ impl CallbackStatus {
 /// A saga's state: the fold of its events.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Saga {
+    /// See [`Created::id`].
     pub id: String,
+    /// The workflow it runs.
     pub workflow: String,
+    /// The workflow version of its plan.
     pub workflow_version: u32,
+    /// The submitted input, exactly as submitted.
     pub input: Input,
+    /// Where the final state is POSTed once terminal, if anywhere.
     pub callback_url: Option<String>,
+    /// The submitter's idempotency key, if any.
     pub idempotency_key: Option<String>,
     /// Attempts to deliver the completion callback before it is abandoned.
     pub callback_max_attempts: u32,
@@ -165,12 +195,17 @@ pub struct Saga {
     /// event holds it.
     #[serde(skip)]
     pub plan: Arc<Plan>,
+    /// When it was submitted.
     pub created_at: Millis,
+    /// When its last event happened.
     pub updated_at: Millis,
+    /// Where the saga as a whole stands.
     pub lifecycle: Lifecycle,
+    /// Each step's state, in the plan's order.
     pub steps: Vec<StepState>,
     /// Why the saga rolled back or got stuck.
     pub error: Option<String>,
+    /// Delivery of the completion callback.
     pub callback: CallbackStatus,
 }
 

@@ -40,10 +40,18 @@ pub enum FormatError {
         "record format version {found} is newer than this coordinator reads (up to \
          {CURRENT_VERSION}): run a newer coordinator"
     )]
-    UnknownVersion { found: u8 },
+    UnknownVersion {
+        /// The version byte found.
+        found: u8,
+    },
     /// Not a record of any known version (truncated, overwritten, not ours).
     #[error("cannot decode a version {version} record: {message}")]
-    Malformed { version: u8, message: String },
+    Malformed {
+        /// The version it claimed.
+        version: u8,
+        /// What does not decode.
+        message: String,
+    },
 }
 
 /// The version of a stored value and the JSON after its prefix.
@@ -481,6 +489,7 @@ pub fn encode_participant(spec: &ParticipantSpec) -> Vec<u8> {
     write(spec)
 }
 
+/// A stored participant, of any known version.
 pub fn decode_participant(bytes: &[u8]) -> Result<ParticipantSpec, FormatError> {
     let (version, json) = split_version(bytes)?;
     parse(version, json)
@@ -491,6 +500,7 @@ pub fn encode_workflow(spec: &WorkflowSpec) -> Vec<u8> {
     write(spec)
 }
 
+/// A stored workflow version, of any known version.
 pub fn decode_workflow(bytes: &[u8]) -> Result<WorkflowSpec, FormatError> {
     let (version, json) = split_version(bytes)?;
     parse(version, json)

@@ -18,24 +18,35 @@ use sagas::{ParticipantSpec, WorkflowSpec};
 
 use crate::engine::{Event, Millis, Saga};
 
+#[cfg(feature = "testing")]
 pub use group_commit::FlushPolicy;
 pub use sled_store::{SledStore, StoreOptions};
 
+/// Why the store could not read or write. Every error means the operation did not happen (or,
+/// for a flush, that the writes before it are not known durable): callers answer `500`/`503`
+/// and never act as if it did.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The embedded database failed (I/O, a lock held by another process).
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    /// A stored record does not decode or does not replay.
     #[error("corrupt record in {tree}: {message}")]
-    Corrupt { tree: &'static str, message: String },
+    Corrupt {
+        /// Where it was read from.
+        tree: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A flush failed: the writes before it are not durable.
     #[error(transparent)]
     Flush(#[from] group_commit::GroupCommitError),
-    #[error("the store is shut down")]
-    Closed,
 }
 
 /// What happened to a submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Creation {
+    /// The saga was written.
     Created,
     /// The idempotency key already names this saga; nothing was written.
     Existing(String),
@@ -43,12 +54,13 @@ pub enum Creation {
 
 /// A page of sagas.
 pub struct SagaPage {
+    /// In id (creation) order.
     pub sagas: Vec<Saga>,
+    /// Pass as the next page's cursor; `None` on the last page.
     pub next_cursor: Option<String>,
 }
 
-pub use crate::engine::SNAPSHOT_EVERY;
-
+/// What [`SagaLog::flush`] returns.
 pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
 /// Sagas, their events and indexes. Writes are buffered until `flush`.
@@ -57,7 +69,7 @@ pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> +
 /// record, so a saga costs a handful of writes, not one per event. The first event alone
 /// describes the saga (it holds the plan), so an active saga needs no snapshot: its state is
 /// the fold of its events. A snapshot is written when the saga settles (for listing and
-/// retention) and whenever the events since the last one grow past [`SNAPSHOT_EVERY`], which
+/// retention) and whenever the events since the last one grow past [`crate::engine::EngineOptions::snapshot_every`], which
 /// bounds the work of a load.
 pub trait SagaLog: Send + Sync + 'static {
     /// Atomically claims the idempotency key (if any) and writes the first event (`Created`,
@@ -109,7 +121,9 @@ pub enum VersionWrite {
 /// A workflow version, once written, names one definition forever: `put_workflow` never
 /// overwrites one. Writes are buffered like the log's, durable after [`SagaLog::flush`].
 pub trait RegistryStore: Send + Sync + 'static {
+    /// Registers or replaces a participant.
     fn put_participant(&self, name: &str, spec: &ParticipantSpec) -> Result<(), StoreError>;
+    /// Every registered participant.
     fn participants(&self) -> Result<Vec<(String, ParticipantSpec)>, StoreError>;
     /// Writes `spec` as `version` of `name` unless that version names something else.
     fn put_workflow(
@@ -121,6 +135,7 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// The newest version of every workflow.
     fn workflows(&self) -> Result<Vec<(String, u32, WorkflowSpec)>, StoreError>;
     /// One version of a workflow.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     fn workflow_version(
         &self,
         name: &str,

@@ -14,12 +14,14 @@ use crate::engine::{Event, Millis, Plan, Saga};
 use crate::telemetry;
 use group_commit::{FlushPolicy, GroupCommit};
 
-/// How the sled store runs.
+/// How the sled store runs (a part of [`crate::config::CoordinatorOptions`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// sled's page cache. sled's own default (1 GiB) would let pages read while resuming
-    /// 100,000 sagas stay resident for good.
+    /// sled's page cache, in bytes. Default 16 MiB: sled's own default (1 GiB) would let pages
+    /// read while resuming 100,000 sagas stay resident for good.
     pub cache_bytes: u64,
+    /// Group commit: how flushes of concurrent sagas are batched. Default: linger 1 ms while
+    /// busy, at most 64 writers per flush.
     pub flush: FlushPolicy,
 }
 
@@ -32,7 +34,10 @@ impl Default for StoreOptions {
     }
 }
 
+/// The saga log and registries in one embedded sled database.
 pub struct SledStore {
+    /// For a synchronous flush ([`SledStore::flush_blocking`]).
+    #[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
     db: sled::Db,
     /// `{saga_id}/{first seq: u64 BE}` -> the events of one round, numbered from `first seq`.
     events: sled::Tree,
@@ -93,6 +98,7 @@ fn corrupt(tree: &'static str) -> impl Fn(FormatError) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the database in `dir`. Must be called inside a tokio runtime (the
     /// group-commit flusher is a task).
+    #[cfg(any(test, feature = "testing"))]
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         SledStore::open_with(dir, &StoreOptions::default())
     }
@@ -128,7 +134,8 @@ impl SledStore {
         })
     }
 
-    /// Flushes synchronously; for shutdown.
+    /// Flushes synchronously.
+    #[cfg(any(test, feature = "testing"))]
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())

@@ -1,0 +1,10 @@
+//! What the workspace's tests and the recovery benchmark use from inside the coordinator: the
+//! saga log and registry stores, the on-disk format, the registry. Enabled by the `testing`
+//! feature; not a stable API.
+
+pub use crate::registry::{FileLoad, Registry, RegistryError, Store, WorkflowVersion};
+pub use crate::store::format;
+pub use crate::store::{
+    Creation, FlushPolicy, RegistryStore, SagaLog, SagaPage, SledStore, StoreError, StoreOptions,
+    VersionWrite,
+};
