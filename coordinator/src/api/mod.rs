@@ -1,4 +1,5 @@
-//! HTTP API v1 (JSON): participants, workflows, sagas, health. See DESIGN.md for the contract.
+//! HTTP API v1 (JSON): participants, workflows, sagas, health. The README documents every route;
+//! `docs/ARCHITECTURE.md` says where the API sits.
 //! Every error is `{"error": {"code", "message"}}`; bad input is a 4xx, never a panic.
 
 mod error;

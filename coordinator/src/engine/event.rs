@@ -228,7 +228,7 @@ impl Event {
     }
 
     /// Events after which the runtime must reach disk before acting or answering
-    /// (durability rules 1-3 of DESIGN.md).
+    /// (durability rules 1-3 of `docs/ARCHITECTURE.md`).
     pub fn must_be_durable(&self) -> bool {
         matches!(
             self,
