@@ -1,4 +1,6 @@
 //! Request and response bodies of the coordinator's HTTP API v1.
+//!
+//! Every error answer is an [`ErrorBody`]; [`crate::client::ClientError`] lists the statuses.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,35 +9,52 @@ use crate::raw_json::RawJson;
 use crate::wire::{Phase, StepKind};
 use crate::workflow::WorkflowSpec;
 
-/// Body of `POST /v1/sagas`.
+/// Body of `POST /v1/sagas`. An unknown field is `400`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitSaga {
+    /// Name of the workflow to run; the saga runs its newest version. Unknown: `404`.
     pub workflow: String,
     /// Passed to every branch call exactly as submitted (numbers and key order untouched).
+    /// Absent: `null`.
     #[serde(default)]
     pub input: RawJson,
+    /// Where the final [`SagaView`] is POSTed once the saga is `committed` or `aborted` (after
+    /// that state is durable), retried with backoff until a `2xx`. An absolute `http(s)://`
+    /// URL, query allowed ([`crate::limits::check_http_url`]); otherwise `400`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
 }
 
-/// The lifecycle of a saga as the API shows it.
+/// The lifecycle of a saga as the API shows it: `running` -> `confirming` -> `committed`, or
+/// `running` -> `compensating` -> `aborted`; `stuck` from either middle state. On the wire,
+/// the snake_case name ([`SagaState::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SagaState {
+    /// Forward phases (`try`/`action`) are running; nothing decided yet, so it can be aborted.
     Running,
+    /// Decided to commit (durably); TCC steps are being confirmed.
     Confirming,
+    /// Terminal: every step succeeded and every TCC step is confirmed.
     Committed,
+    /// Decided to roll back (durably); steps that may have run are being cancelled or
+    /// compensated. `error` says why.
     Compensating,
+    /// Terminal: rolled back; every step that may have run has been undone.
     Aborted,
+    /// A `confirm`, `cancel` or `compensate` exhausted `settle_max_attempts`: needs an
+    /// operator, whose `POST /v1/sagas/{id}/retry` resumes it. Not terminal.
     Stuck,
 }
 
 impl SagaState {
+    /// `committed` or `aborted`: nothing more will run (`stuck` is not terminal).
     pub fn is_terminal(self) -> bool {
         matches!(self, SagaState::Committed | SagaState::Aborted)
     }
 
+    /// The wire name (`running`, `committed`, ...), as in JSON and the `state` query parameter.
     pub fn as_str(self) -> &'static str {
         match self {
             SagaState::Running => "running",
@@ -47,6 +66,7 @@ impl SagaState {
         }
     }
 
+    /// The state whose wire name ([`SagaState::as_str`]) is `s`; `None` for anything else.
     pub fn parse(s: &str) -> Option<SagaState> {
         [
             SagaState::Running,
@@ -67,7 +87,7 @@ impl std::fmt::Display for SagaState {
     }
 }
 
-/// Where one step stands.
+/// Where one step stands ([`StepView::status`]); on the wire, the snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
@@ -95,35 +115,53 @@ pub enum StepStatus {
     Stuck,
 }
 
-/// `GET /v1/sagas/{id}` and the body of `POST /v1/sagas`.
+/// A saga: the answer of `GET /v1/sagas/{id}`, of `POST /v1/sagas` and of the operator
+/// actions, and the body of a completion callback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SagaView {
+    /// Saga id, assigned by the coordinator at submission: the `{id}` of `/v1/sagas/{id}` and
+    /// the `Saga-Id` header of its branch calls.
     pub id: String,
+    /// Name of the workflow it runs.
     pub workflow: String,
+    /// Version of that workflow the saga started with (see [`WorkflowView::version`]); a
+    /// running saga keeps it when the workflow changes.
     pub workflow_version: u32,
+    /// Where the saga stands.
     pub state: SagaState,
     /// The input exactly as submitted.
     pub input: RawJson,
+    /// Why the saga rolled back (the abort reason) or turned stuck; `null` otherwise.
     pub error: Option<String>,
-    /// RFC 3339, UTC.
+    /// When it was submitted: RFC 3339, UTC, milliseconds (`2026-11-22T22:19:02.452Z`).
     pub created_at: String,
+    /// When its state last changed; same format as `created_at`.
     pub updated_at: String,
+    /// The [`SubmitSaga::callback_url`] it was submitted with; absent when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// One entry per step, in the workflow's order.
     pub steps: Vec<StepView>,
 }
 
+/// One step of a saga, as [`SagaView::steps`] shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepView {
+    /// Step name from the workflow; travels in the `Saga-Step` header.
     pub name: String,
+    /// Name of the participant that serves the step.
     pub participant: String,
+    /// `saga` or `tcc`, from the participant's endpoints for the step's action.
     pub kind: StepKind,
+    /// Where the step stands; for a rejected step see also `undo`.
     pub status: StepStatus,
     /// Calls made for this step, all phases together.
     pub attempts: u32,
     /// The phase of the current or last call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// Why the step's last failed call failed (the participant's answer, a timeout, a
+    /// connection error); `null` when none failed.
     pub last_error: Option<String>,
     /// For a step whose forward phase was rejected (`status` stays `rejected`, so the step
     /// that caused a rollback is visible): where its undo call stands, `pending`, `calling`,
@@ -132,27 +170,34 @@ pub struct StepView {
     pub undo: Option<StepStatus>,
 }
 
-/// `GET /v1/sagas/{id}/events`.
+/// `GET /v1/sagas/{id}/events`: a saga's audit trail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SagaEvents {
+    /// The saga the events belong to.
     pub saga_id: String,
+    /// Every event recorded for it, in `seq` order. Events of a saga in flight join at its
+    /// next durable point (decision, end, idle wait).
     pub events: Vec<EventView>,
 }
 
-/// One entry of the audit trail.
+/// One entry of the audit trail. Fields that do not apply to an event's `type` are absent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventView {
+    /// Position in the saga's log, increasing.
     pub seq: u64,
-    /// RFC 3339, UTC.
+    /// When it happened: RFC 3339, UTC, milliseconds.
     pub at: String,
-    /// `created`, `call_started`, `call_ended`, `decided`, `stuck`, `resumed`, `retry_requested`,
+    /// JSON `type`: `created`, `call_started`, `call_ended`, `decided`, `stuck`, `resumed`, `retry_requested`,
     /// `finished`, `callback_started`, `callback_ended`, `callback_abandoned`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Step name, for a call or `stuck`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
+    /// Phase of the call, for `call_started` and `call_ended`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// Attempt number of a call (per step and phase) or of a callback, from 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     /// `ok`, `rejected`, `transient`, `not_sent` or `refused` for a call; `delivered` or
@@ -160,63 +205,88 @@ pub struct EventView {
     /// the final state for `finished`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// HTTP status the participant or callback receiver answered; absent when no answer
+    /// arrived (timeout, connection error, not sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// How long a call took, in milliseconds (`call_ended`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    /// A call's or callback's error, the reason of an `abort` decision, or why the saga turned
+    /// `stuck` or its callback was abandoned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-/// `GET /v1/sagas`.
+/// `GET /v1/sagas`: one page of sagas.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SagaList {
+    /// The sagas that match the filters, in saga id order; at most `limit` (default 100).
     pub sagas: Vec<SagaView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }
 
-/// `GET /v1/participants/{name}`.
+/// A registered participant with its live dispatcher state: `GET /v1/participants/{name}`
+/// and the answer of `PUT /v1/participants/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParticipantView {
+    /// Name it is registered under (the `{name}` of the path).
     pub name: String,
+    /// The registration as stored; its fields (`base_url`, `actions`, `policy`) appear at the
+    /// top level of the JSON object.
     #[serde(flatten)]
     pub spec: ParticipantSpec,
-    /// `closed`, `open` or `half_open`.
+    /// State of its circuit breaker on this coordinator: `closed`, `open` or `half_open`.
     pub circuit: String,
+    /// Calls to it running now (at most the policy's `max_concurrency`).
     pub in_flight: u64,
+    /// Calls waiting for a bulkhead slot (at most the policy's `queue_capacity`).
     pub queued: u64,
 }
 
+/// `GET /v1/participants`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParticipantList {
+    /// Every registered participant, sorted by name.
     pub participants: Vec<ParticipantView>,
 }
 
-/// `GET /v1/workflows/{name}`.
+/// A workflow at its newest version: `GET /v1/workflows/{name}` and the answer of
+/// `PUT /v1/workflows/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowView {
+    /// Name it is stored under (the `{name}` of the path, or the file name without extension).
     pub name: String,
+    /// 1 for the first definition, one more for each changed one; storing an identical
+    /// definition keeps the version.
     pub version: u32,
+    /// The definition of that version; its fields (`steps`, `timeout_ms`) appear at the top
+    /// level of the JSON object.
     #[serde(flatten)]
     pub spec: WorkflowSpec,
 }
 
+/// `GET /v1/workflows`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowList {
+    /// Every workflow at its newest version, sorted by name.
     pub workflows: Vec<WorkflowView>,
 }
 
 /// Every error the API returns: `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
 }
 
+/// The `error` object of an [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `not_found`, `conflict`, ...
     pub code: String,
+    /// For people: what is wrong, naming the field or the saga state at fault.
     pub message: String,
 }
 

@@ -13,17 +13,21 @@
 
 use crate::workflow::{RetryPolicy, StepSpec, WorkflowError, WorkflowSpec};
 
+/// Builds a [`WorkflowSpec`] step by step. The per-step setters apply to the last added step
+/// and do nothing before the first; [`WorkflowBuilder::build`] checks every value.
 #[derive(Debug, Clone, Default)]
 pub struct WorkflowBuilder {
     spec: WorkflowSpec,
 }
 
 impl WorkflowBuilder {
+    /// An empty workflow: no steps, no deadline.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds a step that runs after the previous one.
+    /// Adds a step that runs after the previous one: `name` unique within the workflow, calling
+    /// `action` of `participant` (all three follow [`crate::limits::NAME_RULE`]).
     pub fn step(mut self, name: &str, participant: &str, action: &str) -> Self {
         self.spec.steps.push(StepSpec {
             name: name.into(),
@@ -44,7 +48,8 @@ impl WorkflowBuilder {
         self
     }
 
-    /// Per-call timeout of the last added step.
+    /// Per-call timeout of the last added step in milliseconds, overriding its participant's;
+    /// range [`crate::limits::CALL_TIMEOUT_MS`].
     pub fn step_timeout_ms(mut self, ms: u64) -> Self {
         if let Some(last) = self.spec.steps.last_mut() {
             last.timeout_ms = Some(ms);
@@ -52,7 +57,7 @@ impl WorkflowBuilder {
         self
     }
 
-    /// Retry schedule of the last added step.
+    /// Retry schedule of the last added step, overriding its participant's.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         if let Some(last) = self.spec.steps.last_mut() {
             last.retry = Some(policy);
@@ -60,13 +65,16 @@ impl WorkflowBuilder {
         self
     }
 
-    /// Global saga deadline.
+    /// Global saga deadline in milliseconds from submission: a saga that has not decided by
+    /// then rolls back. Range [`crate::limits::SAGA_TIMEOUT_MS`]; default none.
     pub fn timeout_ms(mut self, ms: u64) -> Self {
         self.spec.timeout_ms = Some(ms);
         self
     }
 
-    /// The definition, structurally validated.
+    /// The definition, structurally validated ([`WorkflowSpec::validate`]). Whether its
+    /// participants and actions exist is checked by the coordinator: by `PUT`, and when a saga
+    /// starts.
     pub fn build(self) -> Result<WorkflowSpec, WorkflowError> {
         self.spec.validate()?;
         Ok(self.spec)

@@ -12,6 +12,7 @@ use crate::api::{
 use crate::participant::ParticipantSpec;
 use crate::workflow::WorkflowSpec;
 
+/// Why a [`CoordinatorClient`] call failed.
 #[derive(Debug, Error)]
 pub enum ClientError {
     /// The request did not get an HTTP answer (connection refused, reset, timeout).
@@ -20,14 +21,24 @@ pub enum ClientError {
     /// The coordinator answered with an error body.
     #[error("coordinator answered {status} {code}: {message}")]
     Api {
+        /// HTTP status: `400` malformed or invalid request, `404` unknown saga, workflow or
+        /// participant, `409` not allowed in the saga's current state, `413` body too large,
+        /// `422` idempotency key reused with another body, `429` over the submission rate,
+        /// `503` shutting down or not durable, `500` storage failure. A `2xx` when its body
+        /// could not be decoded.
         status: u16,
+        /// The body's `code` ([`ErrorDetail::code`](crate::api::ErrorDetail::code)); `http_error`
+        /// when the body was not an error body, `bad_response` when a `2xx` body could not be
+        /// decoded.
         code: String,
+        /// The body's `message`, else the body's text.
         message: String,
     },
 }
 
 impl ClientError {
-    /// True when resending the same request (with the same idempotency key) may succeed.
+    /// True when resending the same request (with the same idempotency key) may succeed:
+    /// a transport error, `429` or a `5xx`.
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Transport(_) => true,
@@ -39,10 +50,14 @@ impl ClientError {
 /// What `submit` returns: the HTTP status (`202` running, `200` terminal) and the saga.
 #[derive(Debug, Clone)]
 pub struct Submitted {
+    /// `202` while the saga runs, `200` once it is `committed` or `aborted`.
     pub status: u16,
+    /// The saga: the new one, or the one the idempotency key already named.
     pub saga: SagaView,
 }
 
+/// An async client for the coordinator's HTTP API v1. Cheap to clone (clones share one
+/// connection pool). Each method makes one request; error answers are [`ClientError::Api`].
 #[derive(Debug, Clone)]
 pub struct CoordinatorClient {
     base_url: String,
@@ -50,7 +65,7 @@ pub struct CoordinatorClient {
 }
 
 impl CoordinatorClient {
-    /// `base_url` like `http://127.0.0.1:7700`.
+    /// `base_url` like `http://127.0.0.1:7700`; requests time out after 120 s.
     pub fn new(base_url: impl Into<String>) -> Self {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
@@ -60,6 +75,7 @@ impl CoordinatorClient {
         Self::with_http(base_url, http)
     }
 
+    /// [`CoordinatorClient::new`] with your own `reqwest` client (timeouts, TLS, proxy).
     pub fn with_http(base_url: impl Into<String>, http: reqwest::Client) -> Self {
         CoordinatorClient {
             base_url: base_url.into().trim_end_matches('/').to_string(),
@@ -67,6 +83,7 @@ impl CoordinatorClient {
         }
     }
 
+    /// The coordinator's base URL, without a trailing `/`.
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
@@ -97,6 +114,9 @@ impl CoordinatorClient {
         })
     }
 
+    /// `PUT /v1/participants/{name}`: registers or updates a participant; idempotent and
+    /// durable when it returns. A `spec` without `policy` keeps the stored one. Returns what is
+    /// now registered; `400` when `name` or `spec` breaks a rule of [`crate::limits`].
     pub async fn put_participant(
         &self,
         name: &str,
@@ -111,6 +131,11 @@ impl CoordinatorClient {
         Ok(Self::decode(resp).await?.1)
     }
 
+    /// `PUT /v1/workflows/{name}`: stores a definition, durable when it returns. A changed
+    /// definition gets the next version, an identical one keeps its own; running sagas keep
+    /// theirs. `400` for a [`WorkflowError`](crate::WorkflowError) (including an unknown
+    /// participant or action), `409` when another writer stored that version first (read it
+    /// and try again).
     pub async fn put_workflow(
         &self,
         name: &str,
@@ -125,8 +150,15 @@ impl CoordinatorClient {
         Ok(Self::decode(resp).await?.1)
     }
 
-    /// Submits a saga. With `wait_ms`, the coordinator answers once the saga is terminal or
-    /// the wait is over, whichever comes first.
+    /// Submits a saga (`POST /v1/sagas`). With `wait_ms`, the coordinator answers once the
+    /// saga is terminal or the wait is over, whichever comes first (it waits 60 s at most).
+    /// A saga is created at most once per `idempotency_key` (1 to 256 characters).
+    ///
+    /// A [`Value`] cannot hold a number beyond 64 bits exactly: to send an input's exact text,
+    /// use [`CoordinatorClient::submit_body`] with a [`RawJson`](crate::RawJson) input.
+    /// Errors: `400` bad body or key, `404` unknown workflow, `409` a participant or action
+    /// of the workflow is not registered, `422` key reused with another body, `429` over the
+    /// rate and `503` shutting down (both retryable).
     pub async fn submit(
         &self,
         workflow: &str,
@@ -142,6 +174,8 @@ impl CoordinatorClient {
         self.submit_body(&body, idempotency_key, wait_ms).await
     }
 
+    /// [`CoordinatorClient::submit`] with a whole body: an exact-text input or a
+    /// `callback_url`.
     pub async fn submit_body(
         &self,
         body: &SubmitSaga,
@@ -162,6 +196,7 @@ impl CoordinatorClient {
         Ok(Submitted { status, saga })
     }
 
+    /// `GET /v1/sagas/{id}`; `404` for an unknown id.
     pub async fn get_saga(&self, id: &str) -> Result<SagaView, ClientError> {
         let resp = self
             .http
@@ -171,6 +206,7 @@ impl CoordinatorClient {
         Ok(Self::decode(resp).await?.1)
     }
 
+    /// `GET /v1/sagas/{id}/events`: the saga's audit trail; `404` for an unknown id.
     pub async fn saga_events(&self, id: &str) -> Result<SagaEvents, ClientError> {
         let resp = self
             .http
@@ -180,7 +216,9 @@ impl CoordinatorClient {
         Ok(Self::decode(resp).await?.1)
     }
 
-    /// One page of `GET /v1/sagas`; filters are optional.
+    /// One page of `GET /v1/sagas`; every filter is optional. `state` is a wire name
+    /// ([`SagaState::as_str`](crate::api::SagaState::as_str)), `limit` 1 to 1000 (default
+    /// 100), `cursor` the previous page's `next_cursor`; anything else is `400`.
     pub async fn list_sagas(
         &self,
         state: Option<&str>,
@@ -210,6 +248,8 @@ impl CoordinatorClient {
         Ok(Self::decode(resp).await?.1)
     }
 
+    /// `POST /v1/sagas/{id}/abort`: rolls back a saga that has not decided yet and returns it.
+    /// `409` once it has decided (confirming, compensating, finished or stuck).
     pub async fn abort(&self, id: &str) -> Result<SagaView, ClientError> {
         let resp = self
             .http
@@ -219,6 +259,8 @@ impl CoordinatorClient {
         Ok(Self::decode(resp).await?.1)
     }
 
+    /// `POST /v1/sagas/{id}/retry`: resumes a `stuck` saga with a fresh attempt budget and
+    /// returns it. `409` when it is not stuck.
     pub async fn retry(&self, id: &str) -> Result<SagaView, ClientError> {
         let resp = self
             .http
@@ -228,7 +270,8 @@ impl CoordinatorClient {
         Ok(Self::decode(resp).await?.1)
     }
 
-    /// True once `/readyz` answers 200 (recovery finished).
+    /// True once `/readyz` answers 200 (recovery finished); false while it does not or when
+    /// the coordinator is unreachable.
     pub async fn is_ready(&self) -> bool {
         match self
             .http

@@ -14,33 +14,49 @@ use crate::workflow::RetryPolicy;
 /// A registration without a `policy` keeps the policy already stored for the participant
 /// (the defaults for a new one): a participant that restarts and registers its endpoints
 /// again never undoes a policy an operator set. One with a `policy` replaces it whole.
+/// A field that breaks a rule ([`ParticipantSpec::validate`]) or is unknown is `400`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantSpec {
-    /// e.g. `http://127.0.0.1:7701`; branch paths are appended to it.
+    /// e.g. `http://127.0.0.1:7701`; branch paths are appended to it. An absolute
+    /// `http(s)://` URL without query ([`crate::limits::check_http_url`]).
     pub base_url: String,
+    /// The actions it offers, by name ([`crate::limits::NAME_RULE`]); a workflow step names
+    /// one in its `action`. At least one.
     pub actions: BTreeMap<String, ActionEndpoints>,
+    /// Resilience policy for calls to it; absent keeps the stored one (see above).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<ParticipantPolicy>,
 }
 
 /// The paths of one action: TCC (`try`/`confirm`/`cancel`) or SAGA (`action`/`compensate`).
+///
+/// Which keys the JSON object has decides the kind. Each path is appended to the participant's
+/// `base_url` and must pass [`crate::limits::check_path`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ActionEndpoints {
+    /// A TCC action: `{"try", "confirm", "cancel"}`.
     Tcc {
+        /// Path of the `try` phase (JSON `try`).
         #[serde(rename = "try")]
         try_path: String,
+        /// Path of the `confirm` phase.
         confirm: String,
+        /// Path of the `cancel` phase.
         cancel: String,
     },
+    /// A SAGA action: `{"action", "compensate"}`.
     Saga {
+        /// Path of the `action` phase.
         action: String,
+        /// Path of the `compensate` phase.
         compensate: String,
     },
 }
 
 impl ActionEndpoints {
+    /// TCC or SAGA: the kind of every step that calls this action.
     pub fn kind(&self) -> StepKind {
         match self {
             ActionEndpoints::Tcc { .. } => StepKind::Tcc,
@@ -61,20 +77,26 @@ impl ActionEndpoints {
     }
 }
 
-/// Resilience policy for calls to one participant. Every field is optional on the wire.
+/// Resilience policy for calls to one participant. Every field is optional on the wire (a
+/// missing one takes its default); each is checked by [`ParticipantPolicy::validate`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ParticipantPolicy {
-    /// Per-call timeout; a step may override it.
+    /// Per-call timeout in milliseconds; a step may override it. Default 5000, range
+    /// [`crate::limits::CALL_TIMEOUT_MS`].
     pub timeout_ms: u64,
-    /// Calls in flight to this participant at once (bulkhead size).
+    /// Calls in flight to this participant at once (bulkhead size). Default 64, range
+    /// [`crate::limits::CONCURRENCY`].
     pub max_concurrency: u32,
-    /// Calls waiting for a bulkhead slot before further ones are refused locally.
+    /// Calls waiting for a bulkhead slot before further ones are refused locally. Default
+    /// 1024, range [`crate::limits::QUEUE_CAPACITY`].
     pub queue_capacity: u32,
-    /// Outbound calls per second; `None` means unlimited.
+    /// Outbound calls per second; `None` (the default) means unlimited. Range
+    /// [`crate::limits::RATE_PER_SEC`].
     pub rate_limit_per_sec: Option<u32>,
+    /// When calls to a failing participant stop for a while.
     pub circuit_breaker: CircuitBreakerPolicy,
-    /// Retry schedule for steps that do not set their own.
+    /// Retry schedule for steps that do not set their own. Default [`RetryPolicy::default`].
     pub retry: RetryPolicy,
 }
 
@@ -91,12 +113,17 @@ impl Default for ParticipantPolicy {
     }
 }
 
+/// When a participant's circuit opens. While it is open, forward calls fail fast (the saga
+/// rolls back) and `confirm`/`cancel`/`compensate` wait for it to half-open. Every field is
+/// optional on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CircuitBreakerPolicy {
-    /// Consecutive failures that open the circuit.
+    /// Consecutive failures that open the circuit. Default 5, range
+    /// [`crate::limits::FAILURE_THRESHOLD`].
     pub failure_threshold: u32,
-    /// How long the circuit stays open before a probe is let through.
+    /// How long the circuit stays open before a probe is let through, in milliseconds.
+    /// Default 5000, range [`crate::limits::DELAY_MS`].
     pub open_ms: u64,
 }
 

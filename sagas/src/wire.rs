@@ -20,11 +20,14 @@ pub const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// W3C trace context.
 pub const HEADER_TRACEPARENT: &str = "traceparent";
 
-/// How a step is driven: SAGA (action, compensate) or TCC (try, confirm, cancel).
+/// How a step is driven: SAGA (action, compensate) or TCC (try, confirm, cancel). Decided by
+/// the participant's [`crate::participant::ActionEndpoints`]; JSON `saga` or `tcc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
+    /// `action` does the work; `compensate` undoes it on rollback. No commit phase.
     Saga,
+    /// `try` reserves, `confirm` commits once the saga commits, `cancel` releases on rollback.
     Tcc,
 }
 
@@ -54,18 +57,28 @@ impl StepKind {
     }
 }
 
-/// One phase of a step.
+/// One phase of a step: the `phase` of a [`BranchRequest`] and the `Saga-Phase` header.
+///
+/// Forward phases give up after `max_attempts` and the saga rolls back; the others retry
+/// until `settle_max_attempts`, then the saga turns `stuck` (see [`crate::RetryPolicy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// TCC forward: reserve. The participant may reject it (`409`/`422`).
     Try,
+    /// TCC commit: make the reservation final, once the saga has decided to commit.
     Confirm,
+    /// TCC undo: release the reservation; must succeed even if the `try` never arrived.
     Cancel,
+    /// SAGA forward: do the work. The participant may reject it (`409`/`422`).
     Action,
+    /// SAGA undo: reverse the action; must succeed even if the `action` never arrived.
     Compensate,
 }
 
 impl Phase {
+    /// The wire name (`try`, `confirm`, ...): JSON, the `Saga-Phase` header and the
+    /// idempotency key.
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Try => "try",
@@ -91,6 +104,7 @@ impl Phase {
         !self.is_forward()
     }
 
+    /// The phase whose wire name ([`Phase::as_str`]) is `s`; `None` for anything else.
     pub fn parse(s: &str) -> Option<Phase> {
         Some(match s {
             "try" => Phase::Try,
@@ -109,11 +123,14 @@ impl std::fmt::Display for Phase {
     }
 }
 
-/// Body of every branch call.
+/// Body of every branch call: `{"saga_id", "step", "phase", "input"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BranchRequest {
+    /// Id of the saga the call belongs to; also in the `Saga-Id` header.
     pub saga_id: String,
+    /// Step name from the workflow; also in the `Saga-Step` header.
     pub step: String,
+    /// What the participant is asked to do; also in the `Saga-Phase` header.
     pub phase: Phase,
     /// The saga's input, exactly as it was submitted.
     #[serde(default)]

@@ -17,41 +17,57 @@ use crate::limits::{self, FieldError, check_name, check_range};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowSpec {
+    /// The steps, 1 to [`crate::limits::MAX_STEPS`], in order: a step without `after` runs
+    /// after the one listed before it.
     pub steps: Vec<StepSpec>,
-    /// Global saga deadline: a saga that has not decided by then rolls back.
+    /// Global saga deadline in milliseconds from submission: a saga that has not decided by
+    /// then rolls back. Range [`crate::limits::SAGA_TIMEOUT_MS`]; absent: no deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
 }
 
+/// One step of a workflow: which participant action it calls, and after which steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
+    /// Step name, unique within the workflow ([`crate::limits::NAME_RULE`]); travels in the
+    /// `Saga-Step` header and the idempotency key.
     pub name: String,
+    /// Name of the registered participant that serves the step.
     pub participant: String,
+    /// Name of one of that participant's actions; its endpoints make the step SAGA or TCC.
     pub action: String,
-    /// Steps that must succeed first. Absent: the previous step in the list.
+    /// Steps that must succeed first. Absent: the previous step in the list; `[]`: none (a
+    /// root of the DAG).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<String>>,
-    /// Per-call timeout, overriding the participant's.
+    /// Per-call timeout in milliseconds, overriding the participant's `timeout_ms`. Range
+    /// [`crate::limits::CALL_TIMEOUT_MS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Retry schedule, overriding the participant's.
+    /// Retry schedule, overriding the participant's `retry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
 }
 
 /// Exponential backoff with jitter. Data, not a closure, so it can be stored and shown.
+/// Every field is optional on the wire (a missing one takes its default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
-    /// Delay before the second attempt.
+    /// Delay before the second attempt, in milliseconds. Default 100, range
+    /// [`crate::limits::DELAY_MS`].
     pub initial_ms: u64,
-    /// Upper bound of one delay.
+    /// Upper bound of one delay, in milliseconds; not below `initial_ms`. Default 5000, range
+    /// [`crate::limits::DELAY_MS`].
     pub max_ms: u64,
+    /// Factor each delay grows by. Default 2.0, range [`crate::limits::MULTIPLIER`].
     pub multiplier: f64,
-    /// Attempts of a forward phase (`try`/`action`) before the saga rolls back.
+    /// Attempts of a forward phase (`try`/`action`) before the saga rolls back. Default 4,
+    /// range [`crate::limits::ATTEMPTS`].
     pub max_attempts: u32,
-    /// Attempts of `confirm`/`cancel`/`compensate` before the saga turns `stuck`.
+    /// Attempts of `confirm`/`cancel`/`compensate` before the saga turns `stuck`. Default 30,
+    /// range [`crate::limits::ATTEMPTS`].
     pub settle_max_attempts: u32,
 }
 
@@ -103,31 +119,62 @@ impl RetryPolicy {
 }
 
 /// What is wrong with a workflow definition. Each variant names the offending step.
+///
+/// A `PUT /v1/workflows/{name}` that has one is `400`. At submission, a workflow whose
+/// participant or action is no longer registered is `409`.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum WorkflowError {
+    /// The workflow has no steps.
     #[error("workflow has no steps")]
     Empty,
     /// A field breaks a rule of [`crate::limits`] (a name, a range).
     #[error(transparent)]
     Invalid(#[from] FieldError),
+    /// Two steps share this name.
     #[error("duplicate step name {0:?}")]
     DuplicateStep(String),
+    /// A step's `after` names a step the workflow does not have.
     #[error("step {step:?} runs after unknown step {after:?}")]
-    UnknownAfter { step: String, after: String },
+    UnknownAfter {
+        /// The step whose `after` is wrong.
+        step: String,
+        /// The name in its `after` that matches no step.
+        after: String,
+    },
+    /// This step lists itself in its `after`.
     #[error("step {0:?} runs after itself")]
     SelfDependency(String),
+    /// The `after` lists form a cycle: step names in run order, the first repeated at the end.
     #[error("steps form a cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
+    /// A step names a participant that is not registered (checked by the coordinator, not by
+    /// [`WorkflowSpec::validate`]).
     #[error("step {step:?}: unknown participant {participant:?}")]
-    UnknownParticipant { step: String, participant: String },
+    UnknownParticipant {
+        /// The step that names it.
+        step: String,
+        /// The participant name that is not registered.
+        participant: String,
+    },
+    /// A step names an action its participant does not offer (checked by the coordinator).
     #[error("step {step:?}: participant {participant:?} has no action {action:?}")]
     UnknownAction {
+        /// The step that names it.
         step: String,
+        /// The step's participant.
         participant: String,
+        /// The action name the participant does not offer.
         action: String,
     },
+    /// A workflow file is not JSON/YAML, or does not fit [`WorkflowSpec`] (e.g. an unknown
+    /// field).
     #[error("cannot parse workflow file {file}: {message}")]
-    Parse { file: String, message: String },
+    Parse {
+        /// The file name given to [`WorkflowSpec::from_yaml_or_json`].
+        file: String,
+        /// The parser's error, with line and column when known.
+        message: String,
+    },
 }
 
 pub use crate::limits::is_valid_name;
