@@ -23,17 +23,13 @@ use sagas::limits::check_name;
 use sagas::{FieldError, ParticipantSpec, WorkflowError, WorkflowSpec};
 
 use crate::engine::{Plan, PlanStep};
-use crate::store::{RegistryStore, SagaLog, StoreError, VersionWrite};
+use crate::store::{Store, StoreError, VersionWrite};
 use crate::telemetry;
 
 /// Declares the participant's metric series (see [`telemetry`]).
 fn participant_known(name: &str, spec: &ParticipantSpec) {
     telemetry::participant_known(name, spec.actions.values().map(|a| a.kind()));
 }
-
-/// The store the coordinator runs on: the saga log plus the registries.
-pub trait Store: SagaLog + RegistryStore {}
-impl<T: SagaLog + RegistryStore> Store for T {}
 
 /// Why a registration or a workflow file was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +114,18 @@ pub struct Registry {
     plans: RwLock<HashMap<String, CachedPlan>>,
     /// Distinct plans of resumed sagas, per workflow: each saga's log holds its own copy.
     recovered_plans: Mutex<HashMap<String, Vec<Arc<Plan>>>>,
+    /// Refreshes asked for (tickets) and the newest one a completed refresh covers: the
+    /// store's registry generation is read once for every submission that waits meanwhile.
+    refresh_tickets: AtomicU64,
+    refreshed: tokio::sync::Mutex<RefreshState>,
+}
+
+/// What the last completed refresh saw.
+struct RefreshState {
+    /// The newest ticket it covered.
+    ticket: u64,
+    /// The store's registry generation it read.
+    store_generation: u64,
 }
 
 struct CachedPlan {
@@ -128,28 +136,69 @@ struct CachedPlan {
 
 impl Registry {
     /// The registry as stored; declares each known workflow's and participant's metrics.
-    pub fn load(store: Arc<dyn Store>) -> Result<Registry, RegistryError> {
-        let participants = store
-            .participants()?
+    pub async fn load(store: Arc<dyn Store>) -> Result<Registry, RegistryError> {
+        let store_generation = store.registry_generation().await?;
+        let registry = Registry {
+            store,
+            writing: tokio::sync::Mutex::new(()),
+            participants: RwLock::new(HashMap::new()),
+            workflows: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            plans: RwLock::new(HashMap::new()),
+            recovered_plans: Mutex::new(HashMap::new()),
+            refresh_tickets: AtomicU64::new(0),
+            refreshed: tokio::sync::Mutex::new(RefreshState {
+                ticket: 0,
+                store_generation,
+            }),
+        };
+        registry.reload().await?;
+        Ok(registry)
+    }
+
+    /// Reads every participant and workflow from the store into memory.
+    async fn reload(&self) -> Result<(), RegistryError> {
+        let participants = self
+            .store
+            .participants()
+            .await?
             .into_iter()
             .inspect(|(name, spec)| participant_known(name, spec))
             .map(|(n, s)| (n, Arc::new(s)))
             .collect();
-        let workflows = store
-            .workflows()?
+        let workflows = self
+            .store
+            .workflows()
+            .await?
             .into_iter()
             .inspect(|(name, _, _)| telemetry::workflow_known(name))
             .map(|(name, version, spec)| (name, WorkflowVersion { version, spec }))
             .collect();
-        Ok(Registry {
-            store,
-            writing: tokio::sync::Mutex::new(()),
-            participants: RwLock::new(participants),
-            workflows: RwLock::new(workflows),
-            generation: AtomicU64::new(0),
-            plans: RwLock::new(HashMap::new()),
-            recovered_plans: Mutex::new(HashMap::new()),
-        })
+        *self.participants.write().expect("registry lock poisoned") = participants;
+        *self.workflows.write().expect("registry lock poisoned") = workflows;
+        // Plans resolved before may name changed participants.
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Makes sure memory holds every registry change another instance finished before this
+    /// call (in a cluster; a single instance's store never changes behind its back). Waiters
+    /// share one read of the store's registry generation that started after they asked.
+    pub async fn refresh(&self) -> Result<(), RegistryError> {
+        let ticket = self.refresh_tickets.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut refreshed = self.refreshed.lock().await;
+        if refreshed.ticket >= ticket {
+            return Ok(());
+        }
+        let covered = self.refresh_tickets.load(Ordering::Acquire);
+        let store_generation = self.store.registry_generation().await?;
+        if store_generation != refreshed.store_generation {
+            let _writing = self.writing.lock().await;
+            self.reload().await?;
+            refreshed.store_generation = store_generation;
+        }
+        refreshed.ticket = covered;
+        Ok(())
     }
 
     /// Registers or updates a participant; durable when it returns. Without a policy, the
@@ -171,8 +220,7 @@ impl Registry {
         {
             return Ok(existing);
         }
-        self.store.put_participant(name, &spec)?;
-        self.store.flush().await?;
+        self.store.put_participant(name, &spec).await?;
         participant_known(name, &spec);
         let spec = Arc::new(spec);
         self.participants
@@ -222,24 +270,35 @@ impl Registry {
         self.store_workflow(name, spec).await
     }
 
-    /// Writes a new version unless the newest is the same; the caller holds `writing`.
+    /// Writes a new version unless the newest is the same; the caller holds `writing`. When
+    /// another instance took the next version meanwhile, memory is reloaded and the write tried
+    /// again (a few times, then `409`).
     async fn store_workflow(
         &self,
         name: &str,
         spec: WorkflowSpec,
     ) -> Result<WorkflowVersion, RegistryError> {
-        let version = match self.workflow(name) {
-            Some(current) if current.spec == spec => return Ok(current),
-            Some(current) => current.version + 1,
-            None => 1,
+        let mut tries = 0;
+        let version = loop {
+            let version = match self.workflow(name) {
+                Some(current) if current.spec == spec => return Ok(current),
+                Some(current) => current.version + 1,
+                None => 1,
+            };
+            match self.store.put_workflow(name, version, &spec).await? {
+                VersionWrite::Written => break version,
+                VersionWrite::Taken if tries < 3 => {
+                    tries += 1;
+                    self.reload().await?;
+                }
+                VersionWrite::Taken => {
+                    return Err(RegistryError::VersionTaken {
+                        name: name.into(),
+                        version,
+                    });
+                }
+            }
         };
-        if self.store.put_workflow(name, version, &spec)? == VersionWrite::Taken {
-            return Err(RegistryError::VersionTaken {
-                name: name.into(),
-                version,
-            });
-        }
-        self.store.flush().await?;
         telemetry::workflow_known(name);
         let entry = WorkflowVersion { version, spec };
         self.workflows
@@ -402,7 +461,7 @@ impl Registry {
     /// One workflow file's definition, applied only if the file changed since it last loaded.
     async fn load_file(&self, name: &str, spec: WorkflowSpec) -> Result<FileLoad, RegistryError> {
         let _writing = self.writing.lock().await;
-        let last_loaded = self.store.file_workflow(name)?;
+        let last_loaded = self.store.file_workflow(name).await?;
         let current = self.workflow(name);
         let outcome = match (last_loaded, current) {
             (Some(last), Some(current)) if last == spec => FileLoad::Unchanged {
@@ -417,8 +476,7 @@ impl Registry {
                 version: self.store_workflow(name, spec.clone()).await?.version,
             },
         };
-        self.store.put_file_workflow(name, &spec)?;
-        self.store.flush().await?;
+        self.store.put_file_workflow(name, &spec).await?;
         Ok(outcome)
     }
 }
@@ -443,7 +501,7 @@ mod tests {
     async fn a_resolved_plan_is_shared_until_a_participant_changes() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-        let registry = Registry::load(store).unwrap();
+        let registry = Registry::load(store).await.unwrap();
         registry
             .put_participant("p", participant(100))
             .await

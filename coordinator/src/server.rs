@@ -11,8 +11,9 @@ use tokio::task::JoinHandle;
 use crate::api;
 use crate::clock::Clock;
 use crate::config::{ConfigError, CoordinatorOptions};
-use crate::registry::{FileLoad, Registry, RegistryError, Store};
+use crate::registry::{FileLoad, Registry, RegistryError};
 use crate::runtime::Runtime;
+use crate::store::Store;
 use crate::store::{SledStore, StoreError};
 
 /// Why a coordinator did not start.
@@ -68,7 +69,7 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         source,
     })?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, &config.store)?);
-    let registry = Arc::new(Registry::load(store.clone())?);
+    let registry = Arc::new(Registry::load(store.clone()).await?);
     load_workflow_files(&registry, &config).await?;
     let runtime = Runtime::new(store, registry, Clock::new(), &config);
     let retention = config.retention;

@@ -2,9 +2,9 @@
 //! saga log and registry stores, the on-disk format, the registry. Enabled by the `testing`
 //! feature; not a stable API.
 
-pub use crate::registry::{FileLoad, Registry, RegistryError, Store, WorkflowVersion};
+pub use crate::registry::{FileLoad, Registry, RegistryError, WorkflowVersion};
 pub use crate::store::format;
 pub use crate::store::{
-    Creation, FlushPolicy, RegistryStore, SagaLog, SagaPage, SledStore, StoreError, StoreOptions,
-    VersionWrite,
+    Creation, FlushPolicy, Lease, Ownership, RegistryStore, SagaFilter, SagaLog, SagaPage,
+    SagaReads, SledStore, Store, StoreError, StoreFuture, StoreOptions, VersionWrite,
 };

@@ -68,9 +68,12 @@ async fn stored_before_validation(
     workflows: &[(&str, WorkflowSpec)],
 ) {
     let store = open_store(dir).await;
-    store.put_participant(participant.0, participant.1).unwrap();
+    store
+        .put_participant(participant.0, participant.1)
+        .await
+        .unwrap();
     for (name, spec) in workflows {
-        store.put_workflow(name, 1, spec).unwrap();
+        store.put_workflow(name, 1, spec).await.unwrap();
     }
     store.flush_blocking().unwrap();
 }
@@ -285,7 +288,11 @@ async fn concurrent_workflow_puts_each_get_their_own_version_which_survives_a_re
         let store = open_store(dir.path()).await;
         for (version, spec) in &versions {
             assert_eq!(
-                store.workflow_version("w", *version).unwrap().as_ref(),
+                store
+                    .workflow_version("w", *version)
+                    .await
+                    .unwrap()
+                    .as_ref(),
                 Some(spec)
             );
         }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use coordinator::engine::{
     CallOutcome, CallRef, Created, Decision, Event, Lifecycle, Plan, PlanStep, Saga,
 };
-use coordinator::testing::{RegistryStore, SagaLog, SledStore};
+use coordinator::testing::{Ownership, RegistryStore, SagaLog, SagaReads, SledStore};
 use sagas::api::{SagaState, StepStatus};
 use sagas::{CoordinatorClient, Phase, RawJson, RetryPolicy, StepKind};
 use serde_json::{Value, json};
@@ -69,11 +69,15 @@ fn hex_decode(hex: &str) -> Vec<u8> {
 }
 
 /// What both fixtures must load as, through the store.
-fn check_store(store: &SledStore) {
+async fn check_store(store: &SledStore) {
     let input = json!({"order_id": "o-1", "account": "alice", "amount": 2500,
                        "nested": {"z": [1, 2.5, "x"], "a": null}});
 
-    let (committed, seq) = store.load(COMMITTED).unwrap().expect("committed saga");
+    let (committed, seq) = store
+        .load(COMMITTED)
+        .await
+        .unwrap()
+        .expect("committed saga");
     assert_eq!(committed.lifecycle, Lifecycle::Committed);
     assert!(committed.is_settled(), "callback delivered");
     assert_eq!(seq, 12);
@@ -86,13 +90,13 @@ fn check_store(store: &SledStore) {
     );
     assert_eq!(committed.plan.steps[1].kind, StepKind::Tcc);
     assert_eq!(committed.steps[1].attempts, 3);
-    assert_eq!(store.events(COMMITTED).unwrap().len(), 13);
+    assert_eq!(store.events(COMMITTED).await.unwrap().len(), 13);
     assert_eq!(
-        store.saga_for_key("order-o-1").unwrap().as_deref(),
+        store.saga_for_key("order-o-1").await.unwrap().as_deref(),
         Some(COMMITTED)
     );
 
-    let (stuck, _) = store.load(STUCK).unwrap().expect("stuck saga");
+    let (stuck, _) = store.load(STUCK).await.unwrap().expect("stuck saga");
     assert_eq!(stuck.lifecycle, Lifecycle::Stuck { committing: false });
     assert!(
         stuck.steps[1].rejected,
@@ -105,26 +109,32 @@ fn check_store(store: &SledStore) {
     );
     assert_eq!(stuck.api_undo_status(1), Some(StepStatus::Compensated));
 
-    let (rolling_back, seq) = store.load(ROLLING_BACK).unwrap().expect("third saga");
+    let (rolling_back, seq) = store.load(ROLLING_BACK).await.unwrap().expect("third saga");
     assert_eq!(seq, 4, "snapshot at 3, one round after it");
     assert_eq!(rolling_back.lifecycle, Lifecycle::Compensating);
 
-    let mut active = store.active_ids().unwrap();
+    let mut active = store.claim_orphans(usize::MAX).await.unwrap();
     active.sort();
     assert_eq!(active, vec![STUCK.to_string(), ROLLING_BACK.to_string()]);
-    let participants = store.participants().unwrap();
+    let participants = store.participants().await.unwrap();
     assert_eq!(participants.len(), 1);
     assert_eq!(
         participants[0].1.policy.as_ref().map(|p| p.timeout_ms),
         Some(2000)
     );
-    let workflows = store.workflows().unwrap();
+    let workflows = store.workflows().await.unwrap();
     assert_eq!(workflows.len(), 1);
     assert_eq!(
         (workflows[0].0.as_str(), workflows[0].1),
         ("place_order", 2)
     );
-    assert!(store.workflow_version("place_order", 1).unwrap().is_some());
+    assert!(
+        store
+            .workflow_version("place_order", 1)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// Loads the fixture through the store, then recovers it with a coordinator.
@@ -133,7 +143,7 @@ async fn check_fixture(version: u8) {
     restore_fixture(version, dir.path());
     {
         let store = SledStore::open(dir.path()).unwrap();
-        check_store(&store);
+        check_store(&store).await;
     }
     let coordinator = setup::start(dir.path()).await;
     let client = CoordinatorClient::new(coordinator.url());
@@ -244,10 +254,15 @@ fn ended(c: CallRef, outcome: CallOutcome, status: Option<u16>, at: u64) -> Even
 }
 
 /// Creates the saga, appends `rounds` (checking each event applies) and optionally snapshots.
-fn write(store: &SledStore, created: Created, rounds: Vec<Vec<Event>>, snapshot: bool) -> Saga {
-    let first = Event::Created(Box::new(created.clone()));
+async fn write(
+    store: &SledStore,
+    created: Created,
+    rounds: Vec<Vec<Event>>,
+    snapshot: bool,
+) -> Saga {
     store
-        .create(&first, &created.id, created.idempotency_key.as_deref())
+        .create(&created, created.idempotency_key.as_deref())
+        .await
         .unwrap();
     let mut saga = Saga::create(&created).unwrap();
     let mut seq = 1;
@@ -255,7 +270,7 @@ fn write(store: &SledStore, created: Created, rounds: Vec<Vec<Event>>, snapshot:
         for e in &round {
             saga.apply(e).unwrap();
         }
-        store.append(&created.id, seq, &round).unwrap();
+        store.append(&saga, seq, &round).unwrap();
         seq += round.len() as u64;
     }
     if snapshot {
@@ -315,7 +330,8 @@ async fn regenerate_the_version_1_fixture() {
             ],
         ],
         true,
-    );
+    )
+    .await;
     write(
         &store,
         created(STUCK, None, false, 2_000),
@@ -349,7 +365,8 @@ async fn regenerate_the_version_1_fixture() {
             ],
         ],
         false,
-    );
+    )
+    .await;
     let mut saga = write(
         &store,
         created(ROLLING_BACK, Some("order-o-3"), false, 3_000),
@@ -359,7 +376,8 @@ async fn regenerate_the_version_1_fixture() {
             ended(call(0, Action, 1), Refused, None, 3_002),
         ]],
         true,
-    );
+    )
+    .await;
     let round = vec![Event::Decided {
         decision: Decision::Abort {
             reason: "step create_order was refused".into(),
@@ -369,7 +387,7 @@ async fn regenerate_the_version_1_fixture() {
     for e in &round {
         saga.apply(e).unwrap();
     }
-    store.append(ROLLING_BACK, 4, &round).unwrap();
+    store.append(&saga, 4, &round).unwrap();
     let participant: sagas::ParticipantSpec = serde_json::from_value(json!({
         "base_url": "http://127.0.0.1:9",
         "actions": {"create": {"action": "/create", "compensate": "/create/undo"},
@@ -377,15 +395,21 @@ async fn regenerate_the_version_1_fixture() {
         "policy": {"timeout_ms": 2000}
     }))
     .unwrap();
-    store.put_participant("p", &participant).unwrap();
+    store.put_participant("p", &participant).await.unwrap();
     let workflow: sagas::WorkflowSpec = serde_json::from_value(json!({
         "steps": [{"name": "create_order", "participant": "p", "action": "create"},
                   {"name": "freeze_funds", "participant": "p", "action": "freeze", "timeout_ms": 2000}],
         "timeout_ms": 30000
     }))
     .unwrap();
-    store.put_workflow("place_order", 1, &workflow).unwrap();
-    store.put_workflow("place_order", 2, &workflow).unwrap();
+    store
+        .put_workflow("place_order", 1, &workflow)
+        .await
+        .unwrap();
+    store
+        .put_workflow("place_order", 2, &workflow)
+        .await
+        .unwrap();
     store.flush().await.unwrap();
     drop(store);
 

@@ -9,6 +9,7 @@ use sagas::api::{ErrorBody, ErrorDetail};
 
 use crate::registry::RegistryError;
 use crate::runtime::{Refusal, RuntimeError};
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -105,10 +106,21 @@ impl From<RegistryError> for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> ApiError {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
         tracing::error!(error = %e, "storage error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+        match e {
+            // Nothing is known durable, so nothing was accepted: the client may resend.
+            StoreError::Flush(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_durable",
+                format!("the saga log could not be flushed ({e}); nothing was accepted"),
+            ),
+            StoreError::Fenced(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "moved", e.to_string())
+            }
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
+        }
     }
 }
 
@@ -131,16 +143,14 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Refused(Refusal::NotNow(_)) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
-            RuntimeError::Refused(Refusal::ShuttingDown | Refusal::Stopped(_)) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-            }
-            RuntimeError::NotDurable(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_durable", message)
-            }
+            RuntimeError::Refused(
+                Refusal::ShuttingDown | Refusal::Stopped(_) | Refusal::Moved(_),
+            ) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
             RuntimeError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
             RuntimeError::Store(e) => e.into(),
+            RuntimeError::Registry(e) => e.into(),
         }
     }
 }

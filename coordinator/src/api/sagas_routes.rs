@@ -11,6 +11,7 @@ use sagas::api::{SagaEvents, SagaList, SagaState, SagaView, SubmitSaga};
 
 use super::extract::{ApiJson, ApiQuery};
 use super::{ApiError, AppState};
+use crate::store::SagaFilter;
 use crate::views::{event_view, saga_view};
 
 /// Longest `wait_ms` honoured; a longer wait is cut to this.
@@ -101,7 +102,8 @@ pub async fn get(
 ) -> Result<Json<SagaView>, ApiError> {
     let saga = state
         .runtime
-        .get(&id)?
+        .get(&id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("unknown saga {id:?}")))?;
     Ok(Json(saga_view(&saga)))
 }
@@ -112,11 +114,13 @@ pub async fn events(
 ) -> Result<Json<SagaEvents>, ApiError> {
     let saga = state
         .runtime
-        .get(&id)?
+        .get(&id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("unknown saga {id:?}")))?;
     let events = state
         .runtime
-        .events(&id)?
+        .events(&id)
+        .await?
         .iter()
         .map(|(seq, e)| event_view(&saga, *seq, e))
         .collect();
@@ -144,16 +148,19 @@ pub async fn list(
             "limit must be 1 to {MAX_PAGE}"
         )));
     }
-    let workflow = params.workflow.filter(|w| !w.is_empty());
-    let filter = |saga: &crate::engine::Saga| {
-        wanted_state.is_none_or(|s| saga.lifecycle.api_state() == s)
-            && workflow.as_deref().is_none_or(|w| saga.workflow == w)
+    let filter = SagaFilter {
+        state: wanted_state,
+        workflow: params.workflow.filter(|w| !w.is_empty()),
+        ..SagaFilter::default()
     };
-    let page = state.runtime.list(
-        &filter,
-        params.cursor.as_deref().filter(|c| !c.is_empty()),
-        limit,
-    )?;
+    let page = state
+        .runtime
+        .list(
+            &filter,
+            params.cursor.as_deref().filter(|c| !c.is_empty()),
+            limit,
+        )
+        .await?;
     Ok(Json(SagaList {
         sagas: page.sagas.iter().map(saga_view).collect(),
         next_cursor: page.next_cursor,

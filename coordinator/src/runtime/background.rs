@@ -39,7 +39,7 @@ impl Runtime {
                 let cutoff = runtime.clock.now().saturating_sub(clock::millis(retention));
                 // In slices, so a large backlog never holds up the log for long.
                 loop {
-                    match runtime.store.expire_finished(cutoff, 1_000) {
+                    match runtime.store.expire_finished(cutoff, 1_000).await {
                         Ok(0) => break,
                         Ok(n) => {
                             tracing::debug!(expired = n, "finished sagas past retention removed")

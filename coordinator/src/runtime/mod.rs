@@ -42,8 +42,15 @@ use crate::clock::Clock;
 use crate::config::CoordinatorOptions;
 use crate::dispatch::Dispatcher;
 use crate::engine::{EngineError, EngineOptions, Event, Saga};
-use crate::registry::{Registry, Store};
-use crate::store::{SagaPage, StoreError};
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::store::{SagaFilter, SagaPage, StoreError};
+
+/// Sagas claimed (and loaded) at a time.
+const CLAIM_BATCH: usize = 1_000;
+
+/// How often `wait_ms` reads the store for a saga another instance drives.
+const REMOTE_WAIT_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -62,11 +69,11 @@ pub enum RuntimeError {
     Refused(#[from] Refusal),
     #[error("the coordinator is shutting down")]
     ShuttingDown,
-    /// The saga log could not make a submission durable, so it was not accepted.
-    #[error("the saga log could not be flushed ({0}); the submission was not accepted")]
-    NotDurable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The registry could not be read from the store.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 /// How the runtime runs sagas (a part of [`crate::config::CoordinatorOptions`]).
@@ -148,25 +155,32 @@ impl Runtime {
         self.shutdown.is_cancelled()
     }
 
-    /// Resumes every active saga from the log. Returns how many.
+    /// Resumes every active saga this instance is to drive (at start-up: every active saga
+    /// of a single instance, the orphans of a cluster). Returns how many; ready afterwards.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, RuntimeError> {
-        let ids = self.store.active_ids()?;
-        let mut resumed = 0;
-        for id in &ids {
-            if self.resume(id)? {
-                resumed += 1;
-            }
-        }
+        let resumed = self.claim_orphans().await?;
         self.ready.store(true, Ordering::Release);
         Ok(resumed)
     }
 
+    /// Claims and resumes the sagas the store hands this instance. Returns how many.
+    pub(crate) async fn claim_orphans(self: &Arc<Self>) -> Result<usize, RuntimeError> {
+        let ids = self.store.claim_orphans(CLAIM_BATCH).await?;
+        let mut resumed = 0;
+        for id in &ids {
+            if self.resume(id).await? {
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+
     /// Starts a task for a saga found in the log, unless one runs already or it is settled.
-    fn resume(self: &Arc<Self>, id: &str) -> Result<bool, RuntimeError> {
+    pub(crate) async fn resume(self: &Arc<Self>, id: &str) -> Result<bool, RuntimeError> {
         if self.active.get(id).is_some() {
             return Ok(false);
         }
-        let Some((mut saga, seq)) = self.store.load(id)? else {
+        let Some((mut saga, seq)) = self.store.load(id).await? else {
             tracing::error!(saga = %id, "active index names a saga with no snapshot; skipped");
             return Ok(false);
         };
@@ -178,12 +192,12 @@ impl Runtime {
         Ok(self.spawn_saga(Arc::new(saga), seq, TaskStart::Resumed))
     }
 
-    /// The saga's current state: live if active, else from the store.
-    pub fn get(&self, id: &str) -> Result<Option<Arc<Saga>>, RuntimeError> {
+    /// The saga's current state: live if this instance drives it, else from the store.
+    pub async fn get(&self, id: &str) -> Result<Option<Arc<Saga>>, RuntimeError> {
         if let Some(live) = self.live(id) {
             return Ok(Some(live));
         }
-        Ok(self.store.load(id)?.map(|(saga, _)| Arc::new(saga)))
+        Ok(self.store.load(id).await?.map(|(saga, _)| Arc::new(saga)))
     }
 
     /// The live state of an active saga.
@@ -191,34 +205,37 @@ impl Runtime {
         self.active.get(id).map(|slot| slot.state())
     }
 
-    /// Waits up to `wait` for the saga to become terminal, then returns its state.
+    /// Waits up to `wait` for the saga to become terminal, then returns its state. A saga
+    /// another instance drives is read from the store until then.
     pub async fn wait(&self, id: &str, wait: Duration) -> Result<Option<Arc<Saga>>, RuntimeError> {
         if let Some(slot) = self.active.get(id) {
             // The task may stop meanwhile; its last state is still here.
             return Ok(Some(slot.wait_terminal(wait).await));
         }
-        self.get(id)
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let saga = self.get(id).await?;
+            let done = saga.as_ref().is_none_or(|s| s.lifecycle.is_terminal());
+            if done || tokio::time::Instant::now() >= deadline {
+                return Ok(saga);
+            }
+            tokio::time::sleep(REMOTE_WAIT_POLL.min(deadline - tokio::time::Instant::now())).await;
+        }
     }
 
-    pub fn events(&self, id: &str) -> Result<Vec<(u64, Event)>, RuntimeError> {
-        Ok(self.store.events(id)?)
+    /// Every event of the saga in the log.
+    pub async fn events(&self, id: &str) -> Result<Vec<(u64, Event)>, RuntimeError> {
+        Ok(self.store.events(id).await?)
     }
 
-    /// A page of sagas; active ones show their live state.
-    pub fn list(
+    /// A page of sagas that pass `filter`; those this instance drives show their live state.
+    pub async fn list(
         &self,
-        filter: &dyn Fn(&Saga) -> bool,
+        filter: &SagaFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<SagaPage, RuntimeError> {
-        let mut page = self.store.list(
-            &|stored| match self.live(&stored.id) {
-                Some(live) => filter(&live),
-                None => filter(stored),
-            },
-            cursor,
-            limit,
-        )?;
+        let mut page = self.store.list(filter, cursor, limit).await?;
         for saga in &mut page.sagas {
             if let Some(live) = self.live(&saga.id) {
                 *saga = (*live).clone();

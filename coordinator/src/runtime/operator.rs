@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::active::saga_key;
+use super::slot::SagaSlot;
 use super::{Runtime, RuntimeError};
 use crate::engine::{Decision, Event, Lifecycle, Millis, Saga};
 
@@ -34,6 +35,9 @@ pub enum Refusal {
     /// The saga's task stopped on a storage error (`503`); it resumes on the next start.
     #[error("saga {0} stopped on a storage error and resumes on the next start; ask again then")]
     Stopped(String),
+    /// Another coordinator of the cluster took the saga over meanwhile (`503`); ask again.
+    #[error("saga {0} moved to another coordinator of the cluster; ask again")]
+    Moved(String),
 }
 
 /// An operator request and where to answer it.
@@ -109,22 +113,19 @@ impl Runtime {
         if self.shutdown.is_cancelled() {
             return Err(RuntimeError::ShuttingDown);
         }
-        let not_active = || -> Result<Arc<Saga>, RuntimeError> {
-            // Unknown, or already terminal (which no operator request changes).
-            let saga = self
-                .get(id)?
-                .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))?;
-            Err(refusal(op, id, saga.lifecycle).into())
-        };
-        let Some(slot) = self.active.get(id) else {
-            return not_active();
+        let slot = match self.active.get(id) {
+            Some(slot) => slot,
+            None => match self.take_over(id).await? {
+                Some(slot) => slot,
+                None => return self.refuse_inactive(id, op).await,
+            },
         };
         let (reply_tx, reply_rx) = oneshot::channel();
         if slot.request((op, reply_tx)).is_err() {
             // Its task just stopped for good: the saga settled (or the runtime is stopping).
             return match slot.state().lifecycle {
                 lifecycle if lifecycle.is_terminal() => Err(refusal(op, id, lifecycle).into()),
-                _ => not_active(),
+                _ => self.refuse_inactive(id, op).await,
             };
         }
         // A parked saga needs its task back to answer.
@@ -133,8 +134,30 @@ impl Runtime {
         }
         // The sender is always answered or dropped (slot stopped, runtime gone).
         reply_rx.await.map_err(|_| RuntimeError::ShuttingDown)??;
-        self.get(id)?
+        self.get(id)
+            .await?
             .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))
+    }
+
+    /// A saga no task of this instance drives: unknown, terminal (which no operator request
+    /// changes), or stopped.
+    async fn refuse_inactive(&self, id: &str, op: Operator) -> Result<Arc<Saga>, RuntimeError> {
+        let saga = self
+            .get(id)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))?;
+        Err(refusal(op, id, saga.lifecycle).into())
+    }
+
+    /// Takes over an active saga another instance of the cluster drives, so that an operator
+    /// request on any instance reaches a task: the lease moves here (fencing the old owner's
+    /// writes) and the saga resumes from its log. `None` when the saga is not active.
+    async fn take_over(self: &Arc<Self>, id: &str) -> Result<Option<Arc<SagaSlot>>, RuntimeError> {
+        if self.is_shutting_down() || !self.store.take_over(id).await? {
+            return Ok(None);
+        }
+        self.resume(id).await?;
+        Ok(self.active.get(id))
     }
 }
 

@@ -3,13 +3,11 @@
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-
 use sagas::api::SubmitSaga;
 
 use super::task::TaskStart;
 use super::{Runtime, RuntimeError};
-use crate::engine::{Created, Event, Saga};
+use crate::engine::{Created, Saga};
 use crate::store::Creation;
 use crate::telemetry;
 
@@ -25,10 +23,13 @@ impl Runtime {
             return Err(RuntimeError::ShuttingDown);
         }
         if let Some(key) = &key
-            && let Some(id) = self.store.saga_for_key(key)?
+            && let Some(id) = self.store.saga_for_key(key).await?
         {
             return self.existing(&id, key, &request).await.map(|s| (s, false));
         }
+        // A workflow or participant registered through another instance before this
+        // submission is used by it.
+        self.registry.refresh().await?;
         let (workflow_version, plan) = self
             .registry
             .resolve(&request.workflow)
@@ -46,10 +47,8 @@ impl Runtime {
             at: self.clock.now(),
         };
         let saga = Saga::create(&created)?;
-        match self
-            .store
-            .create(&Event::Created(Box::new(created)), &saga.id, key.as_deref())?
-        {
+        // Durable when it returns (rule 1), before any participant hears of the saga.
+        match self.store.create(&created, key.as_deref()).await? {
             Creation::Existing(id) => {
                 let key = key.unwrap_or_default();
                 self.existing(&id, &key, &request).await.map(|s| (s, false))
@@ -58,15 +57,8 @@ impl Runtime {
                 telemetry::saga_submitted(&saga.workflow);
                 let saga = Arc::new(saga);
                 let view = saga.clone();
-                // The task makes the saga durable before its first call and then tells us.
-                // Spawned before any await, so a client hanging up cannot orphan the saga.
-                let (durable_tx, durable_rx) = oneshot::channel();
-                if self.spawn_saga(saga, 0, TaskStart::Created(durable_tx)) {
-                    durable_rx.await.map_err(|_| RuntimeError::ShuttingDown)??;
-                } else {
-                    // Recovery got to it first; it runs, but we still owe durability.
-                    self.store.flush().await?;
-                }
+                // Unless recovery got to it first (then it runs already).
+                self.spawn_saga(saga, 0, TaskStart::New);
                 Ok((view, true))
             }
         }
@@ -83,10 +75,11 @@ impl Runtime {
         self.store.flush().await?;
         if self.is_ready() && !self.is_shutting_down() {
             // Normally a no-op; restarts the task of a saga whose task stopped on an error.
-            self.resume(id)?;
+            self.resume(id).await?;
         }
         let saga = self
-            .get(id)?
+            .get(id)
+            .await?
             .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))?;
         // Inputs compare by meaning, exactly (key order aside, no number rounded).
         let same = saga.workflow == request.workflow

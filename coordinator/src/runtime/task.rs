@@ -22,12 +22,13 @@ use super::slot::{Parked, SagaSlot};
 use super::{Runtime, RuntimeError};
 use crate::dispatch::BranchCall;
 use crate::engine::{Driver, Event, Millis, Ready, Saga};
+use crate::store::StoreError;
 use crate::telemetry;
 
 /// How a saga's task begins.
 pub(super) enum TaskStart {
-    /// A new submission: flush, tell the submitter it is durable, then run.
-    Created(oneshot::Sender<Result<(), RuntimeError>>),
+    /// A new submission, durable already: run.
+    New,
     /// Found in the log at start-up (or orphaned): record `Resumed`, then run.
     Resumed,
     /// Parked and now due, or asked for by an operator: run on.
@@ -38,6 +39,8 @@ pub(super) enum TaskStart {
 enum Exit {
     /// Settled, shutting down, or the runtime let go of it.
     Stopped,
+    /// Another instance drives the saga now (its lease moved): leave it without writing.
+    Lost,
     /// Nothing in flight and nothing to do before `wake` (never, when `None`): the saga waits
     /// without a task.
     Parked { wake: Option<Millis>, at: Parked },
@@ -106,6 +109,15 @@ impl Runtime {
                     return;
                 }
                 Ok(Exit::Stopped) => {}
+                Ok(Exit::Lost) => {
+                    tracing::info!(saga = %id, "saga taken over by another coordinator");
+                    for (_, reply) in slot.stop() {
+                        let _ = reply.send(Err(Refusal::Moved(id.clone())));
+                    }
+                    runtime.active.remove(key);
+                    telemetry::saga_stopped();
+                    return;
+                }
                 // The saga stays in the active index and resumes on the next start.
                 Err(e) => tracing::error!(saga = %id, error = %e, "saga task stopped"),
             }
@@ -150,7 +162,12 @@ struct SagaTask {
 
 impl SagaTask {
     async fn run(mut self, start: TaskStart) -> Result<Exit, RuntimeError> {
-        let exit = self.drive(start).await?;
+        let exit = match self.drive(start).await {
+            // Another instance drives the saga now: nothing more is written or sent here.
+            Err(RuntimeError::Store(StoreError::Fenced(_))) => return Ok(Exit::Lost),
+            Ok(Exit::Lost) => return Ok(Exit::Lost),
+            other => other?,
+        };
         // A graceful stop keeps what the last rounds recorded.
         let (first_seq, events, snapshot) = self.driver.take_unlogged();
         self.persist(first_seq, &events, snapshot)?;
@@ -160,14 +177,7 @@ impl SagaTask {
     /// Runs rounds until the saga settles, the runtime stops, or the saga parks.
     async fn drive(&mut self, start: TaskStart) -> Result<Exit, RuntimeError> {
         match start {
-            // Rule 1: durable before acknowledged, and before any participant hears of it.
-            TaskStart::Created(durable) => {
-                if let Err(e) = self.runtime.store.flush().await {
-                    let _ = durable.send(Err(RuntimeError::NotDurable(e.to_string())));
-                    return Err(e.into());
-                }
-                let _ = durable.send(Ok(()));
-            }
+            TaskStart::New => {}
             // Calls outstanding before the restart may or may not have arrived.
             TaskStart::Resumed => {
                 let (seq, _) = self.driver.position();
@@ -226,6 +236,10 @@ impl SagaTask {
             // anyone hears of it.
             self.runtime.store.flush().await?;
         }
+        // A write of this saga was refused: another instance took it over.
+        if self.runtime.store.lost(&self.driver.saga().id) {
+            return Ok(Some(Exit::Lost));
+        }
         self.slot.publish(self.driver.saga().clone());
         for reply in self.replies.drain(..) {
             let _ = reply.send(Ok(()));
@@ -264,7 +278,7 @@ impl SagaTask {
     ) -> Result<(), RuntimeError> {
         let store = &self.runtime.store;
         let saga = self.driver.saga();
-        store.append(&saga.id, first_seq, events)?;
+        store.append(saga, first_seq, events)?;
         if let Some(seq) = snapshot {
             store.save_snapshot(saga, seq)?;
         }

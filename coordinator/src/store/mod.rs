@@ -1,10 +1,17 @@
 //! The saga log: append-only events per saga, a snapshot per saga, an index of active sagas,
 //! an idempotency index, and the participant and workflow registries.
 //!
-//! [`SagaLog`] is the narrow interface the runtime and the API use; [`SledStore`] implements it
-//! on an embedded sled database. sled buffers writes, so nothing is durable until
-//! [`SagaLog::flush`] returns; group commit (the `group-commit` crate) turns the flushes of
-//! all concurrent sagas into one fsync.
+//! Narrow traits, each part of the coordinator asking only for what it needs:
+//! - [`SagaLog`]: a saga's writes (create, append, snapshot) and the flush that makes them
+//!   durable;
+//! - [`SagaReads`]: loading, listing and finding sagas;
+//! - [`Ownership`]: which sagas this coordinator instance drives (leases, in a cluster);
+//! - [`RegistryStore`]: participants and workflow versions.
+//!
+//! [`SledStore`] implements them on an embedded sled database (one instance). Writes are
+//! buffered: nothing is durable until [`SagaLog::flush`] returns, and group commit (the
+//! `group-commit` crate) turns the flushes of all concurrent sagas into one. Every error means
+//! the operation did not happen ([`StoreError`]).
 
 pub mod format;
 mod sled_store;
@@ -14,9 +21,10 @@ mod tests;
 use std::future::Future;
 use std::pin::Pin;
 
+use sagas::api::SagaState;
 use sagas::{ParticipantSpec, WorkflowSpec};
 
-use crate::engine::{Event, Millis, Saga};
+use crate::engine::{Created, Event, Millis, Saga};
 
 #[cfg(feature = "testing")]
 pub use group_commit::FlushPolicy;
@@ -41,6 +49,18 @@ pub enum StoreError {
     /// A flush failed: the writes before it are not durable.
     #[error(transparent)]
     Flush(#[from] group_commit::GroupCommitError),
+    /// This instance no longer holds the saga's lease: another instance drives it now, and
+    /// nothing was written.
+    #[error("saga {0} is driven by another coordinator now")]
+    Fenced(String),
+}
+
+/// What a store operation returns when it may have to wait for I/O.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A ready [`StoreFuture`], for stores whose reads do not wait.
+fn ready<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(result))
 }
 
 /// What happened to a submission.
@@ -60,51 +80,100 @@ pub struct SagaPage {
     pub next_cursor: Option<String>,
 }
 
-/// What [`SagaLog::flush`] returns.
-pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+/// Which sagas a listing returns; every given filter must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SagaFilter {
+    /// Only sagas in this state.
+    pub state: Option<SagaState>,
+    /// Only sagas of this workflow.
+    pub workflow: Option<String>,
+    /// Only sagas created at or after this time.
+    pub created_from: Option<Millis>,
+    /// Only sagas created before this time.
+    pub created_until: Option<Millis>,
+}
 
-/// Sagas, their events and indexes. Writes are buffered until `flush`.
+impl SagaFilter {
+    /// Whether `saga` passes.
+    pub fn matches(&self, saga: &Saga) -> bool {
+        self.state.is_none_or(|s| saga.lifecycle.api_state() == s)
+            && self.workflow.as_deref().is_none_or(|w| saga.workflow == w)
+            && self.created_from.is_none_or(|t| saga.created_at >= t)
+            && self.created_until.is_none_or(|t| saga.created_at < t)
+    }
+}
+
+/// A saga's writes. Appends and snapshots are buffered until [`SagaLog::flush`].
 ///
 /// Events are appended in *rounds*: everything one decision round of a saga recorded is one
 /// record, so a saga costs a handful of writes, not one per event. The first event alone
 /// describes the saga (it holds the plan), so an active saga needs no snapshot: its state is
 /// the fold of its events. A snapshot is written when the saga settles (for listing and
-/// retention) and whenever the events since the last one grow past [`crate::engine::EngineOptions::snapshot_every`], which
-/// bounds the work of a load.
+/// retention) and whenever the events since the last one grow past
+/// [`crate::engine::EngineOptions::snapshot_every`], which bounds the work of a load.
 pub trait SagaLog: Send + Sync + 'static {
-    /// Atomically claims the idempotency key (if any) and writes the first event (`Created`,
-    /// sequence 0) and the active-index entry.
-    fn create(
-        &self,
-        first: &Event,
-        saga_id: &str,
-        key: Option<&str>,
-    ) -> Result<Creation, StoreError>;
-    /// Appends `events` as one record, numbered from `first_seq`.
-    fn append(&self, saga_id: &str, first_seq: u64, events: &[Event]) -> Result<(), StoreError>;
+    /// Creates a saga driven by this instance: claims its idempotency key (if any), writes its
+    /// first event (sequence 0) and marks it active. Durable when the future resolves
+    /// (durability rule 1); `Existing` when the key already names a saga (nothing written).
+    fn create<'a>(&'a self, first: &'a Created, key: Option<&'a str>) -> StoreFuture<'a, Creation>;
+    /// Appends `events` as one record, numbered from `first_seq`; `saga` is the state after
+    /// them (stores may keep a summary of it for listing). [`StoreError::Fenced`] when this
+    /// instance no longer drives the saga.
+    fn append(&self, saga: &Saga, first_seq: u64, events: &[Event]) -> Result<(), StoreError>;
     /// Stores the saga's state as of event `seq`, the last appended. A settled saga (terminal,
     /// callback delivered or abandoned) also leaves the active index.
     fn save_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError>;
+    /// Makes every write issued before the call durable.
+    fn flush(&self) -> StoreFuture<'_, ()>;
+    /// Whether a write of this saga was refused because another instance drives it now (the
+    /// instance must stop driving it). Checked after a flush; always `false` on one instance.
+    fn lost(&self, saga_id: &str) -> bool;
+}
+
+/// Reading sagas.
+pub trait SagaReads: Send + Sync + 'static {
     /// Every event of a saga, in order, with its sequence number.
-    fn events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError>;
-    /// The saga rebuilt from its snapshot and later events; `None` if unknown.
-    fn load(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError>;
-    /// Ids of sagas not yet committed or aborted.
-    fn active_ids(&self) -> Result<Vec<String>, StoreError>;
-    /// Sagas in id (creation) order after `cursor`, filtered.
-    fn list(
-        &self,
-        filter: &dyn Fn(&Saga) -> bool,
-        cursor: Option<&str>,
+    fn events<'a>(&'a self, saga_id: &'a str) -> StoreFuture<'a, Vec<(u64, Event)>>;
+    /// The saga rebuilt from its snapshot and later events, with the sequence number of its
+    /// last event; `None` if unknown.
+    fn load<'a>(&'a self, saga_id: &'a str) -> StoreFuture<'a, Option<(Saga, u64)>>;
+    /// Sagas in id (creation) order after `cursor` that pass `filter`, at most `limit`.
+    fn list<'a>(
+        &'a self,
+        filter: &'a SagaFilter,
+        cursor: Option<&'a str>,
         limit: usize,
-    ) -> Result<SagaPage, StoreError>;
+    ) -> StoreFuture<'a, SagaPage>;
     /// The saga an idempotency key names.
-    fn saga_for_key(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn saga_for_key<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>>;
     /// Deletes up to `limit` settled sagas that finished before `finished_before`: their
     /// events, snapshot and idempotency key. Returns how many.
-    fn expire_finished(&self, finished_before: Millis, limit: usize) -> Result<usize, StoreError>;
-    /// Makes every write issued before the call durable.
-    fn flush(&self) -> FlushFuture<'_>;
+    fn expire_finished(&self, finished_before: Millis, limit: usize) -> StoreFuture<'_, usize>;
+}
+
+/// Which sagas this instance drives. On one instance it drives every active saga; in a cluster
+/// each active saga has one owner holding a lease (owner, expiry, fencing epoch) and every
+/// write of it is conditional on that epoch.
+pub trait Ownership: Send + Sync + 'static {
+    /// Active sagas this instance should start driving now, claimed: at start every active
+    /// saga of a single instance; in a cluster, up to `limit` whose owner's lease expired.
+    fn claim_orphans(&self, limit: usize) -> StoreFuture<'_, Vec<String>>;
+    /// Takes the lease of an active saga another instance drives (an operator asked this
+    /// instance). `false` if the saga is not active.
+    fn take_over<'a>(&'a self, saga_id: &'a str) -> StoreFuture<'a, bool>;
+    /// Renews this instance's lease; how long it is valid from when the renewal was sent.
+    /// [`Lease::Lost`] when the instance's lease had already expired (other instances may have
+    /// taken its sagas over): the instance must stop driving all of them.
+    fn renew(&self) -> StoreFuture<'_, Lease>;
+}
+
+/// The state of this instance's lease after a renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Held for this long after the renewal was sent (`None`: forever, one instance).
+    Held(Option<std::time::Duration>),
+    /// Expired before it could be renewed.
+    Lost,
 }
 
 /// What happened to a workflow version write.
@@ -116,33 +185,46 @@ pub enum VersionWrite {
     Taken,
 }
 
-/// Registered participants and workflow versions.
-///
-/// A workflow version, once written, names one definition forever: `put_workflow` never
-/// overwrites one. Writes are buffered like the log's, durable after [`SagaLog::flush`].
+/// Registered participants and workflow versions. Every write is durable when its future
+/// resolves, and a workflow version, once written, names one definition forever.
 pub trait RegistryStore: Send + Sync + 'static {
     /// Registers or replaces a participant.
-    fn put_participant(&self, name: &str, spec: &ParticipantSpec) -> Result<(), StoreError>;
+    fn put_participant<'a>(
+        &'a self,
+        name: &'a str,
+        spec: &'a ParticipantSpec,
+    ) -> StoreFuture<'a, ()>;
     /// Every registered participant.
-    fn participants(&self) -> Result<Vec<(String, ParticipantSpec)>, StoreError>;
+    fn participants(&self) -> StoreFuture<'_, Vec<(String, ParticipantSpec)>>;
     /// Writes `spec` as `version` of `name` unless that version names something else.
-    fn put_workflow(
-        &self,
-        name: &str,
+    fn put_workflow<'a>(
+        &'a self,
+        name: &'a str,
         version: u32,
-        spec: &WorkflowSpec,
-    ) -> Result<VersionWrite, StoreError>;
+        spec: &'a WorkflowSpec,
+    ) -> StoreFuture<'a, VersionWrite>;
     /// The newest version of every workflow.
-    fn workflows(&self) -> Result<Vec<(String, u32, WorkflowSpec)>, StoreError>;
+    fn workflows(&self) -> StoreFuture<'_, Vec<(String, u32, WorkflowSpec)>>;
     /// One version of a workflow.
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    fn workflow_version(
-        &self,
-        name: &str,
+    fn workflow_version<'a>(
+        &'a self,
+        name: &'a str,
         version: u32,
-    ) -> Result<Option<WorkflowSpec>, StoreError>;
+    ) -> StoreFuture<'a, Option<WorkflowSpec>>;
     /// The definition the workflow file `name` last loaded, if any.
-    fn file_workflow(&self, name: &str) -> Result<Option<WorkflowSpec>, StoreError>;
+    fn file_workflow<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<WorkflowSpec>>;
     /// Remembers what the workflow file `name` loaded.
-    fn put_file_workflow(&self, name: &str, spec: &WorkflowSpec) -> Result<(), StoreError>;
+    fn put_file_workflow<'a>(
+        &'a self,
+        name: &'a str,
+        spec: &'a WorkflowSpec,
+    ) -> StoreFuture<'a, ()>;
+    /// A number that changes whenever another instance changes the registry (one instance:
+    /// always 0), so an instance knows when to reload it.
+    fn registry_generation(&self) -> StoreFuture<'_, u64>;
 }
+
+/// The store a coordinator runs on: all of the above.
+pub trait Store: SagaLog + SagaReads + Ownership + RegistryStore {}
+impl<T: SagaLog + SagaReads + Ownership + RegistryStore> Store for T {}

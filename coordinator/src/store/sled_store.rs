@@ -9,8 +9,11 @@ use std::sync::{Arc, Mutex};
 use sagas::{ParticipantSpec, WorkflowSpec};
 
 use super::format::{self, FormatError};
-use super::{Creation, FlushFuture, RegistryStore, SagaLog, SagaPage, StoreError, VersionWrite};
-use crate::engine::{Event, Millis, Plan, Saga};
+use super::{
+    Creation, Lease, Ownership, RegistryStore, SagaFilter, SagaLog, SagaPage, SagaReads,
+    StoreError, StoreFuture, VersionWrite, ready,
+};
+use crate::engine::{Created, Event, Millis, Plan, Saga};
 use crate::telemetry;
 use group_commit::{FlushPolicy, GroupCommit};
 
@@ -58,8 +61,10 @@ pub struct SledStore {
     workflow_files: sled::Tree,
     group_commit: GroupCommit,
     /// Serialises keyed creations within this process, so that a key that names a saga with
-    /// no first event can only be left over from a crash (see [`SledStore::create`]).
+    /// no first event can only be left over from a crash (see `write_created`).
     claiming: Mutex<()>,
+    /// The active sagas were handed out for recovery (the first claim).
+    claimed: std::sync::atomic::AtomicBool,
 }
 
 /// `{saga_id}/`: every event key of the saga starts with it.
@@ -130,6 +135,7 @@ impl SledStore {
                 )
             },
             claiming: Mutex::new(()),
+            claimed: std::sync::atomic::AtomicBool::new(false),
             db,
         })
     }
@@ -186,10 +192,11 @@ impl SledStore {
     }
 }
 
-impl SagaLog for SledStore {
+/// The synchronous operations behind the traits: sled reads and buffered writes do not wait.
+impl SledStore {
     /// No sled transaction (it locks every tree of the database): an unkeyed saga is two
     /// plain inserts, and a key is claimed by compare-and-swap under a process-local lock.
-    fn create(
+    fn write_created(
         &self,
         first: &Event,
         saga_id: &str,
@@ -229,7 +236,12 @@ impl SagaLog for SledStore {
         Ok(Creation::Created)
     }
 
-    fn append(&self, saga_id: &str, first_seq: u64, events: &[Event]) -> Result<(), StoreError> {
+    fn write_round(
+        &self,
+        saga_id: &str,
+        first_seq: u64,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -240,7 +252,7 @@ impl SagaLog for SledStore {
         Ok(())
     }
 
-    fn save_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError> {
+    fn write_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError> {
         let value = format::encode_snapshot(saga, seq);
         telemetry::log_written(saga.id.len() + value.len());
         self.sagas.insert(saga.id.as_bytes(), value)?;
@@ -254,7 +266,7 @@ impl SagaLog for SledStore {
         Ok(())
     }
 
-    fn expire_finished(&self, finished_before: Millis, limit: usize) -> Result<usize, StoreError> {
+    fn delete_expired(&self, finished_before: Millis, limit: usize) -> Result<usize, StoreError> {
         let mut expired = 0;
         for item in self
             .finished
@@ -282,7 +294,7 @@ impl SagaLog for SledStore {
         Ok(expired)
     }
 
-    fn events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
+    fn read_events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
         let prefix = event_prefix(saga_id);
         let mut events = Vec::new();
         for item in self.events.scan_prefix(&prefix) {
@@ -294,7 +306,7 @@ impl SagaLog for SledStore {
         Ok(events)
     }
 
-    fn load(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
+    fn read_saga(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
         let unreplayable = |e: crate::engine::EngineError| StoreError::Corrupt {
             tree: "events",
             message: format!("saga {saga_id}: {e}"),
@@ -339,7 +351,7 @@ impl SagaLog for SledStore {
         Ok(saga.map(|saga| (saga, last)))
     }
 
-    fn active_ids(&self) -> Result<Vec<String>, StoreError> {
+    fn read_active_ids(&self) -> Result<Vec<String>, StoreError> {
         self.active
             .iter()
             .keys()
@@ -349,9 +361,9 @@ impl SagaLog for SledStore {
 
     /// Active sagas have no snapshot, so the listing merges the active index with the
     /// snapshots (both keyed by saga id) and loads each saga.
-    fn list(
+    fn read_page(
         &self,
-        filter: &dyn Fn(&Saga) -> bool,
+        filter: &SagaFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<SagaPage, StoreError> {
@@ -382,10 +394,10 @@ impl SagaLog for SledStore {
             };
             let id = String::from_utf8_lossy(&id).into_owned();
             // Gone meanwhile (retention) or not yet written: nothing to show.
-            let Some((saga, _)) = self.load(&id)? else {
+            let Some((saga, _)) = self.read_saga(&id)? else {
                 continue;
             };
-            if !filter(&saga) {
+            if !filter.matches(&saga) {
                 continue;
             }
             if sagas.len() == limit {
@@ -397,26 +409,102 @@ impl SagaLog for SledStore {
         Ok(SagaPage { sagas, next_cursor })
     }
 
-    fn saga_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
+    fn read_key(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .idempotency
             .get(key)?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
+}
 
-    fn flush(&self) -> FlushFuture<'_> {
+impl SagaLog for SledStore {
+    fn create<'a>(&'a self, first: &'a Created, key: Option<&'a str>) -> StoreFuture<'a, Creation> {
+        Box::pin(async move {
+            let event = Event::Created(Box::new(first.clone()));
+            let creation = self.write_created(&event, &first.id, key)?;
+            // Rule 1; an existing saga's first submission may still wait for its flush too.
+            self.group_commit.flush().await?;
+            Ok(creation)
+        })
+    }
+
+    fn append(&self, saga: &Saga, first_seq: u64, events: &[Event]) -> Result<(), StoreError> {
+        self.write_round(&saga.id, first_seq, events)
+    }
+
+    fn save_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError> {
+        self.write_snapshot(saga, seq)
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move { Ok(self.group_commit.flush().await?) })
+    }
+
+    fn lost(&self, _saga_id: &str) -> bool {
+        false
     }
 }
 
-impl RegistryStore for SledStore {
-    fn put_participant(&self, name: &str, spec: &ParticipantSpec) -> Result<(), StoreError> {
+impl SagaReads for SledStore {
+    fn events<'a>(&'a self, saga_id: &'a str) -> StoreFuture<'a, Vec<(u64, Event)>> {
+        ready(self.read_events(saga_id))
+    }
+
+    fn load<'a>(&'a self, saga_id: &'a str) -> StoreFuture<'a, Option<(Saga, u64)>> {
+        ready(self.read_saga(saga_id))
+    }
+
+    fn list<'a>(
+        &'a self,
+        filter: &'a SagaFilter,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, SagaPage> {
+        ready(self.read_page(filter, cursor, limit))
+    }
+
+    fn saga_for_key<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        ready(self.read_key(key))
+    }
+
+    fn expire_finished(&self, finished_before: Millis, limit: usize) -> StoreFuture<'_, usize> {
+        ready(self.delete_expired(finished_before, limit))
+    }
+}
+
+/// One instance drives every active saga: the first claim hands out all of them.
+impl Ownership for SledStore {
+    fn claim_orphans(&self, _limit: usize) -> StoreFuture<'_, Vec<String>> {
+        let first = !self.claimed.swap(true, std::sync::atomic::Ordering::AcqRel);
+        ready(if first {
+            self.read_active_ids()
+        } else {
+            Ok(Vec::new())
+        })
+    }
+
+    fn take_over<'a>(&'a self, saga_id: &'a str) -> StoreFuture<'a, bool> {
+        ready(
+            self.active
+                .contains_key(saga_id.as_bytes())
+                .map_err(StoreError::from),
+        )
+    }
+
+    fn renew(&self) -> StoreFuture<'_, Lease> {
+        ready(Ok(Lease::Held(None)))
+    }
+}
+
+/// The registry's synchronous operations.
+impl SledStore {
+    fn write_participant(&self, name: &str, spec: &ParticipantSpec) -> Result<(), StoreError> {
         self.participants
             .insert(name.as_bytes(), format::encode_participant(spec))?;
         Ok(())
     }
 
-    fn participants(&self) -> Result<Vec<(String, ParticipantSpec)>, StoreError> {
+    fn read_participants(&self) -> Result<Vec<(String, ParticipantSpec)>, StoreError> {
         self.participants
             .iter()
             .map(|item| {
@@ -430,7 +518,7 @@ impl RegistryStore for SledStore {
     }
 
     /// Insert-if-absent: a version, once written, is never overwritten.
-    fn put_workflow(
+    fn write_workflow(
         &self,
         name: &str,
         version: u32,
@@ -455,7 +543,7 @@ impl RegistryStore for SledStore {
         }
     }
 
-    fn workflows(&self) -> Result<Vec<(String, u32, WorkflowSpec)>, StoreError> {
+    fn read_workflows(&self) -> Result<Vec<(String, u32, WorkflowSpec)>, StoreError> {
         // Keys sort by name then version, so the last entry of each name is its newest.
         let mut newest: Vec<(String, u32, WorkflowSpec)> = Vec::new();
         for item in self.workflows.iter() {
@@ -479,7 +567,7 @@ impl RegistryStore for SledStore {
         Ok(newest)
     }
 
-    fn workflow_version(
+    fn read_workflow_version(
         &self,
         name: &str,
         version: u32,
@@ -490,17 +578,79 @@ impl RegistryStore for SledStore {
             .transpose()
     }
 
-    fn file_workflow(&self, name: &str) -> Result<Option<WorkflowSpec>, StoreError> {
+    fn read_file_workflow(&self, name: &str) -> Result<Option<WorkflowSpec>, StoreError> {
         self.workflow_files
             .get(name.as_bytes())?
             .map(|v| format::decode_workflow(&v).map_err(corrupt("workflow_files")))
             .transpose()
     }
 
-    fn put_file_workflow(&self, name: &str, spec: &WorkflowSpec) -> Result<(), StoreError> {
+    fn write_file_workflow(&self, name: &str, spec: &WorkflowSpec) -> Result<(), StoreError> {
         self.workflow_files
             .insert(name.as_bytes(), format::encode_workflow(spec))?;
         Ok(())
+    }
+}
+
+/// Registry writes are durable when their future resolves: written, then flushed.
+impl RegistryStore for SledStore {
+    fn put_participant<'a>(
+        &'a self,
+        name: &'a str,
+        spec: &'a ParticipantSpec,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.write_participant(name, spec)?;
+            Ok(self.group_commit.flush().await?)
+        })
+    }
+
+    fn participants(&self) -> StoreFuture<'_, Vec<(String, ParticipantSpec)>> {
+        ready(self.read_participants())
+    }
+
+    fn put_workflow<'a>(
+        &'a self,
+        name: &'a str,
+        version: u32,
+        spec: &'a WorkflowSpec,
+    ) -> StoreFuture<'a, VersionWrite> {
+        Box::pin(async move {
+            let written = self.write_workflow(name, version, spec)?;
+            self.group_commit.flush().await?;
+            Ok(written)
+        })
+    }
+
+    fn workflows(&self) -> StoreFuture<'_, Vec<(String, u32, WorkflowSpec)>> {
+        ready(self.read_workflows())
+    }
+
+    fn workflow_version<'a>(
+        &'a self,
+        name: &'a str,
+        version: u32,
+    ) -> StoreFuture<'a, Option<WorkflowSpec>> {
+        ready(self.read_workflow_version(name, version))
+    }
+
+    fn file_workflow<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<WorkflowSpec>> {
+        ready(self.read_file_workflow(name))
+    }
+
+    fn put_file_workflow<'a>(
+        &'a self,
+        name: &'a str,
+        spec: &'a WorkflowSpec,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.write_file_workflow(name, spec)?;
+            Ok(self.group_commit.flush().await?)
+        })
+    }
+
+    fn registry_generation(&self) -> StoreFuture<'_, u64> {
+        ready(Ok(0))
     }
 }
 
