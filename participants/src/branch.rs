@@ -1,63 +1,88 @@
-//! The [`Branch`] extractor: a branch call's JSON body, checked against its headers.
+//! A branch call's JSON body, checked against its headers: [`parse`] for any server, and the
+//! axum extractor `Branch` (feature `axum`).
 //!
 //! The coordinator sends the phase both in the body and in `Saga-Phase` (likewise the saga id,
 //! step and idempotency key). A disagreement means a broken client or proxy, so it is refused
 //! with `400` before any state is touched.
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
 use thiserror::Error;
 
 use sagas::wire::{
     BranchRequest, HEADER_IDEMPOTENCY_KEY, HEADER_SAGA_ID, HEADER_SAGA_PHASE, HEADER_SAGA_STEP,
 };
 
-use crate::barrier::BranchReply;
+use crate::reply::BranchReply;
 
-/// A parsed, consistent branch call.
+/// A parsed, consistent branch call (axum extractor).
+#[cfg(feature = "axum")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Branch(pub BranchRequest);
 
-/// Why a request is not a usable branch call. Always answered with `400`.
+/// Why a request is not a usable branch call. Answered `400 bad_request`
+/// ([`BranchRejection::reply`]).
 #[derive(Debug, Error)]
 pub enum BranchRejection {
+    /// The body could not be read (the connection broke, ...).
     #[error("cannot read the request body: {0}")]
     Body(String),
+    /// The body is not JSON, or not a branch request.
     #[error("the body is not a branch request: {0}")]
     Json(#[from] serde_json::Error),
+    /// `saga_id` or `step` is empty.
     #[error("{0} must not be empty")]
     Empty(&'static str),
+    /// A `Saga-*` or `Idempotency-Key` header disagrees with the body.
     #[error("header {header} is {header_value:?} but the body says {body_value:?}")]
     HeaderMismatch {
+        /// The header's name.
         header: &'static str,
+        /// What the header says.
         header_value: String,
+        /// What the body says.
         body_value: String,
     },
 }
 
-impl IntoResponse for BranchRejection {
-    fn into_response(self) -> Response {
-        BranchReply::error(400, "bad_request", self.to_string()).into_response()
+impl BranchRejection {
+    /// The answer: `400 bad_request`, with the error body.
+    pub fn reply(&self) -> BranchReply {
+        BranchReply::error(400, "bad_request", self.to_string())
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for Branch {
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for BranchRejection {
+    fn into_response(self) -> axum::response::Response {
+        self.reply().into_response()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Branch {
     type Rejection = BranchRejection;
 
-    async fn from_request(mut req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(
+        mut req: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::body::Bytes;
+
         // Taken, not cloned: the body extractor below does not need them.
         let headers = std::mem::take(req.headers_mut());
         let body = Bytes::from_request(req, state)
             .await
             .map_err(|e| BranchRejection::Body(e.body_text()))?;
-        let request = parse(&headers, &body)?;
-        Ok(Branch(request))
+        parse(&headers, &body).map(Branch)
     }
 }
 
-/// Parses and checks a branch call; `pub` so non-axum servers can reuse the same rules.
+/// Parses and checks a branch call: the body must be a [`BranchRequest`] with a non-empty
+/// `saga_id` and `step`, and each of `Saga-Id`, `Saga-Step`, `Saga-Phase` and
+/// `Idempotency-Key` that is present must agree with it (all are optional).
+///
+/// Errors: [`BranchRejection::Json`], [`BranchRejection::Empty`],
+/// [`BranchRejection::HeaderMismatch`].
 pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<BranchRequest, BranchRejection> {
     let request: BranchRequest = serde_json::from_slice(body)?;
     if request.saga_id.is_empty() {
@@ -89,7 +114,7 @@ pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<BranchRequest, BranchRe
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
     use sagas::wire::Phase;
 
     use super::*;
@@ -137,5 +162,15 @@ mod tests {
             ),
             Err(BranchRejection::Empty("saga_id"))
         ));
+    }
+
+    #[test]
+    fn the_input_keeps_its_exact_text() {
+        let body = br#"{"saga_id":"s","step":"x","phase":"try","input":{"big": 123456789012345678901234567890}}"#;
+        let req = parse(&HeaderMap::new(), body).unwrap();
+        assert_eq!(
+            req.input.get(),
+            r#"{"big": 123456789012345678901234567890}"#
+        );
     }
 }

@@ -25,7 +25,7 @@
 //! Only the branch endpoints are affected; admin, health and `/_faults` routes never fail.
 //!
 //! How a reply is dropped: with faults enabled the server accepts connections through
-//! [`FaultListener`], whose streams carry a [`ConnectionSwitch`] (handed to every request as
+//! `FaultListener`, whose streams carry a `ConnectionSwitch` (handed to every request as
 //! `ConnectInfo`). Tripping the switch makes every later read and write on that connection
 //! fail, so hyper abandons it before the response head is written and the socket is closed.
 
@@ -54,7 +54,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::barrier::BranchReply;
+use participants::BranchReply;
+
 use crate::server::json_body;
 
 /// The path of the fault-control endpoint.
@@ -138,11 +139,14 @@ impl FaultPlan {
         self.delay_ms > 0 || self.error_rate > 0.0 || self.hang || self.drop_reply_rate > 0.0
     }
 
+    /// `delay_ms` as a duration.
     pub fn delay(&self) -> Duration {
         Duration::from_millis(self.delay_ms)
     }
 
     /// Rates must be probabilities (NaN is not).
+    ///
+    /// Errors: which rate, and its value.
     pub fn validate(&self) -> Result<(), String> {
         check_rate("error_rate", self.error_rate)?;
         check_rate("drop_reply_rate", self.drop_reply_rate)
@@ -401,14 +405,14 @@ fn cut(switch: Option<ConnectionSwitch>, path: &str, why: &str) -> Response {
 /// Cuts one connection: once tripped, every read and write on it fails, so hyper drops the
 /// connection without writing whatever it was about to write.
 #[derive(Clone, Default)]
-pub struct ConnectionSwitch(Arc<AtomicBool>);
+pub(crate) struct ConnectionSwitch(Arc<AtomicBool>);
 
 impl ConnectionSwitch {
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
 
-    pub fn is_cut(&self) -> bool {
+    pub(crate) fn is_cut(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 }
@@ -422,10 +426,10 @@ impl fmt::Debug for ConnectionSwitch {
 }
 
 /// A TCP listener whose connections can be cut by the request they carry.
-pub struct FaultListener(TcpListener);
+pub(crate) struct FaultListener(TcpListener);
 
 impl FaultListener {
-    pub fn new(listener: TcpListener) -> Self {
+    pub(crate) fn new(listener: TcpListener) -> Self {
         FaultListener(listener)
     }
 }
@@ -455,7 +459,7 @@ impl Connected<IncomingStream<'_, FaultListener>> for ConnectionSwitch {
 }
 
 /// A TCP stream that fails every read and write once its [`ConnectionSwitch`] is cut.
-pub struct CuttableStream {
+pub(crate) struct CuttableStream {
     stream: TcpStream,
     switch: ConnectionSwitch,
 }

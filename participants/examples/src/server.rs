@@ -5,48 +5,60 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use axum::extract::State;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::get;
 use axum::{Json, Router};
+use participants::registration::Registration;
+use participants::{Barrier, BranchReply, SledStore};
 use sagas::wire::Phase;
 use sagas::{ActionEndpoints, CoordinatorClient, ParticipantSpec};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
-use sled::transaction::TransactionalTree;
+use serde_json::json;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::barrier::{Barrier, BarrierError, BranchReply, BusinessError, PhaseKind};
-use crate::branch::Branch;
+use crate::barrier_mode::BarrierMode;
 use crate::config::{ConfigError, ParticipantConfig, ParticipantKind};
 use crate::faults::{self, ConnectionSwitch, FaultInjector, FaultListener};
+use crate::ledger::Ledger;
 use crate::no_work;
-use crate::records;
-use crate::registration::Registration;
 
+/// Why a participant did not start.
 #[derive(Debug, Error)]
 pub enum ParticipantError {
+    /// The configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error("cannot create data directory {path}: {source}")]
+    /// The data directory could not be created.
+    #[error("cannot create data directory {}: {source}", path.display())]
     DataDir {
+        /// The directory.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
-    #[error("cannot open the database in {path}: {source}")]
-    OpenDatabase { path: PathBuf, source: sled::Error },
+    /// sled could not open the database (locked by another process, corrupt, ...).
+    #[error("cannot open the database in {}: {source}", path.display())]
+    OpenDatabase {
+        /// The data directory.
+        path: PathBuf,
+        /// Why.
+        source: sled::Error,
+    },
+    /// sled could not open a tree.
     #[error("storage error: {0}")]
     Storage(#[from] sled::Error),
-    #[error("barrier: {0}")]
-    Barrier(#[from] BarrierError),
+    /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
+    /// The registration built from the configuration is invalid (e.g. an advertised URL
+    /// with a path).
     #[error("invalid participant spec: {0}")]
     Spec(String),
 }
@@ -67,6 +79,7 @@ pub struct RunningParticipant {
 }
 
 impl RunningParticipant {
+    /// Which participant this is.
     pub fn kind(&self) -> ParticipantKind {
         self.kind
     }
@@ -81,6 +94,7 @@ impl RunningParticipant {
         &self.url
     }
 
+    /// The background registration with the coordinator.
     pub fn registration(&self) -> &Registration {
         &self.registration
     }
@@ -110,33 +124,6 @@ const BRANCH_PHASES: [Phase; 5] = [
     Phase::Compensate,
 ];
 
-/// The state of a participant whose business records live in one sled tree: what its
-/// routes are given.
-#[derive(Clone)]
-pub(crate) struct Ledger {
-    pub barrier: Barrier,
-    pub tree: sled::Tree,
-}
-
-/// A business change as the barrier runs it (see [`Barrier::forward`]).
-pub(crate) type Business = fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>;
-
-/// The `POST` route of one branch phase: `apply` on the ledger's tree, behind the barrier.
-pub(crate) fn branch(kind: PhaseKind, apply: Business) -> MethodRouter<Ledger> {
-    post(
-        move |State(ledger): State<Ledger>, Branch(req): Branch| async move {
-            ledger.barrier.run(kind, &req, &ledger.tree, apply).await
-        },
-    )
-}
-
-/// `GET` of every record of the ledger's tree, by key (admin listings for invariant checks).
-pub(crate) async fn list<T: Serialize + DeserializeOwned>(
-    State(ledger): State<Ledger>,
-) -> Result<Json<BTreeMap<String, T>>, BranchReply> {
-    records::all(&ledger.tree).map(Json)
-}
-
 /// Opens the database and the business tree `tree`, binds, starts registering `actions` and
 /// serves `routes`.
 pub(crate) async fn start(
@@ -157,9 +144,14 @@ pub(crate) async fn start(
         source,
     })?;
     let ledger = Ledger {
-        barrier: Barrier::open_with_mode(&db, config.barrier)?,
-        tree: db.open_tree(tree)?,
+        barrier: Barrier::new(SledStore::open(&db, tree)?),
+        mode: config.barrier,
     };
+    if config.barrier == BarrierMode::UnsafeDisabled {
+        tracing::warn!(
+            "branch barrier DISABLED: duplicate, early and late branch calls are not handled"
+        );
+    }
 
     let listener =
         TcpListener::bind(config.listen)

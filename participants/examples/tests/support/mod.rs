@@ -4,7 +4,9 @@
 
 use std::future::Future;
 
-use participants::{ParticipantConfig, ParticipantError, ParticipantKind, RunningParticipant};
+use example_participants::{
+    ParticipantConfig, ParticipantError, ParticipantKind, RunningParticipant,
+};
 use serde_json::{Value, json};
 
 /// Nothing listens on the discard port: registration keeps retrying in the background.

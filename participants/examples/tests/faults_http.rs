@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use participants::faults::FaultPlan;
-use participants::{ParticipantKind, wallet};
+use example_participants::faults::FaultPlan;
+use example_participants::{ParticipantKind, wallet};
 use serde_json::{Value, json};
 use support::Participant;
 
@@ -66,9 +66,15 @@ async fn account(w: &Participant) -> Value {
 async fn without_the_flag_there_is_no_fault_endpoint() {
     let w = support::start(ParticipantKind::Wallet, wallet::start).await;
     let (status, body) = w.get("/_faults").await;
-    assert_eq!((status, body["error"].clone()), (404, json!("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
     let (status, body) = put_faults(&w, json!({"error_rate": 1})).await;
-    assert_eq!((status, body["error"].clone()), (404, json!("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
     w.running.shutdown().await;
 }
 
@@ -95,7 +101,7 @@ async fn the_plan_round_trips_and_bad_plans_are_refused() {
     ] {
         let (status, body) = put_faults(&w, bad.clone()).await;
         assert_eq!(
-            (status, body["error"].clone()),
+            (status, body["error"]["code"].clone()),
             (400, json!("bad_request")),
             "{bad}"
         );
@@ -109,7 +115,10 @@ async fn the_plan_round_trips_and_bad_plans_are_refused() {
             .unwrap(),
     )
     .await;
-    assert_eq!((status, body["error"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
     // Refused plans change nothing.
     assert_eq!(w.get("/_faults").await, (200, plan));
 
@@ -127,7 +136,7 @@ async fn injected_errors_answer_500_and_do_not_touch_state() {
     assert_eq!(put_faults(&w, json!({"error_rate": 1})).await.0, 200);
     let (status, body) = support::decode(try_freeze(&w, &w.http, "s1").await.unwrap()).await;
     assert_eq!(
-        (status, body["error"].clone()),
+        (status, body["error"]["code"].clone()),
         (500, json!("injected_fault"))
     );
     assert_eq!(account(&w).await, json!({"balance": 100, "frozen": 0}));

@@ -10,16 +10,20 @@ use std::path::PathBuf;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use thiserror::Error;
 
-use crate::barrier::BarrierMode;
+use crate::barrier_mode::BarrierMode;
 use crate::faults::FaultPlan;
 
+/// The coordinator a participant registers with unless told otherwise.
 pub const DEFAULT_COORDINATOR_URL: &str = "http://127.0.0.1:7700";
 
 /// Which example participant a binary or a config is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParticipantKind {
+    /// `wallet`: TCC action `freeze`.
     Wallet,
+    /// `order`: SAGA action `create`.
     Order,
+    /// `points`: SAGA action `award`.
     Points,
 }
 
@@ -56,6 +60,7 @@ impl ParticipantKind {
         }
     }
 
+    /// Its default port: wallet 7701, order 7702, points 7703.
     pub fn default_port(self) -> u16 {
         match self {
             ParticipantKind::Wallet => 7701,
@@ -64,6 +69,7 @@ impl ParticipantKind {
         }
     }
 
+    /// `127.0.0.1:{default_port}`.
     pub fn default_listen(self) -> SocketAddr {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.default_port()))
     }
@@ -165,6 +171,9 @@ impl ParticipantArgs {
         Self::try_parse_from_for(kind, std::env::args_os()).unwrap_or_else(|e| e.exit())
     }
 
+    /// Parses `args` (the first is the program name) for `kind`.
+    ///
+    /// Errors: clap's, for unknown flags or values that do not parse.
     pub fn try_parse_from_for<I, T>(kind: ParticipantKind, args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
@@ -175,6 +184,8 @@ impl ParticipantArgs {
     }
 
     /// The typed, validated configuration.
+    ///
+    /// Errors: [`ConfigError`], naming the flag at fault.
     pub fn into_config(self, kind: ParticipantKind) -> Result<ParticipantConfig, ConfigError> {
         let defaults = ParticipantConfig::new(kind);
         let config = ParticipantConfig {
@@ -201,9 +212,12 @@ impl ParticipantArgs {
 /// Everything a participant needs to start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParticipantConfig {
+    /// Address to listen on; port 0 picks a free one ([`crate::RunningParticipant::local_addr`]
+    /// tells which).
     pub listen: SocketAddr,
     /// The sled database lives directly in this directory (created if missing).
     pub data_dir: PathBuf,
+    /// The coordinator to register with, `http://` or `https://`.
     pub coordinator_url: String,
     /// Base URL registered with the coordinator; `None` means `http://{bound address}`, with
     /// an unspecified IP (0.0.0.0, ::) replaced by loopback.
@@ -211,6 +225,8 @@ pub struct ParticipantConfig {
     /// Fault injection (chaos testing): `Some` serves `GET/PUT /_faults` and starts with this
     /// plan (which may inject nothing yet); `None` injects nothing and has no such endpoint.
     pub faults: Option<FaultPlan>,
+    /// Whether branch calls go through the barrier ([`BarrierMode::UnsafeDisabled`] only for
+    /// the chaos harness's sanity check).
     pub barrier: BarrierMode,
     /// Benchmarks only: answer every branch call `200` without doing anything (see
     /// [`crate::no_work`]).
@@ -237,16 +253,21 @@ impl ParticipantConfig {
         self
     }
 
+    /// Sets the data directory.
     pub fn with_data_dir(mut self, data_dir: impl Into<PathBuf>) -> Self {
         self.data_dir = data_dir.into();
         self
     }
 
+    /// Sets the coordinator's URL.
     pub fn with_coordinator(mut self, url: impl Into<String>) -> Self {
         self.coordinator_url = url.into();
         self
     }
 
+    /// Checks what the types cannot: URLs, the fault plan.
+    ///
+    /// Errors: the first [`ConfigError`] found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::EmptyDataDir);
@@ -273,14 +294,19 @@ fn is_http_url(url: &str) -> bool {
     rest.is_some_and(|host| !host.is_empty() && !host.starts_with('/'))
 }
 
+/// A configuration a participant cannot start with; the binaries exit with status 2.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// `--data-dir` is empty.
     #[error("--data-dir must not be empty")]
     EmptyDataDir,
+    /// `--coordinator` is not an HTTP(S) URL.
     #[error("--coordinator {0:?} must be an http:// or https:// URL")]
     CoordinatorUrl(String),
+    /// `--advertise-url` is not an HTTP(S) URL.
     #[error("--advertise-url {0:?} must be an http:// or https:// URL")]
     AdvertiseUrl(String),
+    /// The `--faults` plan does not parse or breaks a rule.
     #[error("--faults: {0}")]
     Faults(String),
 }

@@ -20,9 +20,8 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use participants::BranchReply;
 use serde_json::json;
-
-use crate::barrier::BranchReply;
 
 /// Largest request body read before answering; a branch call is a few hundred bytes.
 const BODY_LIMIT: usize = 1 << 20;

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::put;
 use axum::{Json, Router};
-use participants::{ParticipantConfig, ParticipantKind, RunningParticipant, wallet};
+use example_participants::{ParticipantConfig, ParticipantKind, RunningParticipant, wallet};
 use sagas::{ActionEndpoints, ParticipantSpec};
 use serde_json::{Value, json};
 
