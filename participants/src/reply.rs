@@ -47,6 +47,19 @@ impl BranchReply {
         }
     }
 
+    /// `status` with the error body, its code named after the status: `payload_too_large`
+    /// for `413`, `method_not_allowed` for `405`, `bad_request` for `400`, and so on (the
+    /// canonical reason in `snake_case`; `error` for a status without one). For errors raised
+    /// by the HTTP layer rather than by a business rule.
+    pub fn status_error(status: u16, message: impl Into<String>) -> Self {
+        let code = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .map(|reason| reason.to_ascii_lowercase().replace([' ', '-'], "_"))
+            .unwrap_or_else(|| "error".into());
+        BranchReply::error(status, &code, message)
+    }
+
     /// Whether the status is `2xx`.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
@@ -136,5 +149,25 @@ mod tests {
         );
         let parsed: ErrorBody = serde_json::from_value(reply.body).unwrap();
         assert_eq!(parsed.error.code, "insufficient_funds");
+    }
+
+    #[test]
+    fn status_errors_are_named_after_their_status() {
+        for (status, code) in [
+            (400, "bad_request"),
+            (404, "not_found"),
+            (405, "method_not_allowed"),
+            (413, "payload_too_large"),
+            (415, "unsupported_media_type"),
+            (599, "error"),
+        ] {
+            let reply = BranchReply::status_error(status, "why");
+            assert_eq!(reply.status, status);
+            assert_eq!(
+                reply.body,
+                json!({"error": {"code": code, "message": "why"}}),
+                "{status}"
+            );
+        }
     }
 }

@@ -40,7 +40,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -56,7 +55,7 @@ use tokio::sync::watch;
 
 use participants::BranchReply;
 
-use crate::server::json_body;
+use crate::extract::JsonBody;
 
 /// The path of the fault-control endpoint.
 pub const FAULTS_PATH: &str = "/_faults";
@@ -299,9 +298,8 @@ async fn get_faults(State(faults): State<FaultInjector>) -> axum::Json<FaultPlan
     axum::Json(faults.plan())
 }
 
-/// Parses a `PUT /_faults` body: a JSON object (not serde's array form of a struct).
-fn parse_plan(body: &[u8]) -> Result<FaultPlan, BranchReply> {
-    let value: serde_json::Value = json_body(body)?;
+/// Checks a `PUT /_faults` body: a JSON object (not serde's array form of a struct).
+fn parse_plan(value: serde_json::Value) -> Result<FaultPlan, BranchReply> {
     if !value.is_object() {
         return Err(BranchReply::error(
             400,
@@ -313,8 +311,11 @@ fn parse_plan(body: &[u8]) -> Result<FaultPlan, BranchReply> {
         .map_err(|e| BranchReply::error(400, "bad_request", format!("invalid body: {e}")))
 }
 
-async fn put_faults(State(faults): State<FaultInjector>, body: Bytes) -> Response {
-    match parse_plan(&body) {
+async fn put_faults(
+    State(faults): State<FaultInjector>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Response {
+    match parse_plan(body) {
         Ok(plan) => {
             tracing::warn!(?plan, "fault plan replaced");
             faults.replace(plan);

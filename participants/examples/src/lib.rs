@@ -15,12 +15,15 @@
 //!   anything, so a load run measures the coordinator alone; breaks every guarantee;
 //! - [`barrier_mode`]: `--unsafe-no-barrier`, business closures without the barrier, so the
 //!   chaos harness can prove its checker notices; breaks every guarantee too.
+//!
+//! Every error any of them answers is `{"error": {"code", "message"}}`.
 
 #![deny(missing_docs)]
 
 pub mod barrier_mode;
 pub mod cli;
 pub mod config;
+mod extract;
 pub mod faults;
 mod ledger;
 pub mod no_work;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use participants::{BranchInput, BranchReply, PhaseKind, Rejection, SledTx, TxError};
 use sagas::ActionEndpoints;
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::{ParticipantConfig, ParticipantKind};
+use crate::extract::PathParam;
 use crate::ledger::{Ledger, branch, list};
 use crate::server::{self, ParticipantError, RunningParticipant};
 
@@ -138,7 +139,7 @@ fn cancel_order(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxErro
 
 async fn get_order(
     State(o): State<Ledger>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Order>, BranchReply> {
     o.get(&id)?.map(Json).ok_or_else(|| {
         BranchReply::error(404, "unknown_order", format!("order {id:?} does not exist"))

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use participants::{BranchInput, BranchReply, PhaseKind, Rejection, SledTx, TxError};
 use sagas::ActionEndpoints;
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::{ParticipantConfig, ParticipantKind};
+use crate::extract::PathParam;
 use crate::ledger::{Ledger, branch, list};
 use crate::server::{self, ParticipantError, RunningParticipant};
 
@@ -105,7 +106,7 @@ fn revoke_points(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxErr
 
 async fn get_points(
     State(p): State<Ledger>,
-    Path(account): Path<String>,
+    PathParam(account): PathParam<String>,
 ) -> Result<Json<Balance>, BranchReply> {
     Ok(Json(p.get(&account)?.unwrap_or_default()))
 }

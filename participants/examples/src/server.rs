@@ -1,17 +1,23 @@
 //! Start-up and shutdown shared by the participants: open the sled database, bind, register
 //! with the coordinator in the background, serve until asked to stop.
+//!
+//! Every answer that is not a success carries `{"error": {"code", "message"}}`: the barrier's
+//! and the branch extractor's errors, the admin routes' (through the `extract` module), a body
+//! over [`MAX_BODY_BYTES`] (`413`), an unknown route (`404`) and a method a route does not
+//! take (`405`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Json, Router};
+use participants::branch::MAX_BODY_BYTES;
 use participants::registration::Registration;
 use participants::{Barrier, BranchReply, SledStore};
 use sagas::wire::Phase;
 use sagas::{ActionEndpoints, CoordinatorClient, ParticipantSpec};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -208,7 +214,16 @@ pub(crate) async fn start(
     }
     let app = routes
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .fallback(|| async { BranchReply::error(404, "not_found", "no such route") });
+        .fallback(|| async { BranchReply::error(404, "not_found", "no such route") })
+        // Last: it applies to the routes that exist by now.
+        .method_not_allowed_fallback(|| async {
+            BranchReply::error(
+                405,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     let stop_signal = {
         let mut stop_requested = stop_requested;
         async move {
@@ -256,10 +271,4 @@ fn branch_paths(spec: &ParticipantSpec) -> BTreeSet<String> {
         .flat_map(|endpoints| BRANCH_PHASES.iter().filter_map(|p| endpoints.path(*p)))
         .map(str::to_string)
         .collect()
-}
-
-/// Parses an admin request body; bad JSON is a `400` with the protocol's error body.
-pub(crate) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, BranchReply> {
-    serde_json::from_slice(body)
-        .map_err(|e| BranchReply::error(400, "bad_request", format!("invalid body: {e}")))
 }

@@ -14,8 +14,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use participants::{BranchInput, BranchReply, PhaseKind, Rejection, SledTx, TxError};
 use sagas::ActionEndpoints;
@@ -23,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::{ParticipantConfig, ParticipantKind};
+use crate::extract::{JsonBody, PathParam};
 use crate::ledger::{Ledger, branch, list};
-use crate::server::{self, ParticipantError, RunningParticipant, json_body};
+use crate::server::{self, ParticipantError, RunningParticipant};
 
 /// The action registered with the coordinator.
 pub const ACTION: &str = "freeze";
@@ -167,10 +167,9 @@ struct Deposit {
 
 async fn deposit(
     State(w): State<Ledger>,
-    Path(id): Path<String>,
-    body: Bytes,
+    PathParam(id): PathParam<String>,
+    JsonBody(Deposit { amount }): JsonBody<Deposit>,
 ) -> Result<Json<Account>, BranchReply> {
-    let Deposit { amount } = json_body(&body)?;
     if amount == 0 {
         return Err(BranchReply::error(
             422,
@@ -193,7 +192,7 @@ async fn deposit(
 
 async fn get_account(
     State(w): State<Ledger>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Account>, BranchReply> {
     w.get(&id)?.map(Json).ok_or_else(|| {
         BranchReply::error(
