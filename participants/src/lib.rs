@@ -12,7 +12,8 @@
 //! - [`branch`]: parsing a branch call and checking it against its `Saga-*` headers; the axum
 //!   extractor `branch::Branch` (feature `axum`);
 //! - [`registration`]: registers the participant with the coordinator in the background,
-//!   retrying with backoff until it answers.
+//!   retrying with backoff until it answers;
+//! - [`policy`]: a resilience policy read from a JSON or YAML file, for registration.
 //!
 //! Features: `sled` (the sled store) and `axum` (extractor, `IntoResponse` for replies and
 //! errors), both on by default. With `--no-default-features` neither sled nor axum is built.
@@ -25,6 +26,7 @@
 pub mod barrier;
 pub mod branch;
 pub mod input;
+pub mod policy;
 pub mod registration;
 pub mod reply;
 #[cfg(feature = "sled")]

@@ -10,7 +10,9 @@ use crate::config::{ParticipantArgs, ParticipantConfig, ParticipantKind};
 use crate::server::{ParticipantError, RunningParticipant};
 
 /// Runs one participant binary until Ctrl-C or SIGTERM. Prints `listening on {addr}` to
-/// stdout once serving, for scripts and the chaos harness to wait on.
+/// stdout once serving, for scripts and the chaos harness to wait on. Exits `2` for a
+/// configuration it cannot start with (the message names the flag, and the field of a
+/// `--policy` file), `1` if starting fails, `0` after a graceful stop.
 pub async fn run<F, Fut>(kind: ParticipantKind, start: F) -> ExitCode
 where
     F: FnOnce(ParticipantConfig) -> Fut,

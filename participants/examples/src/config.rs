@@ -8,6 +8,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use participants::policy::{self, PolicyFileError};
+use sagas::ParticipantPolicy;
 use thiserror::Error;
 
 use crate::barrier_mode::BarrierMode;
@@ -35,6 +37,7 @@ struct EnvNames {
     advertise_url: &'static str,
     faults: &'static str,
     no_work: &'static str,
+    policy: &'static str,
 }
 
 macro_rules! env_names {
@@ -46,6 +49,7 @@ macro_rules! env_names {
             advertise_url: concat!($prefix, "_ADVERTISE_URL"),
             faults: concat!($prefix, "_FAULTS"),
             no_work: concat!($prefix, "_NO_WORK"),
+            policy: concat!($prefix, "_POLICY"),
         }
     };
 }
@@ -139,6 +143,13 @@ pub struct ParticipantArgs {
     /// Breaks every guarantee: nothing is reserved, deducted, created or undone.
     #[arg(long)]
     pub no_work: bool,
+    /// Resilience policy to register with the coordinator: a JSON (`*.json`) or YAML file
+    /// holding a participant policy (`timeout_ms`, `max_concurrency`, `queue_capacity`,
+    /// `rate_limit_per_sec`, `circuit_breaker`, `retry`; every field optional). Checked at
+    /// start-up. Without it the registration carries no policy and the coordinator keeps the
+    /// one it has (an operator's, or the defaults).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 impl ParticipantArgs {
@@ -164,6 +175,7 @@ impl ParticipantArgs {
             .mut_arg("advertise_url", |a| a.env(env.advertise_url))
             .mut_arg("faults", |a| a.env(env.faults))
             .mut_arg("no_work", |a| a.env(env.no_work))
+            .mut_arg("policy", |a| a.env(env.policy))
     }
 
     /// Parses the process arguments for `kind`; prints help or errors and exits like clap does.
@@ -183,9 +195,9 @@ impl ParticipantArgs {
         <Self as FromArgMatches>::from_arg_matches(&matches)
     }
 
-    /// The typed, validated configuration.
+    /// The typed, validated configuration; reads and checks the `--policy` file.
     ///
-    /// Errors: [`ConfigError`], naming the flag at fault.
+    /// Errors: [`ConfigError`], naming the flag (and the policy field) at fault.
     pub fn into_config(self, kind: ParticipantKind) -> Result<ParticipantConfig, ConfigError> {
         let defaults = ParticipantConfig::new(kind);
         let config = ParticipantConfig {
@@ -203,6 +215,10 @@ impl ParticipantArgs {
                 BarrierMode::Enforced
             },
             no_work: self.no_work,
+            policy: match &self.policy {
+                Some(path) => Some(policy::load(path)?),
+                None => None,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -231,6 +247,9 @@ pub struct ParticipantConfig {
     /// Benchmarks only: answer every branch call `200` without doing anything (see
     /// [`crate::no_work`]).
     pub no_work: bool,
+    /// The policy sent on registration; `None` sends none, so the coordinator keeps the one it
+    /// has.
+    pub policy: Option<ParticipantPolicy>,
 }
 
 impl ParticipantConfig {
@@ -244,6 +263,7 @@ impl ParticipantConfig {
             faults: None,
             barrier: BarrierMode::Enforced,
             no_work: false,
+            policy: None,
         }
     }
 
@@ -265,7 +285,7 @@ impl ParticipantConfig {
         self
     }
 
-    /// Checks what the types cannot: URLs, the fault plan.
+    /// Checks what the types cannot: URLs, the fault plan, the policy.
     ///
     /// Errors: the first [`ConfigError`] found.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -283,6 +303,9 @@ impl ParticipantConfig {
         if let Some(plan) = &self.faults {
             plan.validate().map_err(ConfigError::Faults)?;
         }
+        if let Some(policy) = &self.policy {
+            policy.validate().map_err(ConfigError::InvalidPolicy)?;
+        }
         Ok(())
     }
 }
@@ -295,7 +318,7 @@ fn is_http_url(url: &str) -> bool {
 }
 
 /// A configuration a participant cannot start with; the binaries exit with status 2.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Error)]
 pub enum ConfigError {
     /// `--data-dir` is empty.
     #[error("--data-dir must not be empty")]
@@ -309,6 +332,12 @@ pub enum ConfigError {
     /// The `--faults` plan does not parse or breaks a rule.
     #[error("--faults: {0}")]
     Faults(String),
+    /// The `--policy` file cannot be read, does not parse, or a field breaks its rule.
+    #[error("--policy: {0}")]
+    Policy(#[from] PolicyFileError),
+    /// A policy set in code breaks a rule.
+    #[error("policy: field {}: {}", .0.field, .0.rule)]
+    InvalidPolicy(sagas::FieldError),
 }
 
 #[cfg(test)]
@@ -370,10 +399,10 @@ mod tests {
             ["wallet", "--coordinator", "127.0.0.1:7700"],
         )
         .unwrap();
-        assert_eq!(
+        assert!(matches!(
             bad.into_config(ParticipantKind::Wallet),
-            Err(ConfigError::CoordinatorUrl("127.0.0.1:7700".into()))
-        );
+            Err(ConfigError::CoordinatorUrl(url)) if url == "127.0.0.1:7700"
+        ));
         assert!(
             ParticipantArgs::try_parse_from_for(
                 ParticipantKind::Wallet,
@@ -441,5 +470,41 @@ mod tests {
         assert!(help.contains("/_faults"), "{help}");
         assert!(help.contains("--no-work"), "{help}");
         assert!(help.contains("POINTS_NO_WORK"), "{help}");
+        assert!(help.contains("--policy <FILE>"), "{help}");
+        assert!(help.contains("POINTS_POLICY"), "{help}");
+    }
+
+    #[test]
+    fn a_policy_is_read_only_when_given_and_checked_at_start() {
+        let parse = |args: &[&str]| {
+            ParticipantArgs::try_parse_from_for(ParticipantKind::Order, args)
+                .unwrap()
+                .into_config(ParticipantKind::Order)
+        };
+        assert_eq!(parse(&["order"]).unwrap().policy, None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("policy.yaml");
+        std::fs::write(
+            &good,
+            "timeout_ms: 1500\ncircuit_breaker:\n  open_ms: 200\n",
+        )
+        .unwrap();
+        let policy = parse(&["order", "--policy", good.to_str().unwrap()])
+            .unwrap()
+            .policy
+            .expect("a policy from the file");
+        assert_eq!(
+            (policy.timeout_ms, policy.circuit_breaker.open_ms),
+            (1500, 200)
+        );
+
+        let bad = dir.path().join("policy.json");
+        std::fs::write(&bad, r#"{"retry": {"initial_ms": 500, "max_ms": 100}}"#).unwrap();
+        let err = parse(&["order", "--policy", bad.to_str().unwrap()]).unwrap_err();
+        assert!(
+            err.to_string().contains("field retry.max_ms"),
+            "the message names the field: {err}"
+        );
     }
 }

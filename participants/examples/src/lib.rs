@@ -5,7 +5,7 @@
 //! Around them, what the binaries and the test harnesses need and a real participant would
 //! not:
 //! - [`config`]: the flags and environment shared by the binaries (`--listen`, `--data-dir`,
-//!   `--coordinator`, `--advertise-url`, `--faults`, `--no-work`,
+//!   `--coordinator`, `--advertise-url`, `--policy`, `--faults`, `--no-work`,
 //!   `--unsafe-no-barrier`; env `WALLET_*`, `ORDER_*`, `POINTS_*`), as a typed config;
 //! - [`server`]: start-up (database, business tree, listener, registration) and graceful
 //!   shutdown, returning a [`RunningParticipant`]; [`cli`] wraps it into a binary's `main`;

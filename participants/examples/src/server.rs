@@ -130,8 +130,8 @@ const BRANCH_PHASES: [Phase; 5] = [
     Phase::Compensate,
 ];
 
-/// Opens the database and the business tree `tree`, binds, starts registering `actions` and
-/// serves `routes`.
+/// Opens the database and the business tree `tree`, binds, starts registering `actions` (with
+/// the configured policy, if any) and serves `routes`.
 pub(crate) async fn start(
     kind: ParticipantKind,
     config: ParticipantConfig,
@@ -186,7 +186,8 @@ pub(crate) async fn start(
     let spec = ParticipantSpec {
         base_url: url.clone(),
         actions,
-        policy: None,
+        // None keeps the policy the coordinator has; only an explicit --policy replaces it.
+        policy: config.policy.clone(),
     };
     spec.validate()
         .map_err(|e| ParticipantError::Spec(e.to_string()))?;
@@ -252,7 +253,7 @@ pub(crate) async fn start(
         kind.name().to_string(),
         spec,
     );
-    tracing::info!(participant = kind.name(), %local_addr, %url, barrier = ?config.barrier, no_work = config.no_work, "serving");
+    tracing::info!(participant = kind.name(), %local_addr, %url, barrier = ?config.barrier, no_work = config.no_work, policy = config.policy.is_some(), "serving");
     Ok(RunningParticipant {
         kind,
         local_addr,

@@ -9,6 +9,8 @@ use example_participants::{
 };
 use serde_json::{Value, json};
 
+pub mod process;
+
 /// Nothing listens on the discard port: registration keeps retrying in the background.
 pub const NO_COORDINATOR: &str = "http://127.0.0.1:9";
 
