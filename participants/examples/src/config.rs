@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::barrier_mode::BarrierMode;
 use crate::faults::FaultPlan;
+use crate::logging::LogFormat;
 
 /// The coordinator a participant registers with unless told otherwise.
 pub const DEFAULT_COORDINATOR_URL: &str = "http://127.0.0.1:7700";
@@ -38,6 +39,7 @@ struct EnvNames {
     faults: &'static str,
     no_work: &'static str,
     policy: &'static str,
+    log_format: &'static str,
 }
 
 macro_rules! env_names {
@@ -50,6 +52,7 @@ macro_rules! env_names {
             faults: concat!($prefix, "_FAULTS"),
             no_work: concat!($prefix, "_NO_WORK"),
             policy: concat!($prefix, "_POLICY"),
+            log_format: concat!($prefix, "_LOG_FORMAT"),
         }
     };
 }
@@ -150,6 +153,10 @@ pub struct ParticipantArgs {
     /// one it has (an operator's, or the defaults).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Log lines (on stderr) as plain text, coloured only on a terminal, or as one JSON
+    /// object per line.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 impl ParticipantArgs {
@@ -176,6 +183,7 @@ impl ParticipantArgs {
             .mut_arg("faults", |a| a.env(env.faults))
             .mut_arg("no_work", |a| a.env(env.no_work))
             .mut_arg("policy", |a| a.env(env.policy))
+            .mut_arg("log_format", |a| a.env(env.log_format))
     }
 
     /// Parses the process arguments for `kind`; prints help or errors and exits like clap does.
@@ -472,6 +480,8 @@ mod tests {
         assert!(help.contains("POINTS_NO_WORK"), "{help}");
         assert!(help.contains("--policy <FILE>"), "{help}");
         assert!(help.contains("POINTS_POLICY"), "{help}");
+        assert!(help.contains("--log-format <FORMAT>"), "{help}");
+        assert!(help.contains("POINTS_LOG_FORMAT"), "{help}");
     }
 
     #[test]
@@ -506,5 +516,19 @@ mod tests {
             err.to_string().contains("field retry.max_ms"),
             "the message names the field: {err}"
         );
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        let parse =
+            |args: &[&str]| ParticipantArgs::try_parse_from_for(ParticipantKind::Wallet, args);
+        assert_eq!(parse(&["wallet"]).unwrap().log_format, LogFormat::Text);
+        assert_eq!(
+            parse(&["wallet", "--log-format", "json"])
+                .unwrap()
+                .log_format,
+            LogFormat::Json
+        );
+        assert!(parse(&["wallet", "--log-format", "xml"]).is_err());
     }
 }

@@ -5,10 +5,11 @@
 //! Around them, what the binaries and the test harnesses need and a real participant would
 //! not:
 //! - [`config`]: the flags and environment shared by the binaries (`--listen`, `--data-dir`,
-//!   `--coordinator`, `--advertise-url`, `--policy`, `--faults`, `--no-work`,
+//!   `--coordinator`, `--advertise-url`, `--policy`, `--log-format`, `--faults`, `--no-work`,
 //!   `--unsafe-no-barrier`; env `WALLET_*`, `ORDER_*`, `POINTS_*`), as a typed config;
 //! - [`server`]: start-up (database, business tree, listener, registration) and graceful
-//!   shutdown, returning a [`RunningParticipant`]; [`cli`] wraps it into a binary's `main`;
+//!   shutdown, returning a [`RunningParticipant`]; [`cli`] wraps it into a binary's `main`,
+//!   [`logging`] sets up the log output;
 //! - [`faults`]: optional fault injection on branch calls (delay, errors, hangs, replies
 //!   dropped after commit), enabled by `--faults` and changed at runtime by `PUT /_faults`;
 //! - [`no_work`]: benchmark mode (`--no-work`): branch calls answered `200` without doing
@@ -26,6 +27,7 @@ pub mod config;
 mod extract;
 pub mod faults;
 mod ledger;
+pub mod logging;
 pub mod no_work;
 pub mod order;
 pub mod points;

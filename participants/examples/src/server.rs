@@ -131,7 +131,7 @@ const BRANCH_PHASES: [Phase; 5] = [
 ];
 
 /// Opens the database and the business tree `tree`, binds, starts registering `actions` (with
-/// the configured policy, if any) and serves `routes`.
+/// the configured policy, if any) and serves `routes`. Logs one `listening on {addr}` line.
 pub(crate) async fn start(
     kind: ParticipantKind,
     config: ParticipantConfig,
@@ -253,7 +253,15 @@ pub(crate) async fn start(
         kind.name().to_string(),
         spec,
     );
-    tracing::info!(participant = kind.name(), %local_addr, %url, barrier = ?config.barrier, no_work = config.no_work, policy = config.policy.is_some(), "serving");
+    tracing::info!(
+        participant = kind.name(),
+        addr = %local_addr,
+        %url,
+        barrier = ?config.barrier,
+        no_work = config.no_work,
+        policy = config.policy.is_some(),
+        "listening on {local_addr}"
+    );
     Ok(RunningParticipant {
         kind,
         local_addr,
