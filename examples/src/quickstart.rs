@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use participants::{ParticipantConfig, ParticipantKind};
+use example_participants::{ParticipantConfig, ParticipantKind};
 use sagas::CoordinatorClient;
 use sagas::api::{SagaState, SagaView};
 use serde_json::{Value, json};
@@ -45,9 +45,9 @@ async fn main() -> anyhow::Result<()> {
             .with_coordinator(url.clone());
         async move {
             match kind {
-                ParticipantKind::Wallet => participants::wallet::start(config).await,
-                ParticipantKind::Order => participants::order::start(config).await,
-                ParticipantKind::Points => participants::points::start(config).await,
+                ParticipantKind::Wallet => example_participants::wallet::start(config).await,
+                ParticipantKind::Order => example_participants::order::start(config).await,
+                ParticipantKind::Points => example_participants::points::start(config).await,
             }
         }
     };

@@ -4,9 +4,10 @@
 //! The coordinator retries, recovers after crashes and may compensate a step whose forward call
 //! is still in flight, so a participant sees duplicates, a `cancel` before its `try` and a `try`
 //! after its `cancel`. The barrier keeps ONE record per `(saga_id, step)` holding the stored
-//! reply of each phase that ran, and reads and writes it in the same sled transaction as the
-//! business change. One key per branch matters: racing phases of one branch then conflict on
-//! that key inside sled, while records split over several keys could suffer write skew.
+//! reply of each phase that ran, and reads and writes it in the same local transaction as the
+//! business change ([`BarrierStore::transaction`]). One record per branch matters: racing
+//! phases of one branch then conflict on it inside the store, while records split over several
+//! keys could suffer write skew.
 //!
 //! - forward (`try`/`action`): a duplicate gets the stored reply; after an undo it is rejected
 //!   as `hanging` (and that rejection is stored); a business rejection (`409`/`422`) discards
@@ -16,145 +17,64 @@
 //!   hanging); after a rejected forward there is nothing to undo.
 //! - confirm: a duplicate gets the stored reply; it is refused without a successful forward.
 //!
-//! Confirm and undo closures receive the input the forward phase was applied with, so they
-//! release or commit exactly what the forward reserved whatever their own request carries.
-//! Replies are made durable (group commit) before they are returned.
+//! Confirm and undo closures receive the input the forward phase was applied with (its exact
+//! text, stored in the record), so they release or commit exactly what the forward reserved
+//! whatever their own request carries. Replies are made durable
+//! ([`BarrierStore::durable`]) before they are returned.
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sled::Transactional;
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
-};
 use thiserror::Error;
 
+use group_commit::GroupCommitError;
 use sagas::RawJson;
-use sagas::api::{ErrorBody, ErrorDetail};
 use sagas::wire::{BranchRequest, Phase};
 
-use crate::durability::GroupCommit;
+use crate::input::BranchInput;
+use crate::reply::{BranchReply, Rejection};
+use crate::store::{BarrierStore, BarrierTx, StoreError, TxError};
 
-/// Name of the sled tree holding the barrier records.
-pub const BARRIER_TREE: &str = "barrier";
-
-/// An HTTP status and a JSON body: what a branch call (or an admin call) answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BranchReply {
-    pub status: u16,
-    pub body: Value,
-}
-
-impl BranchReply {
-    pub fn ok(body: Value) -> Self {
-        BranchReply { status: 200, body }
-    }
-
-    /// A reply with the protocol's error body `{"error": {"code", "message"}}`, the same as
-    /// the coordinator's.
-    pub fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: code.into(),
-                message: message.into(),
-            },
-        };
-        BranchReply {
-            status,
-            body: serde_json::to_value(body).unwrap_or(Value::Null),
-        }
-    }
-
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-}
-
-impl IntoResponse for BranchReply {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.body)).into_response()
-    }
-}
-
-/// Why a business closure did not apply its change. `409`/`422` are business rejections
-/// (final for a forward phase); any other status is a failure the coordinator retries.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{status} {error}: {message}")]
-pub struct Rejection {
-    pub status: u16,
-    pub error: String,
-    pub message: String,
-}
-
-impl Rejection {
-    /// `409`: the request is valid but the state forbids it (e.g. insufficient funds).
-    pub fn conflict(error: &str, message: impl Into<String>) -> Self {
-        Rejection {
-            status: 409,
-            error: error.into(),
-            message: message.into(),
-        }
-    }
-
-    /// `422`: the input itself is unusable (missing field, zero amount, overflow).
-    pub fn unprocessable(error: &str, message: impl Into<String>) -> Self {
-        Rejection {
-            status: 422,
-            error: error.into(),
-            message: message.into(),
-        }
-    }
-
-    /// `500`: the stored state contradicts what the barrier guarantees. Never stored, so the
-    /// coordinator keeps retrying (and eventually marks the saga `stuck` for an operator).
-    pub fn invariant(message: impl Into<String>) -> Self {
-        Rejection {
-            status: 500,
-            error: "invariant_violated".into(),
-            message: message.into(),
-        }
-    }
-
-    fn is_business(&self) -> bool {
-        matches!(self.status, 409 | 422)
-    }
-
-    pub fn reply(&self) -> BranchReply {
-        BranchReply::error(self.status, &self.error, self.message.clone())
-    }
-}
-
-/// What a business closure fails with: a rejection, or a transactional storage error that
-/// must be passed back to sled (it may just mean "conflict, run the closure again").
-#[derive(Debug, Error)]
-pub enum BusinessError {
-    #[error("{0}")]
-    Rejected(#[from] Rejection),
-    #[error("{0}")]
-    Storage(#[from] UnabortableTransactionError),
-}
-
-/// Errors of the barrier itself (never a business outcome).
+/// Errors of the barrier itself, never a business outcome (those are [`BranchReply`]s).
+/// Answered `400 wrong_phase` or `500 storage`; the coordinator retries a `500`.
 #[derive(Debug, Error)]
 pub enum BarrierError {
-    #[error("storage error: {0}")]
-    Storage(#[from] sled::Error),
-    #[error("corrupt barrier record for saga {saga_id:?} step {step:?}: {source}")]
-    CorruptRecord {
+    /// The store failed, or holds a record it cannot decode ([`StoreError::Corrupt`]).
+    #[error("storage failed for step {step:?} of saga {saga_id:?}: {source}")]
+    Storage {
+        /// The saga of the call.
         saga_id: String,
+        /// The step of the call.
         step: String,
-        source: serde_json::Error,
+        /// What failed.
+        #[source]
+        source: StoreError,
     },
+    /// The store gave up retrying a transaction that kept conflicting with concurrent ones.
+    #[error("step {step:?} of saga {saga_id:?} kept conflicting with concurrent calls")]
+    Conflict {
+        /// The saga of the call.
+        saga_id: String,
+        /// The step of the call.
+        step: String,
+    },
+    /// The outcome was committed but is not known durable, so it is not answered: a crash
+    /// could still lose it. The coordinator's retry gets the stored reply once it is.
+    #[error("the outcome is not durable: {0}")]
+    NotDurable(#[from] GroupCommitError),
+    /// A phase posted to the endpoint of another kind of phase (a `cancel` to a `try` route).
     #[error("phase {got} sent to a {expected} endpoint")]
-    WrongPhase { got: Phase, expected: &'static str },
+    WrongPhase {
+        /// The phase the request carries.
+        got: Phase,
+        /// The phases the endpoint takes, e.g. `try/action`.
+        expected: &'static str,
+    },
 }
 
-impl IntoResponse for BarrierError {
-    fn into_response(self) -> Response {
-        let reply = match &self {
+impl BarrierError {
+    /// The answer: `400 wrong_phase`, or `500 storage` for every storage failure (logged).
+    pub fn reply(&self) -> BranchReply {
+        match self {
             BarrierError::WrongPhase { .. } => {
                 BranchReply::error(400, "wrong_phase", self.to_string())
             }
@@ -162,241 +82,44 @@ impl IntoResponse for BarrierError {
                 tracing::error!(error = %self, "barrier failure");
                 BranchReply::error(500, "storage", self.to_string())
             }
-        };
-        reply.into_response()
+        }
     }
 }
 
-/// Whether the barrier protects business closures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BarrierMode {
-    #[default]
-    Enforced,
-    /// FOR CHAOS-HARNESS SANITY CHECKS ONLY: closures run on every call with no deduplication,
-    /// null compensation or hanging protection, so the harness can prove its checker notices.
-    UnsafeDisabled,
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for BarrierError {
+    fn into_response(self) -> axum::response::Response {
+        self.reply().into_response()
+    }
 }
 
-/// The stored replies of one branch `(saga_id, step)`.
+/// The stored replies of one branch `(saga_id, step)`; what a [`BarrierStore`] persists per
+/// branch. Each phase's reply is stored when it is decided and replayed to its duplicates.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BarrierRecord {
+    /// The reply of the forward phase (`try`/`action`), success or stored rejection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<BranchReply>,
     /// The input the forward phase was applied with, as its exact text (only when it
     /// succeeded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_input: Option<RawJson>,
+    /// The reply of `confirm`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<BranchReply>,
+    /// The reply of the undo phase (`cancel`/`compensate`), including a null compensation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<BranchReply>,
 }
 
-/// Why a barrier transaction aborted.
-enum TxAbort {
-    Rejected(Rejection),
-    Corrupt(serde_json::Error),
-}
-
-type TxResult<T> = Result<T, ConflictableTransactionError<TxAbort>>;
-
-/// The branch barrier over one sled database. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Barrier {
-    records: sled::Tree,
-    commit: GroupCommit,
-    mode: BarrierMode,
-}
-
-impl Barrier {
-    /// Opens (or creates) the barrier tree of `db`, enforced.
-    pub fn open(db: &sled::Db) -> Result<Self, BarrierError> {
-        Self::open_with_mode(db, BarrierMode::Enforced)
-    }
-
-    pub fn open_with_mode(db: &sled::Db, mode: BarrierMode) -> Result<Self, BarrierError> {
-        if mode == BarrierMode::UnsafeDisabled {
-            tracing::warn!(
-                "branch barrier DISABLED: duplicate, early and late branch calls are not handled"
-            );
-        }
-        Ok(Barrier {
-            records: db.open_tree(BARRIER_TREE)?,
-            commit: GroupCommit::new(db),
-            mode,
-        })
-    }
-
-    pub fn mode(&self) -> BarrierMode {
-        self.mode
-    }
-
-    /// The group commit the barrier flushes with; admin writes can share it.
-    pub fn group_commit(&self) -> &GroupCommit {
-        &self.commit
-    }
-
-    /// The stored record of one branch, if any phase of it ran.
-    pub fn record(&self, saga_id: &str, step: &str) -> Result<Option<BarrierRecord>, BarrierError> {
-        match self.records.get(record_key(saga_id, step))? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| {
-                BarrierError::CorruptRecord {
-                    saga_id: saga_id.into(),
-                    step: step.into(),
-                    source,
-                }
-            }),
-        }
-    }
-
-    /// Runs a `try`/`action`: `apply(business, input)` at most once per branch, never after
-    /// the branch's undo. `apply` may run several times (sled retries on conflict), so it must
-    /// touch nothing but the transactional tree it is given: no other side effects, and no
-    /// plain sled calls, which would deadlock against the transaction.
-    pub async fn forward<F>(
-        &self,
-        req: &BranchRequest,
-        business: &sled::Tree,
-        apply: F,
-    ) -> Result<BranchReply, BarrierError>
-    where
-        F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
-    {
-        self.run(PhaseKind::Forward, req, business, apply).await
-    }
-
-    /// Runs a `cancel`/`compensate`: `apply(business, forward_input)` once, and only if the
-    /// forward phase succeeded; otherwise records a null compensation.
-    pub async fn undo<F>(
-        &self,
-        req: &BranchRequest,
-        business: &sled::Tree,
-        apply: F,
-    ) -> Result<BranchReply, BarrierError>
-    where
-        F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
-    {
-        self.run(PhaseKind::Undo, req, business, apply).await
-    }
-
-    /// Runs a `confirm`: `apply(business, forward_input)` once, and only after a successful
-    /// `try` that was not cancelled.
-    pub async fn confirm<F>(
-        &self,
-        req: &BranchRequest,
-        business: &sled::Tree,
-        apply: F,
-    ) -> Result<BranchReply, BarrierError>
-    where
-        F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
-    {
-        self.run(PhaseKind::Confirm, req, business, apply).await
-    }
-
-    /// [`Barrier::forward`], [`Barrier::undo`] or [`Barrier::confirm`], by `kind`: checks the
-    /// phase, runs the barrier transaction and makes its outcome durable before returning it.
-    pub(crate) async fn run<F>(
-        &self,
-        kind: PhaseKind,
-        req: &BranchRequest,
-        business: &sled::Tree,
-        apply: F,
-    ) -> Result<BranchReply, BarrierError>
-    where
-        F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
-    {
-        kind.expect(req.phase)?;
-        let reply = self.committed(kind, req, business, apply)?;
-        self.commit.flush().await?;
-        Ok(reply)
-    }
-
-    /// One barrier transaction over the branch record and the business tree: a duplicate gets
-    /// the stored reply; otherwise `kind` decides from the record whether to refuse, to store
-    /// a reply without calling the business, or to apply the business change.
-    fn committed<F>(
-        &self,
-        kind: PhaseKind,
-        req: &BranchRequest,
-        business: &sled::Tree,
-        apply: F,
-    ) -> Result<BranchReply, BarrierError>
-    where
-        F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
-    {
-        if self.mode == BarrierMode::UnsafeDisabled {
-            return run_unprotected(req, business, apply);
-        }
-        let key = record_key(&req.saga_id, &req.step);
-        let outcome = (&self.records, business).transaction(|(records, tree)| {
-            let mut record = read_record(records, &key)?;
-            if let Some(stored) = record.reply_mut(kind).clone() {
-                return Ok(stored);
-            }
-            let reply = match kind.decide(&record, req) {
-                Decision::Refuse(reply) => return Ok(reply),
-                Decision::Record(reply) => reply,
-                Decision::Apply => {
-                    let input = match kind {
-                        PhaseKind::Forward => &req.input,
-                        PhaseKind::Undo | PhaseKind::Confirm => forward_input(&record)?,
-                    };
-                    let reply =
-                        BranchReply::ok(apply(tree, &input.to_value()).map_err(abort_business)?);
-                    if kind == PhaseKind::Forward {
-                        record.forward_input = Some(req.input.clone());
-                    }
-                    reply
-                }
-            };
-            *record.reply_mut(kind) = Some(reply.clone());
-            write_record(records, &key, &record)?;
-            Ok(reply)
-        });
-        match outcome {
-            Err(TransactionError::Abort(TxAbort::Rejected(rejection)))
-                if kind == PhaseKind::Forward && rejection.is_business() =>
-            {
-                self.record_rejection(req, &key, &rejection)
-            }
-            other => settle(req, other),
-        }
-    }
-
-    /// Stores a business rejection once the business writes were discarded. Runs in its own
-    /// transaction, so it re-checks: a racing duplicate or undo may have recorded first.
-    fn record_rejection(
-        &self,
-        req: &BranchRequest,
-        key: &[u8],
-        rejection: &Rejection,
-    ) -> Result<BranchReply, BarrierError> {
-        let outcome = self.records.transaction(|records| {
-            let mut record = read_record(records, key)?;
-            if let Some(stored) = &record.forward {
-                return Ok(stored.clone());
-            }
-            let reply = if record.undo.is_some() {
-                hanging_reply(req)
-            } else {
-                rejection.reply()
-            };
-            record.forward = Some(reply.clone());
-            write_record(records, key, &record)?;
-            Ok(reply)
-        });
-        settle(req, outcome)
-    }
-}
-
 /// The three kinds of branch phase, as the barrier treats them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PhaseKind {
+pub enum PhaseKind {
     /// `try`/`action`.
     Forward,
     /// `cancel`/`compensate`.
     Undo,
+    /// `confirm`.
     Confirm,
 }
 
@@ -410,8 +133,196 @@ enum Decision {
     Apply,
 }
 
+/// The branch barrier over a [`BarrierStore`]. Cheap to clone when the store is.
+///
+/// A business closure has the shape `Fn(&S::Tx<'_>, BranchInput<'_>) -> Result<Value,
+/// TxError>`: it reads and writes through the transaction handle only, returns the JSON body
+/// of its `200`, or an error ([`TxError`]: a [`Rejection`] to refuse, or the store's own
+/// conflict or failure passed on with `?`). It may run several times (the store re-runs
+/// conflicting transactions), so it must have no other side effect.
+#[derive(Clone, Debug)]
+pub struct Barrier<S> {
+    store: S,
+}
+
+impl<S: BarrierStore> Barrier<S> {
+    /// The barrier over `store`.
+    pub fn new(store: S) -> Self {
+        Barrier { store }
+    }
+
+    /// The store, e.g. to run an admin change in a transaction of its own and make it
+    /// durable.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The stored record of one branch, if any phase of it ran.
+    ///
+    /// Errors: [`BarrierError::Storage`] (including a record that does not decode),
+    /// [`BarrierError::Conflict`].
+    pub fn record(&self, saga_id: &str, step: &str) -> Result<Option<BarrierRecord>, BarrierError> {
+        self.store
+            .transaction(|tx| tx.record(saga_id, step))
+            .map_err(|e| failure(saga_id, step, e))
+    }
+
+    /// Runs a `try`/`action`: `apply` with the request's input at most once per branch, never
+    /// after the branch's undo. Returns the reply to send (also for rejections: `409`/`422`
+    /// stored, anything else not).
+    ///
+    /// Errors: see [`Barrier::run`].
+    pub async fn forward<F>(
+        &self,
+        req: &BranchRequest,
+        apply: F,
+    ) -> Result<BranchReply, BarrierError>
+    where
+        F: Fn(&S::Tx<'_>, BranchInput<'_>) -> Result<Value, TxError>,
+    {
+        self.run(PhaseKind::Forward, req, apply).await
+    }
+
+    /// Runs a `cancel`/`compensate`: `apply` with the forward phase's input once, and only if
+    /// the forward phase succeeded; otherwise records a null compensation (`200
+    /// {"null_compensation": true}`) or, after a rejected forward, `200 {"nothing_to_undo":
+    /// true}`.
+    ///
+    /// Errors: see [`Barrier::run`].
+    pub async fn undo<F>(&self, req: &BranchRequest, apply: F) -> Result<BranchReply, BarrierError>
+    where
+        F: Fn(&S::Tx<'_>, BranchInput<'_>) -> Result<Value, TxError>,
+    {
+        self.run(PhaseKind::Undo, req, apply).await
+    }
+
+    /// Runs a `confirm`: `apply` with the forward phase's input once, and only after a
+    /// successful `try` that was not cancelled (otherwise `409 confirm_without_try` or
+    /// `409 confirm_after_cancel`, not stored).
+    ///
+    /// Errors: see [`Barrier::run`].
+    pub async fn confirm<F>(
+        &self,
+        req: &BranchRequest,
+        apply: F,
+    ) -> Result<BranchReply, BarrierError>
+    where
+        F: Fn(&S::Tx<'_>, BranchInput<'_>) -> Result<Value, TxError>,
+    {
+        self.run(PhaseKind::Confirm, req, apply).await
+    }
+
+    /// [`Barrier::forward`], [`Barrier::undo`] or [`Barrier::confirm`], by `kind`: checks the
+    /// phase, runs the barrier transaction and makes its outcome durable before returning it.
+    ///
+    /// Errors: [`BarrierError::WrongPhase`] if `req.phase` is not of `kind` (nothing is
+    /// touched); [`BarrierError::Storage`] or [`BarrierError::Conflict`] if the transaction
+    /// failed (nothing committed); [`BarrierError::NotDurable`] if it committed but could not
+    /// be flushed.
+    pub async fn run<F>(
+        &self,
+        kind: PhaseKind,
+        req: &BranchRequest,
+        apply: F,
+    ) -> Result<BranchReply, BarrierError>
+    where
+        F: Fn(&S::Tx<'_>, BranchInput<'_>) -> Result<Value, TxError>,
+    {
+        kind.check(req.phase)?;
+        let reply = self.committed(kind, req, apply)?;
+        self.store.durable().await?;
+        Ok(reply)
+    }
+
+    /// One barrier transaction over the branch record and the business data: a duplicate gets
+    /// the stored reply; otherwise `kind` decides from the record whether to refuse, to store
+    /// a reply without calling the business, or to apply the business change.
+    pub(crate) fn committed<F>(
+        &self,
+        kind: PhaseKind,
+        req: &BranchRequest,
+        apply: F,
+    ) -> Result<BranchReply, BarrierError>
+    where
+        F: Fn(&S::Tx<'_>, BranchInput<'_>) -> Result<Value, TxError>,
+    {
+        let (saga_id, step) = (req.saga_id.as_str(), req.step.as_str());
+        let outcome = self.store.transaction(|tx| {
+            let mut record = tx.record(saga_id, step)?.unwrap_or_default();
+            if let Some(stored) = record.reply_mut(kind).clone() {
+                return Ok(stored);
+            }
+            let reply = match kind.decide(&record, req) {
+                Decision::Refuse(reply) => return Ok(reply),
+                Decision::Record(reply) => reply,
+                Decision::Apply => {
+                    let input = match kind {
+                        PhaseKind::Forward => &req.input,
+                        PhaseKind::Undo | PhaseKind::Confirm => forward_input(&record, req)?,
+                    };
+                    let reply = BranchReply::ok(apply(tx, BranchInput::new(input))?);
+                    if kind == PhaseKind::Forward {
+                        record.forward_input = Some(req.input.clone());
+                    }
+                    reply
+                }
+            };
+            *record.reply_mut(kind) = Some(reply.clone());
+            tx.put_record(saga_id, step, &record)?;
+            Ok(reply)
+        });
+        match outcome {
+            Err(TxError::Rejected(rejection))
+                if kind == PhaseKind::Forward && rejection.is_business() =>
+            {
+                self.record_rejection(req, &rejection)
+            }
+            other => settle(req, other),
+        }
+    }
+
+    /// Stores a business rejection once the business writes were discarded. Runs in its own
+    /// transaction, so it re-checks: a racing duplicate or undo may have recorded first.
+    fn record_rejection(
+        &self,
+        req: &BranchRequest,
+        rejection: &Rejection,
+    ) -> Result<BranchReply, BarrierError> {
+        let (saga_id, step) = (req.saga_id.as_str(), req.step.as_str());
+        let outcome = self.store.transaction(|tx| {
+            let mut record = tx.record(saga_id, step)?.unwrap_or_default();
+            if let Some(stored) = &record.forward {
+                return Ok(stored.clone());
+            }
+            let reply = if record.undo.is_some() {
+                hanging_reply(req)
+            } else {
+                rejection.reply()
+            };
+            record.forward = Some(reply.clone());
+            tx.put_record(saga_id, step, &record)?;
+            Ok(reply)
+        });
+        settle(req, outcome)
+    }
+}
+
 impl PhaseKind {
-    fn expect(self, got: Phase) -> Result<(), BarrierError> {
+    /// The kind of `phase`.
+    pub fn of(phase: Phase) -> PhaseKind {
+        if phase.is_forward() {
+            PhaseKind::Forward
+        } else if phase.is_undo() {
+            PhaseKind::Undo
+        } else {
+            PhaseKind::Confirm
+        }
+    }
+
+    /// Whether `got` is a phase of this kind.
+    ///
+    /// Errors: [`BarrierError::WrongPhase`] when it is not.
+    pub fn check(self, got: Phase) -> Result<(), BarrierError> {
         let (accepted, expected) = match self {
             PhaseKind::Forward => (got.is_forward(), "try/action"),
             PhaseKind::Undo => (got.is_undo(), "cancel/compensate"),
@@ -474,47 +385,39 @@ fn refusal(req: &BranchRequest, error: &str, state: &str) -> BranchReply {
     )
 }
 
-/// `BarrierMode::UnsafeDisabled`: the closure alone, in a transaction of its own.
-fn run_unprotected<F>(
-    req: &BranchRequest,
-    business: &sled::Tree,
-    apply: F,
-) -> Result<BranchReply, BarrierError>
-where
-    F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
-{
-    let input = req.input.to_value();
-    let outcome = business.transaction(|tree| {
-        Ok(BranchReply::ok(
-            apply(tree, &input).map_err(abort_business)?,
-        ))
-    });
-    settle(req, outcome)
-}
-
 /// Turns a finished transaction into the reply: rejections that reach here are not stored.
 fn settle(
     req: &BranchRequest,
-    outcome: Result<BranchReply, TransactionError<TxAbort>>,
+    outcome: Result<BranchReply, TxError>,
 ) -> Result<BranchReply, BarrierError> {
-    match outcome {
-        Ok(reply) => Ok(reply),
-        Err(TransactionError::Abort(TxAbort::Rejected(rejection))) => Ok(rejection.reply()),
-        Err(TransactionError::Abort(TxAbort::Corrupt(source))) => {
-            Err(BarrierError::CorruptRecord {
-                saga_id: req.saga_id.clone(),
-                step: req.step.clone(),
-                source,
-            })
-        }
-        Err(TransactionError::Storage(e)) => Err(BarrierError::Storage(e)),
+    outcome.or_else(|e| into_reply(&req.saga_id, &req.step, e))
+}
+
+/// A failed transaction of branch `(saga_id, step)`: a rejection is its reply, anything else
+/// a [`BarrierError`].
+fn into_reply(saga_id: &str, step: &str, e: TxError) -> Result<BranchReply, BarrierError> {
+    match e {
+        TxError::Rejected(rejection) => Ok(rejection.reply()),
+        other => Err(failure(saga_id, step, other)),
     }
 }
 
-fn abort_business(e: BusinessError) -> ConflictableTransactionError<TxAbort> {
+/// A transaction of branch `(saga_id, step)` that failed for a reason other than a business
+/// rejection (a store whose plain read "rejects" is failing too).
+fn failure(saga_id: &str, step: &str, e: TxError) -> BarrierError {
+    let (saga_id, step) = (saga_id.to_string(), step.to_string());
     match e {
-        BusinessError::Rejected(r) => ConflictableTransactionError::Abort(TxAbort::Rejected(r)),
-        BusinessError::Storage(e) => e.into(),
+        TxError::Conflict => BarrierError::Conflict { saga_id, step },
+        TxError::Storage(source) => BarrierError::Storage {
+            saga_id,
+            step,
+            source,
+        },
+        TxError::Rejected(rejection) => BarrierError::Storage {
+            saga_id,
+            step,
+            source: StoreError::backend(rejection),
+        },
     }
 }
 
@@ -529,52 +432,41 @@ fn hanging_reply(req: &BranchRequest) -> BranchReply {
     )
 }
 
-/// `len(saga_id) (u32 BE) ++ saga_id ++ step`: unambiguous for any strings.
-fn record_key(saga_id: &str, step: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(4 + saga_id.len() + step.len());
-    key.extend_from_slice(&(saga_id.len() as u32).to_be_bytes());
-    key.extend_from_slice(saga_id.as_bytes());
-    key.extend_from_slice(step.as_bytes());
-    key
-}
-
-fn read_record(records: &TransactionalTree, key: &[u8]) -> TxResult<BarrierRecord> {
-    match records.get(key)? {
-        None => Ok(BarrierRecord::default()),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| ConflictableTransactionError::Abort(TxAbort::Corrupt(e))),
-    }
-}
-
 /// The input a successful forward phase ran with: confirm and undo act on exactly that. A
 /// successful forward always stored it, so its absence is a corrupt record, not a reason to
 /// trust the request's own input.
-fn forward_input(record: &BarrierRecord) -> TxResult<&RawJson> {
+fn forward_input<'r>(
+    record: &'r BarrierRecord,
+    req: &BranchRequest,
+) -> Result<&'r RawJson, TxError> {
     record.forward_input.as_ref().ok_or_else(|| {
-        let missing = <serde_json::Error as serde::de::Error>::custom(
-            "successful forward phase stored without its input",
-        );
-        ConflictableTransactionError::Abort(TxAbort::Corrupt(missing))
+        StoreError::Corrupt {
+            what: format!(
+                "barrier record of step {:?} in saga {:?}",
+                req.step, req.saga_id
+            ),
+            reason: "successful forward phase stored without its input".into(),
+        }
+        .into()
     })
 }
 
-fn write_record(records: &TransactionalTree, key: &[u8], record: &BarrierRecord) -> TxResult<()> {
-    let bytes = serde_json::to_vec(record)
-        .map_err(|e| ConflictableTransactionError::Abort(TxAbort::Corrupt(e)))?;
-    records.insert(key, bytes)?;
-    Ok(())
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "sled"))]
 mod tests {
+    use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::sled_store::{SledStore, SledTx};
 
-    /// A toy account in one business tree: `balance` and `frozen` as JSON numbers.
-    fn account(tree: &TransactionalTree) -> Result<(u64, u64), BusinessError> {
-        let read = |key: &str| -> Result<u64, BusinessError> {
-            Ok(tree
+    /// A business closure over the sled store, as the tests write them.
+    type Business = fn(&SledTx<'_>, BranchInput<'_>) -> Result<Value, TxError>;
+
+    /// A toy account in the business tree: `balance` and `frozen` as JSON numbers.
+    fn account(tx: &SledTx<'_>) -> Result<(u64, u64), TxError> {
+        let read = |key: &str| -> Result<u64, TxError> {
+            Ok(tx
+                .business()
                 .get(key)?
                 .map(|v| serde_json::from_slice(&v).unwrap())
                 .unwrap_or(0))
@@ -582,65 +474,66 @@ mod tests {
         Ok((read("balance")?, read("frozen")?))
     }
 
-    fn set(tree: &TransactionalTree, key: &str, value: u64) -> Result<(), BusinessError> {
-        tree.insert(key, serde_json::to_vec(&value).unwrap())?;
+    fn set(tx: &SledTx<'_>, key: &str, value: u64) -> Result<(), TxError> {
+        tx.business()
+            .insert(key, serde_json::to_vec(&value).unwrap())?;
         Ok(())
     }
 
-    fn amount(input: &Value) -> u64 {
-        input["amount"].as_u64().unwrap()
+    fn amount(input: BranchInput<'_>) -> u64 {
+        input.value()["amount"].as_u64().unwrap()
     }
 
-    fn freeze(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
-        let (balance, frozen) = account(tree)?;
+    fn freeze(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxError> {
+        let (balance, frozen) = account(tx)?;
         // Written before the check on purpose: a rejection must discard it.
-        set(tree, "frozen", frozen + amount(input))?;
+        set(tx, "frozen", frozen + amount(input))?;
         if balance - frozen < amount(input) {
             return Err(Rejection::conflict("insufficient_funds", "not enough").into());
         }
         Ok(json!({"frozen": amount(input)}))
     }
 
-    fn release(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
-        let (_, frozen) = account(tree)?;
+    fn release(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxError> {
+        let (_, frozen) = account(tx)?;
         let left = frozen
             .checked_sub(amount(input))
             .ok_or_else(|| Rejection::invariant("frozen would go negative"))?;
-        set(tree, "frozen", left)?;
+        set(tx, "frozen", left)?;
         Ok(json!({"released": amount(input)}))
     }
 
-    fn deduct(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
-        let (balance, frozen) = account(tree)?;
-        set(tree, "balance", balance - amount(input))?;
-        set(tree, "frozen", frozen - amount(input))?;
+    fn deduct(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxError> {
+        let (balance, frozen) = account(tx)?;
+        set(tx, "balance", balance - amount(input))?;
+        set(tx, "frozen", frozen - amount(input))?;
         Ok(json!({"deducted": amount(input)}))
     }
 
-    fn counted<'a>(
-        calls: &'a AtomicUsize,
-        f: fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
-    ) -> impl Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError> + 'a {
-        move |tree, input| {
+    fn counted(
+        calls: &AtomicUsize,
+        f: Business,
+    ) -> impl Fn(&SledTx<'_>, BranchInput<'_>) -> Result<Value, TxError> + '_ {
+        move |tx, input| {
             calls.fetch_add(1, Ordering::SeqCst);
-            f(tree, input)
+            f(tx, input)
         }
     }
 
     struct Fixture {
-        barrier: Barrier,
-        business: sled::Tree,
+        barrier: Barrier<SledStore>,
     }
 
-    fn fixture(mode: BarrierMode, balance: u64) -> Fixture {
+    /// A barrier over a temporary sled database whose business tree holds `balance`.
+    fn fixture(balance: u64) -> Fixture {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let business = db.open_tree("business").unwrap();
-        business
+        let store = SledStore::open(&db, "business").unwrap();
+        store
+            .business()
             .insert("balance", serde_json::to_vec(&balance).unwrap())
             .unwrap();
         Fixture {
-            barrier: Barrier::open_with_mode(&db, mode).unwrap(),
-            business,
+            barrier: Barrier::new(store),
         }
     }
 
@@ -648,23 +541,21 @@ mod tests {
         /// Runs `req` through the barrier method of its phase; the call must not fail.
         async fn call<F>(&self, req: &BranchRequest, apply: F) -> BranchReply
         where
-            F: Fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>,
+            F: Fn(&SledTx<'_>, BranchInput<'_>) -> Result<Value, TxError>,
         {
             let reply = match req.phase {
-                Phase::Try | Phase::Action => {
-                    self.barrier.forward(req, &self.business, apply).await
-                }
-                Phase::Cancel | Phase::Compensate => {
-                    self.barrier.undo(req, &self.business, apply).await
-                }
-                Phase::Confirm => self.barrier.confirm(req, &self.business, apply).await,
+                Phase::Try | Phase::Action => self.barrier.forward(req, apply).await,
+                Phase::Cancel | Phase::Compensate => self.barrier.undo(req, apply).await,
+                Phase::Confirm => self.barrier.confirm(req, apply).await,
             };
             reply.unwrap()
         }
 
         fn state(&self) -> (u64, u64) {
             let read = |key: &str| -> u64 {
-                self.business
+                self.barrier
+                    .store()
+                    .business()
                     .get(key)
                     .unwrap()
                     .map(|v| serde_json::from_slice(&v).unwrap())
@@ -685,7 +576,7 @@ mod tests {
 
     #[tokio::test]
     async fn duplicate_forward_replays_the_stored_reply_and_applies_once() {
-        let f = fixture(BarrierMode::Enforced, 100);
+        let f = fixture(100);
         let calls = AtomicUsize::new(0);
         let first = f
             .call(&req("s1", Phase::Try, 30), counted(&calls, freeze))
@@ -701,7 +592,7 @@ mod tests {
 
     #[tokio::test]
     async fn null_compensation_skips_the_business_and_makes_the_late_try_hang() {
-        let f = fixture(BarrierMode::Enforced, 100);
+        let f = fixture(100);
         let calls = AtomicUsize::new(0);
         let cancel = f
             .call(&req("s1", Phase::Cancel, 30), counted(&calls, release))
@@ -713,7 +604,7 @@ mod tests {
             .call(&req("s1", Phase::Try, 30), counted(&calls, freeze))
             .await;
         assert_eq!(late_try.status, 409);
-        assert_eq!(late_try.body["error"], "hanging");
+        assert_eq!(late_try.body["error"]["code"], "hanging");
         assert_eq!(calls.load(Ordering::SeqCst), 0);
         assert_eq!(f.state(), (100, 0));
 
@@ -729,7 +620,7 @@ mod tests {
 
     #[tokio::test]
     async fn duplicate_cancel_releases_once_using_the_try_input() {
-        let f = fixture(BarrierMode::Enforced, 100);
+        let f = fixture(100);
         let calls = AtomicUsize::new(0);
         f.call(&req("s1", Phase::Try, 30), freeze).await;
         // The cancel carries a different amount: the barrier hands the try's input instead.
@@ -747,13 +638,13 @@ mod tests {
 
     #[tokio::test]
     async fn confirm_runs_once_and_only_after_a_successful_try() {
-        let f = fixture(BarrierMode::Enforced, 100);
+        let f = fixture(100);
         let calls = AtomicUsize::new(0);
         let early = f
             .call(&req("s1", Phase::Confirm, 30), counted(&calls, deduct))
             .await;
         assert_eq!(early.status, 409);
-        assert_eq!(early.body["error"], "confirm_without_try");
+        assert_eq!(early.body["error"]["code"], "confirm_without_try");
         // Not stored: once the try lands, the confirm goes through.
         f.call(&req("s1", Phase::Try, 30), freeze).await;
         let first = f
@@ -768,30 +659,30 @@ mod tests {
         assert_eq!(f.state(), (70, 0));
 
         let cancel = f.call(&req("s1", Phase::Cancel, 30), release).await;
-        assert_eq!(cancel.body["error"], "undo_after_confirm");
+        assert_eq!(cancel.body["error"]["code"], "undo_after_confirm");
         assert_eq!(f.state(), (70, 0));
     }
 
     #[tokio::test]
     async fn confirm_after_cancel_is_refused() {
-        let f = fixture(BarrierMode::Enforced, 100);
+        let f = fixture(100);
         f.call(&req("s1", Phase::Try, 30), freeze).await;
         f.call(&req("s1", Phase::Cancel, 30), release).await;
         let confirm = f.call(&req("s1", Phase::Confirm, 30), deduct).await;
         assert_eq!(confirm.status, 409);
-        assert_eq!(confirm.body["error"], "confirm_after_cancel");
+        assert_eq!(confirm.body["error"]["code"], "confirm_after_cancel");
         assert_eq!(f.state(), (100, 0));
     }
 
     #[tokio::test]
     async fn rejection_discards_business_writes_is_stored_and_replayed() {
-        let f = fixture(BarrierMode::Enforced, 10);
+        let f = fixture(10);
         let calls = AtomicUsize::new(0);
         let first = f
             .call(&req("s1", Phase::Try, 30), counted(&calls, freeze))
             .await;
         assert_eq!(first.status, 409);
-        assert_eq!(first.body["error"], "insufficient_funds");
+        assert_eq!(first.body["error"]["code"], "insufficient_funds");
         assert_eq!(
             f.state(),
             (10, 0),
@@ -799,7 +690,9 @@ mod tests {
         );
 
         // Even with funds now available, the branch keeps its answer.
-        f.business
+        f.barrier
+            .store()
+            .business()
             .insert("balance", serde_json::to_vec(&1000u64).unwrap())
             .unwrap();
         let second = f
@@ -818,12 +711,13 @@ mod tests {
 
     #[tokio::test]
     async fn failures_other_than_409_and_422_are_not_stored() {
-        let f = fixture(BarrierMode::Enforced, 100);
-        let failing = |_: &TransactionalTree, _: &Value| -> Result<Value, BusinessError> {
+        let f = fixture(100);
+        let failing = |_: &SledTx<'_>, _: BranchInput<'_>| -> Result<Value, TxError> {
             Err(Rejection::invariant("boom").into())
         };
         let reply = f.call(&req("s1", Phase::Action, 1), failing).await;
         assert_eq!(reply.status, 500);
+        assert_eq!(reply.body["error"]["code"], "invariant_violated");
         assert_eq!(f.barrier.record("s1", "freeze_funds").unwrap(), None);
         let retried = f.call(&req("s1", Phase::Action, 1), freeze).await;
         assert_eq!(retried.status, 200);
@@ -831,10 +725,10 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_phase_is_an_error_not_a_business_outcome() {
-        let f = fixture(BarrierMode::Enforced, 100);
+        let f = fixture(100);
         let err = f
             .barrier
-            .forward(&req("s1", Phase::Cancel, 1), &f.business, freeze)
+            .forward(&req("s1", Phase::Cancel, 1), freeze)
             .await
             .unwrap_err();
         assert!(matches!(
@@ -844,35 +738,58 @@ mod tests {
                 ..
             }
         ));
+        assert_eq!(err.reply().body["error"]["code"], "wrong_phase", "{err:?}");
         assert_eq!(f.barrier.record("s1", "freeze_funds").unwrap(), None);
     }
 
     #[tokio::test]
-    async fn keys_of_different_branches_never_collide() {
-        assert_ne!(record_key("ab", "c"), record_key("a", "bc"));
-        let f = fixture(BarrierMode::Enforced, 100);
+    async fn records_of_different_branches_never_collide() {
+        let f = fixture(100);
         let mut r = req("ab", Phase::Try, 1);
         r.step = "c".into();
-        f.barrier.forward(&r, &f.business, freeze).await.unwrap();
+        f.barrier.forward(&r, freeze).await.unwrap();
+        assert!(f.barrier.record("ab", "c").unwrap().is_some());
         assert_eq!(f.barrier.record("a", "bc").unwrap(), None);
     }
 
+    /// The saga input travels as its exact text: the forward closure gets it, the record
+    /// stores it, and confirm and undo closures get it back byte for byte, numbers beyond 64
+    /// bits and spacing included.
     #[tokio::test]
-    async fn unsafe_mode_really_removes_the_protection() {
-        let f = fixture(BarrierMode::UnsafeDisabled, 100);
-        for _ in 0..2 {
-            let reply = f.call(&req("s1", Phase::Try, 30), freeze).await;
-            assert_eq!(reply.status, 200);
-        }
-        assert_eq!(f.state(), (100, 60), "the duplicate try froze twice");
-        assert_eq!(f.barrier.record("s1", "freeze_funds").unwrap(), None);
+    async fn the_forward_input_is_stored_and_handed_back_as_its_exact_text() {
+        const TEXT: &str = r#"{"big": 123456789012345678901234567890}"#;
+        let f = fixture(0);
+        let seen = Mutex::new(Vec::<String>::new());
+        let remember = |_: &SledTx<'_>, input: BranchInput<'_>| -> Result<Value, TxError> {
+            seen.lock().unwrap().push(input.text().to_string());
+            Ok(json!({}))
+        };
+        let exact = |saga_id: &str, phase: Phase| BranchRequest {
+            saga_id: saga_id.into(),
+            step: "big".into(),
+            phase,
+            input: RawJson::from_text(TEXT).unwrap(),
+        };
+        // Confirm and undo requests carry some other input: the stored one wins.
+        let other = |saga_id: &str, phase: Phase| BranchRequest {
+            input: json!({"big": 1}).into(),
+            ..exact(saga_id, phase)
+        };
+
+        f.call(&exact("tcc", Phase::Try), remember).await;
+        let stored = f.barrier.record("tcc", "big").unwrap().unwrap();
+        assert_eq!(stored.forward_input.as_ref().map(RawJson::get), Some(TEXT));
+        f.call(&other("tcc", Phase::Confirm), remember).await;
+        f.call(&exact("saga", Phase::Action), remember).await;
+        f.call(&other("saga", Phase::Compensate), remember).await;
+        assert_eq!(*seen.lock().unwrap(), vec![TEXT; 4]);
     }
 
     /// A `try` and its `cancel` race on two threads, 200 times: whichever wins, the account
     /// ends where it started, and the replies tell a consistent story.
-    #[test]
-    fn racing_try_and_cancel_never_leave_funds_frozen() {
-        let f = fixture(BarrierMode::Enforced, 1_000);
+    #[tokio::test]
+    async fn racing_try_and_cancel_never_leave_funds_frozen() {
+        let f = fixture(1_000);
         let (mut applied_then_undone, mut hanging) = (0, 0);
         for i in 0..200 {
             let saga_id = format!("race-{i}");
@@ -881,23 +798,13 @@ mod tests {
                 let tried = s.spawn(|| {
                     start.wait();
                     f.barrier
-                        .committed(
-                            PhaseKind::Forward,
-                            &req(&saga_id, Phase::Try, 10),
-                            &f.business,
-                            freeze,
-                        )
+                        .committed(PhaseKind::Forward, &req(&saga_id, Phase::Try, 10), freeze)
                         .unwrap()
                 });
                 let cancelled = s.spawn(|| {
                     start.wait();
                     f.barrier
-                        .committed(
-                            PhaseKind::Undo,
-                            &req(&saga_id, Phase::Cancel, 10),
-                            &f.business,
-                            release,
-                        )
+                        .committed(PhaseKind::Undo, &req(&saga_id, Phase::Cancel, 10), release)
                         .unwrap()
                 });
                 (tried.join().unwrap(), cancelled.join().unwrap())
@@ -909,7 +816,7 @@ mod tests {
                     applied_then_undone += 1;
                 }
                 409 => {
-                    assert_eq!(try_reply.body["error"], "hanging", "pair {i}");
+                    assert_eq!(try_reply.body["error"]["code"], "hanging", "pair {i}");
                     assert_eq!(
                         cancel_reply.body,
                         json!({"null_compensation": true}),
@@ -922,5 +829,49 @@ mod tests {
             assert_eq!(f.state(), (1_000, 0), "pair {i}");
         }
         eprintln!("try applied then cancelled: {applied_then_undone}, try hanging: {hanging}");
+    }
+
+    #[test]
+    fn phase_kinds_check_their_phases() {
+        for phase in [
+            Phase::Try,
+            Phase::Confirm,
+            Phase::Cancel,
+            Phase::Action,
+            Phase::Compensate,
+        ] {
+            let kind = PhaseKind::of(phase);
+            assert!(kind.check(phase).is_ok(), "{phase}");
+        }
+        assert_eq!(PhaseKind::of(Phase::Compensate), PhaseKind::Undo);
+        assert!(PhaseKind::Confirm.check(Phase::Try).is_err());
+        assert!(PhaseKind::Forward.check(Phase::Cancel).is_err());
+    }
+
+    #[test]
+    fn every_barrier_error_answers_with_the_error_body() {
+        let storage = BarrierError::Storage {
+            saga_id: "s".into(),
+            step: "x".into(),
+            source: StoreError::Corrupt {
+                what: "record".into(),
+                reason: "not JSON".into(),
+            },
+        };
+        let conflict = BarrierError::Conflict {
+            saga_id: "s".into(),
+            step: "x".into(),
+        };
+        let not_durable = BarrierError::NotDurable(GroupCommitError::Stopped);
+        for (err, status, code) in [
+            (storage, 500, "storage"),
+            (conflict, 500, "storage"),
+            (not_durable, 500, "storage"),
+        ] {
+            let reply = err.reply();
+            assert_eq!(reply.status, status, "{err}");
+            assert_eq!(reply.body["error"]["code"], code, "{err}");
+            assert_eq!(reply.body["error"]["message"], err.to_string());
+        }
     }
 }

@@ -1,40 +1,41 @@
-//! Participant SDK and the three example participants of the saga coordinator.
+//! Participant SDK of the saga coordinator: what any participant service needs to take
+//! branch calls safely.
 //!
-//! The SDK, for any participant service:
-//! - [`barrier`]: the branch barrier. One sled record per `(saga_id, step)`, read and written
-//!   in the same transaction as the business change, gives idempotency, null compensation and
-//!   hanging protection; replies are durable (group commit, [`durability`]) before they leave;
-//! - [`branch`]: the axum extractor for branch calls (`BranchRequest` body, checked against
-//!   the `Saga-*` headers; bad input is a `400`);
+//! - [`barrier`]: the branch barrier. One record per `(saga_id, step)`, read and written in
+//!   the same local transaction as the business change, gives idempotency, null compensation
+//!   and hanging protection; replies are durable before they leave;
+//! - [`store`]: the storage traits the barrier runs on ([`BarrierStore`], [`BarrierTx`]) and
+//!   their errors; `sled_store` (feature `sled`) implements them over sled;
+//! - [`input`]: the saga input handed to business closures, as its exact submitted text;
+//! - [`reply`]: what a participant answers ([`BranchReply`], [`Rejection`]), every error as
+//!   `{"error": {"code", "message"}}`;
+//! - [`branch`]: parsing a branch call and checking it against its `Saga-*` headers; the axum
+//!   extractor `branch::Branch` (feature `axum`);
 //! - [`registration`]: registers the participant with the coordinator in the background,
 //!   retrying with backoff until it answers;
-//! - [`records`]: typed JSON records in sled trees for business state;
-//! - [`config`]: the flags and environment shared by the binaries, as a typed config;
-//! - [`faults`]: optional fault injection on branch calls (delay, errors, hangs, replies
-//!   dropped after commit), enabled by `--faults` and changed at runtime by `PUT /_faults`;
-//! - [`no_work`]: benchmark mode (`--no-work`): branch calls answered `200` without doing
-//!   anything, so a load run measures the coordinator alone; breaks every guarantee;
-//! - [`server`]: start-up (database, business tree, listener, registration) and graceful
-//!   shutdown, returning a [`RunningParticipant`], plus the branch and listing routes over the
-//!   business tree; [`cli`] wraps it into a binary's `main`.
+//! - [`policy`]: a resilience policy read from a JSON or YAML file, for registration.
 //!
-//! The examples, each a module with `start(config)` and a binary of the same name:
-//! [`wallet`] (TCC `freeze`), [`order`] (SAGA `create`), [`points`] (SAGA `award`).
+//! Features: `sled` (the sled store) and `axum` (extractor, `IntoResponse` for replies and
+//! errors), both on by default. With `--no-default-features` neither sled nor axum is built.
+//!
+//! The example participants (wallet, order, points) built on this SDK are the
+//! `example-participants` package in `participants/examples/`.
+
+#![deny(missing_docs)]
 
 pub mod barrier;
 pub mod branch;
-pub mod cli;
-pub mod config;
-pub mod durability;
-pub mod faults;
-pub mod no_work;
-pub mod order;
-pub mod points;
-pub mod records;
+pub mod input;
+pub mod policy;
 pub mod registration;
-pub mod server;
-pub mod wallet;
+pub mod reply;
+#[cfg(feature = "sled")]
+pub mod sled_store;
+pub mod store;
 
-pub use barrier::{Barrier, BarrierError, BarrierMode, BranchReply, BusinessError, Rejection};
-pub use config::{ParticipantArgs, ParticipantConfig, ParticipantKind};
-pub use server::{ParticipantError, RunningParticipant};
+pub use barrier::{Barrier, BarrierError, BarrierRecord, PhaseKind};
+pub use input::BranchInput;
+pub use reply::{BranchReply, Rejection};
+#[cfg(feature = "sled")]
+pub use sled_store::{SledStore, SledTx};
+pub use store::{BarrierStore, BarrierTx, StoreError, TxError};

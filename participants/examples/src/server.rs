@@ -1,52 +1,70 @@
 //! Start-up and shutdown shared by the participants: open the sled database, bind, register
 //! with the coordinator in the background, serve until asked to stop.
+//!
+//! Every answer that is not a success carries `{"error": {"code", "message"}}`: the barrier's
+//! and the branch extractor's errors, the admin routes' (through the `extract` module), a body
+//! over [`MAX_BODY_BYTES`] (`413`), an unknown route (`404`) and a method a route does not
+//! take (`405`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use axum::extract::State;
-use axum::routing::{MethodRouter, get, post};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
 use axum::{Json, Router};
+use participants::branch::MAX_BODY_BYTES;
+use participants::registration::Registration;
+use participants::{Barrier, BranchReply, SledStore};
 use sagas::wire::Phase;
 use sagas::{ActionEndpoints, CoordinatorClient, ParticipantSpec};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
-use sled::transaction::TransactionalTree;
+use serde_json::json;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::barrier::{Barrier, BarrierError, BranchReply, BusinessError, PhaseKind};
-use crate::branch::Branch;
+use crate::barrier_mode::BarrierMode;
 use crate::config::{ConfigError, ParticipantConfig, ParticipantKind};
 use crate::faults::{self, ConnectionSwitch, FaultInjector, FaultListener};
+use crate::ledger::Ledger;
 use crate::no_work;
-use crate::records;
-use crate::registration::Registration;
 
+/// Why a participant did not start.
 #[derive(Debug, Error)]
 pub enum ParticipantError {
+    /// The configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error("cannot create data directory {path}: {source}")]
+    /// The data directory could not be created.
+    #[error("cannot create data directory {}: {source}", path.display())]
     DataDir {
+        /// The directory.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
-    #[error("cannot open the database in {path}: {source}")]
-    OpenDatabase { path: PathBuf, source: sled::Error },
+    /// sled could not open the database (locked by another process, corrupt, ...).
+    #[error("cannot open the database in {}: {source}", path.display())]
+    OpenDatabase {
+        /// The data directory.
+        path: PathBuf,
+        /// Why.
+        source: sled::Error,
+    },
+    /// sled could not open a tree.
     #[error("storage error: {0}")]
     Storage(#[from] sled::Error),
-    #[error("barrier: {0}")]
-    Barrier(#[from] BarrierError),
+    /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
+    /// The registration built from the configuration is invalid (e.g. an advertised URL
+    /// with a path).
     #[error("invalid participant spec: {0}")]
     Spec(String),
 }
@@ -67,6 +85,7 @@ pub struct RunningParticipant {
 }
 
 impl RunningParticipant {
+    /// Which participant this is.
     pub fn kind(&self) -> ParticipantKind {
         self.kind
     }
@@ -81,6 +100,7 @@ impl RunningParticipant {
         &self.url
     }
 
+    /// The background registration with the coordinator.
     pub fn registration(&self) -> &Registration {
         &self.registration
     }
@@ -110,35 +130,8 @@ const BRANCH_PHASES: [Phase; 5] = [
     Phase::Compensate,
 ];
 
-/// The state of a participant whose business records live in one sled tree: what its
-/// routes are given.
-#[derive(Clone)]
-pub(crate) struct Ledger {
-    pub barrier: Barrier,
-    pub tree: sled::Tree,
-}
-
-/// A business change as the barrier runs it (see [`Barrier::forward`]).
-pub(crate) type Business = fn(&TransactionalTree, &Value) -> Result<Value, BusinessError>;
-
-/// The `POST` route of one branch phase: `apply` on the ledger's tree, behind the barrier.
-pub(crate) fn branch(kind: PhaseKind, apply: Business) -> MethodRouter<Ledger> {
-    post(
-        move |State(ledger): State<Ledger>, Branch(req): Branch| async move {
-            ledger.barrier.run(kind, &req, &ledger.tree, apply).await
-        },
-    )
-}
-
-/// `GET` of every record of the ledger's tree, by key (admin listings for invariant checks).
-pub(crate) async fn list<T: Serialize + DeserializeOwned>(
-    State(ledger): State<Ledger>,
-) -> Result<Json<BTreeMap<String, T>>, BranchReply> {
-    records::all(&ledger.tree).map(Json)
-}
-
-/// Opens the database and the business tree `tree`, binds, starts registering `actions` and
-/// serves `routes`.
+/// Opens the database and the business tree `tree`, binds, starts registering `actions` (with
+/// the configured policy, if any) and serves `routes`. Logs one `listening on {addr}` line.
 pub(crate) async fn start(
     kind: ParticipantKind,
     config: ParticipantConfig,
@@ -157,9 +150,14 @@ pub(crate) async fn start(
         source,
     })?;
     let ledger = Ledger {
-        barrier: Barrier::open_with_mode(&db, config.barrier)?,
-        tree: db.open_tree(tree)?,
+        barrier: Barrier::new(SledStore::open(&db, tree)?),
+        mode: config.barrier,
     };
+    if config.barrier == BarrierMode::UnsafeDisabled {
+        tracing::warn!(
+            "branch barrier DISABLED: duplicate, early and late branch calls are not handled"
+        );
+    }
 
     let listener =
         TcpListener::bind(config.listen)
@@ -188,7 +186,8 @@ pub(crate) async fn start(
     let spec = ParticipantSpec {
         base_url: url.clone(),
         actions,
-        policy: None,
+        // None keeps the policy the coordinator has; only an explicit --policy replaces it.
+        policy: config.policy.clone(),
     };
     spec.validate()
         .map_err(|e| ParticipantError::Spec(e.to_string()))?;
@@ -216,7 +215,16 @@ pub(crate) async fn start(
     }
     let app = routes
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .fallback(|| async { BranchReply::error(404, "not_found", "no such route") });
+        .fallback(|| async { BranchReply::error(404, "not_found", "no such route") })
+        // Last: it applies to the routes that exist by now.
+        .method_not_allowed_fallback(|| async {
+            BranchReply::error(
+                405,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     let stop_signal = {
         let mut stop_requested = stop_requested;
         async move {
@@ -245,7 +253,15 @@ pub(crate) async fn start(
         kind.name().to_string(),
         spec,
     );
-    tracing::info!(participant = kind.name(), %local_addr, %url, barrier = ?config.barrier, no_work = config.no_work, "serving");
+    tracing::info!(
+        participant = kind.name(),
+        addr = %local_addr,
+        %url,
+        barrier = ?config.barrier,
+        no_work = config.no_work,
+        policy = config.policy.is_some(),
+        "listening on {local_addr}"
+    );
     Ok(RunningParticipant {
         kind,
         local_addr,
@@ -264,10 +280,4 @@ fn branch_paths(spec: &ParticipantSpec) -> BTreeSet<String> {
         .flat_map(|endpoints| BRANCH_PHASES.iter().filter_map(|p| endpoints.path(*p)))
         .map(str::to_string)
         .collect()
-}
-
-/// Parses an admin request body; bad JSON is a `400` with the protocol's error body.
-pub(crate) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, BranchReply> {
-    serde_json::from_slice(body)
-        .map_err(|e| BranchReply::error(400, "bad_request", format!("invalid body: {e}")))
 }

@@ -1,6 +1,6 @@
-//! The points participant binary; see `participants::points`.
+//! The points participant binary; see `example_participants::points`.
 
-use participants::{ParticipantKind, cli, points};
+use example_participants::{ParticipantKind, cli, points};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

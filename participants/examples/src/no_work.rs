@@ -16,16 +16,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use participants::BranchReply;
 use serde_json::json;
-
-use crate::barrier::BranchReply;
-
-/// Largest request body read before answering; a branch call is a few hundred bytes.
-const BODY_LIMIT: usize = 1 << 20;
 
 /// Wraps `routes` so that a `POST` to one of `branch_paths` is answered without reaching them.
 pub(crate) fn install(routes: Router, branch_paths: BTreeSet<String>) -> Router {
@@ -45,7 +42,9 @@ async fn answer(
         return next.run(req).await;
     }
     // Reading the body lets hyper keep the connection alive for the coordinator's next call;
-    // its content does not matter.
-    let _ = axum::body::to_bytes(req.into_body(), BODY_LIMIT).await;
-    BranchReply::ok(json!({"no_work": true})).into_response()
+    // its content does not matter, its size does (the server's body limit applies).
+    match Bytes::from_request(req, &()).await {
+        Ok(_) => BranchReply::ok(json!({"no_work": true})).into_response(),
+        Err(e) => BranchReply::status_error(e.status().as_u16(), e.body_text()).into_response(),
+    }
 }

@@ -25,7 +25,7 @@
 //! Only the branch endpoints are affected; admin, health and `/_faults` routes never fail.
 //!
 //! How a reply is dropped: with faults enabled the server accepts connections through
-//! [`FaultListener`], whose streams carry a [`ConnectionSwitch`] (handed to every request as
+//! `FaultListener`, whose streams carry a `ConnectionSwitch` (handed to every request as
 //! `ConnectInfo`). Tripping the switch makes every later read and write on that connection
 //! fail, so hyper abandons it before the response head is written and the socket is closed.
 
@@ -40,7 +40,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -54,8 +53,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::barrier::BranchReply;
-use crate::server::json_body;
+use participants::BranchReply;
+
+use crate::extract::JsonBody;
 
 /// The path of the fault-control endpoint.
 pub const FAULTS_PATH: &str = "/_faults";
@@ -138,11 +138,14 @@ impl FaultPlan {
         self.delay_ms > 0 || self.error_rate > 0.0 || self.hang || self.drop_reply_rate > 0.0
     }
 
+    /// `delay_ms` as a duration.
     pub fn delay(&self) -> Duration {
         Duration::from_millis(self.delay_ms)
     }
 
     /// Rates must be probabilities (NaN is not).
+    ///
+    /// Errors: which rate, and its value.
     pub fn validate(&self) -> Result<(), String> {
         check_rate("error_rate", self.error_rate)?;
         check_rate("drop_reply_rate", self.drop_reply_rate)
@@ -295,9 +298,8 @@ async fn get_faults(State(faults): State<FaultInjector>) -> axum::Json<FaultPlan
     axum::Json(faults.plan())
 }
 
-/// Parses a `PUT /_faults` body: a JSON object (not serde's array form of a struct).
-fn parse_plan(body: &[u8]) -> Result<FaultPlan, BranchReply> {
-    let value: serde_json::Value = json_body(body)?;
+/// Checks a `PUT /_faults` body: a JSON object (not serde's array form of a struct).
+fn parse_plan(value: serde_json::Value) -> Result<FaultPlan, BranchReply> {
     if !value.is_object() {
         return Err(BranchReply::error(
             400,
@@ -309,8 +311,11 @@ fn parse_plan(body: &[u8]) -> Result<FaultPlan, BranchReply> {
         .map_err(|e| BranchReply::error(400, "bad_request", format!("invalid body: {e}")))
 }
 
-async fn put_faults(State(faults): State<FaultInjector>, body: Bytes) -> Response {
-    match parse_plan(&body) {
+async fn put_faults(
+    State(faults): State<FaultInjector>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Response {
+    match parse_plan(body) {
         Ok(plan) => {
             tracing::warn!(?plan, "fault plan replaced");
             faults.replace(plan);
@@ -401,14 +406,14 @@ fn cut(switch: Option<ConnectionSwitch>, path: &str, why: &str) -> Response {
 /// Cuts one connection: once tripped, every read and write on it fails, so hyper drops the
 /// connection without writing whatever it was about to write.
 #[derive(Clone, Default)]
-pub struct ConnectionSwitch(Arc<AtomicBool>);
+pub(crate) struct ConnectionSwitch(Arc<AtomicBool>);
 
 impl ConnectionSwitch {
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
 
-    pub fn is_cut(&self) -> bool {
+    pub(crate) fn is_cut(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 }
@@ -422,10 +427,10 @@ impl fmt::Debug for ConnectionSwitch {
 }
 
 /// A TCP listener whose connections can be cut by the request they carry.
-pub struct FaultListener(TcpListener);
+pub(crate) struct FaultListener(TcpListener);
 
 impl FaultListener {
-    pub fn new(listener: TcpListener) -> Self {
+    pub(crate) fn new(listener: TcpListener) -> Self {
         FaultListener(listener)
     }
 }
@@ -455,7 +460,7 @@ impl Connected<IncomingStream<'_, FaultListener>> for ConnectionSwitch {
 }
 
 /// A TCP stream that fails every read and write once its [`ConnectionSwitch`] is cut.
-pub struct CuttableStream {
+pub(crate) struct CuttableStream {
     stream: TcpStream,
     switch: ConnectionSwitch,
 }

@@ -5,7 +5,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use participants::{ParticipantKind, wallet};
+use example_participants::{ParticipantKind, wallet};
 use serde_json::{Value, json};
 use support::Participant;
 
@@ -97,7 +97,10 @@ async fn cancel_before_try_is_a_null_compensation_and_the_late_try_hangs() {
     let cancel = call(&w, "cancel", "s1", freeze("carol", 10)).await;
     assert_eq!(cancel, (200, json!({"null_compensation": true})));
     let (status, body) = call(&w, "try", "s1", freeze("carol", 10)).await;
-    assert_eq!((status, body["error"].clone()), (409, json!("hanging")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (409, json!("hanging"))
+    );
     assert_eq!(
         account(&w, "carol").await,
         json!({"balance": 100, "frozen": 0})
@@ -110,13 +113,13 @@ async fn business_rejections_and_bad_requests() {
     let w = wallet_with("dave", 10).await;
     let (status, body) = call(&w, "try", "s1", freeze("dave", 11)).await;
     assert_eq!(
-        (status, body["error"].clone()),
+        (status, body["error"]["code"].clone()),
         (409, json!("insufficient_funds")),
         "{body}"
     );
     let (status, body) = call(&w, "try", "s2", freeze("nobody", 1)).await;
     assert_eq!(
-        (status, body["error"].clone()),
+        (status, body["error"]["code"].clone()),
         (409, json!("unknown_account"))
     );
     for (i, input) in [
@@ -131,7 +134,7 @@ async fn business_rejections_and_bad_requests() {
     {
         let (status, body) = call(&w, "try", &format!("bad{i}"), input.clone()).await;
         assert_eq!(
-            (status, body["error"].clone()),
+            (status, body["error"]["code"].clone()),
             (422, json!("invalid_input")),
             "{input}: {body}"
         );
@@ -139,7 +142,7 @@ async fn business_rejections_and_bad_requests() {
     // A confirm for a try that never ran is refused, not applied.
     let (status, body) = call(&w, "confirm", "s9", freeze("dave", 1)).await;
     assert_eq!(
-        (status, body["error"].clone()),
+        (status, body["error"]["code"].clone()),
         (409, json!("confirm_without_try"))
     );
     assert_eq!(
@@ -156,7 +159,10 @@ async fn business_rejections_and_bad_requests() {
         .await
         .unwrap();
     let (status, body) = support::decode(resp).await;
-    assert_eq!((status, body["error"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
     let resp = w
         .http
         .post(w.url("/freeze/try"))
@@ -170,11 +176,14 @@ async fn business_rejections_and_bad_requests() {
     let (status, body) = w
         .branch("/freeze/try", "s1", "f", "cancel", freeze("dave", 1))
         .await;
-    assert_eq!((status, body["error"].clone()), (400, json!("wrong_phase")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("wrong_phase"))
+    );
 
     let (status, body) = w.get("/accounts/nobody").await;
     assert_eq!(
-        (status, body["error"].clone()),
+        (status, body["error"]["code"].clone()),
         (404, json!("unknown_account"))
     );
     assert_eq!(
@@ -212,7 +221,7 @@ async fn concurrent_tries_on_one_account_never_over_freeze() {
     let (mut ok, mut insufficient) = (0, 0);
     for call in calls {
         let (status, body) = call.await.unwrap();
-        match (status, body["error"].as_str()) {
+        match (status, body["error"]["code"].as_str()) {
             (200, _) => ok += 1,
             (409, Some("insufficient_funds")) => insufficient += 1,
             other => panic!("unexpected answer {other:?}: {body}"),

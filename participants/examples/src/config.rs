@@ -8,18 +8,25 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use participants::policy::{self, PolicyFileError};
+use sagas::ParticipantPolicy;
 use thiserror::Error;
 
-use crate::barrier::BarrierMode;
+use crate::barrier_mode::BarrierMode;
 use crate::faults::FaultPlan;
+use crate::logging::LogFormat;
 
+/// The coordinator a participant registers with unless told otherwise.
 pub const DEFAULT_COORDINATOR_URL: &str = "http://127.0.0.1:7700";
 
 /// Which example participant a binary or a config is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParticipantKind {
+    /// `wallet`: TCC action `freeze`.
     Wallet,
+    /// `order`: SAGA action `create`.
     Order,
+    /// `points`: SAGA action `award`.
     Points,
 }
 
@@ -31,6 +38,8 @@ struct EnvNames {
     advertise_url: &'static str,
     faults: &'static str,
     no_work: &'static str,
+    policy: &'static str,
+    log_format: &'static str,
 }
 
 macro_rules! env_names {
@@ -42,6 +51,8 @@ macro_rules! env_names {
             advertise_url: concat!($prefix, "_ADVERTISE_URL"),
             faults: concat!($prefix, "_FAULTS"),
             no_work: concat!($prefix, "_NO_WORK"),
+            policy: concat!($prefix, "_POLICY"),
+            log_format: concat!($prefix, "_LOG_FORMAT"),
         }
     };
 }
@@ -56,6 +67,7 @@ impl ParticipantKind {
         }
     }
 
+    /// Its default port: wallet 7701, order 7702, points 7703.
     pub fn default_port(self) -> u16 {
         match self {
             ParticipantKind::Wallet => 7701,
@@ -64,6 +76,7 @@ impl ParticipantKind {
         }
     }
 
+    /// `127.0.0.1:{default_port}`.
     pub fn default_listen(self) -> SocketAddr {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.default_port()))
     }
@@ -133,6 +146,17 @@ pub struct ParticipantArgs {
     /// Breaks every guarantee: nothing is reserved, deducted, created or undone.
     #[arg(long)]
     pub no_work: bool,
+    /// Resilience policy to register with the coordinator: a JSON (`*.json`) or YAML file
+    /// holding a participant policy (`timeout_ms`, `max_concurrency`, `queue_capacity`,
+    /// `rate_limit_per_sec`, `circuit_breaker`, `retry`; every field optional). Checked at
+    /// start-up. Without it the registration carries no policy and the coordinator keeps the
+    /// one it has (an operator's, or the defaults).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Log lines (on stderr) as plain text, coloured only on a terminal, or as one JSON
+    /// object per line.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 impl ParticipantArgs {
@@ -158,6 +182,8 @@ impl ParticipantArgs {
             .mut_arg("advertise_url", |a| a.env(env.advertise_url))
             .mut_arg("faults", |a| a.env(env.faults))
             .mut_arg("no_work", |a| a.env(env.no_work))
+            .mut_arg("policy", |a| a.env(env.policy))
+            .mut_arg("log_format", |a| a.env(env.log_format))
     }
 
     /// Parses the process arguments for `kind`; prints help or errors and exits like clap does.
@@ -165,6 +191,9 @@ impl ParticipantArgs {
         Self::try_parse_from_for(kind, std::env::args_os()).unwrap_or_else(|e| e.exit())
     }
 
+    /// Parses `args` (the first is the program name) for `kind`.
+    ///
+    /// Errors: clap's, for unknown flags or values that do not parse.
     pub fn try_parse_from_for<I, T>(kind: ParticipantKind, args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
@@ -174,7 +203,9 @@ impl ParticipantArgs {
         <Self as FromArgMatches>::from_arg_matches(&matches)
     }
 
-    /// The typed, validated configuration.
+    /// The typed, validated configuration; reads and checks the `--policy` file.
+    ///
+    /// Errors: [`ConfigError`], naming the flag (and the policy field) at fault.
     pub fn into_config(self, kind: ParticipantKind) -> Result<ParticipantConfig, ConfigError> {
         let defaults = ParticipantConfig::new(kind);
         let config = ParticipantConfig {
@@ -192,6 +223,10 @@ impl ParticipantArgs {
                 BarrierMode::Enforced
             },
             no_work: self.no_work,
+            policy: match &self.policy {
+                Some(path) => Some(policy::load(path)?),
+                None => None,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -201,9 +236,12 @@ impl ParticipantArgs {
 /// Everything a participant needs to start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParticipantConfig {
+    /// Address to listen on; port 0 picks a free one ([`crate::RunningParticipant::local_addr`]
+    /// tells which).
     pub listen: SocketAddr,
     /// The sled database lives directly in this directory (created if missing).
     pub data_dir: PathBuf,
+    /// The coordinator to register with, `http://` or `https://`.
     pub coordinator_url: String,
     /// Base URL registered with the coordinator; `None` means `http://{bound address}`, with
     /// an unspecified IP (0.0.0.0, ::) replaced by loopback.
@@ -211,10 +249,15 @@ pub struct ParticipantConfig {
     /// Fault injection (chaos testing): `Some` serves `GET/PUT /_faults` and starts with this
     /// plan (which may inject nothing yet); `None` injects nothing and has no such endpoint.
     pub faults: Option<FaultPlan>,
+    /// Whether branch calls go through the barrier ([`BarrierMode::UnsafeDisabled`] only for
+    /// the chaos harness's sanity check).
     pub barrier: BarrierMode,
     /// Benchmarks only: answer every branch call `200` without doing anything (see
     /// [`crate::no_work`]).
     pub no_work: bool,
+    /// The policy sent on registration; `None` sends none, so the coordinator keeps the one it
+    /// has.
+    pub policy: Option<ParticipantPolicy>,
 }
 
 impl ParticipantConfig {
@@ -228,6 +271,7 @@ impl ParticipantConfig {
             faults: None,
             barrier: BarrierMode::Enforced,
             no_work: false,
+            policy: None,
         }
     }
 
@@ -237,16 +281,21 @@ impl ParticipantConfig {
         self
     }
 
+    /// Sets the data directory.
     pub fn with_data_dir(mut self, data_dir: impl Into<PathBuf>) -> Self {
         self.data_dir = data_dir.into();
         self
     }
 
+    /// Sets the coordinator's URL.
     pub fn with_coordinator(mut self, url: impl Into<String>) -> Self {
         self.coordinator_url = url.into();
         self
     }
 
+    /// Checks what the types cannot: URLs, the fault plan, the policy.
+    ///
+    /// Errors: the first [`ConfigError`] found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::EmptyDataDir);
@@ -262,6 +311,9 @@ impl ParticipantConfig {
         if let Some(plan) = &self.faults {
             plan.validate().map_err(ConfigError::Faults)?;
         }
+        if let Some(policy) = &self.policy {
+            policy.validate().map_err(ConfigError::InvalidPolicy)?;
+        }
         Ok(())
     }
 }
@@ -273,16 +325,27 @@ fn is_http_url(url: &str) -> bool {
     rest.is_some_and(|host| !host.is_empty() && !host.starts_with('/'))
 }
 
-#[derive(Debug, Error, PartialEq, Eq)]
+/// A configuration a participant cannot start with; the binaries exit with status 2.
+#[derive(Debug, Error)]
 pub enum ConfigError {
+    /// `--data-dir` is empty.
     #[error("--data-dir must not be empty")]
     EmptyDataDir,
+    /// `--coordinator` is not an HTTP(S) URL.
     #[error("--coordinator {0:?} must be an http:// or https:// URL")]
     CoordinatorUrl(String),
+    /// `--advertise-url` is not an HTTP(S) URL.
     #[error("--advertise-url {0:?} must be an http:// or https:// URL")]
     AdvertiseUrl(String),
+    /// The `--faults` plan does not parse or breaks a rule.
     #[error("--faults: {0}")]
     Faults(String),
+    /// The `--policy` file cannot be read, does not parse, or a field breaks its rule.
+    #[error("--policy: {0}")]
+    Policy(#[from] PolicyFileError),
+    /// A policy set in code breaks a rule.
+    #[error("policy: field {}: {}", .0.field, .0.rule)]
+    InvalidPolicy(sagas::FieldError),
 }
 
 #[cfg(test)]
@@ -344,10 +407,10 @@ mod tests {
             ["wallet", "--coordinator", "127.0.0.1:7700"],
         )
         .unwrap();
-        assert_eq!(
+        assert!(matches!(
             bad.into_config(ParticipantKind::Wallet),
-            Err(ConfigError::CoordinatorUrl("127.0.0.1:7700".into()))
-        );
+            Err(ConfigError::CoordinatorUrl(url)) if url == "127.0.0.1:7700"
+        ));
         assert!(
             ParticipantArgs::try_parse_from_for(
                 ParticipantKind::Wallet,
@@ -415,5 +478,57 @@ mod tests {
         assert!(help.contains("/_faults"), "{help}");
         assert!(help.contains("--no-work"), "{help}");
         assert!(help.contains("POINTS_NO_WORK"), "{help}");
+        assert!(help.contains("--policy <FILE>"), "{help}");
+        assert!(help.contains("POINTS_POLICY"), "{help}");
+        assert!(help.contains("--log-format <FORMAT>"), "{help}");
+        assert!(help.contains("POINTS_LOG_FORMAT"), "{help}");
+    }
+
+    #[test]
+    fn a_policy_is_read_only_when_given_and_checked_at_start() {
+        let parse = |args: &[&str]| {
+            ParticipantArgs::try_parse_from_for(ParticipantKind::Order, args)
+                .unwrap()
+                .into_config(ParticipantKind::Order)
+        };
+        assert_eq!(parse(&["order"]).unwrap().policy, None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("policy.yaml");
+        std::fs::write(
+            &good,
+            "timeout_ms: 1500\ncircuit_breaker:\n  open_ms: 200\n",
+        )
+        .unwrap();
+        let policy = parse(&["order", "--policy", good.to_str().unwrap()])
+            .unwrap()
+            .policy
+            .expect("a policy from the file");
+        assert_eq!(
+            (policy.timeout_ms, policy.circuit_breaker.open_ms),
+            (1500, 200)
+        );
+
+        let bad = dir.path().join("policy.json");
+        std::fs::write(&bad, r#"{"retry": {"initial_ms": 500, "max_ms": 100}}"#).unwrap();
+        let err = parse(&["order", "--policy", bad.to_str().unwrap()]).unwrap_err();
+        assert!(
+            err.to_string().contains("field retry.max_ms"),
+            "the message names the field: {err}"
+        );
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        let parse =
+            |args: &[&str]| ParticipantArgs::try_parse_from_for(ParticipantKind::Wallet, args);
+        assert_eq!(parse(&["wallet"]).unwrap().log_format, LogFormat::Text);
+        assert_eq!(
+            parse(&["wallet", "--log-format", "json"])
+                .unwrap()
+                .log_format,
+            LogFormat::Json
+        );
+        assert!(parse(&["wallet", "--log-format", "xml"]).is_err());
     }
 }

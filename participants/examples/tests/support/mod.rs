@@ -4,8 +4,12 @@
 
 use std::future::Future;
 
-use participants::{ParticipantConfig, ParticipantError, ParticipantKind, RunningParticipant};
+use example_participants::{
+    ParticipantConfig, ParticipantError, ParticipantKind, RunningParticipant,
+};
 use serde_json::{Value, json};
+
+pub mod process;
 
 /// Nothing listens on the discard port: registration keeps retrying in the background.
 pub const NO_COORDINATOR: &str = "http://127.0.0.1:9";

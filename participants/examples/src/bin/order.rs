@@ -1,6 +1,6 @@
-//! The order participant binary; see `participants::order`.
+//! The order participant binary; see `example_participants::order`.
 
-use participants::{ParticipantKind, cli, order};
+use example_participants::{ParticipantKind, cli, order};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

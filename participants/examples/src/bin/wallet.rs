@@ -1,6 +1,6 @@
-//! The wallet participant binary; see `participants::wallet`.
+//! The wallet participant binary; see `example_participants::wallet`.
 
-use participants::{ParticipantKind, cli, wallet};
+use example_participants::{ParticipantKind, cli, wallet};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -2,14 +2,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use participants::faults::FaultPlan;
-use participants::{ParticipantKind, wallet};
+use example_participants::faults::FaultPlan;
+use example_participants::{ParticipantKind, wallet};
 use serde_json::{Value, json};
 use support::Participant;
+use support::process::WalletProcess;
 
 /// A wallet started with `--faults` (no fault active) and account `a` funded with 100.
 async fn faulty_wallet() -> Participant {
@@ -66,9 +65,15 @@ async fn account(w: &Participant) -> Value {
 async fn without_the_flag_there_is_no_fault_endpoint() {
     let w = support::start(ParticipantKind::Wallet, wallet::start).await;
     let (status, body) = w.get("/_faults").await;
-    assert_eq!((status, body["error"].clone()), (404, json!("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
     let (status, body) = put_faults(&w, json!({"error_rate": 1})).await;
-    assert_eq!((status, body["error"].clone()), (404, json!("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
     w.running.shutdown().await;
 }
 
@@ -95,7 +100,7 @@ async fn the_plan_round_trips_and_bad_plans_are_refused() {
     ] {
         let (status, body) = put_faults(&w, bad.clone()).await;
         assert_eq!(
-            (status, body["error"].clone()),
+            (status, body["error"]["code"].clone()),
             (400, json!("bad_request")),
             "{bad}"
         );
@@ -109,7 +114,10 @@ async fn the_plan_round_trips_and_bad_plans_are_refused() {
             .unwrap(),
     )
     .await;
-    assert_eq!((status, body["error"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
     // Refused plans change nothing.
     assert_eq!(w.get("/_faults").await, (200, plan));
 
@@ -127,7 +135,7 @@ async fn injected_errors_answer_500_and_do_not_touch_state() {
     assert_eq!(put_faults(&w, json!({"error_rate": 1})).await.0, 200);
     let (status, body) = support::decode(try_freeze(&w, &w.http, "s1").await.unwrap()).await;
     assert_eq!(
-        (status, body["error"].clone()),
+        (status, body["error"]["code"].clone()),
         (500, json!("injected_fault"))
     );
     assert_eq!(account(&w).await, json!({"balance": 100, "frozen": 0}));
@@ -236,61 +244,6 @@ async fn delay_ms_slows_branch_calls_down() {
     assert!(started.elapsed() >= delay, "{:?}", started.elapsed());
     assert_eq!(account(&w).await, json!({"balance": 100, "frozen": 5}));
     w.running.shutdown().await;
-}
-
-/// A wallet binary on a free port; killed when dropped.
-struct WalletProcess {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl WalletProcess {
-    /// Starts `wallet` with `extra` flags and waits (up to 30 s) for `listening on ADDR`.
-    async fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wallet"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--coordinator",
-                support::NO_COORDINATOR,
-            ])
-            .arg("--data-dir")
-            .arg(dir.path().join("db"))
-            .args(extra)
-            .env_remove("WALLET_FAULTS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let first_line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        });
-        let line = tokio::time::timeout(Duration::from_secs(30), first_line)
-            .await
-            .expect("the wallet starts within 30 s")
-            .unwrap()
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        WalletProcess {
-            url: format!("http://{addr}"),
-            child,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for WalletProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

@@ -11,25 +11,27 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
+use participants::{BranchInput, BranchReply, PhaseKind, Rejection, SledTx, TxError};
+use sagas::ActionEndpoints;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sled::transaction::TransactionalTree;
 
-use sagas::ActionEndpoints;
-
-use crate::barrier::{BranchReply, BusinessError, PhaseKind, Rejection};
 use crate::config::{ParticipantConfig, ParticipantKind};
-use crate::records::{self, parse_input};
-use crate::server::{self, Ledger, ParticipantError, RunningParticipant, branch, list};
+use crate::extract::PathParam;
+use crate::ledger::{Ledger, branch, list};
+use crate::server::{self, ParticipantError, RunningParticipant};
 
+/// The action registered with the coordinator.
 pub const ACTION: &str = "award";
-pub const POINTS_TREE: &str = "points";
+/// The sled tree of the balances, by account.
+const POINTS_TREE: &str = "points";
 
 /// Points held by one account.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
+    /// Points held.
     pub points: u64,
 }
 
@@ -40,8 +42,8 @@ struct AwardInput {
 }
 
 impl AwardInput {
-    fn parse(input: &Value) -> Result<Self, Rejection> {
-        let parsed: AwardInput = parse_input(input)?;
+    fn parse(input: BranchInput<'_>) -> Result<Self, Rejection> {
+        let parsed: AwardInput = input.parse()?;
         if parsed.account.is_empty() {
             return Err(Rejection::unprocessable(
                 "invalid_input",
@@ -80,31 +82,31 @@ pub async fn start(config: ParticipantConfig) -> Result<RunningParticipant, Part
     .await
 }
 
-fn add_points(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
+fn add_points(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxError> {
     let AwardInput { account, points } = AwardInput::parse(input)?;
-    let mut balance: Balance = records::load(tree, &account)?.unwrap_or_default();
+    let mut balance: Balance = tx.load(&account)?.unwrap_or_default();
     balance.points = balance.points.checked_add(points).ok_or_else(|| {
         Rejection::unprocessable("overflow", format!("points of {account:?} would overflow"))
     })?;
-    records::store(tree, &account, &balance)?;
+    tx.store(&account, &balance)?;
     Ok(json!({"account": account, "awarded": points, "points": balance.points}))
 }
 
-fn revoke_points(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
+fn revoke_points(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxError> {
     let AwardInput { account, points } = AwardInput::parse(input)?;
-    let mut balance: Balance = records::load(tree, &account)?.unwrap_or_default();
+    let mut balance: Balance = tx.load(&account)?.unwrap_or_default();
     balance.points = balance.points.checked_sub(points).ok_or_else(|| {
         Rejection::invariant(format!(
             "account {account:?} has fewer than the {points} points awarded"
         ))
     })?;
-    records::store(tree, &account, &balance)?;
+    tx.store(&account, &balance)?;
     Ok(json!({"account": account, "revoked": points, "points": balance.points}))
 }
 
 async fn get_points(
     State(p): State<Ledger>,
-    Path(account): Path<String>,
+    PathParam(account): PathParam<String>,
 ) -> Result<Json<Balance>, BranchReply> {
-    Ok(Json(records::get(&p.tree, &account)?.unwrap_or_default()))
+    Ok(Json(p.get(&account)?.unwrap_or_default()))
 }

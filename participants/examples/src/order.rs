@@ -13,33 +13,41 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
+use participants::{BranchInput, BranchReply, PhaseKind, Rejection, SledTx, TxError};
+use sagas::ActionEndpoints;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sled::transaction::TransactionalTree;
 
-use sagas::ActionEndpoints;
-
-use crate::barrier::{BranchReply, BusinessError, PhaseKind, Rejection};
 use crate::config::{ParticipantConfig, ParticipantKind};
-use crate::records::{self, parse_input};
-use crate::server::{self, Ledger, ParticipantError, RunningParticipant, branch, list};
+use crate::extract::PathParam;
+use crate::ledger::{Ledger, branch, list};
+use crate::server::{self, ParticipantError, RunningParticipant};
 
+/// The action registered with the coordinator.
 pub const ACTION: &str = "create";
-pub const ORDERS_TREE: &str = "orders";
+/// The sled tree of the orders, by order id.
+const ORDERS_TREE: &str = "orders";
 
+/// The state of an order, `"created"` or `"cancelled"` in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
+    /// Created by a saga's `action`.
     Created,
+    /// Cancelled by its `compensate`.
     Cancelled,
 }
 
+/// One order, as `GET /orders/{id}` shows it: `{"status", "account", "amount"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
+    /// Where the order stands.
     pub status: OrderStatus,
+    /// The paying account.
     pub account: String,
+    /// The price, in minor units.
     pub amount: u64,
 }
 
@@ -51,8 +59,8 @@ struct CreateInput {
 }
 
 impl CreateInput {
-    fn parse(input: &Value) -> Result<Self, Rejection> {
-        let parsed: CreateInput = parse_input(input)?;
+    fn parse(input: BranchInput<'_>) -> Result<Self, Rejection> {
+        let parsed: CreateInput = input.parse()?;
         if parsed.order_id.is_empty() || parsed.account.is_empty() {
             return Err(Rejection::unprocessable(
                 "invalid_input",
@@ -97,13 +105,13 @@ pub async fn start(config: ParticipantConfig) -> Result<RunningParticipant, Part
     .await
 }
 
-fn create_order(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
+fn create_order(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxError> {
     let CreateInput {
         order_id,
         account,
         amount,
     } = CreateInput::parse(input)?;
-    if records::load::<Order>(tree, &order_id)?.is_some() {
+    if tx.load::<Order>(&order_id)?.is_some() {
         return Err(Rejection::conflict(
             "order_exists",
             format!("order {order_id:?} already exists"),
@@ -115,24 +123,25 @@ fn create_order(tree: &TransactionalTree, input: &Value) -> Result<Value, Busine
         account,
         amount,
     };
-    records::store(tree, &order_id, &order)?;
+    tx.store(&order_id, &order)?;
     Ok(json!({"order_id": order_id, "status": order.status}))
 }
 
-fn cancel_order(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
+fn cancel_order(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxError> {
     let CreateInput { order_id, .. } = CreateInput::parse(input)?;
-    let mut order: Order = records::load(tree, &order_id)?
+    let mut order: Order = tx
+        .load(&order_id)?
         .ok_or_else(|| Rejection::invariant(format!("created order {order_id:?} is gone")))?;
     order.status = OrderStatus::Cancelled;
-    records::store(tree, &order_id, &order)?;
+    tx.store(&order_id, &order)?;
     Ok(json!({"order_id": order_id, "status": order.status}))
 }
 
 async fn get_order(
     State(o): State<Ledger>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Order>, BranchReply> {
-    records::get(&o.tree, &id)?.map(Json).ok_or_else(|| {
+    o.get(&id)?.map(Json).ok_or_else(|| {
         BranchReply::error(404, "unknown_order", format!("order {id:?} does not exist"))
     })
 }

@@ -2,7 +2,7 @@
 
 mod support;
 
-use participants::{ParticipantKind, order, points};
+use example_participants::{ParticipantKind, order, points};
 use serde_json::{Value, json};
 use support::Participant;
 
@@ -50,7 +50,7 @@ async fn order_create_compensate_and_duplicates() {
     // Another saga reusing the order id is rejected, and its compensation touches nothing.
     let (status, body) = create(&o, "action", "s2", &input).await;
     assert_eq!(
-        (status, body["error"].clone()),
+        (status, body["error"]["code"].clone()),
         (409, json!("order_exists"))
     );
     let nothing = create(&o, "compensate", "s2", &input).await;
@@ -74,10 +74,13 @@ async fn order_create_compensate_and_duplicates() {
     let null = create(&o, "compensate", "s3", &input3).await;
     assert_eq!(null, (200, json!({"null_compensation": true})));
     let (status, body) = create(&o, "action", "s3", &input3).await;
-    assert_eq!((status, body["error"].clone()), (409, json!("hanging")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (409, json!("hanging"))
+    );
     let (status, body) = o.get("/orders/o3").await;
     assert_eq!(
-        (status, body["error"].clone()),
+        (status, body["error"]["code"].clone()),
         (404, json!("unknown_order"))
     );
 
@@ -123,7 +126,10 @@ async fn points_award_revoke_and_duplicates() {
 
     let overflow = json!({"account": "alice", "points": u64::MAX});
     let (status, body) = award(&p, "action", "s4", &overflow).await;
-    assert_eq!((status, body["error"].clone()), (422, json!("overflow")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (422, json!("overflow"))
+    );
     let negative = json!({"account": "alice", "points": -1});
     assert_eq!(award(&p, "action", "s5", &negative).await.0, 422);
     assert_eq!(p.get("/points/alice").await, (200, json!({"points": 7})));

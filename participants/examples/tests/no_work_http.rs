@@ -2,7 +2,7 @@
 
 mod support;
 
-use participants::{ParticipantKind, order, wallet};
+use example_participants::{ParticipantKind, order, wallet};
 use serde_json::json;
 
 #[tokio::test]

@@ -14,27 +14,29 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
+use participants::{BranchInput, BranchReply, PhaseKind, Rejection, SledTx, TxError};
+use sagas::ActionEndpoints;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sled::transaction::TransactionalTree;
 
-use sagas::ActionEndpoints;
-
-use crate::barrier::{BranchReply, BusinessError, PhaseKind, Rejection};
 use crate::config::{ParticipantConfig, ParticipantKind};
-use crate::records::{self, parse_input};
-use crate::server::{self, Ledger, ParticipantError, RunningParticipant, branch, json_body, list};
+use crate::extract::{JsonBody, PathParam};
+use crate::ledger::{Ledger, branch, list};
+use crate::server::{self, ParticipantError, RunningParticipant};
 
+/// The action registered with the coordinator.
 pub const ACTION: &str = "freeze";
-pub const ACCOUNTS_TREE: &str = "accounts";
+/// The sled tree of the accounts, by account id.
+const ACCOUNTS_TREE: &str = "accounts";
 
 /// One account, in minor units. `frozen <= balance` always holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
+    /// Money held, frozen part included.
     pub balance: u64,
+    /// The part reserved by `try` calls not yet confirmed or cancelled.
     pub frozen: u64,
 }
 
@@ -46,8 +48,8 @@ struct FreezeInput {
 }
 
 impl FreezeInput {
-    fn parse(input: &Value) -> Result<Self, Rejection> {
-        let parsed: FreezeInput = parse_input(input)?;
+    fn parse(input: BranchInput<'_>) -> Result<Self, Rejection> {
+        let parsed: FreezeInput = input.parse()?;
         if parsed.account.is_empty() {
             return Err(Rejection::unprocessable(
                 "invalid_input",
@@ -95,9 +97,9 @@ pub async fn start(config: ParticipantConfig) -> Result<RunningParticipant, Part
     .await
 }
 
-fn freeze(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
+fn freeze(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxError> {
     let FreezeInput { account, amount } = FreezeInput::parse(input)?;
-    let mut acct: Account = records::load(tree, &account)?.ok_or_else(|| {
+    let mut acct: Account = tx.load(&account)?.ok_or_else(|| {
         Rejection::conflict(
             "unknown_account",
             format!("account {account:?} does not exist"),
@@ -116,13 +118,14 @@ fn freeze(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessErro
     }
     // Cannot overflow: frozen + amount <= balance.
     acct.frozen += amount;
-    records::store(tree, &account, &acct)?;
+    tx.store(&account, &acct)?;
     Ok(json!({"account": account, "frozen": amount}))
 }
 
-fn deduct(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
+fn deduct(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxError> {
     let FreezeInput { account, amount } = FreezeInput::parse(input)?;
-    let mut acct: Account = records::load(tree, &account)?
+    let mut acct: Account = tx
+        .load(&account)?
         .ok_or_else(|| Rejection::invariant(format!("confirmed account {account:?} is gone")))?;
     match (
         acct.balance.checked_sub(amount),
@@ -139,20 +142,21 @@ fn deduct(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessErro
             .into());
         }
     }
-    records::store(tree, &account, &acct)?;
+    tx.store(&account, &acct)?;
     Ok(json!({"account": account, "deducted": amount}))
 }
 
-fn release(tree: &TransactionalTree, input: &Value) -> Result<Value, BusinessError> {
+fn release(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxError> {
     let FreezeInput { account, amount } = FreezeInput::parse(input)?;
-    let mut acct: Account = records::load(tree, &account)?
+    let mut acct: Account = tx
+        .load(&account)?
         .ok_or_else(|| Rejection::invariant(format!("frozen account {account:?} is gone")))?;
     acct.frozen = acct.frozen.checked_sub(amount).ok_or_else(|| {
         Rejection::invariant(format!(
             "account {account:?} ({acct:?}) has less than {amount} frozen"
         ))
     })?;
-    records::store(tree, &account, &acct)?;
+    tx.store(&account, &acct)?;
     Ok(json!({"account": account, "released": amount}))
 }
 
@@ -163,10 +167,9 @@ struct Deposit {
 
 async fn deposit(
     State(w): State<Ledger>,
-    Path(id): Path<String>,
-    body: Bytes,
+    PathParam(id): PathParam<String>,
+    JsonBody(Deposit { amount }): JsonBody<Deposit>,
 ) -> Result<Json<Account>, BranchReply> {
-    let Deposit { amount } = json_body(&body)?;
     if amount == 0 {
         return Err(BranchReply::error(
             422,
@@ -174,27 +177,24 @@ async fn deposit(
             "amount must be positive",
         ));
     }
-    let account = records::transact(&w.tree, |tree| {
-        let mut acct: Account = records::load(tree, &id)?.unwrap_or_default();
-        acct.balance = acct.balance.checked_add(amount).ok_or_else(|| {
-            Rejection::unprocessable("overflow", format!("balance of {id:?} would overflow"))
-        })?;
-        records::store(tree, &id, &acct)?;
-        Ok(acct)
-    })?;
-    w.barrier
-        .group_commit()
-        .flush()
-        .await
-        .map_err(records::storage_failure)?;
+    let account = w
+        .change(|tx| {
+            let mut acct: Account = tx.load(&id)?.unwrap_or_default();
+            acct.balance = acct.balance.checked_add(amount).ok_or_else(|| {
+                Rejection::unprocessable("overflow", format!("balance of {id:?} would overflow"))
+            })?;
+            tx.store(&id, &acct)?;
+            Ok(acct)
+        })
+        .await?;
     Ok(Json(account))
 }
 
 async fn get_account(
     State(w): State<Ledger>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Account>, BranchReply> {
-    records::get(&w.tree, &id)?.map(Json).ok_or_else(|| {
+    w.get(&id)?.map(Json).ok_or_else(|| {
         BranchReply::error(
             404,
             "unknown_account",

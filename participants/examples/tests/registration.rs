@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::put;
 use axum::{Json, Router};
-use participants::{ParticipantConfig, ParticipantKind, RunningParticipant, wallet};
-use sagas::{ActionEndpoints, ParticipantSpec};
+use example_participants::{ParticipantConfig, ParticipantKind, RunningParticipant, wallet};
+use sagas::{ActionEndpoints, ParticipantPolicy, ParticipantSpec};
 use serde_json::{Value, json};
 
 #[derive(Clone, Default)]
@@ -38,6 +38,14 @@ async fn put_participant(
 /// Serves `app` as the coordinator and starts a wallet registering with it; the wallet's data
 /// lives in the returned directory.
 async fn wallet_registering_with(app: Router) -> (RunningParticipant, tempfile::TempDir) {
+    wallet_with_policy_registering_with(app, None).await
+}
+
+/// [`wallet_registering_with`], the wallet configured with `policy` (as `--policy` does).
+async fn wallet_with_policy_registering_with(
+    app: Router,
+    policy: Option<ParticipantPolicy>,
+) -> (RunningParticipant, tempfile::TempDir) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let coordinator = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -47,6 +55,7 @@ async fn wallet_registering_with(app: Router) -> (RunningParticipant, tempfile::
         .with_listen("127.0.0.1:0".parse().unwrap())
         .with_data_dir(dir.path())
         .with_coordinator(coordinator);
+    let config = ParticipantConfig { policy, ..config };
     (wallet::start(config).await.unwrap(), dir)
 }
 
@@ -87,6 +96,35 @@ async fn registers_the_bound_url_and_actions_after_retrying() {
             cancel: "/freeze/cancel".into(),
         }
     );
+    assert_eq!(
+        spec.policy, None,
+        "without --policy the coordinator keeps the policy it has"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_configured_policy_is_sent_with_the_registration() {
+    let fake = FakeCoordinator::default();
+    let app = Router::new()
+        .route("/v1/participants/{name}", put(put_participant))
+        .with_state(fake.clone());
+    let mut policy = ParticipantPolicy {
+        timeout_ms: 1_234,
+        max_concurrency: 7,
+        ..ParticipantPolicy::default()
+    };
+    policy.retry.max_attempts = 9;
+    let (running, _dir) = wallet_with_policy_registering_with(app, Some(policy.clone())).await;
+    assert!(
+        registration_within_deadline(&running)
+            .await
+            .expect("registered within the deadline")
+    );
+    let attempts = fake.attempts.lock().unwrap().clone();
+    let (name, spec) = attempts.last().unwrap();
+    assert_eq!(name, "wallet");
+    assert_eq!(spec.policy, Some(policy));
     running.shutdown().await;
 }
 
