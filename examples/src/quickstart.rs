@@ -5,11 +5,10 @@
 //!
 //! Run it with `cargo run -p examples --bin quickstart`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use example_participants::{ParticipantConfig, ParticipantKind};
+use examples::LocalServices;
 use sagas::CoordinatorClient;
 use sagas::api::{SagaState, SagaView};
 use serde_json::{Value, json};
@@ -25,51 +24,31 @@ const ORDERS: [(&str, i64, i64); 4] = [
     ("order-1004", 1_000, 10),
 ];
 
+/// Starts a coordinator and the three example participants on loopback (fresh data
+/// directories, real HTTP between them), funds an account, runs four `place_order` sagas (three
+/// commit, one aborts for insufficient funds) and prints what happened to each and to the
+/// books. Takes no options.
+#[derive(clap::Parser)]
+#[command(name = "quickstart", version)]
+struct Args {}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    <Args as clap::Parser>::parse();
     let data = tempfile::tempdir().context("creating a data directory")?;
-    let workflows = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sagas");
-
-    let mut config = coordinator::CoordinatorConfig::ephemeral(data.path().join("coordinator"));
-    config.workflows = Some(workflows);
-    let coordinator = coordinator::start(config)
-        .await
-        .context("starting the coordinator")?;
-    let url = coordinator.url();
-    let client = CoordinatorClient::new(&url);
-
-    let start = |kind: ParticipantKind| {
-        let config = ParticipantConfig::new(kind)
-            .with_listen("127.0.0.1:0".parse().expect("literal address"))
-            .with_data_dir(data.path().join(kind.name()))
-            .with_coordinator(url.clone());
-        async move {
-            match kind {
-                ParticipantKind::Wallet => example_participants::wallet::start(config).await,
-                ParticipantKind::Order => example_participants::order::start(config).await,
-                ParticipantKind::Points => example_participants::points::start(config).await,
-            }
-        }
-    };
-    let wallet = start(ParticipantKind::Wallet)
-        .await
-        .context("starting wallet")?;
-    let order = start(ParticipantKind::Order)
-        .await
-        .context("starting order")?;
-    let points = start(ParticipantKind::Points)
-        .await
-        .context("starting points")?;
+    let services = LocalServices::start(data.path()).await?;
+    let url = services.coordinator.url();
+    let client = services.client();
+    let (wallet, order, points) = (&services.wallet, &services.order, &services.points);
 
     println!("Saga coordinator quickstart");
     println!(
         "  coordinator  {url}   (saga log in {})",
         data.path().display()
     );
-    for p in [&wallet, &order, &points] {
+    for p in [wallet, order, points] {
         println!("  {:<12} {}", p.kind().name(), p.url());
     }
-    wait_until_registered(&client, &url).await?;
 
     let http = reqwest::Client::new();
     http.post(format!("{}/accounts/{ACCOUNT}/deposit", wallet.url()))
@@ -151,10 +130,7 @@ async fn main() -> anyhow::Result<()> {
         if conserved { "yes" } else { "NO" }
     );
 
-    for p in [wallet, order, points] {
-        p.shutdown().await;
-    }
-    coordinator.shutdown().await;
+    services.shutdown().await;
     if !conserved {
         bail!("the books do not balance");
     }
@@ -168,28 +144,6 @@ fn steps_line(saga: &SagaView) -> String {
         .map(|s| format!("{}={:?}", s.name, s.status).to_lowercase())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-async fn wait_until_registered(client: &CoordinatorClient, url: &str) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    for name in ["wallet", "order", "points"] {
-        loop {
-            let ok = http
-                .get(format!("{url}/v1/participants/{name}"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok && client.is_ready().await {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("participant {name} did not register within 20 s");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    Ok(())
 }
 
 async fn wait_terminal(client: &CoordinatorClient, mut saga: SagaView) -> anyhow::Result<SagaView> {
