@@ -20,8 +20,17 @@ use crate::store::StoreOptions;
 pub struct CoordinatorOptions {
     /// Address the HTTP API listens on; port 0 picks a free port. Default `127.0.0.1:7700`.
     pub listen: SocketAddr,
-    /// Directory of the saga log, created if missing. Default `data/coordinator`.
+    /// Directory of the saga log, created if missing, when the coordinator runs alone on its
+    /// embedded store (no `database_url`). Default `data/coordinator`.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database shared by a cluster of coordinators,
+    /// `postgres://user:password@host:port/database`; no data directory then. Default: none
+    /// (the embedded store in `data_dir`).
+    pub database_url: Option<String>,
+    /// In a cluster, how long an instance drives its sagas without renewing its lease: after
+    /// it dies, the others take its sagas over once this has passed. Default 5 s; 100 ms to
+    /// 10 minutes.
+    pub lease: Duration,
     /// Directory of workflow files (`*.json`, `*.yaml`, `*.yml`) loaded at start-up. Default:
     /// `sagas/` in the working directory when it exists, else none.
     pub workflows: Option<PathBuf>,
@@ -94,6 +103,8 @@ impl Default for CoordinatorOptions {
         CoordinatorOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
             data_dir: PathBuf::from("data/coordinator"),
+            database_url: None,
+            lease: Duration::from_secs(5),
             workflows: None,
             submit_rate_limit: None,
             retention: Duration::from_secs(7 * 24 * 3600),
@@ -159,6 +170,20 @@ impl CoordinatorOptions {
             });
         }
         within(
+            "--lease-ms",
+            self.lease,
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        )?;
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError {
+                option: "--database-url",
+                rule: "must be a postgres:// or postgresql:// URL".into(),
+            });
+        }
+        within(
             "park_after",
             self.runtime.park_after,
             Duration::from_millis(1),
@@ -201,9 +226,19 @@ pub struct CoordinatorArgs {
     /// Address the HTTP API listens on (port 0 picks a free port) [default: 127.0.0.1:7700].
     #[arg(long, env = "COORDINATOR_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Directory of the saga log, created if missing [default: data/coordinator].
+    /// Directory of the saga log, created if missing, when no --database-url is given
+    /// [default: data/coordinator].
     #[arg(long, env = "COORDINATOR_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL database shared by a cluster of coordinators (postgres://...); no data
+    /// directory then [default: the embedded store in --data-dir].
+    #[arg(long, env = "COORDINATOR_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// In a cluster, how long an instance drives its sagas without renewing its lease, in
+    /// milliseconds (100 to 600000); others take a dead instance's sagas over after it
+    /// [default: 5000].
+    #[arg(long, env = "COORDINATOR_LEASE_MS", value_name = "MS")]
+    pub lease_ms: Option<u64>,
     /// Directory of workflow files (*.json, *.yaml) loaded at start-up [default: sagas/ when
     /// it exists].
     #[arg(long, env = "COORDINATOR_WORKFLOWS", value_name = "DIR")]
@@ -247,6 +282,12 @@ impl CoordinatorArgs {
         }
         if let Some(v) = self.data_dir {
             o.data_dir = v;
+        }
+        if let Some(v) = self.database_url {
+            o.database_url = Some(v);
+        }
+        if let Some(v) = self.lease_ms {
+            o.lease = Duration::from_millis(v);
         }
         if let Some(v) = self.workflows {
             o.workflows = Some(v);

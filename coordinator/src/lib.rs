@@ -32,4 +32,4 @@ pub(crate) mod views;
 pub use config::{CoordinatorArgs, CoordinatorOptions};
 pub use registry::RegistryError;
 pub use server::{RunningCoordinator, StartError, start};
-pub use store::StoreError;
+pub use store::{PgError, StoreError};

@@ -14,7 +14,7 @@ use crate::config::{ConfigError, CoordinatorOptions};
 use crate::registry::{FileLoad, Registry, RegistryError};
 use crate::runtime::Runtime;
 use crate::store::Store;
-use crate::store::{SledStore, StoreError};
+use crate::store::{PgError, PgOptions, PgStore, SledStore, StoreError};
 
 /// Why a coordinator did not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,9 @@ pub enum StartError {
     /// The saga log cannot be opened (locked by another process, unreadable, corrupt).
     #[error("cannot open the saga log: {0}")]
     Store(#[from] StoreError),
+    /// The PostgreSQL database cannot be reached, migrated or joined.
+    #[error("cannot use the database: {0}")]
+    Postgres(#[from] PgError),
     /// The registry cannot be loaded, or a workflow file cannot work (the error names the
     /// file, the field and the rule).
     #[error(transparent)]
@@ -64,11 +67,7 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     config.validate()?;
     // First, so that the registry can declare its workflows' and participants' series.
     crate::telemetry::handle();
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        dir: config.data_dir.display().to_string(),
-        source,
-    })?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, &config.store)?);
+    let store = open_store(&config).await?;
     let registry = Arc::new(Registry::load(store.clone()).await?);
     load_workflow_files(&registry, &config).await?;
     let runtime = Runtime::new(store, registry, Clock::new(), &config);
@@ -77,6 +76,7 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
     runtime.start_retention(retention, sweep_every);
     runtime.start_wakeups();
+    runtime.start_lease_keeping(config.lease);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -120,6 +120,29 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         http,
         grace: config.shutdown_grace,
     })
+}
+
+/// The store: PostgreSQL, shared by a cluster, when a database URL is given; else the embedded
+/// sled store in the data directory.
+async fn open_store(config: &CoordinatorOptions) -> Result<Arc<dyn Store>, StartError> {
+    if let Some(url) = &config.database_url {
+        let options = PgOptions {
+            lease: config.lease,
+            flush: config.store.flush,
+            ..PgOptions::new(url.clone())
+        };
+        let store = PgStore::connect(&options).await?;
+        tracing::info!(instance = %store.instance(), "joined the cluster on PostgreSQL");
+        return Ok(Arc::new(store));
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        dir: config.data_dir.display().to_string(),
+        source,
+    })?;
+    Ok(Arc::new(SledStore::open_with(
+        &config.data_dir,
+        &config.store,
+    )?))
 }
 
 /// Loads the workflow directory, saying which one and what each file did, or that there is

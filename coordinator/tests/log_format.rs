@@ -142,7 +142,15 @@ async fn check_fixture(version: u8) {
     let dir = tempfile::tempdir().unwrap();
     restore_fixture(version, dir.path());
     {
-        let store = SledStore::open(dir.path()).unwrap();
+        // sled lets go of a database shortly after its last handle is dropped.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        let store = loop {
+            match SledStore::open(dir.path()) {
+                Ok(store) => break store,
+                Err(e) => assert!(tokio::time::Instant::now() < deadline, "{e}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
         check_store(&store).await;
     }
     let coordinator = setup::start(dir.path()).await;

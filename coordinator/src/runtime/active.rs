@@ -48,8 +48,23 @@ impl ActiveSagas {
         true
     }
 
-    pub(super) fn remove(&self, key: SagaKey) {
-        self.slots.lock().expect("active map poisoned").remove(&key);
+    /// Removes `slot`, unless the saga has another slot by now (its task stopped after the
+    /// saga was taken back by a new incarnation of this instance).
+    pub(super) fn remove(&self, key: SagaKey, slot: &Arc<SagaSlot>) {
+        let mut slots = self.slots.lock().expect("active map poisoned");
+        if slots
+            .get(&key)
+            .is_some_and(|current| Arc::ptr_eq(current, slot))
+        {
+            slots.remove(&key);
+        }
+    }
+
+    /// Removes and returns every slot.
+    pub(super) fn take_all(&self) -> Vec<Arc<SagaSlot>> {
+        std::mem::take(&mut *self.slots.lock().expect("active map poisoned"))
+            .into_values()
+            .collect()
     }
 
     /// Every slot, for a sweep (shutdown).

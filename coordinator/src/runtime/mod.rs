@@ -26,6 +26,7 @@ use sagas::WorkflowError;
 
 mod active;
 mod background;
+mod lease;
 mod operator;
 mod slot;
 mod submission;
@@ -105,6 +106,14 @@ pub struct Runtime {
     /// Every saga found active at start-up has been resumed (`/readyz`).
     ready: AtomicBool,
     shutdown: CancellationToken,
+    /// Cancelled (and replaced) when this instance gives up all its sagas; see [`lease`].
+    incarnation: std::sync::Mutex<CancellationToken>,
+    /// Until when (clock milliseconds) this instance's lease is valid by the local clock.
+    lease_valid_until: std::sync::atomic::AtomicU64,
+    /// The lease loop must join the cluster again as a new incarnation.
+    rejoining: AtomicBool,
+    /// How long a lease lasts without renewal (clusters only).
+    lease: Duration,
     /// Every saga task and background loop, so shutdown can wait for them.
     tasks: TaskTracker,
     wakeups: Wakeups,
@@ -119,6 +128,12 @@ impl Runtime {
         clock: Clock,
         options: &CoordinatorOptions,
     ) -> Arc<Runtime> {
+        // A clustered store joined just now; a single instance holds its lease forever.
+        let lease_valid_until = if store.clustered() {
+            crate::clock::later(clock.now(), options.lease.mul_f64(0.8))
+        } else {
+            crate::engine::Millis::MAX
+        };
         Arc::new(Runtime {
             dispatcher: Arc::new(Dispatcher::new(
                 registry.clone(),
@@ -133,6 +148,10 @@ impl Runtime {
             active: ActiveSagas::default(),
             ready: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
+            incarnation: std::sync::Mutex::new(CancellationToken::new()),
+            lease_valid_until: std::sync::atomic::AtomicU64::new(lease_valid_until),
+            rejoining: AtomicBool::new(false),
+            lease: options.lease,
             wakeups: Wakeups::default(),
             tasks: TaskTracker::new(),
         })

@@ -85,9 +85,11 @@ impl Runtime {
         start: TaskStart,
     ) {
         let runtime = self.clone();
+        let incarnation = self.incarnation();
         self.tasks.spawn(async move {
             let id = saga.id.clone();
             let task = SagaTask {
+                incarnation,
                 runtime: runtime.clone(),
                 driver: Driver::new(saga, at.seq, at.snapshot_seq)
                     .with_snapshot_every(runtime.engine.snapshot_every),
@@ -114,7 +116,7 @@ impl Runtime {
                     for (_, reply) in slot.stop() {
                         let _ = reply.send(Err(Refusal::Moved(id.clone())));
                     }
-                    runtime.active.remove(key);
+                    runtime.active.remove(key, &slot);
                     telemetry::saga_stopped();
                     return;
                 }
@@ -123,7 +125,7 @@ impl Runtime {
             }
             let last = slot.state();
             answer_unserved(slot.stop(), &last, runtime.shutdown.is_cancelled());
-            runtime.active.remove(key);
+            runtime.active.remove(key, &slot);
             telemetry::saga_stopped();
         });
     }
@@ -151,6 +153,8 @@ impl Runtime {
 /// One active saga's driver, with what is in flight for it.
 struct SagaTask {
     runtime: Arc<Runtime>,
+    /// Cancelled when this instance gives up all its sagas (its lease ran out).
+    incarnation: tokio_util::sync::CancellationToken,
     driver: Driver,
     slot: Arc<SagaSlot>,
     /// Calls and callbacks sent and not yet answered. They run inside this task rather than
@@ -219,6 +223,7 @@ impl SagaTask {
                 _ = self.runtime.shutdown.cancelled(), if self.in_flight.is_empty() => {
                     return Ok(Exit::Stopped);
                 }
+                _ = self.incarnation.cancelled() => return Ok(Exit::Lost),
             }
         }
     }
@@ -236,8 +241,12 @@ impl SagaTask {
             // anyone hears of it.
             self.runtime.store.flush().await?;
         }
-        // A write of this saga was refused: another instance took it over.
-        if self.runtime.store.lost(&self.driver.saga().id) {
+        // A write of this saga was refused (another instance took it over), or this
+        // instance's lease may have run out: nothing more is sent from here.
+        if self.runtime.store.lost(&self.driver.saga().id)
+            || self.incarnation.is_cancelled()
+            || !self.runtime.may_send()
+        {
             return Ok(Some(Exit::Lost));
         }
         self.slot.publish(self.driver.saga().clone());

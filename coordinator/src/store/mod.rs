@@ -14,6 +14,8 @@
 //! the operation did not happen ([`StoreError`]).
 
 pub mod format;
+pub mod postgres;
+mod replay;
 mod sled_store;
 #[cfg(test)]
 mod tests;
@@ -28,6 +30,7 @@ use crate::engine::{Created, Event, Millis, Saga};
 
 #[cfg(feature = "testing")]
 pub use group_commit::FlushPolicy;
+pub use postgres::{PgError, PgOptions, PgStore};
 pub use sled_store::{SledStore, StoreOptions};
 
 /// Why the store could not read or write. Every error means the operation did not happen (or,
@@ -53,6 +56,9 @@ pub enum StoreError {
     /// nothing was written.
     #[error("saga {0} is driven by another coordinator now")]
     Fenced(String),
+    /// PostgreSQL failed (connection, query, commit).
+    #[error("postgres: {0}")]
+    Postgres(String),
 }
 
 /// What a store operation returns when it may have to wait for I/O.
@@ -165,6 +171,11 @@ pub trait Ownership: Send + Sync + 'static {
     /// [`Lease::Lost`] when the instance's lease had already expired (other instances may have
     /// taken its sagas over): the instance must stop driving all of them.
     fn renew(&self) -> StoreFuture<'_, Lease>;
+    /// After [`Lease::Lost`]: joins again as a new instance that drives nothing yet (its old
+    /// sagas become orphans to claim once its old lease is expired).
+    fn rejoin(&self) -> StoreFuture<'_, ()>;
+    /// Whether other instances may share this store (then leases matter).
+    fn clustered(&self) -> bool;
 }
 
 /// The state of this instance's lease after a renewal.

@@ -4,16 +4,17 @@
 
 use std::path::Path;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use sagas::{ParticipantSpec, WorkflowSpec};
 
-use super::format::{self, FormatError};
+use super::format;
+use super::replay::{SnapshotRecords, corrupt, expand, rebuild};
 use super::{
     Creation, Lease, Ownership, RegistryStore, SagaFilter, SagaLog, SagaPage, SagaReads,
     StoreError, StoreFuture, VersionWrite, ready,
 };
-use crate::engine::{Created, Event, Millis, Plan, Saga};
+use crate::engine::{Created, Event, Millis, Saga};
 use crate::telemetry;
 use group_commit::{FlushPolicy, GroupCommit};
 
@@ -92,14 +93,6 @@ fn event_seq(key: &[u8], prefix_len: usize) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// A record that does not decode, as the error of the tree it was read from.
-fn corrupt(tree: &'static str) -> impl Fn(FormatError) -> StoreError {
-    move |e| StoreError::Corrupt {
-        tree,
-        message: e.to_string(),
-    }
-}
-
 impl SledStore {
     /// Opens (or creates) the database in `dir`. Must be called inside a tokio runtime (the
     /// group-commit flusher is a task).
@@ -158,25 +151,6 @@ impl SledStore {
         self.events.insert(key, value)?;
         self.active.insert(saga_id.as_bytes(), &[])?;
         Ok(())
-    }
-
-    /// The plan in a saga's first event (snapshots leave it out).
-    fn plan_of(&self, saga_id: &str) -> Result<Arc<Plan>, StoreError> {
-        let first = self
-            .events
-            .get(event_key(saga_id, 0))?
-            .ok_or_else(|| StoreError::Corrupt {
-                tree: "events",
-                message: format!("saga {saga_id} has a snapshot but no first event"),
-            })?;
-        let round = format::decode_round(&first).map_err(corrupt("events"))?;
-        match round.into_iter().next() {
-            Some(Event::Created(created)) => Ok(created.plan),
-            _ => Err(StoreError::Corrupt {
-                tree: "events",
-                message: format!("saga {saga_id} does not start with created"),
-            }),
-        }
     }
 
     fn has_created(&self, saga_id: &str) -> Result<bool, StoreError> {
@@ -296,59 +270,47 @@ impl SledStore {
 
     fn read_events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
         let prefix = event_prefix(saga_id);
-        let mut events = Vec::new();
-        for item in self.events.scan_prefix(&prefix) {
+        expand(self.events.scan_prefix(&prefix).map(|item| {
             let (key, value) = item?;
-            let first = event_seq(&key, prefix.len())?;
-            let round = format::decode_round(&value).map_err(corrupt("events"))?;
-            events.extend((first..).zip(round));
-        }
-        Ok(events)
+            Ok((event_seq(&key, prefix.len())?, value))
+        }))
     }
 
     fn read_saga(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
-        let unreplayable = |e: crate::engine::EngineError| StoreError::Corrupt {
-            tree: "events",
-            message: format!("saga {saga_id}: {e}"),
-        };
-        // Rounds are appended before a snapshot is taken, so none straddles its sequence.
-        let (mut saga, from) = match self.sagas.get(saga_id.as_bytes())? {
+        let snapshot = self.sagas.get(saga_id.as_bytes())?;
+        let (records, from) = match &snapshot {
             Some(bytes) => {
-                let (mut saga, seq) = format::decode_snapshot(&bytes).map_err(corrupt("sagas"))?;
-                saga.plan = self.plan_of(saga_id)?;
-                (Some(saga), seq + 1)
+                let first_round =
+                    self.events
+                        .get(event_key(saga_id, 0))?
+                        .ok_or_else(|| StoreError::Corrupt {
+                            tree: "events",
+                            message: format!("saga {saga_id} has a snapshot but no first event"),
+                        })?;
+                let (_, seq) = format::decode_snapshot(bytes).map_err(corrupt("sagas"))?;
+                (Some((bytes.clone(), first_round)), seq + 1)
             }
             None => (None, 0),
         };
-        let mut last = from.saturating_sub(1);
         let prefix = event_prefix(saga_id);
-        for item in self.events.range(event_key(saga_id, from)..) {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let first = event_seq(&key, prefix.len())?;
-            let round = format::decode_round(&value).map_err(corrupt("events"))?;
-            for (seq, event) in (first..).zip(round) {
-                match (&mut saga, &event) {
-                    (Some(saga), _) => saga.apply(&event).map_err(unreplayable)?,
-                    (None, Event::Created(created)) => {
-                        saga = Some(Saga::create(created).map_err(unreplayable)?);
-                    }
-                    (None, other) => {
-                        return Err(StoreError::Corrupt {
-                            tree: "events",
-                            message: format!(
-                                "saga {saga_id} starts with {} instead of created",
-                                other.name()
-                            ),
-                        });
-                    }
-                }
-                last = seq;
-            }
-        }
-        Ok(saga.map(|saga| (saga, last)))
+        let rounds = self
+            .events
+            .range(event_key(saga_id, from)..)
+            .take_while(|item| {
+                item.as_ref()
+                    .map_or(true, |(key, _)| key.starts_with(&prefix))
+            })
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((event_seq(&key, prefix.len())?, value))
+            });
+        let snapshot = records
+            .as_ref()
+            .map(|(snapshot, first_round)| SnapshotRecords {
+                snapshot,
+                first_round,
+            });
+        rebuild(saga_id, snapshot, rounds)
     }
 
     fn read_active_ids(&self) -> Result<Vec<String>, StoreError> {
@@ -493,6 +455,14 @@ impl Ownership for SledStore {
 
     fn renew(&self) -> StoreFuture<'_, Lease> {
         ready(Ok(Lease::Held(None)))
+    }
+
+    fn rejoin(&self) -> StoreFuture<'_, ()> {
+        ready(Ok(()))
+    }
+
+    fn clustered(&self) -> bool {
+        false
     }
 }
 
