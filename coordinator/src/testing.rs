@@ -5,6 +5,7 @@
 pub use crate::registry::{FileLoad, Registry, RegistryError, WorkflowVersion};
 pub use crate::store::format;
 pub use crate::store::{
-    Creation, FlushPolicy, Lease, Ownership, RegistryStore, SagaFilter, SagaLog, SagaPage,
-    SagaReads, SledStore, Store, StoreError, StoreFuture, StoreOptions, VersionWrite,
+    Creation, FlushPolicy, Lease, Ownership, PgOptions, PgStore, RegistryStore, SagaFilter,
+    SagaLog, SagaPage, SagaReads, SledStore, Store, StoreError, StoreFuture, StoreOptions,
+    VersionWrite,
 };
