@@ -2,6 +2,9 @@
 
 #[allow(dead_code)] // shared by several test binaries, each using part of it
 mod fake_participant;
+#[allow(dead_code)]
+#[macro_use]
+mod setup;
 
 use std::time::Duration;
 
@@ -31,7 +34,7 @@ async fn setup_with(
     configure: impl FnOnce(&mut CoordinatorOptions),
 ) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = CoordinatorOptions::ephemeral(dir.path().join("c"));
+    let mut config = setup::options(&dir.path().join("c"));
     configure(&mut config);
     let coordinator = coordinator::start(config).await.unwrap();
     let client = CoordinatorClient::new(coordinator.url());
@@ -103,54 +106,55 @@ fn api_error(e: ClientError) -> (u16, String) {
     }
 }
 
-#[tokio::test]
-async fn commits_with_confirm_and_records_an_audit_trail() {
-    let s = setup(5).await;
-    let done = s.submit(json!({"n": 1}), Some("k1"), Some(10_000)).await;
-    assert_eq!(done.status, 200);
-    assert_eq!(done.saga.state, SagaState::Committed);
-    assert_eq!(done.saga.workflow_version, 1);
-    assert!(
-        done.saga
-            .steps
-            .iter()
-            .all(|st| st.attempts == st.steps_expected())
-    );
-    assert_eq!(
-        s.fake.calls(),
-        vec![
-            ("s1".into(), Phase::Action),
-            ("t1".into(), Phase::Try),
-            ("t1".into(), Phase::Confirm)
-        ]
-    );
-    let events = s.client.saga_events(&done.saga.id).await.unwrap().events;
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(kinds.first(), Some(&"created"));
-    assert_eq!(kinds.last(), Some(&"finished"));
-    assert!(
-        events.iter().any(|e| e.kind == "call_ended"
-            && e.http_status == Some(200)
-            && e.latency_ms.is_some())
-    );
-    assert!(
-        events
-            .iter()
-            .any(|e| e.kind == "decided" && e.outcome.as_deref() == Some("commit"))
-    );
-    let metrics = s.metrics().await;
-    for name in [
-        "coordinator_sagas_finished_total",
-        "coordinator_branch_calls_total",
-        "coordinator_branch_call_duration_seconds",
-        "coordinator_log_flushes_total",
-    ] {
+on_both_stores! {
+    async fn commits_with_confirm_and_records_an_audit_trail() {
+        let s = setup(5).await;
+        let done = s.submit(json!({"n": 1}), Some("k1"), Some(10_000)).await;
+        assert_eq!(done.status, 200);
+        assert_eq!(done.saga.state, SagaState::Committed);
+        assert_eq!(done.saga.workflow_version, 1);
         assert!(
-            metrics.contains(name),
-            "{name} missing from /metrics:\n{metrics}"
+            done.saga
+                .steps
+                .iter()
+                .all(|st| st.attempts == st.steps_expected())
         );
+        assert_eq!(
+            s.fake.calls(),
+            vec![
+                ("s1".into(), Phase::Action),
+                ("t1".into(), Phase::Try),
+                ("t1".into(), Phase::Confirm)
+            ]
+        );
+        let events = s.client.saga_events(&done.saga.id).await.unwrap().events;
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds.first(), Some(&"created"));
+        assert_eq!(kinds.last(), Some(&"finished"));
+        assert!(
+            events.iter().any(|e| e.kind == "call_ended"
+                && e.http_status == Some(200)
+                && e.latency_ms.is_some())
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == "decided" && e.outcome.as_deref() == Some("commit"))
+        );
+        let metrics = s.metrics().await;
+        for name in [
+            "coordinator_sagas_finished_total",
+            "coordinator_branch_calls_total",
+            "coordinator_branch_call_duration_seconds",
+            "coordinator_log_flushes_total",
+        ] {
+            assert!(
+                metrics.contains(name),
+                "{name} missing from /metrics:\n{metrics}"
+            );
+        }
+        s.coordinator.shutdown().await;
     }
-    s.coordinator.shutdown().await;
 }
 
 trait Expected {
@@ -165,339 +169,348 @@ impl Expected for sagas::api::StepView {
     }
 }
 
-#[tokio::test]
-async fn a_rejected_try_aborts_and_undoes_in_reverse_order() {
-    let s = setup(5).await;
-    s.fake.answer(Phase::Try, 409);
-    let done = s.run(json!({})).await;
-    assert_eq!(done.saga.state, SagaState::Aborted);
-    assert!(
-        done.saga
-            .error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("t1"),
-        "{:?}",
-        done.saga.error
-    );
-    // The step that caused the rollback stays visible as rejected; its undo is shown apart.
-    assert_eq!(done.saga.steps[1].status, StepStatus::Rejected);
-    assert_eq!(done.saga.steps[1].undo, Some(StepStatus::Compensated));
-    assert_eq!(done.saga.steps[0].status, StepStatus::Compensated);
-    assert_eq!(done.saga.steps[0].undo, None);
-    assert_eq!(
-        s.fake.calls(),
-        vec![
-            ("s1".into(), Phase::Action),
-            ("t1".into(), Phase::Try),
-            ("t1".into(), Phase::Cancel),
-            ("s1".into(), Phase::Compensate)
-        ]
-    );
-    s.coordinator.shutdown().await;
-}
-
-#[tokio::test]
-async fn transient_failures_are_retried_then_roll_back() {
-    let s = setup(5).await;
-    s.fake.answer(Phase::Try, 503);
-    let done = s.run(json!({})).await;
-    assert_eq!(done.saga.state, SagaState::Aborted);
-    assert_eq!(s.fake.count(Phase::Try), 2, "max_attempts = 2");
-    assert_eq!(
-        s.fake.count(Phase::Cancel),
-        1,
-        "a try that may have applied is cancelled"
-    );
-    s.coordinator.shutdown().await;
-}
-
-#[tokio::test]
-async fn failing_compensation_gets_stuck_and_retry_finishes_it() {
-    let s = setup(2).await;
-    s.fake.answer(Phase::Try, 409);
-    s.fake.answer(Phase::Compensate, 500);
-    let first = s.submit(json!({}), None, Some(0)).await;
-    let stuck = wait_terminal(&s.client, &first.saga.id).await;
-    assert_eq!(stuck.state, SagaState::Stuck);
-    assert_eq!(stuck.steps[0].status, StepStatus::Stuck);
-    let listed = s
-        .client
-        .list_sagas(Some("stuck"), None, None, None)
-        .await
-        .unwrap();
-    assert_eq!(
-        listed
-            .sagas
-            .iter()
-            .map(|x| x.id.as_str())
-            .collect::<Vec<_>>(),
-        vec![stuck.id.as_str()]
-    );
-    // Counted (and alerted) as soon as it is stuck, not when an operator first touches it.
-    let metrics = s.metrics().await;
-    let stuck_count = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(r#"coordinator_sagas_stuck_total{workflow="w"} "#))
-        .and_then(|v| v.parse::<f64>().ok());
-    assert!(stuck_count >= Some(1.0), "{metrics}");
-    // Not before the participant is fixed... then the operator's retry finishes the rollback.
-    s.fake.answer(Phase::Compensate, 200);
-    s.client.retry(&stuck.id).await.unwrap();
-    let done = wait_terminal(&s.client, &stuck.id).await;
-    assert_eq!(done.state, SagaState::Aborted);
-    // Retrying a finished saga is a conflict.
-    assert_eq!(
-        api_error(s.client.retry(&stuck.id).await.unwrap_err()),
-        (409, "conflict".into())
-    );
-    s.coordinator.shutdown().await;
-}
-
-#[tokio::test]
-async fn operator_abort_rolls_back_a_running_saga() {
-    let s = setup(5).await;
-    s.fake.hold(Phase::Try);
-    let first = s.submit(json!({}), None, None).await;
-    assert_eq!(first.status, 202);
-    wait_for(Duration::from_secs(10), async || {
-        match s.fake.count(Phase::Try) {
-            0 => Err("the try never arrived".to_string()),
-            _ => Ok(()),
-        }
-    })
-    .await;
-    let aborting = s.client.abort(&first.saga.id).await.unwrap();
-    assert_eq!(aborting.state, SagaState::Compensating);
-    s.fake.release_all();
-    let done = wait_terminal(&s.client, &first.saga.id).await;
-    assert_eq!(done.state, SagaState::Aborted);
-    assert_eq!(done.error.as_deref(), Some("aborted by operator"));
-    assert_eq!(s.fake.count(Phase::Cancel), 1);
-    assert_eq!(s.fake.count(Phase::Compensate), 1);
-    assert_eq!(
-        api_error(s.client.abort(&first.saga.id).await.unwrap_err()),
-        (409, "conflict".into())
-    );
-    s.coordinator.shutdown().await;
-}
-
-#[tokio::test]
-async fn idempotency_key_returns_the_same_saga_and_rejects_another_body() {
-    let s = setup(5).await;
-    let a = s.submit(json!({"x": 1}), Some("key-1"), Some(10_000)).await;
-    let b = s.submit(json!({"x": 1}), Some("key-1"), None).await;
-    assert_eq!(a.saga.id, b.saga.id);
-    assert_eq!(b.status, 200, "already terminal");
-    assert_eq!(s.fake.count(Phase::Action), 1, "ran once");
-    let err = s
-        .client
-        .submit("w", json!({"x": 2}), Some("key-1"), None)
-        .await
-        .unwrap_err();
-    assert_eq!(api_error(err), (422, "idempotency_key_reused".into()));
-    // Concurrent submissions with one key start one saga.
-    let subs = (0..8).map(|_| {
-        s.client
-            .submit("w", json!({"y": 1}), Some("key-2"), Some(10_000))
-    });
-    let results = futures::future::join_all(subs).await;
-    let ids: std::collections::BTreeSet<String> =
-        results.into_iter().map(|r| r.unwrap().saga.id).collect();
-    assert_eq!(ids.len(), 1);
-    s.coordinator.shutdown().await;
-}
-
-#[tokio::test]
-async fn bad_input_gets_json_errors_never_a_500() {
-    let s = setup(5).await;
-    let http = reqwest::Client::new();
-    let url = s.coordinator.url();
-    let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
-        (
-            http.post(format!("{url}/v1/sagas"))
-                .header("content-type", "application/json")
-                .body("{nope"),
-            400,
-        ),
-        (
-            http.post(format!("{url}/v1/sagas"))
-                .json(&json!({"workflow": 5})),
-            400,
-        ),
-        (
-            http.post(format!("{url}/v1/sagas"))
-                .json(&json!({"workflow": "w", "extra": 1})),
-            400,
-        ),
-        (
-            http.post(format!("{url}/v1/sagas"))
-                .json(&json!({"workflow": "missing"})),
-            404,
-        ),
-        (
-            http.post(format!("{url}/v1/sagas?wait_ms=-1"))
-                .json(&json!({"workflow": "w"})),
-            400,
-        ),
-        (
-            http.post(format!("{url}/v1/sagas"))
-                .json(&json!({"workflow": "w", "callback_url": "ftp://x"})),
-            400,
-        ),
-        (http.get(format!("{url}/v1/sagas?limit=0")), 400),
-        (http.get(format!("{url}/v1/sagas?state=done")), 400),
-        (http.get(format!("{url}/v1/sagas/nope")), 404),
-        (http.get(format!("{url}/v1/sagas/nope/events")), 404),
-        (http.post(format!("{url}/v1/sagas/nope/abort")), 404),
-        (http.get(format!("{url}/v1/workflows/nope")), 404),
-        (http.get(format!("{url}/v1/participants/nope")), 404),
-        (
-            http.put(format!("{url}/v1/participants/p"))
-                .json(&json!({"base_url": "nope", "actions": {}})),
-            400,
-        ),
-        (
-            http.put(format!("{url}/v1/participants/a%2Fb"))
-                .json(&json!({"base_url": "http://x", "actions": {}})),
-            400,
-        ),
-        (http.get(format!("{url}/v2/anything")), 404),
-    ];
-    for (request, expected) in cases {
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let body: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(status, expected, "{body}");
+on_both_stores! {
+    async fn a_rejected_try_aborts_and_undoes_in_reverse_order() {
+        let s = setup(5).await;
+        s.fake.answer(Phase::Try, 409);
+        let done = s.run(json!({})).await;
+        assert_eq!(done.saga.state, SagaState::Aborted);
         assert!(
-            body["error"]["code"].is_string() && body["error"]["message"].is_string(),
-            "{body}"
+            done.saga
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("t1"),
+            "{:?}",
+            done.saga.error
         );
+        // The step that caused the rollback stays visible as rejected; its undo is shown apart.
+        assert_eq!(done.saga.steps[1].status, StepStatus::Rejected);
+        assert_eq!(done.saga.steps[1].undo, Some(StepStatus::Compensated));
+        assert_eq!(done.saga.steps[0].status, StepStatus::Compensated);
+        assert_eq!(done.saga.steps[0].undo, None);
+        assert_eq!(
+            s.fake.calls(),
+            vec![
+                ("s1".into(), Phase::Action),
+                ("t1".into(), Phase::Try),
+                ("t1".into(), Phase::Cancel),
+                ("s1".into(), Phase::Compensate)
+            ]
+        );
+        s.coordinator.shutdown().await;
     }
-    s.coordinator.shutdown().await;
 }
 
-#[tokio::test]
-async fn workflows_are_validated_and_versioned() {
-    let s = setup(5).await;
-    let put = |body: serde_json::Value| {
-        let http = reqwest::Client::new();
-        let url = format!("{}/v1/workflows/w2", s.coordinator.url());
-        async move {
-            let r = http.put(url).json(&body).send().await.unwrap();
-            (
-                r.status().as_u16(),
-                r.json::<serde_json::Value>().await.unwrap(),
-            )
-        }
-    };
-    let step = |name: &str, participant: &str, action: &str, after: &[&str]| json!({"name": name, "participant": participant, "action": action, "after": after});
-    let invalid = [
-        (json!([step("a", "nobody", "s", &[])]), "nobody"),
-        (json!([step("a", "p", "zzz", &[])]), "zzz"),
-        (
-            json!([step("a", "p", "s", &["b"]), step("b", "p", "s", &["a"])]),
-            "cycle",
-        ),
-        (
-            json!([step("a", "p", "s", &[]), step("a", "p", "t", &[])]),
-            "duplicate",
-        ),
-    ];
-    for (steps, reason) in invalid {
-        let (status, body) = put(json!({ "steps": steps })).await;
-        assert_eq!(status, 400, "{body}");
-        let message = body["error"]["message"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error message in {body}"));
-        assert!(message.contains(reason), "{body}");
+on_both_stores! {
+    async fn transient_failures_are_retried_then_roll_back() {
+        let s = setup(5).await;
+        s.fake.answer(Phase::Try, 503);
+        let done = s.run(json!({})).await;
+        assert_eq!(done.saga.state, SagaState::Aborted);
+        assert_eq!(s.fake.count(Phase::Try), 2, "max_attempts = 2");
+        assert_eq!(
+            s.fake.count(Phase::Cancel),
+            1,
+            "a try that may have applied is cancelled"
+        );
+        s.coordinator.shutdown().await;
     }
-
-    let v1 = json!({"steps": [step("a", "p", "s", &[])]});
-    assert_eq!(put(v1.clone()).await.1["version"], 1);
-    assert_eq!(
-        put(v1).await.1["version"],
-        1,
-        "same definition, same version"
-    );
-    let (_, v2) =
-        put(json!({"steps": [step("a", "p", "s", &[]), step("b", "p", "t", &["a"])]})).await;
-    assert_eq!(v2["version"], 2);
-    let saga = s
-        .client
-        .submit("w2", json!({}), None, Some(10_000))
-        .await
-        .unwrap()
-        .saga;
-    assert_eq!((saga.workflow_version, saga.steps.len()), (2, 2));
-    s.coordinator.shutdown().await;
 }
 
-#[tokio::test]
-async fn listing_filters_and_pages() {
-    let s = setup(5).await;
-    s.fake.answer(Phase::Try, 409);
-    for i in 0..3 {
-        s.run(json!({"i": i})).await;
-    }
-    s.fake.answer(Phase::Try, 200);
-    for i in 0..2 {
-        s.run(json!({"i": i})).await;
-    }
-    let aborted = s
-        .client
-        .list_sagas(Some("aborted"), Some("w"), None, None)
-        .await
-        .unwrap();
-    assert_eq!(aborted.sagas.len(), 3);
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = s
+on_both_stores! {
+    async fn failing_compensation_gets_stuck_and_retry_finishes_it() {
+        let s = setup(2).await;
+        s.fake.answer(Phase::Try, 409);
+        s.fake.answer(Phase::Compensate, 500);
+        let first = s.submit(json!({}), None, Some(0)).await;
+        let stuck = wait_terminal(&s.client, &first.saga.id).await;
+        assert_eq!(stuck.state, SagaState::Stuck);
+        assert_eq!(stuck.steps[0].status, StepStatus::Stuck);
+        let listed = s
             .client
-            .list_sagas(None, None, Some(2), cursor.as_deref())
+            .list_sagas(Some("stuck"), None, None, None)
             .await
             .unwrap();
-        seen.extend(page.sagas.into_iter().map(|x| x.id));
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        assert_eq!(
+            listed
+                .sagas
+                .iter()
+                .map(|x| x.id.as_str())
+                .collect::<Vec<_>>(),
+            vec![stuck.id.as_str()]
+        );
+        // Counted (and alerted) as soon as it is stuck, not when an operator first touches it.
+        let metrics = s.metrics().await;
+        let stuck_count = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"coordinator_sagas_stuck_total{workflow="w"} "#))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(stuck_count >= Some(1.0), "{metrics}");
+        // Not before the participant is fixed... then the operator's retry finishes the rollback.
+        s.fake.answer(Phase::Compensate, 200);
+        s.client.retry(&stuck.id).await.unwrap();
+        let done = wait_terminal(&s.client, &stuck.id).await;
+        assert_eq!(done.state, SagaState::Aborted);
+        // Retrying a finished saga is a conflict.
+        assert_eq!(
+            api_error(s.client.retry(&stuck.id).await.unwrap_err()),
+            (409, "conflict".into())
+        );
+        s.coordinator.shutdown().await;
     }
-    assert_eq!(seen.len(), 5);
-    let mut sorted = seen.clone();
-    sorted.sort();
-    assert_eq!(seen, sorted, "pages come in creation order");
-    let body = SubmitSaga {
-        workflow: "w".into(),
-        input: json!({}).into(),
-        callback_url: None,
-    };
-    let submitted = s.client.submit_body(&body, None, None).await.unwrap();
-    assert!(!seen.contains(&submitted.saga.id), "a new saga");
-    s.coordinator.shutdown().await;
 }
 
-#[tokio::test]
-async fn finished_sagas_are_removed_after_their_retention() {
-    let s = setup_with(5, |config| config.retention = Duration::from_secs(1)).await;
-    let first = s.submit(json!({}), Some("k"), Some(10_000)).await.saga;
-    assert_eq!(first.state, SagaState::Committed);
-    wait_for(Duration::from_secs(20), async || {
-        match s.client.get_saga(&first.id).await {
-            Err(ClientError::Api { status: 404, .. }) => Ok(()),
-            Ok(saga) => Err(format!("saga never expired: still {:?}", saga.state)),
-            Err(other) => panic!("{other}"),
+on_both_stores! {
+    async fn operator_abort_rolls_back_a_running_saga() {
+        let s = setup(5).await;
+        s.fake.hold(Phase::Try);
+        let first = s.submit(json!({}), None, None).await;
+        assert_eq!(first.status, 202);
+        wait_for(Duration::from_secs(10), async || {
+            match s.fake.count(Phase::Try) {
+                0 => Err("the try never arrived".to_string()),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        let aborting = s.client.abort(&first.saga.id).await.unwrap();
+        assert_eq!(aborting.state, SagaState::Compensating);
+        s.fake.release_all();
+        let done = wait_terminal(&s.client, &first.saga.id).await;
+        assert_eq!(done.state, SagaState::Aborted);
+        assert_eq!(done.error.as_deref(), Some("aborted by operator"));
+        assert_eq!(s.fake.count(Phase::Cancel), 1);
+        assert_eq!(s.fake.count(Phase::Compensate), 1);
+        assert_eq!(
+            api_error(s.client.abort(&first.saga.id).await.unwrap_err()),
+            (409, "conflict".into())
+        );
+        s.coordinator.shutdown().await;
+    }
+}
+
+on_both_stores! {
+    async fn idempotency_key_returns_the_same_saga_and_rejects_another_body() {
+        let s = setup(5).await;
+        let a = s.submit(json!({"x": 1}), Some("key-1"), Some(10_000)).await;
+        let b = s.submit(json!({"x": 1}), Some("key-1"), None).await;
+        assert_eq!(a.saga.id, b.saga.id);
+        assert_eq!(b.status, 200, "already terminal");
+        assert_eq!(s.fake.count(Phase::Action), 1, "ran once");
+        let err = s
+            .client
+            .submit("w", json!({"x": 2}), Some("key-1"), None)
+            .await
+            .unwrap_err();
+        assert_eq!(api_error(err), (422, "idempotency_key_reused".into()));
+        // Concurrent submissions with one key start one saga.
+        let subs = (0..8).map(|_| {
+            s.client
+                .submit("w", json!({"y": 1}), Some("key-2"), Some(10_000))
+        });
+        let results = futures::future::join_all(subs).await;
+        let ids: std::collections::BTreeSet<String> =
+            results.into_iter().map(|r| r.unwrap().saga.id).collect();
+        assert_eq!(ids.len(), 1);
+        s.coordinator.shutdown().await;
+    }
+}
+
+on_both_stores! {
+    async fn bad_input_gets_json_errors_never_a_500() {
+        let s = setup(5).await;
+        let http = reqwest::Client::new();
+        let url = s.coordinator.url();
+        let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
+            (
+                http.post(format!("{url}/v1/sagas"))
+                    .header("content-type", "application/json")
+                    .body("{nope"),
+                400,
+            ),
+            (
+                http.post(format!("{url}/v1/sagas"))
+                    .json(&json!({"workflow": 5})),
+                400,
+            ),
+            (
+                http.post(format!("{url}/v1/sagas"))
+                    .json(&json!({"workflow": "w", "extra": 1})),
+                400,
+            ),
+            (
+                http.post(format!("{url}/v1/sagas"))
+                    .json(&json!({"workflow": "missing"})),
+                404,
+            ),
+            (
+                http.post(format!("{url}/v1/sagas?wait_ms=-1"))
+                    .json(&json!({"workflow": "w"})),
+                400,
+            ),
+            (
+                http.post(format!("{url}/v1/sagas"))
+                    .json(&json!({"workflow": "w", "callback_url": "ftp://x"})),
+                400,
+            ),
+            (http.get(format!("{url}/v1/sagas?limit=0")), 400),
+            (http.get(format!("{url}/v1/sagas?state=done")), 400),
+            (http.get(format!("{url}/v1/sagas/nope")), 404),
+            (http.get(format!("{url}/v1/sagas/nope/events")), 404),
+            (http.post(format!("{url}/v1/sagas/nope/abort")), 404),
+            (http.get(format!("{url}/v1/workflows/nope")), 404),
+            (http.get(format!("{url}/v1/participants/nope")), 404),
+            (
+                http.put(format!("{url}/v1/participants/p"))
+                    .json(&json!({"base_url": "nope", "actions": {}})),
+                400,
+            ),
+            (
+                http.put(format!("{url}/v1/participants/a%2Fb"))
+                    .json(&json!({"base_url": "http://x", "actions": {}})),
+                400,
+            ),
+            (http.get(format!("{url}/v2/anything")), 404),
+        ];
+        for (request, expected) in cases {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(status, expected, "{body}");
+            assert!(
+                body["error"]["code"].is_string() && body["error"]["message"].is_string(),
+                "{body}"
+            );
         }
-    })
-    .await;
-    assert_eq!(
-        api_error(s.client.saga_events(&first.id).await.unwrap_err()).0,
-        404,
-        "its events went with it"
-    );
-    // Its key is free again: the same request starts a new saga.
-    let again = s.submit(json!({}), Some("k"), Some(10_000)).await.saga;
-    assert_ne!(again.id, first.id);
-    s.coordinator.shutdown().await;
+        s.coordinator.shutdown().await;
+    }
+}
+
+on_both_stores! {
+    async fn workflows_are_validated_and_versioned() {
+        let s = setup(5).await;
+        let put = |body: serde_json::Value| {
+            let http = reqwest::Client::new();
+            let url = format!("{}/v1/workflows/w2", s.coordinator.url());
+            async move {
+                let r = http.put(url).json(&body).send().await.unwrap();
+                (
+                    r.status().as_u16(),
+                    r.json::<serde_json::Value>().await.unwrap(),
+                )
+            }
+        };
+        let step = |name: &str, participant: &str, action: &str, after: &[&str]| json!({"name": name, "participant": participant, "action": action, "after": after});
+        let invalid = [
+            (json!([step("a", "nobody", "s", &[])]), "nobody"),
+            (json!([step("a", "p", "zzz", &[])]), "zzz"),
+            (
+                json!([step("a", "p", "s", &["b"]), step("b", "p", "s", &["a"])]),
+                "cycle",
+            ),
+            (
+                json!([step("a", "p", "s", &[]), step("a", "p", "t", &[])]),
+                "duplicate",
+            ),
+        ];
+        for (steps, reason) in invalid {
+            let (status, body) = put(json!({ "steps": steps })).await;
+            assert_eq!(status, 400, "{body}");
+            let message = body["error"]["message"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no error message in {body}"));
+            assert!(message.contains(reason), "{body}");
+        }
+
+        let v1 = json!({"steps": [step("a", "p", "s", &[])]});
+        assert_eq!(put(v1.clone()).await.1["version"], 1);
+        assert_eq!(
+            put(v1).await.1["version"],
+            1,
+            "same definition, same version"
+        );
+        let (_, v2) =
+            put(json!({"steps": [step("a", "p", "s", &[]), step("b", "p", "t", &["a"])]})).await;
+        assert_eq!(v2["version"], 2);
+        let saga = s
+            .client
+            .submit("w2", json!({}), None, Some(10_000))
+            .await
+            .unwrap()
+            .saga;
+        assert_eq!((saga.workflow_version, saga.steps.len()), (2, 2));
+        s.coordinator.shutdown().await;
+    }
+}
+
+on_both_stores! {
+    async fn listing_filters_and_pages() {
+        let s = setup(5).await;
+        s.fake.answer(Phase::Try, 409);
+        for i in 0..3 {
+            s.run(json!({"i": i})).await;
+        }
+        s.fake.answer(Phase::Try, 200);
+        for i in 0..2 {
+            s.run(json!({"i": i})).await;
+        }
+        let aborted = s
+            .client
+            .list_sagas(Some("aborted"), Some("w"), None, None)
+            .await
+            .unwrap();
+        assert_eq!(aborted.sagas.len(), 3);
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = s
+                .client
+                .list_sagas(None, None, Some(2), cursor.as_deref())
+                .await
+                .unwrap();
+            seen.extend(page.sagas.into_iter().map(|x| x.id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 5);
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(seen, sorted, "pages come in creation order");
+        let body = SubmitSaga {
+            workflow: "w".into(),
+            input: json!({}).into(),
+            callback_url: None,
+        };
+        let submitted = s.client.submit_body(&body, None, None).await.unwrap();
+        assert!(!seen.contains(&submitted.saga.id), "a new saga");
+        s.coordinator.shutdown().await;
+    }
+}
+
+on_both_stores! {
+    async fn finished_sagas_are_removed_after_their_retention() {
+        let s = setup_with(5, |config| config.retention = Duration::from_secs(1)).await;
+        let first = s.submit(json!({}), Some("k"), Some(10_000)).await.saga;
+        assert_eq!(first.state, SagaState::Committed);
+        wait_for(Duration::from_secs(20), async || {
+            match s.client.get_saga(&first.id).await {
+                Err(ClientError::Api { status: 404, .. }) => Ok(()),
+                Ok(saga) => Err(format!("saga never expired: still {:?}", saga.state)),
+                Err(other) => panic!("{other}"),
+            }
+        })
+        .await;
+        assert_eq!(
+            api_error(s.client.saga_events(&first.id).await.unwrap_err()).0,
+            404,
+            "its events went with it"
+        );
+        // Its key is free again: the same request starts a new saga.
+        let again = s.submit(json!({}), Some("k"), Some(10_000)).await.saga;
+        assert_ne!(again.id, first.id);
+        s.coordinator.shutdown().await;
+    }
 }

@@ -192,7 +192,10 @@ impl Driver {
             }
         }
         let idle = outstanding == 0 && calls.is_empty() && notify.is_none();
-        let must_flush = std::mem::take(&mut self.must_flush);
+        // A saga that settles is flushed too: its last events (a callback's delivery) are
+        // what every instance and every reader should see from then on.
+        let settled = self.saga.is_settled() && !self.unlogged.is_empty();
+        let must_flush = std::mem::take(&mut self.must_flush) || settled;
         let (first_seq, append, snapshot) = if must_flush || idle || self.saga.is_settled() {
             self.hand_out()
         } else {

@@ -227,12 +227,18 @@ impl Event {
         }
     }
 
-    /// Events after which the runtime must reach disk before acting or answering
-    /// (durability rules 1-3 of `docs/ARCHITECTURE.md`).
+    /// Events after which the runtime must reach disk before acting or answering: the
+    /// submission, the decision and the outcome (durability rules 1-3 of
+    /// `docs/ARCHITECTURE.md`), and the states operators act on: a saga turning stuck (it is
+    /// alerted and listed) and an operator's retry (answered once recorded).
     pub fn must_be_durable(&self) -> bool {
         matches!(
             self,
-            Event::Created(_) | Event::Decided { .. } | Event::Finished { .. }
+            Event::Created(_)
+                | Event::Decided { .. }
+                | Event::Finished { .. }
+                | Event::Stuck { .. }
+                | Event::RetryRequested { .. }
         )
     }
 }

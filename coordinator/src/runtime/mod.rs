@@ -281,6 +281,11 @@ impl Runtime {
         }
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "final flush failed");
+            return;
+        }
+        // Everything is written: other instances may take the sagas over now.
+        if let Err(e) = self.store.leave().await {
+            tracing::warn!(error = %e, "could not give up the lease; others wait for it to expire");
         }
     }
 }

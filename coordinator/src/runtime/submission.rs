@@ -73,8 +73,9 @@ impl Runtime {
     ) -> Result<Arc<Saga>, RuntimeError> {
         // The first submission may still be waiting for its flush: answer only once durable.
         self.store.flush().await?;
-        if self.is_ready() && !self.is_shutting_down() {
-            // Normally a no-op; restarts the task of a saga whose task stopped on an error.
+        // Normally a no-op; restarts the task of a saga whose task stopped on an error. In a
+        // cluster the saga may be another instance's: only a claim or a take-over starts it.
+        if self.is_ready() && !self.is_shutting_down() && !self.store.clustered() {
             self.resume(id).await?;
         }
         let saga = self

@@ -176,6 +176,9 @@ pub trait Ownership: Send + Sync + 'static {
     fn rejoin(&self) -> StoreFuture<'_, ()>;
     /// Whether other instances may share this store (then leases matter).
     fn clustered(&self) -> bool;
+    /// Gives up this instance's lease at once (a graceful shutdown, after the last flush), so
+    /// other instances take its sagas over without waiting for the lease to expire.
+    fn leave(&self) -> StoreFuture<'_, ()>;
 }
 
 /// The state of this instance's lease after a renewal.

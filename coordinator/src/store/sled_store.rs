@@ -464,6 +464,10 @@ impl Ownership for SledStore {
     fn clustered(&self) -> bool {
         false
     }
+
+    fn leave(&self) -> StoreFuture<'_, ()> {
+        ready(Ok(()))
+    }
 }
 
 /// The registry's synchronous operations.

@@ -845,6 +845,21 @@ impl Ownership for PgStore {
     fn clustered(&self) -> bool {
         true
     }
+
+    fn leave(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let me = self.shared.instance();
+            let client = self.shared.pool.get().await.map_err(pool)?;
+            client
+                .execute(
+                    "UPDATE instances SET expires_at = now() WHERE id = $1",
+                    &[&me],
+                )
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+    }
 }
 
 /// A registry write and the bump of the registry generation, in one transaction.
