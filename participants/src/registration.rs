@@ -3,7 +3,10 @@
 //! A participant must serve before the coordinator is reachable: after a crash the coordinator
 //! may come back later than its participants, and branch calls for recovered sagas must not
 //! wait for registration. So registration retries with capped exponential backoff and jitter
-//! until the coordinator accepts it, logging every failure, while the server already runs.
+//! until a coordinator accepts it, logging every failure, while the server already runs.
+//!
+//! A cluster of coordinators shares one registry, so registering with any one of them is
+//! registering with all: each attempt asks the coordinators in turn until one answers.
 
 use std::time::Duration;
 
@@ -24,9 +27,36 @@ pub struct Registration {
     task: JoinHandle<()>,
 }
 
+/// Registers with the first of `coordinators` that answers: the one that did, or the error of
+/// the last tried (or a refusal, which asking another would not change).
+async fn register_with_any<'a>(
+    coordinators: &'a [CoordinatorClient],
+    name: &str,
+    spec: &ParticipantSpec,
+) -> Result<&'a CoordinatorClient, sagas::ClientError> {
+    let mut last = None;
+    for coordinator in coordinators {
+        match coordinator.put_participant(name, spec).await {
+            Ok(_) => return Ok(coordinator),
+            Err(e) if e.is_retryable() => {
+                tracing::debug!(participant = %name, coordinator = %coordinator.base_url(), error = %e, "coordinator did not answer; trying the next");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.expect("at least one coordinator"))
+}
+
 impl Registration {
-    /// Starts registering `spec` under `name`; needs a tokio runtime.
-    pub fn spawn(coordinator: CoordinatorClient, name: String, spec: ParticipantSpec) -> Self {
+    /// Starts registering `spec` under `name` with any of `coordinators` (at least one); needs
+    /// a tokio runtime.
+    pub fn spawn(
+        coordinators: Vec<CoordinatorClient>,
+        name: String,
+        spec: ParticipantSpec,
+    ) -> Self {
+        assert!(!coordinators.is_empty(), "registration needs a coordinator");
         let (done, registered) = watch::channel(false);
         let task = tokio::spawn(async move {
             let backoff = ExponentialBuilder::default()
@@ -34,14 +64,14 @@ impl Registration {
                 .with_max_delay(MAX_DELAY)
                 .with_jitter()
                 .without_max_times();
-            let result = (|| coordinator.put_participant(&name, &spec))
+            let result = (|| register_with_any(&coordinators, &name, &spec))
                 .retry(backoff)
                 // A refusal (an invalid spec, say) will not change by asking again.
                 .when(sagas::ClientError::is_retryable)
                 .notify(|err, retry_in| {
                     tracing::warn!(
                         participant = %name,
-                        coordinator = %coordinator.base_url(),
+                        coordinators = coordinators.len(),
                         error = %err,
                         ?retry_in,
                         "registration failed; retrying"
@@ -49,7 +79,7 @@ impl Registration {
                 })
                 .await;
             match result {
-                Ok(_) => {
+                Ok(coordinator) => {
                     tracing::info!(participant = %name, coordinator = %coordinator.base_url(), base_url = %spec.base_url, "registered with the coordinator");
                     let _ = done.send(true);
                 }

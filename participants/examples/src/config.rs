@@ -119,9 +119,11 @@ pub struct ParticipantArgs {
     /// Directory of the participant's sled database.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Coordinator to register with.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_COORDINATOR_URL)]
-    pub coordinator: String,
+    /// Coordinator to register with; several (comma-separated or repeated) for a cluster:
+    /// registration goes to whichever answers.
+    #[arg(long, value_name = "URL", value_delimiter = ',', num_args = 1..,
+        default_value = DEFAULT_COORDINATOR_URL)]
+    pub coordinator: Vec<String>,
     /// URL the coordinator should call back; defaults to http://{listen address}.
     #[arg(long, value_name = "URL")]
     pub advertise_url: Option<String>,
@@ -211,7 +213,7 @@ impl ParticipantArgs {
         let config = ParticipantConfig {
             listen: self.listen.unwrap_or(defaults.listen),
             data_dir: self.data_dir.unwrap_or(defaults.data_dir),
-            coordinator_url: self.coordinator,
+            coordinator_urls: self.coordinator,
             advertise_url: self.advertise_url,
             faults: match self.faults {
                 Some(spec) => Some(spec.parse().map_err(ConfigError::Faults)?),
@@ -241,8 +243,8 @@ pub struct ParticipantConfig {
     pub listen: SocketAddr,
     /// The sled database lives directly in this directory (created if missing).
     pub data_dir: PathBuf,
-    /// The coordinator to register with, `http://` or `https://`.
-    pub coordinator_url: String,
+    /// The coordinators to register with (any one of a cluster), `http://` or `https://`.
+    pub coordinator_urls: Vec<String>,
     /// Base URL registered with the coordinator; `None` means `http://{bound address}`, with
     /// an unspecified IP (0.0.0.0, ::) replaced by loopback.
     pub advertise_url: Option<String>,
@@ -266,7 +268,7 @@ impl ParticipantConfig {
         ParticipantConfig {
             listen: kind.default_listen(),
             data_dir: kind.default_data_dir(),
-            coordinator_url: DEFAULT_COORDINATOR_URL.into(),
+            coordinator_urls: vec![DEFAULT_COORDINATOR_URL.into()],
             advertise_url: None,
             faults: None,
             barrier: BarrierMode::Enforced,
@@ -289,7 +291,7 @@ impl ParticipantConfig {
 
     /// Sets the coordinator's URL.
     pub fn with_coordinator(mut self, url: impl Into<String>) -> Self {
-        self.coordinator_url = url.into();
+        self.coordinator_urls = vec![url.into()];
         self
     }
 
@@ -300,8 +302,11 @@ impl ParticipantConfig {
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::EmptyDataDir);
         }
-        if !is_http_url(&self.coordinator_url) {
-            return Err(ConfigError::CoordinatorUrl(self.coordinator_url.clone()));
+        if self.coordinator_urls.is_empty() {
+            return Err(ConfigError::CoordinatorUrl(String::new()));
+        }
+        if let Some(bad) = self.coordinator_urls.iter().find(|url| !is_http_url(url)) {
+            return Err(ConfigError::CoordinatorUrl(bad.clone()));
         }
         if let Some(url) = &self.advertise_url
             && !is_http_url(url)
@@ -358,7 +363,10 @@ mod tests {
         let config = args.into_config(ParticipantKind::Order).unwrap();
         assert_eq!(config.listen, "127.0.0.1:7702".parse().unwrap());
         assert_eq!(config.data_dir, PathBuf::from("data/order"));
-        assert_eq!(config.coordinator_url, DEFAULT_COORDINATOR_URL);
+        assert_eq!(
+            config.coordinator_urls,
+            vec![DEFAULT_COORDINATOR_URL.to_string()]
+        );
         assert_eq!(config.barrier, BarrierMode::Enforced);
         assert_eq!(
             ParticipantConfig::new(ParticipantKind::Wallet)

@@ -249,7 +249,11 @@ pub(crate) async fn start(
         })
     };
     let registration = Registration::spawn(
-        CoordinatorClient::new(config.coordinator_url.clone()),
+        config
+            .coordinator_urls
+            .iter()
+            .map(|url| CoordinatorClient::new(url.clone()))
+            .collect(),
         kind.name().to_string(),
         spec,
     );

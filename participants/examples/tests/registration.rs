@@ -151,3 +151,39 @@ async fn a_refused_registration_is_not_retried() {
     assert_eq!(*attempts.lock().unwrap(), 1);
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn registers_with_whichever_coordinator_of_a_cluster_answers() {
+    // The first coordinator is gone (its port closed); the second answers (after two 503s).
+    let gone = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let fake = FakeCoordinator::default();
+    let app = Router::new()
+        .route("/v1/participants/{name}", put(put_participant))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let answering = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = ParticipantConfig::new(ParticipantKind::Wallet)
+        .with_listen("127.0.0.1:0".parse().unwrap())
+        .with_data_dir(dir.path());
+    let config = ParticipantConfig {
+        coordinator_urls: vec![gone, answering],
+        ..config
+    };
+    let running = wallet::start(config).await.unwrap();
+    let registered = registration_within_deadline(&running)
+        .await
+        .expect("registered within the deadline");
+    assert!(registered);
+    assert_eq!(
+        fake.attempts.lock().unwrap().len(),
+        3,
+        "every answer came from the second"
+    );
+    running.shutdown().await;
+}
