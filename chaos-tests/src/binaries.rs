@@ -52,8 +52,8 @@ pub const SERVICES: [&str; 4] = ["coordinator", "wallet", "order", "points"];
 /// Builds the [`SERVICES`] with cargo, in the profile and target directory of [`bin_dir`] (so a
 /// release `bench` gets release binaries next to it), and checks they are there.
 ///
-/// For tools that must not measure stale binaries: `cargo run -p chaos-tests --bin bench`
-/// builds only this package's binaries, and a coordinator edited since the last workspace
+/// For tools that must not measure stale binaries: `cargo run -p saga-bench --bin bench`
+/// builds only that package's binaries, and a coordinator edited since the last workspace
 /// build would otherwise be measured as it was. When everything is up to date cargo returns
 /// within a second. Uses `$CARGO` (set by `cargo run`) or `cargo` from `PATH`. With
 /// `$CHAOS_BIN_DIR` set nothing is built: those binaries are the caller's; they must exist.
@@ -78,11 +78,10 @@ fn run_cargo_build() -> anyhow::Result<()> {
     let target_dir = dir
         .parent()
         .with_context(|| format!("{} has no parent (target) directory", dir.display()))?;
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
     command
-        .current_dir(&workspace)
+        .current_dir(workspace_dir())
         .args(["build", "--bins", "-p", "coordinator", "-p", "participants"])
         .arg("--profile")
         .arg(profile)
@@ -97,10 +96,14 @@ fn run_cargo_build() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The workspace's root directory (this crate's parent): where cargo is run and the
+/// workflow files are.
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 /// The workspace's `sagas/` directory, which holds the workflow files (`place_order.yaml`)
 /// the coordinator loads at start-up.
 pub fn workflows_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("sagas")
+    workspace_dir().join("sagas")
 }

@@ -29,8 +29,8 @@ use crate::cluster::Cluster;
 use crate::participant_api::{AccountView, OrderApi, OrderView, PointsApi, WalletApi};
 use crate::workload::SagaPlan;
 
-/// How many requests [`Books::observe_services`] (and loadgen's set-up and settling) has in
-/// flight at a time.
+/// How many requests [`Books::observe_services`] (and `saga-bench`'s loadgen, setting up and
+/// settling) has in flight at a time.
 pub const READ_CONCURRENCY: usize = 64;
 
 /// Where the books are read: the coordinator and the three participants.

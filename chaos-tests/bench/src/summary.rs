@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
-use super::matrix::Row;
-use super::measure::RunMetrics;
+use crate::matrix::Row;
+use crate::measure::RunMetrics;
 
 /// The median of `values`: the middle one, or the mean of the two middle ones; `None` if
 /// there are none. NaNs sort last.
@@ -139,7 +139,7 @@ pub fn abort_costs(rows: &[RowResult]) -> Vec<AbortCost> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::bench::matrix::Participants;
+    use crate::matrix::Participants;
 
     /// A run with these figures (everything else zero or absent).
     pub(crate) fn run(throughput: f64, p99_ms: f64, cpu: Option<f64>, ok: bool) -> RunMetrics {
