@@ -1,9 +1,9 @@
-//! Locating the workspace's built binaries.
+//! Locating the workspace's built binaries, and building the service binaries for the benchmark.
 //!
 //! A test executable lives in `<target>/<profile>/deps/`; the binaries cargo builds for the
 //! workspace live one level up, in `<target>/<profile>/`. `cargo test --workspace` builds the
-//! `coordinator` and `participants` binaries because those packages have integration tests;
-//! `cargo test -p chaos-tests` alone does not, hence the hint in the error.
+//! service binaries because their packages have integration tests; `cargo test -p chaos-tests`
+//! alone does not, hence the hint in the error.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,7 +46,8 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The service binaries: the coordinator and the three example participants.
+/// The service binaries: the coordinator and the three example participants. [`build_services`]
+/// builds them by these names, whichever workspace package holds them.
 pub const SERVICES: [&str; 4] = ["coordinator", "wallet", "order", "points"];
 
 /// Builds the [`SERVICES`] with cargo, in the profile and target directory of [`bin_dir`] (so a
@@ -67,6 +68,9 @@ pub fn build_services() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo build --workspace --bin coordinator --bin wallet ...`: binaries by name across the
+/// workspace, so moving a binary to another package (the participants' binaries may move out
+/// of `participants`) needs no change here, and nothing else (examples, harness tools) is built.
 fn run_cargo_build() -> anyhow::Result<()> {
     let dir = bin_dir()?;
     let profile = match dir.file_name().and_then(|name| name.to_str()) {
@@ -82,7 +86,11 @@ fn run_cargo_build() -> anyhow::Result<()> {
     let mut command = Command::new(&cargo);
     command
         .current_dir(workspace_dir())
-        .args(["build", "--bins", "-p", "coordinator", "-p", "participants"])
+        .args(["build", "--workspace"]);
+    for name in SERVICES {
+        command.args(["--bin", name]);
+    }
+    command
         .arg("--profile")
         .arg(profile)
         .arg("--target-dir")
