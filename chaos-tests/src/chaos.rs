@@ -184,10 +184,12 @@ pub struct ChaosReport {
 }
 
 impl ChaosReport {
+    /// Every invariant held.
     pub fn passed(&self) -> bool {
         self.passed
     }
 
+    /// SIGKILLs over all services.
     pub fn total_kills(&self) -> u64 {
         self.kills.values().sum()
     }

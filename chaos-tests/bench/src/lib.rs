@@ -49,8 +49,11 @@ use measure::RunSettings;
 use recovery::{RecoveryResult, RecoverySettings};
 use summary::{AbortCost, RowResult};
 
+/// Everything measured, for tools.
 pub const JSON_FILE: &str = "results.json";
+/// The tables, for the README.
 pub const MARKDOWN_FILE: &str = "results.md";
+/// Throughput and p99 against clients.
 pub const CHART_FILE: &str = "throughput_p99.svg";
 
 /// How the benchmark was run, recorded with the results.

@@ -107,7 +107,9 @@ pub struct Args {
 /// What one submission ended as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Answered `committed`.
     Committed,
+    /// Answered `aborted`.
     Aborted,
     /// Answered, but not terminal within `wait_ms` (or `stuck`).
     NotTerminal(SagaState),

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
+/// The machine and the code a benchmark ran on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Machine {
     /// CPUs this process may run on.

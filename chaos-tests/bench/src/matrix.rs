@@ -40,6 +40,7 @@ pub struct Row {
 }
 
 impl Row {
+    /// A row named after what it runs (`64c`, `64c-abort10`, `64c-no-work`).
     pub fn new(clients: usize, abort_ratio: f64, participants: Participants) -> Row {
         Row {
             name: row_name(clients, abort_ratio, participants),

@@ -59,6 +59,7 @@ pub struct RecoverySummary {
 }
 
 impl RecoverySummary {
+    /// The medians of `runs` (and the spread of the ready times).
     pub fn of(runs: &[RestartMetrics]) -> RecoverySummary {
         let ready = runs.iter().map(|r| r.ready_s);
         RecoverySummary {

@@ -57,6 +57,7 @@ pub struct RowSummary {
 }
 
 impl RowSummary {
+    /// The medians of `runs`, metric by metric.
     pub fn of(runs: &[RunMetrics]) -> RowSummary {
         let checked: Vec<bool> = runs.iter().filter_map(|r| r.books_verified).collect();
         RowSummary {
@@ -90,6 +91,7 @@ pub struct RowResult {
 }
 
 impl RowResult {
+    /// A row of `suite` with its runs and their medians.
     pub fn new(suite: &str, row: Row, runs: Vec<RunMetrics>) -> RowResult {
         RowResult {
             suite: suite.to_string(),

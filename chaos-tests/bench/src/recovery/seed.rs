@@ -236,6 +236,7 @@ pub struct DirSize {
     pub apparent: u64,
 }
 
+/// The size of the files under `dir`, recursively.
 pub fn dir_size(dir: &Path) -> anyhow::Result<DirSize> {
     use std::os::unix::fs::MetadataExt;
     let mut size = DirSize::default();
