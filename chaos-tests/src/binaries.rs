@@ -1,9 +1,9 @@
-//! Locating the workspace's built binaries.
+//! Locating the workspace's built binaries, and building the service binaries for the benchmark.
 //!
 //! A test executable lives in `<target>/<profile>/deps/`; the binaries cargo builds for the
 //! workspace live one level up, in `<target>/<profile>/`. `cargo test --workspace` builds the
-//! `coordinator` and `participants` binaries because those packages have integration tests;
-//! `cargo test -p chaos-tests` alone does not, hence the hint in the error.
+//! service binaries because their packages have integration tests; `cargo test -p chaos-tests`
+//! alone does not, hence the hint in the error.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,14 +46,15 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The service binaries: the coordinator and the three example participants.
+/// The service binaries: the coordinator and the three example participants. [`build_services`]
+/// builds them by these names, whichever workspace package holds them.
 pub const SERVICES: [&str; 4] = ["coordinator", "wallet", "order", "points"];
 
 /// Builds the [`SERVICES`] with cargo, in the profile and target directory of [`bin_dir`] (so a
 /// release `bench` gets release binaries next to it), and checks they are there.
 ///
-/// For tools that must not measure stale binaries: `cargo run -p chaos-tests --bin bench`
-/// builds only this package's binaries, and a coordinator edited since the last workspace
+/// For tools that must not measure stale binaries: `cargo run -p saga-bench --bin bench`
+/// builds only that package's binaries, and a coordinator edited since the last workspace
 /// build would otherwise be measured as it was. When everything is up to date cargo returns
 /// within a second. Uses `$CARGO` (set by `cargo run`) or `cargo` from `PATH`. With
 /// `$CHAOS_BIN_DIR` set nothing is built: those binaries are the caller's; they must exist.
@@ -67,6 +68,9 @@ pub fn build_services() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo build --workspace --bin coordinator --bin wallet ...`: binaries by name across the
+/// workspace, so moving a binary to another package (the participants' binaries may move out
+/// of `participants`) needs no change here, and nothing else (examples, harness tools) is built.
 fn run_cargo_build() -> anyhow::Result<()> {
     let dir = bin_dir()?;
     let profile = match dir.file_name().and_then(|name| name.to_str()) {
@@ -78,12 +82,15 @@ fn run_cargo_build() -> anyhow::Result<()> {
     let target_dir = dir
         .parent()
         .with_context(|| format!("{} has no parent (target) directory", dir.display()))?;
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
     command
-        .current_dir(&workspace)
-        .args(["build", "--bins", "-p", "coordinator", "-p", "participants"])
+        .current_dir(workspace_dir())
+        .args(["build", "--workspace"]);
+    for name in SERVICES {
+        command.args(["--bin", name]);
+    }
+    command
         .arg("--profile")
         .arg(profile)
         .arg("--target-dir")
@@ -97,10 +104,14 @@ fn run_cargo_build() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The workspace's root directory (this crate's parent): where cargo is run and the
+/// workflow files are.
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 /// The workspace's `sagas/` directory, which holds the workflow files (`place_order.yaml`)
 /// the coordinator loads at start-up.
 pub fn workflows_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("sagas")
+    workspace_dir().join("sagas")
 }

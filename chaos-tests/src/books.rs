@@ -29,8 +29,8 @@ use crate::cluster::Cluster;
 use crate::participant_api::{AccountView, OrderApi, OrderView, PointsApi, WalletApi};
 use crate::workload::SagaPlan;
 
-/// How many requests [`Books::observe_services`] (and loadgen's set-up and settling) has in
-/// flight at a time.
+/// How many requests [`Books::observe_services`] (and `saga-bench`'s loadgen, setting up and
+/// settling) has in flight at a time.
 pub const READ_CONCURRENCY: usize = 64;
 
 /// Where the books are read: the coordinator and the three participants.
@@ -43,6 +43,7 @@ pub struct Services<'a> {
 }
 
 impl<'a> Services<'a> {
+    /// The services of a running cluster.
     pub fn of(cluster: &'a Cluster) -> Services<'a> {
         Services {
             coordinator: cluster.client(),
@@ -294,6 +295,7 @@ pub struct Audit {
 }
 
 impl Audit {
+    /// No violation found.
     pub fn is_clean(&self) -> bool {
         self.violations.is_empty()
     }
@@ -340,6 +342,7 @@ impl fmt::Display for Audit {
 }
 
 impl Books {
+    /// Empty books: nothing funded, no saga recorded.
     pub fn new() -> Books {
         Books::default()
     }
@@ -384,6 +387,7 @@ impl Books {
         self.sagas.push(SagaRecord { plan, saga_id });
     }
 
+    /// The sagas recorded so far, in the order they were recorded.
     pub fn sagas(&self) -> &[SagaRecord] {
         &self.sagas
     }

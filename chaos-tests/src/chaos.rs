@@ -111,7 +111,8 @@ pub struct ChaosConfig {
     pub profile: FaultProfile,
     /// Start the participants with `--unsafe-no-barrier` (sanity check of the checker).
     pub unsafe_no_barrier: bool,
-    /// Print a progress line on stderr every second.
+    /// Print a progress line on stderr every second. Off by default: written straight to
+    /// stderr, it would get past a test harness's output capture; the `chaos` binary turns it on.
     pub progress: bool,
     /// Mean pause of a client between two sagas (uniform in 0..2x); zero for none.
     pub think_time: Duration,
@@ -131,7 +132,7 @@ impl Default for ChaosConfig {
             accounts: 8,
             profile: FaultProfile::Mixed,
             unsafe_no_barrier: false,
-            progress: true,
+            progress: false,
             think_time: Duration::ZERO,
             keep_dirs_on_failure: true,
         }
@@ -183,10 +184,12 @@ pub struct ChaosReport {
 }
 
 impl ChaosReport {
+    /// Every invariant held.
     pub fn passed(&self) -> bool {
         self.passed
     }
 
+    /// SIGKILLs over all services.
     pub fn total_kills(&self) -> u64 {
         self.kills.values().sum()
     }

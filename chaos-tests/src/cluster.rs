@@ -28,12 +28,16 @@ pub const TAIL_LINES: usize = 40;
 /// One of the example participants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Participant {
+    /// `wallet`: TCC funds freeze.
     Wallet,
+    /// `order`: SAGA order creation.
     Order,
+    /// `points`: SAGA loyalty points.
     Points,
 }
 
 impl Participant {
+    /// Every participant, in the cluster's order.
     pub const ALL: [Participant; 3] =
         [Participant::Wallet, Participant::Order, Participant::Points];
 
@@ -69,6 +73,8 @@ pub struct ClusterOptions {
     pub participant_addrs: Option<[SocketAddr; 3]>,
 }
 
+/// A coordinator and the three example participants, each a [`ServiceProcess`] on its own
+/// port, with clients for their APIs.
 #[derive(Debug)]
 pub struct Cluster {
     coordinator: ServiceProcess,
@@ -98,6 +104,8 @@ impl Cluster {
         cluster.expect_ok(result)
     }
 
+    /// Starts everything with `options` and waits until it is usable: every process healthy,
+    /// every participant registered.
     pub async fn start_with(options: ClusterOptions) -> anyhow::Result<Cluster> {
         let coordinator_bin = binaries::binary("coordinator")?;
         let participant_bins = [
@@ -206,42 +214,52 @@ impl Cluster {
         &self.client
     }
 
+    /// The coordinator's base URL.
     pub fn coordinator_url(&self) -> String {
         self.coordinator.url()
     }
 
+    /// A participant's base URL (its own port, not a proxy).
     pub fn participant_url(&self, participant: Participant) -> String {
         self.participants[participant.index()].url()
     }
 
+    /// The wallet's base URL.
     pub fn wallet_url(&self) -> String {
         self.participant_url(Participant::Wallet)
     }
 
+    /// The order service's base URL.
     pub fn order_url(&self) -> String {
         self.participant_url(Participant::Order)
     }
 
+    /// The points service's base URL.
     pub fn points_url(&self) -> String {
         self.participant_url(Participant::Points)
     }
 
+    /// A client of the wallet's API.
     pub fn wallet(&self) -> &WalletApi {
         &self.wallet
     }
 
+    /// A client of the order service's API.
     pub fn order(&self) -> &OrderApi {
         &self.order
     }
 
+    /// A client of the points service's API.
     pub fn points(&self) -> &PointsApi {
         &self.points
     }
 
+    /// The coordinator's process, for what the cluster does not wrap.
     pub fn coordinator_process(&mut self) -> &mut ServiceProcess {
         &mut self.coordinator
     }
 
+    /// A participant's process, for what the cluster does not wrap.
     pub fn participant_process(&mut self, participant: Participant) -> &mut ServiceProcess {
         &mut self.participants[participant.index()]
     }

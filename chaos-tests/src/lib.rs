@@ -9,7 +9,6 @@
 //! - [`ports`]: free loopback ports;
 //! - [`process`]: [`ServiceProcess`], one child process with its log file, kill/terminate/restart
 //!   and a deadline-bounded wait for health;
-//! - [`procfs`]: a process's memory (VmRSS, VmHWM) and CPU time from `/proc`;
 //! - [`cluster`]: [`Cluster`], a coordinator plus the three example participants, ready to use;
 //! - [`participant_api`]: small typed clients for the wallet, order and points HTTP APIs;
 //! - [`workload`]: saga plans and deadline-bounded submit/resubmit/settle loops;
@@ -18,26 +17,22 @@
 //!   that injects latency, resets, blackholes and dropped replies;
 //! - [`chaos`]: the chaos run (kills, network faults, load, the final check and report) behind
 //!   the `chaos` binary and `tests/chaos_short.rs`;
-//! - [`loadgen`]: the load generator behind the `loadgen` binary (throughput, latency
-//!   percentiles, coordinator CPU per saga, books verified afterwards);
-//! - [`bench`](mod@bench): the benchmark mode behind the `bench` binary (the standard matrix, each row on
-//!   fresh clusters, medians as JSON, markdown and an SVG chart);
 //! - [`watch`]: a background poller that catches invariants broken *while* sagas run (a negative
 //!   balance never shows at quiescence if it is later repaired).
+//!
+//! The load generator and the benchmark are in the `saga-bench` crate (`chaos-tests/bench/`),
+//! which uses this harness.
 //!
 //! Running: see `chaos-tests/README.md`. In short, `cargo build --workspace --bins` and then
 //! `cargo test -p chaos-tests`.
 
-pub mod bench;
 pub mod binaries;
 pub mod books;
 pub mod chaos;
 pub mod cluster;
-pub mod loadgen;
 pub mod participant_api;
 pub mod ports;
 pub mod process;
-pub mod procfs;
 pub mod proxy;
 pub mod watch;
 pub mod workload;

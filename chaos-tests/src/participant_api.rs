@@ -67,6 +67,7 @@ pub struct WalletApi {
 }
 
 impl WalletApi {
+    /// A client of the service at `base_url` (`http://127.0.0.1:PORT`).
     pub fn new(base_url: impl Into<String>) -> Self {
         WalletApi {
             base_url: base_url.into(),
@@ -114,6 +115,7 @@ pub struct OrderApi {
 }
 
 impl OrderApi {
+    /// A client of the service at `base_url` (`http://127.0.0.1:PORT`).
     pub fn new(base_url: impl Into<String>) -> Self {
         OrderApi {
             base_url: base_url.into(),
@@ -135,6 +137,7 @@ pub struct PointsApi {
 }
 
 impl PointsApi {
+    /// A client of the service at `base_url` (`http://127.0.0.1:PORT`).
     pub fn new(base_url: impl Into<String>) -> Self {
         PointsApi {
             base_url: base_url.into(),

@@ -33,6 +33,8 @@ pub struct ServiceConfig {
     pub extra_args: Vec<OsString>,
 }
 
+/// One service as a child process (`BIN --listen ADDR --data-dir DIR ARGS...`), with its data
+/// directory and log file; SIGKILLed when dropped.
 #[derive(Debug)]
 pub struct ServiceProcess {
     config: ServiceConfig,
@@ -84,6 +86,7 @@ impl ServiceProcess {
         })
     }
 
+    /// Its name, as in [`ServiceConfig`] (`coordinator`, `wallet`, ...).
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -93,6 +96,7 @@ impl ServiceProcess {
         format!("http://{}", self.config.listen)
     }
 
+    /// Its data directory, kept across restarts.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

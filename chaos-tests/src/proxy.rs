@@ -42,10 +42,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// What one connection gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnFault {
+    /// Relayed as is.
     Pass,
+    /// Relayed after this delay.
     Latency(Duration),
+    /// Reset (RST) before the request reaches the participant.
     Reset,
+    /// Swallowed, never answered; reset once the caller gives up.
     Blackhole,
+    /// Relayed and handled; the participant's answer is replaced by a reset.
     DropReply,
 }
 
@@ -69,6 +74,7 @@ impl FaultMix {
         drop_reply_rate: 0.0,
     };
 
+    /// Injects nothing.
     pub fn is_pass(&self) -> bool {
         self.latency_rate <= 0.0
             && self.reset_rate <= 0.0
@@ -148,6 +154,7 @@ impl ProxyStats {
         self.latency + self.reset + self.blackhole + self.reply_dropped
     }
 
+    /// Adds `other`'s counts to these.
     pub fn add(&mut self, other: &ProxyStats) {
         self.connections += other.connections;
         self.requests += other.requests;
@@ -217,6 +224,7 @@ impl FaultProxy {
         })
     }
 
+    /// The loopback address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -226,10 +234,12 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
+    /// The participant it forwards to.
     pub fn target(&self) -> SocketAddr {
         self.shared.target
     }
 
+    /// The mix in force.
     pub fn mix(&self) -> FaultMix {
         self.shared.mix.lock().unwrap_or_else(|e| e.into_inner()).0
     }
@@ -239,6 +249,7 @@ impl FaultProxy {
         self.shared.mix.lock().unwrap_or_else(|e| e.into_inner()).0 = mix;
     }
 
+    /// What it has done so far.
     pub fn stats(&self) -> ProxyStats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);

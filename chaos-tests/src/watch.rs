@@ -49,6 +49,7 @@ pub struct BalanceWatch {
 }
 
 impl BalanceWatch {
+    /// Polls every account of `wallet` every `interval` until [`BalanceWatch::stop`].
     pub fn start(wallet: WalletApi, interval: Duration) -> BalanceWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();

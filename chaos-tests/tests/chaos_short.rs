@@ -3,7 +3,9 @@
 //! binary. The two tests take turns (a lock), so each has the machine's cores to itself.
 //!
 //! `CHAOS_DURATION_SECS` changes the fault period of the short run (default 60 s);
-//! `CHAOS_SEED` its seed (default 1).
+//! `CHAOS_SEED` its seed (default 1). Quiet when they pass: the report goes to the
+//! captured output (`--nocapture` shows it) and into every assertion's message;
+//! `CHAOS_PROGRESS=1` adds the run's live progress line on stderr.
 
 use std::time::Duration;
 
@@ -33,6 +35,7 @@ async fn short_chaos_run_keeps_every_invariant() {
         kill_interval: (duration / 20).clamp(Duration::from_millis(500), Duration::from_secs(3)),
         settle_timeout: Duration::from_secs(120),
         profile: FaultProfile::Mixed,
+        progress: std::env::var_os("CHAOS_PROGRESS").is_some(),
         ..ChaosConfig::default()
     };
     let report = chaos::run(config)
@@ -70,6 +73,7 @@ async fn checker_catches_participants_without_a_barrier() {
         profile: FaultProfile::DropReplies,
         unsafe_no_barrier: true,
         keep_dirs_on_failure: false,
+        progress: std::env::var_os("CHAOS_PROGRESS").is_some(),
         ..ChaosConfig::default()
     };
     let report = chaos::run(config)

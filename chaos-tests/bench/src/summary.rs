@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
-use super::matrix::Row;
-use super::measure::RunMetrics;
+use crate::matrix::Row;
+use crate::measure::RunMetrics;
 
 /// The median of `values`: the middle one, or the mean of the two middle ones; `None` if
 /// there are none. NaNs sort last.
@@ -57,6 +57,7 @@ pub struct RowSummary {
 }
 
 impl RowSummary {
+    /// The medians of `runs`, metric by metric.
     pub fn of(runs: &[RunMetrics]) -> RowSummary {
         let checked: Vec<bool> = runs.iter().filter_map(|r| r.books_verified).collect();
         RowSummary {
@@ -90,6 +91,7 @@ pub struct RowResult {
 }
 
 impl RowResult {
+    /// A row of `suite` with its runs and their medians.
     pub fn new(suite: &str, row: Row, runs: Vec<RunMetrics>) -> RowResult {
         RowResult {
             suite: suite.to_string(),
@@ -139,7 +141,7 @@ pub fn abort_costs(rows: &[RowResult]) -> Vec<AbortCost> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::bench::matrix::Participants;
+    use crate::matrix::Participants;
 
     /// A run with these figures (everything else zero or absent).
     pub(crate) fn run(throughput: f64, p99_ms: f64, cpu: Option<f64>, ok: bool) -> RunMetrics {

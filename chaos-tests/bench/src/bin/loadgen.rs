@@ -5,8 +5,8 @@
 
 use std::process::ExitCode;
 
-use chaos_tests::loadgen::{self, Args};
 use clap::Parser;
+use saga_bench::loadgen::{self, Args};
 
 fn main() -> ExitCode {
     let args = Args::parse();

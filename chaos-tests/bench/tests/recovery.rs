@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chaos_tests::bench::recovery::{RestartSettings, restart, seed};
+use saga_bench::recovery::{RestartSettings, restart, seed};
 
 const SAGAS: usize = 200;
 

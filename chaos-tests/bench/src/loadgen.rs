@@ -13,8 +13,8 @@
 //! It runs for `--count` sagas or `--duration` seconds, prints a progress line every second on
 //! stderr, then a table (throughput, p50/p90/p99/p999/max latency from an HDR histogram,
 //! outcomes; `--quiet` prints none of it) and optionally a JSON result. With `--verify` it checks
-//! the books afterwards with [`crate::books::Books::check`], so that a fast but wrong run cannot
-//! pass.
+//! the books afterwards with the harness's [`Books::check`], so that a fast but wrong run
+//! cannot pass.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use chaos_tests::books::{Audit, Books, READ_CONCURRENCY, SagaRecord, Services};
+use chaos_tests::participant_api::{OrderApi, PointsApi, WalletApi};
+use chaos_tests::workload::{SagaPlan, await_settled, submit_until_accepted};
 use clap::Parser;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
@@ -31,9 +34,7 @@ use sagas::client::ClientError;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::books::{Audit, Books, READ_CONCURRENCY, SagaRecord, Services};
-use crate::participant_api::{OrderApi, PointsApi, WalletApi};
-use crate::workload::{SagaPlan, await_settled, submit_until_accepted};
+use crate::procfs;
 
 /// What each account is funded with: far more than any normal saga can spend.
 pub const FUNDING: u64 = 1_000_000_000_000;
@@ -106,7 +107,9 @@ pub struct Args {
 /// What one submission ended as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Answered `committed`.
     Committed,
+    /// Answered `aborted`.
     Aborted,
     /// Answered, but not terminal within `wait_ms` (or `stuck`).
     NotTerminal(SagaState),
@@ -242,7 +245,7 @@ pub struct Report {
 
 /// utime+stime of `pid` in microseconds.
 fn cpu_time_us(pid: u32) -> anyhow::Result<u64> {
-    Ok(crate::procfs::cpu_time(pid)?.as_micros() as u64)
+    Ok(procfs::cpu_time(pid)?.as_micros() as u64)
 }
 
 fn default_tag() -> String {

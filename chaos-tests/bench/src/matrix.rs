@@ -9,14 +9,14 @@
 //! A [`Suite`] is a list of rows that answer one question; a suite with a chart series is
 //! drawn as one line against concurrency. To add a suite, add it to [`standard`]; `--only`
 //! then selects it by its name or its rows by theirs. The recovery suite
-//! ([`super::recovery`]) is no load and has no rows; [`select`] picks it by its name.
+//! ([`crate::recovery`]) is no load and has no rows; [`select`] picks it by its name.
 
 use std::collections::BTreeSet;
 
 use anyhow::bail;
 use serde::Serialize;
 
-use super::recovery::SUITE as RECOVERY_SUITE;
+use crate::recovery::SUITE as RECOVERY_SUITE;
 
 /// What the participants do with a branch call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,6 +40,7 @@ pub struct Row {
 }
 
 impl Row {
+    /// A row named after what it runs (`64c`, `64c-abort10`, `64c-no-work`).
     pub fn new(clients: usize, abort_ratio: f64, participants: Participants) -> Row {
         Row {
             name: row_name(clients, abort_ratio, participants),

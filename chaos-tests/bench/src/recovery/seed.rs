@@ -4,7 +4,7 @@
 //!
 //! Every saga is a `place_order` saga whose first step was called once and failed
 //! transiently: its log holds the `Created` event and one round `[CallStarted, CallEnded]`
-//! with a retry [`RETRY_DELAY`] away, exactly what the runtime appends when a call fails
+//! with a retry [`RETRY_DELAY_MS`] away, exactly what the runtime appends when a call fails
 //! (the round goes to the log when the saga turns idle). After a restart the coordinator
 //! resumes each one and arms its retry timer, and no saga calls anybody during the benchmark:
 //! what is measured is recovery, not 100,000 calls to a participant that is not there.
@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use chaos_tests::binaries;
 use coordinator::engine::{CallOutcome, CallRef, Created, Event, Millis, Plan};
 use coordinator::registry::{Registry, Store};
 use coordinator::store::{Creation, SagaLog, SledStore};
 use sagas::{ActionEndpoints, ParticipantSpec};
 use serde::Serialize;
 use serde_json::json;
-
-use crate::binaries;
 
 /// The workflow every seeded saga runs.
 pub const WORKFLOW: &str = "place_order";
@@ -237,6 +236,7 @@ pub struct DirSize {
     pub apparent: u64,
 }
 
+/// The size of the files under `dir`, recursively.
 pub fn dir_size(dir: &Path) -> anyhow::Result<DirSize> {
     use std::os::unix::fs::MetadataExt;
     let mut size = DirSize::default();

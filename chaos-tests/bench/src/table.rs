@@ -3,12 +3,12 @@
 
 use std::fmt::Write as _;
 
-use super::matrix::Participants;
-use super::measure::RunMetrics;
-use super::recovery::{
+use crate::matrix::Participants;
+use crate::measure::RunMetrics;
+use crate::recovery::{
     DEFAULT_SAGAS, READY_TARGET_S, RSS_TARGET_MB, RecoveryResult, RestartMetrics, SeedReport,
 };
-use super::{BenchResults, CHART_FILE};
+use crate::{BenchResults, CHART_FILE};
 
 /// The coordinator CPU per saga that issue 5 asks for with no-work participants.
 pub const OVERHEAD_TARGET_US: f64 = 100.0;
@@ -358,13 +358,13 @@ fn optional(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::machine::Machine;
-    use crate::bench::matrix::Row;
-    use crate::bench::recovery::RecoverySummary;
-    use crate::bench::recovery::tests::restart_run;
-    use crate::bench::summary::tests::run;
-    use crate::bench::summary::{RowResult, abort_costs};
-    use crate::bench::{BenchResults, Settings};
+    use crate::machine::Machine;
+    use crate::matrix::Row;
+    use crate::recovery::RecoverySummary;
+    use crate::recovery::tests::restart_run;
+    use crate::summary::tests::run;
+    use crate::summary::{RowResult, abort_costs};
+    use crate::{BenchResults, Settings};
 
     /// Results of one run per row on an example machine.
     fn results(rows: Vec<RowResult>, recovery: Option<RecoveryResult>) -> BenchResults {

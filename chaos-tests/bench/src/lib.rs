@@ -1,8 +1,16 @@
-//! The benchmark mode behind the `bench` binary: one command runs the standard matrix of issue
-//! 5 (concurrency 1/16/64/256, 10 % aborts, coordinator overhead with no-work participants),
-//! each row several times on a fresh cluster, and the recovery suite (a restart with 100,000
-//! sagas in flight), and writes the medians.
+//! The saga coordinator's load generator and benchmark, on top of the `chaos-tests` harness
+//! (its process handling, cluster and books checker).
 //!
+//! [`loadgen`] drives sagas against any running coordinator (the `loadgen` binary, and the
+//! measured load of every benchmark run). The rest is the benchmark mode behind the `bench`
+//! binary: one command runs the standard matrix of issue 5 (concurrency 1/16/64/256, 10 %
+//! aborts, coordinator overhead with no-work participants), each row several times on a fresh
+//! cluster, and the recovery suite (a restart with 100,000 sagas in flight), and writes the
+//! medians.
+//!
+//! - [`loadgen`]: closed- or open-loop load, throughput, latency percentiles (HDR histogram),
+//!   coordinator CPU per saga, the books verified afterwards;
+//! - [`procfs`]: a process's memory (VmRSS, VmHWM) and CPU time from `/proc`;
 //! - [`matrix`]: rows (clients, abort ratio, working or no-work participants) grouped in
 //!   suites, the standard matrix and `--only` selection;
 //! - [`measure`]: one run of one row: fresh cluster, warm-up, measured load (loadgen, with the
@@ -16,11 +24,15 @@
 //!
 //! [`run`] runs every selected row `runs` times, then the recovery suite if selected, and
 //! returns [`BenchResults`]; [`write_outputs`] writes `results.json`, `results.md` and the chart.
+//!
+//! Running: see `chaos-tests/bench/README.md`.
 
 pub mod chart;
+pub mod loadgen;
 pub mod machine;
 pub mod matrix;
 pub mod measure;
+pub mod procfs;
 pub mod prometheus;
 pub mod recovery;
 pub mod summary;
@@ -37,8 +49,11 @@ use measure::RunSettings;
 use recovery::{RecoveryResult, RecoverySettings};
 use summary::{AbortCost, RowResult};
 
+/// Everything measured, for tools.
 pub const JSON_FILE: &str = "results.json";
+/// The tables, for the README.
 pub const MARKDOWN_FILE: &str = "results.md";
+/// Throughput and p99 against clients.
 pub const CHART_FILE: &str = "throughput_p99.svg";
 
 /// How the benchmark was run, recorded with the results.

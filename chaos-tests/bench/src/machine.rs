@@ -5,6 +5,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
+/// The machine and the code a benchmark ran on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Machine {
     /// CPUs this process may run on.
@@ -20,7 +21,7 @@ pub struct Machine {
 impl Machine {
     /// Reads what is available; a missing piece is `None`, never an error.
     pub fn detect() -> Machine {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let workspace = chaos_tests::binaries::workspace_dir();
         Machine {
             nproc: std::thread::available_parallelism().map_or(1, usize::from),
             cpu_model: std::fs::read_to_string("/proc/cpuinfo")

@@ -11,14 +11,13 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use chaos_tests::cluster::{Cluster, ClusterOptions, Participant, TAIL_LINES};
 use clap::Parser;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::matrix::{Participants, Row};
-use super::prometheus;
-use crate::cluster::{Cluster, ClusterOptions, Participant, TAIL_LINES};
-use crate::{loadgen, procfs};
+use crate::matrix::{Participants, Row};
+use crate::{loadgen, procfs, prometheus};
 
 /// How every run is done, whatever the row.
 #[derive(Debug, Clone)]

@@ -7,12 +7,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use chaos_tests::process::{ServiceConfig, ServiceProcess};
+use chaos_tests::{binaries, ports};
 use serde::Serialize;
 
 use super::seed;
-use crate::bench::prometheus;
-use crate::process::{ServiceConfig, ServiceProcess};
-use crate::{binaries, ports, procfs};
+use crate::{procfs, prometheus};
 
 /// How a restart is measured.
 #[derive(Debug, Clone)]

@@ -17,10 +17,12 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// `VmRSS` in MiB.
     pub fn rss_mb(&self) -> f64 {
         self.rss_kb as f64 / 1024.0
     }
 
+    /// `VmHWM` in MiB.
     pub fn hwm_mb(&self) -> f64 {
         self.hwm_kb as f64 / 1024.0
     }
@@ -38,6 +40,7 @@ pub fn rss_mb(pid: u32) -> Option<f64> {
     memory(pid).ok().map(|m| m.rss_mb())
 }
 
+/// VmRSS and VmHWM from the text of `/proc/PID/status`; `None` if either is missing.
 pub fn parse_memory(status: &str) -> Option<Memory> {
     Some(Memory {
         rss_kb: status_kb(status, "VmRSS")?,

@@ -7,22 +7,22 @@
 //! the benchmark could not run (a build failed, a cluster did not start, a coordinator did not
 //! get ready).
 //!
-//!     cargo run --release -p chaos-tests --bin bench
-//!     cargo run --release -p chaos-tests --bin bench -- --quick
-//!     cargo run --release -p chaos-tests --bin bench -- --only 64c,overhead -- --retention-secs 60
-//!     cargo run --release -p chaos-tests --bin bench -- --only recovery --runs 3
+//!     cargo run --release -p saga-bench --bin bench
+//!     cargo run --release -p saga-bench --bin bench -- --quick
+//!     cargo run --release -p saga-bench --bin bench -- --only 64c,overhead -- --retention-secs 60
+//!     cargo run --release -p saga-bench --bin bench -- --only recovery --runs 3
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chaos_tests::bench::measure::RunSettings;
-use chaos_tests::bench::recovery::{self, RecoverySettings, RestartSettings};
-use chaos_tests::bench::table::thousands;
-use chaos_tests::bench::{self, Settings, matrix};
 use chaos_tests::binaries;
 use clap::Parser;
+use saga_bench::measure::RunSettings;
+use saga_bench::recovery::{self, RecoverySettings, RestartSettings};
+use saga_bench::table::thousands;
+use saga_bench::{Settings, matrix};
 
 /// Benchmark of the saga coordinator: the standard matrix, medians of fresh-cluster runs.
 #[derive(Debug, Parser)]
@@ -200,14 +200,14 @@ fn main() -> ExitCode {
             ..RestartSettings::default()
         },
     });
-    let results = runtime.block_on(bench::run(
+    let results = runtime.block_on(saga_bench::run(
         &suites,
         settings,
         &run_settings,
         recovery_settings.as_ref(),
     ));
 
-    match bench::write_outputs(&results, &suites, &args.out) {
+    match saga_bench::write_outputs(&results, &suites, &args.out) {
         Ok((outputs, markdown)) => {
             println!("{markdown}");
             let (json, md) = (outputs.json.display(), outputs.markdown.display());

@@ -14,7 +14,7 @@ pub mod seed;
 
 use serde::Serialize;
 
-use super::summary::{median_of, median_of_some};
+use crate::summary::{median_of, median_of_some};
 pub use restart::{RestartMetrics, RestartSettings};
 pub use seed::SeedReport;
 
@@ -37,7 +37,7 @@ pub struct RecoverySettings {
     pub restart: RestartSettings,
 }
 
-/// The medians of the runs, metric by metric (see [`super::summary`]).
+/// The medians of the runs, metric by metric (see [`crate::summary`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecoverySummary {
     pub runs: usize,
@@ -59,6 +59,7 @@ pub struct RecoverySummary {
 }
 
 impl RecoverySummary {
+    /// The medians of `runs` (and the spread of the ready times).
     pub fn of(runs: &[RestartMetrics]) -> RecoverySummary {
         let ready = runs.iter().map(|r| r.ready_s);
         RecoverySummary {
@@ -124,14 +125,14 @@ pub async fn run(settings: &RecoverySettings) -> anyhow::Result<RecoveryResult> 
     let seeded = dir.path().join("data");
     eprintln!(
         "recovery: seeding {} sagas in flight ...",
-        super::table::thousands(settings.sagas as f64)
+        crate::table::thousands(settings.sagas as f64)
     );
     let seed = seed::seed(&seeded, settings.sagas).await?;
-    eprintln!("{}", super::table::seed_line(&seed));
-    let (runs, error) = super::repeat(
+    eprintln!("{}", crate::table::seed_line(&seed));
+    let (runs, error) = crate::repeat(
         settings.runs,
         async |run| restart::measure(&seeded, settings.sagas, &settings.restart, run).await,
-        |run, metrics| super::table::recovery_progress_line(run, settings.runs, metrics),
+        |run, metrics| crate::table::recovery_progress_line(run, settings.runs, metrics),
     )
     .await;
     Ok(RecoveryResult {
