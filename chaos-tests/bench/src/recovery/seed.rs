@@ -15,9 +15,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use chaos_tests::binaries;
-use coordinator::engine::{CallOutcome, CallRef, Created, Event, Millis, Plan};
-use coordinator::registry::{Registry, Store};
-use coordinator::store::{Creation, SagaLog, SledStore};
+use coordinator::engine::{CallOutcome, CallRef, Created, Event, Millis, Plan, Saga};
+use coordinator::testing::{Creation, Registry, SagaLog, SledStore, Store};
+use futures::StreamExt;
 use sagas::{ActionEndpoints, ParticipantSpec};
 use serde::Serialize;
 use serde_json::json;
@@ -88,7 +88,9 @@ async fn write_sagas(dir: &Path, sagas: usize) -> anyhow::Result<()> {
         SledStore::open(dir).with_context(|| format!("opening a saga log in {}", dir.display()))?,
     );
     let store: Arc<dyn Store> = sled.clone();
-    let registry = Registry::load(store).context("loading the registry")?;
+    let registry = Registry::load(store)
+        .await
+        .context("loading the registry")?;
     for (name, spec) in participants() {
         registry
             .put_participant(name, spec)
@@ -108,21 +110,35 @@ async fn write_sagas(dir: &Path, sagas: usize) -> anyhow::Result<()> {
         .with_context(|| format!("resolving {WORKFLOW}"))?;
     let now = now_ms();
     let round = waiting_round(&plan, now)?;
-    for index in 0..sagas {
-        let created = created(index, workflow.version, &plan, now);
-        let id = created.id.clone();
-        let key = created.idempotency_key.clone();
-        match sled.create(&Event::Created(Box::new(created)), &id, key.as_deref())? {
-            Creation::Created => {}
-            Creation::Existing(other) => {
-                bail!(
-                    "{} already names saga {other}; seed a fresh directory",
-                    key.unwrap_or_default()
-                )
+    // Creations are durable one by one; concurrent ones share their flushes (group commit).
+    let mut seeded = futures::stream::iter(0..sagas)
+        .map(|index| {
+            let (sled, round, created) =
+                (&sled, &round, created(index, workflow.version, &plan, now));
+            async move {
+                let key = created.idempotency_key.clone();
+                match sled.create(&created, key.as_deref()).await? {
+                    Creation::Created => {}
+                    Creation::Existing(other) => {
+                        bail!(
+                            "{} already names saga {other}; seed a fresh directory",
+                            key.unwrap_or_default()
+                        )
+                    }
+                }
+                let mut saga = Saga::create(&created)?;
+                for event in round {
+                    saga.apply(event)?;
+                }
+                sled.append(&saga, 1, round)?;
+                anyhow::Ok(())
             }
-        }
-        sled.append(&id, 1, &round)?;
+        })
+        .buffer_unordered(256);
+    while let Some(done) = seeded.next().await {
+        done?;
     }
+    drop(seeded);
     SagaLog::flush(sled.as_ref())
         .await
         .context("flushing the seeded log")?;
@@ -135,7 +151,7 @@ pub fn participants() -> Vec<(&'static str, ParticipantSpec)> {
     let spec = |action: &str, endpoints: ActionEndpoints| ParticipantSpec {
         base_url: UNUSED_BASE_URL.into(),
         actions: [(action.to_string(), endpoints)].into(),
-        policy: Default::default(),
+        policy: None,
     };
     vec![
         (
@@ -187,6 +203,7 @@ pub fn created(index: usize, workflow_version: u32, plan: &Plan, now: Millis) ->
         .into(),
         callback_url: None,
         idempotency_key: Some(format!("recovery-seed-{index}")),
+        callback_max_attempts: coordinator::engine::CALLBACK_MAX_ATTEMPTS,
         plan: std::sync::Arc::new(plan.clone()),
         at: now,
     }
@@ -275,14 +292,15 @@ pub fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use coordinator::engine::{Command, Lifecycle, Saga, StepStatus, decide};
+    use coordinator::engine::{Command, Lifecycle, StepStatus, decide};
+    use coordinator::testing::{Ownership, SagaReads};
 
     use super::*;
 
     /// What the registry makes of `place_order` with the example participants.
     async fn place_order_plan(dir: &Path) -> Plan {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
-        let registry = Registry::load(store).unwrap();
+        let registry = Registry::load(store).await.unwrap();
         for (name, spec) in participants() {
             registry.put_participant(name, spec).await.unwrap();
         }
@@ -341,10 +359,10 @@ mod tests {
         // What the coordinator finds when it opens the log (the copy, as a run does): 25
         // active sagas, each waiting.
         let store = SledStore::open(&copy).unwrap();
-        let ids = store.active_ids().unwrap();
+        let ids = store.claim_orphans(usize::MAX).await.unwrap();
         assert_eq!(ids.len(), 25);
         for id in &ids {
-            let (saga, seq) = store.load(id).unwrap().unwrap();
+            let (saga, seq) = store.load(id).await.unwrap().unwrap();
             assert_eq!(seq, 2, "Created, CallStarted, CallEnded");
             assert_eq!(saga.lifecycle, Lifecycle::Running);
             assert!(matches!(
@@ -352,7 +370,7 @@ mod tests {
                 [Command::WakeAt(_)]
             ));
         }
-        let key = store.saga_for_key("recovery-seed-3").unwrap();
+        let key = store.saga_for_key("recovery-seed-3").await.unwrap();
         assert!(key.is_some_and(|id| ids.contains(&id)));
     }
 }
