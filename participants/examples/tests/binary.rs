@@ -92,9 +92,8 @@ fn text_logs_have_no_colours_off_a_terminal_and_stdout_stays_empty() {
     listening_rx
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("the wallet logs where it listens within 30 s");
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let output = child.wait_with_output().unwrap();
     let lines = reader.join().unwrap();
     assert!(output.status.success(), "{:?}: {lines:#?}", output.status);

@@ -86,9 +86,8 @@ impl WalletProcess {
     /// Sends SIGTERM, waits (up to 30 s) for the exit and returns its status and every line
     /// it wrote to stderr.
     pub fn terminate(mut self) -> (ExitStatus, Vec<String>) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
         let started = Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
