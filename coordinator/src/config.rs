@@ -51,6 +51,10 @@ pub struct CoordinatorOptions {
     pub engine: EngineOptions,
     /// Completion callbacks: how long one attempt may take and how attempts are spaced.
     pub callbacks: CallbackOptions,
+    /// The local address branch calls and callbacks are sent from (a multi-homed host, or
+    /// telling the instances of a cluster apart at the participants). Default: the system's
+    /// choice.
+    pub outbound_address: Option<std::net::IpAddr>,
     /// How log lines are written. Default [`LogFormat::Text`].
     pub log_format: LogFormat,
 }
@@ -113,6 +117,7 @@ impl Default for CoordinatorOptions {
             runtime: RuntimeOptions::default(),
             engine: EngineOptions::default(),
             callbacks: CallbackOptions::default(),
+            outbound_address: None,
             log_format: LogFormat::Text,
         }
     }
@@ -268,6 +273,9 @@ pub struct CoordinatorArgs {
     #[arg(long, env = "COORDINATOR_LOG_CACHE_MB", value_name = "MB",
         value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub log_cache_mb: Option<u64>,
+    /// Local address to send branch calls and callbacks from [default: the system's choice].
+    #[arg(long, env = "COORDINATOR_OUTBOUND_ADDRESS", value_name = "IP")]
+    pub outbound_address: Option<std::net::IpAddr>,
     /// Log lines as plain text (coloured only on a terminal) or as JSON lines [default: text].
     #[arg(long, env = "COORDINATOR_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -309,6 +317,9 @@ impl CoordinatorArgs {
         }
         if let Some(v) = self.log_cache_mb {
             o.store.cache_bytes = v.saturating_mul(1 << 20);
+        }
+        if let Some(v) = self.outbound_address {
+            o.outbound_address = Some(v);
         }
         if let Some(v) = self.log_format {
             o.log_format = v;

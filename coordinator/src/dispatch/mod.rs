@@ -131,9 +131,16 @@ pub fn retry_delay(policy: &RetryPolicy, attempt: u32) -> Duration {
 }
 
 impl Dispatcher {
-    /// A dispatcher for the participants of `registry`, sending callbacks as `callbacks` says.
-    pub fn new(registry: Arc<Registry>, clock: Clock, callbacks: CallbackOptions) -> Dispatcher {
+    /// A dispatcher for the participants of `registry`, sending callbacks as `callbacks` says,
+    /// from `outbound_address` when given.
+    pub fn new(
+        registry: Arc<Registry>,
+        clock: Clock,
+        callbacks: CallbackOptions,
+        outbound_address: Option<std::net::IpAddr>,
+    ) -> Dispatcher {
         let http = reqwest::Client::builder()
+            .local_address(outbound_address)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)

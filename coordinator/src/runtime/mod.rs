@@ -139,6 +139,7 @@ impl Runtime {
                 registry.clone(),
                 clock,
                 options.callbacks.clone(),
+                options.outbound_address,
             )),
             store,
             registry,
