@@ -16,6 +16,7 @@ pub fn saga_view(saga: &Saga) -> SagaView {
         created_at: rfc3339(saga.created_at),
         updated_at: rfc3339(saga.updated_at),
         callback_url: saga.callback_url.clone(),
+        business_key: saga.business_key.clone(),
         steps: saga
             .plan
             .steps
@@ -31,6 +32,7 @@ pub fn saga_view(saga: &Saga) -> SagaView {
                 phase: state.last_phase,
                 last_error: state.last_error.clone(),
                 undo: saga.api_undo_status(i),
+                resolved: state.resolved,
             })
             .collect(),
     }
@@ -49,6 +51,9 @@ pub fn event_view(saga: &Saga, seq: u64, event: &Event) -> EventView {
         http_status: None,
         latency_ms: None,
         error: None,
+        by: None,
+        reason: None,
+        resolution: None,
     };
     match event {
         Event::CallStarted { call, .. } => {
@@ -107,7 +112,23 @@ pub fn event_view(saga: &Saga, seq: u64, event: &Event) -> EventView {
             view.error = error.clone();
         }
         Event::CallbackAbandoned { reason, .. } => view.error = Some(reason.clone()),
-        Event::Created(_) | Event::Resumed { .. } | Event::RetryRequested { .. } => {}
+        Event::Operated {
+            action, by, reason, ..
+        } => {
+            view.outcome = Some(action.clone());
+            view.by = Some(by.clone());
+            view.reason = reason.clone();
+        }
+        Event::StepResolved {
+            step, resolution, ..
+        } => {
+            view.step = step_name(*step);
+            view.resolution = Some(*resolution);
+        }
+        Event::Created(_)
+        | Event::Resumed { .. }
+        | Event::RetryRequested { .. }
+        | Event::RetryNow { .. } => {}
     }
     view
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use coordinator::CoordinatorOptions;
 use fake_participant::{FakeParticipant, wait_for};
-use sagas::api::{SagaState, SagaView, StepStatus, SubmitSaga};
+use sagas::api::{
+    OperatorNote, Resolution, ResolveStep, SagaQuery, SagaState, SagaView, StepStatus, SubmitSaga,
+};
 use sagas::client::Submitted;
 use sagas::{ClientError, CoordinatorClient, ParticipantSpec, Phase, WorkflowBuilder};
 use serde_json::{Value, json};
@@ -274,12 +276,25 @@ on_both_stores! {
             }
         })
         .await;
-        let aborting = s.client.abort(&first.saga.id).await.unwrap();
+        let note = OperatorNote {
+            reason: Some("customer cancelled".into()),
+            by: Some("alice".into()),
+        };
+        let aborting = s.client.abort_with(&first.saga.id, &note).await.unwrap();
         assert_eq!(aborting.state, SagaState::Compensating);
         s.fake.release_all();
         let done = wait_terminal(&s.client, &first.saga.id).await;
         assert_eq!(done.state, SagaState::Aborted);
-        assert_eq!(done.error.as_deref(), Some("aborted by operator"));
+        assert_eq!(
+            done.error.as_deref(),
+            Some("aborted by alice: customer cancelled")
+        );
+        // Who asked and why, in the audit trail.
+        let events = s.client.saga_events(&first.saga.id).await.unwrap().events;
+        assert!(events.iter().any(|e| e.kind == "operated"
+            && e.outcome.as_deref() == Some("abort")
+            && e.by.as_deref() == Some("alice")
+            && e.reason.as_deref() == Some("customer cancelled")));
         assert_eq!(s.fake.count(Phase::Cancel), 1);
         assert_eq!(s.fake.count(Phase::Compensate), 1);
         assert_eq!(
@@ -483,6 +498,7 @@ on_both_stores! {
             workflow: "w".into(),
             input: json!({}).into(),
             callback_url: None,
+        business_key: None,
         };
         let submitted = s.client.submit_body(&body, None, None).await.unwrap();
         assert!(!seen.contains(&submitted.saga.id), "a new saga");
@@ -511,6 +527,274 @@ on_both_stores! {
         // Its key is free again: the same request starts a new saga.
         let again = s.submit(json!({}), Some("k"), Some(10_000)).await.saga;
         assert_ne!(again.id, first.id);
+        s.coordinator.shutdown().await;
+    }
+}
+
+/// Makes every saga of `s` end stuck: the try is refused, so the rollback compensates `s1`,
+/// which keeps failing.
+async fn stuck_sagas(s: &Setup, n: usize) -> Vec<String> {
+    s.fake.answer(Phase::Try, 409);
+    s.fake.answer(Phase::Compensate, 500);
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let submitted = s.submit(json!({ "i": i }), None, Some(0)).await;
+        let saga = wait_terminal(&s.client, &submitted.saga.id).await;
+        assert_eq!(saga.state, SagaState::Stuck, "{saga:?}");
+        ids.push(saga.id);
+    }
+    ids
+}
+
+on_both_stores! {
+    async fn a_step_resolved_by_hand_ends_a_stuck_rollback() {
+        let s = setup(2).await;
+        let id = stuck_sagas(&s, 1).await.remove(0);
+        let refund = |resolution: Resolution, reason: &str| ResolveStep {
+            resolution,
+            reason: reason.into(),
+            by: Some("bob".into()),
+        };
+        // Only what fits the saga's direction, for a step that is stuck, with a reason.
+        let (status, _) = api_error(
+            s.client
+                .resolve_step(&id, "s1", &refund(Resolution::Confirmed, "confirmed by hand"))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(status, 409);
+        let (status, _) = api_error(
+            s.client
+                .resolve_step(&id, "t1", &refund(Resolution::Compensated, "nothing to undo"))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(status, 409);
+        let (status, _) = api_error(
+            s.client
+                .resolve_step(&id, "s1", &refund(Resolution::Compensated, " "))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(status, 400);
+        let (status, _) = api_error(
+            s.client
+                .resolve_step(&id, "nope", &refund(Resolution::Compensated, "x"))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(status, 404);
+        let (status, _) = api_error(
+            s.client
+                .resolve_step("no-such-saga", "s1", &refund(Resolution::Compensated, "x"))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(status, 404);
+
+        let resolved = s
+            .client
+            .resolve_step(&id, "s1", &refund(Resolution::Compensated, "order cancelled in the shop admin"))
+            .await
+            .unwrap();
+        assert_eq!(resolved.state, SagaState::Aborted, "{resolved:?}");
+        assert_eq!(resolved.steps[0].resolved, Some(Resolution::Compensated));
+        let events = s.client.saga_events(&id).await.unwrap().events;
+        assert!(
+            events.iter().any(|e| e.kind == "operated"
+                && e.by.as_deref() == Some("bob")
+                && e.reason.as_deref() == Some("order cancelled in the shop admin")),
+            "{events:?}"
+        );
+        // The compensation was never made by the coordinator after the resolution.
+        let compensations = s.fake.count(Phase::Compensate);
+        assert_eq!(
+            api_error(
+                s.client
+                    .resolve_step(&id, "s1", &refund(Resolution::Compensated, "again"))
+                    .await
+                    .unwrap_err()
+            )
+            .0,
+            409
+        );
+        assert_eq!(s.fake.count(Phase::Compensate), compensations);
+        s.coordinator.shutdown().await;
+    }
+}
+
+on_both_stores! {
+    async fn retry_now_makes_the_waiting_call_at_once() {
+        let s = setup(5).await;
+        // A backoff far longer than the test: only retry-now can make the second attempt.
+        let mut spec = s.client.get_participant("p").await.unwrap().spec;
+        let policy = spec.policy.as_mut().expect("set by setup");
+        policy.retry.initial_ms = 600_000;
+        policy.retry.max_ms = 600_000;
+        policy.retry.max_attempts = 10;
+        s.client.put_participant("p", &spec).await.unwrap();
+        s.fake.answer(Phase::Action, 503);
+        let submitted = s.submit(json!({}), None, Some(0)).await;
+        let id = submitted.saga.id;
+        wait_for(Duration::from_secs(10), async || match s.fake.count(Phase::Action) {
+            0 => Err("the first action never arrived".to_string()),
+            _ => Ok(()),
+        })
+        .await;
+        let note = OperatorNote {
+            reason: Some("order service redeployed".into()),
+            by: Some("carol".into()),
+        };
+        // Waiting shows once the failure is recorded; poll until retry-now is accepted.
+        wait_for(Duration::from_secs(10), async || {
+            s.client.retry_now(&id, &note).await.map_err(|e| e.to_string())
+        })
+        .await;
+        wait_for(Duration::from_secs(10), async || match s.fake.count(Phase::Action) {
+            n if n >= 2 => Ok(()),
+            n => Err(format!("{n} action calls")),
+        })
+        .await;
+        s.fake.answer(Phase::Action, 200);
+        wait_for(Duration::from_secs(10), async || {
+            s.client.retry_now(&id, &note).await.map_err(|e| e.to_string())
+        })
+        .await;
+        let done = wait_terminal(&s.client, &id).await;
+        assert_eq!(done.state, SagaState::Committed);
+        let events = s.client.saga_events(&id).await.unwrap().events;
+        let asked = events
+            .iter()
+            .filter(|e| e.kind == "operated" && e.outcome.as_deref() == Some("retry_now"))
+            .count();
+        assert_eq!(asked, 2, "{events:?}");
+        // Nothing waits on a finished saga.
+        assert_eq!(api_error(s.client.retry_now(&id, &note).await.unwrap_err()).0, 409);
+        s.coordinator.shutdown().await;
+    }
+}
+
+on_both_stores! {
+    async fn bulk_retry_resumes_every_stuck_saga_the_filter_matches() {
+        let s = setup(2).await;
+        let ids = stuck_sagas(&s, 3).await;
+        let query = |state: Option<&str>| SagaQuery {
+            state: state.map(String::from),
+            workflow: Some("w".into()),
+            ..SagaQuery::default()
+        };
+        let note = OperatorNote {
+            reason: Some("order service fixed".into()),
+            by: None,
+        };
+        let (status, _) = api_error(
+            s.client
+                .bulk_retry(&query(Some("committed")), &note)
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(status, 400);
+        let other = SagaQuery {
+            workflow: Some("other".into()),
+            ..SagaQuery::default()
+        };
+        assert_eq!(s.client.bulk_retry(&other, &note).await.unwrap().resumed, 0);
+        s.fake.answer(Phase::Compensate, 200);
+        let answer = s.client.bulk_retry(&query(None), &note).await.unwrap();
+        assert_eq!(answer.resumed, 3, "{answer:?}");
+        for id in &ids {
+            assert_eq!(wait_terminal(&s.client, id).await.state, SagaState::Aborted);
+            let events = s.client.saga_events(id).await.unwrap().events;
+            assert!(events.iter().any(|e| e.kind == "operated"
+                && e.by.as_deref() == Some("anonymous")
+                && e.reason.as_deref() == Some("order service fixed")));
+        }
+        assert_eq!(s.client.bulk_retry(&query(Some("stuck")), &note).await.unwrap().resumed, 0);
+        s.coordinator.shutdown().await;
+    }
+}
+
+on_both_stores! {
+    async fn business_keys_and_time_ranges_find_sagas() {
+        let s = setup(5).await;
+        let keyed = WorkflowBuilder::new()
+            .step("s1", "p", "s")
+            .business_key("/order_id")
+            .build()
+            .unwrap();
+        s.client.put_workflow("keyed", &keyed).await.unwrap();
+        let by_pointer = s
+            .client
+            .submit("keyed", json!({"order_id": "A-42"}), None, Some(10_000))
+            .await
+            .unwrap();
+        assert_eq!(by_pointer.saga.business_key.as_deref(), Some("A-42"));
+        let numeric = s
+            .client
+            .submit("keyed", json!({"order_id": 43}), None, Some(10_000))
+            .await
+            .unwrap();
+        assert_eq!(numeric.saga.business_key.as_deref(), Some("43"));
+        let missing = s.client.submit("keyed", json!({}), None, Some(10_000)).await.unwrap();
+        assert_eq!(missing.saga.business_key, None);
+        let explicit = SubmitSaga {
+            workflow: "keyed".into(),
+            input: json!({"order_id": "A-42"}).into(),
+            callback_url: None,
+            business_key: Some("refund-7".into()),
+        };
+        let own = s.client.submit_body(&explicit, None, Some(10_000)).await.unwrap();
+        assert_eq!(own.saga.business_key.as_deref(), Some("refund-7"));
+        let bad = SubmitSaga {
+            business_key: Some("bad\nkey".into()),
+            ..explicit.clone()
+        };
+        assert_eq!(api_error(s.client.submit_body(&bad, None, None).await.unwrap_err()).0, 400);
+
+        let find = async |query: SagaQuery| {
+            let page = s.client.query_sagas(&query).await.unwrap();
+            page.sagas.into_iter().map(|x| x.id).collect::<Vec<_>>()
+        };
+        let key = |k: &str| SagaQuery {
+            business_key: Some(k.into()),
+            ..SagaQuery::default()
+        };
+        assert_eq!(find(key("A-42")).await, vec![by_pointer.saga.id.clone()]);
+        assert_eq!(find(key("refund-7")).await, vec![own.saga.id.clone()]);
+        assert!(find(key("A-4")).await.is_empty(), "exact match only");
+
+        // Time range: [created_after, created_before).
+        let first = &by_pointer.saga.created_at;
+        let all = find(SagaQuery {
+            created_after: Some(first.clone()),
+            ..SagaQuery::default()
+        })
+        .await;
+        assert_eq!(all.len(), 4, "{all:?}");
+        let none_before = find(SagaQuery {
+            created_before: Some(first.clone()),
+            ..SagaQuery::default()
+        })
+        .await;
+        assert!(none_before.is_empty(), "{none_before:?}");
+        let future = find(SagaQuery {
+            created_after: Some("2999-01-01T00:00:00Z".into()),
+            ..SagaQuery::default()
+        })
+        .await;
+        assert!(future.is_empty());
+        let both = find(SagaQuery {
+            business_key: Some("A-42".into()),
+            created_before: Some("2999-01-01T00:00:00+02:00".into()),
+            ..SagaQuery::default()
+        })
+        .await;
+        assert_eq!(both, vec![by_pointer.saga.id.clone()]);
+        let bad_time = SagaQuery {
+            created_after: Some("yesterday".into()),
+            ..SagaQuery::default()
+        };
+        assert_eq!(api_error(s.client.query_sagas(&bad_time).await.unwrap_err()).0, 400);
         s.coordinator.shutdown().await;
     }
 }

@@ -36,6 +36,7 @@ use coordinator::engine::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sagas::api::Resolution;
 use sagas::{Phase, RetryPolicy, StepKind};
 
 /// The simulation stops (and the seed fails) after this many scheduling rounds.
@@ -159,6 +160,7 @@ impl Scenario {
             input: serde_json::json!({"n": 1}).into(),
             callback_url: self.callback.map(|_| "http://127.0.0.1:9/done".into()),
             idempotency_key: Some("k".into()),
+            business_key: None,
             callback_max_attempts: coordinator::engine::CALLBACK_MAX_ATTEMPTS,
             plan: Plan {
                 steps,
@@ -311,6 +313,8 @@ stats!(
     crash_lost_start_of_sent_call,
     stuck,
     operator_retries,
+    operator_retry_now,
+    operator_resolves,
     hanging_rejected,
     null_compensations,
     late_deliveries,
@@ -819,6 +823,63 @@ impl Sim {
         Ok(())
     }
 
+    /// An operator hurries a forward call waiting on its backoff (retry now), or settles it by
+    /// hand (resolve as succeeded). Whether they did anything.
+    fn hurry_or_resolve_forward(&mut self) -> SimResult<bool> {
+        let waiting =
+            self.saga().steps.iter().any(
+                |s| matches!(s.status, StepStatus::Waiting { phase, .. } if phase.is_forward()),
+            );
+        if !waiting {
+            return Ok(false);
+        }
+        if self.rng.random_bool(0.5) {
+            self.stats.operator_retry_now += 1;
+            self.note("the operator asks for a waiting call now".into());
+            self.record(operated("retry_now", self.now))?;
+            self.record(Event::RetryNow { at: self.now })?;
+            return Ok(true);
+        }
+        self.resolve_by_hand(|phase| phase.is_forward())
+    }
+
+    /// A person settles a waiting step whose phase `fits` by hand: they do at its participant
+    /// what the call would have done, and resolve the step. Whether they did.
+    fn resolve_by_hand(&mut self, fits: impl Fn(Phase) -> bool) -> SimResult<bool> {
+        let candidate = self
+            .saga()
+            .steps
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| match s.status {
+                StepStatus::Waiting { phase, .. } if fits(phase) => Some((i, phase)),
+                _ => None,
+            });
+        let Some((step, phase)) = candidate else {
+            return Ok(false);
+        };
+        let part = &self.parts[step];
+        if phase.is_forward() && (part.rejects || part.undo) {
+            // Nobody can make a rejected or cancelled forward phase happen by hand.
+            return Ok(false);
+        }
+        let resolution = match phase {
+            Phase::Confirm => Resolution::Confirmed,
+            p if p.is_undo() => Resolution::Compensated,
+            _ => Resolution::Succeeded,
+        };
+        self.stats.operator_resolves += 1;
+        self.note(format!("a person settles step {step} {phase} by hand"));
+        self.deliver(step, phase)?;
+        self.record(operated("resolve", self.now))?;
+        self.record(Event::StepResolved {
+            step,
+            resolution,
+            at: self.now,
+        })?;
+        Ok(true)
+    }
+
     /// Throws an event at the engine that must be refused, and a random one that, if refused,
     /// must leave the state as it was.
     fn poke(&mut self) -> SimResult {
@@ -1062,6 +1123,13 @@ impl Sim {
                 self.deliver_late()?;
                 continue;
             }
+            if faults
+                && self.saga().lifecycle == Lifecycle::Running
+                && self.rng.random_bool(0.02)
+                && self.hurry_or_resolve_forward()?
+            {
+                continue;
+            }
             if faults && self.saga().lifecycle == Lifecycle::Running && self.rng.random_bool(0.004)
             {
                 // The operator aborts; the runtime records it between rounds and the next
@@ -1109,6 +1177,9 @@ impl Sim {
             }
             if stuck {
                 self.now += self.rng.random_range(1..=1_000);
+                if self.rng.random_bool(0.5) && self.resolve_by_hand(|phase| phase.must_settle())? {
+                    continue;
+                }
                 self.note("the operator retries the stuck saga".into());
                 self.record(Event::RetryRequested { at: self.now })?;
                 continue;
@@ -1259,6 +1330,16 @@ impl Sim {
             trace.join("\n"),
             seed = self.scenario.seed,
         )
+    }
+}
+
+/// Who asked for an operator action, as the runtime records it first.
+fn operated(action: &str, at: Millis) -> Event {
+    Event::Operated {
+        action: action.into(),
+        by: "sim".into(),
+        reason: None,
+        at,
     }
 }
 
@@ -1414,6 +1495,7 @@ fn created_event(steps: Vec<PlanStep>) -> Event {
         input: serde_json::json!({}).into(),
         callback_url: None,
         idempotency_key: None,
+        business_key: None,
         callback_max_attempts: coordinator::engine::CALLBACK_MAX_ATTEMPTS,
         plan: Plan {
             steps,

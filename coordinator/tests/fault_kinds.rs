@@ -425,7 +425,7 @@ on_both_stores! {
         let (status, message) = refused(client.retry(&saga.id).await);
         assert_eq!(status, 409);
         assert!(
-            message.contains("a finished saga cannot be retried"),
+            message.contains("has aborted; a finished saga cannot be changed"),
             "{message}"
         );
         coordinator.shutdown().await;

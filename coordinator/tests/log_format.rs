@@ -227,6 +227,7 @@ fn created(id: &str, key: Option<&str>, callback: bool, at: u64) -> Created {
         ),
         callback_url: callback.then(|| "http://127.0.0.1:9/callback".to_string()),
         idempotency_key: key.map(Into::into),
+        business_key: None,
         callback_max_attempts: coordinator::engine::CALLBACK_MAX_ATTEMPTS,
         plan: plan(),
         at,

@@ -181,6 +181,7 @@ on_both_stores! {
                     workflow: "wf".into(),
                     input: json!({"i": i}).into(),
                     callback_url: None,
+                business_key: None,
                 })
                 .send()
         }))
@@ -275,6 +276,7 @@ on_both_stores! {
             workflow: "wf".into(),
             input: json!({"x": 1}).into(),
             callback_url: Some(format!("http://{addr}/callback")),
+        business_key: None,
         };
         let saga = client
             .submit_body(&body, None, Some(10_000))

@@ -101,6 +101,7 @@ fn created(id: &str, key: Option<&str>, at: u64) -> Created {
         input: sagas::RawJson::from_text(r#"{"big": 123456789012345678901234567890}"#).unwrap(),
         callback_url: None,
         idempotency_key: key.map(Into::into),
+        business_key: None,
         callback_max_attempts: coordinator::engine::CALLBACK_MAX_ATTEMPTS,
         plan: Arc::new(Plan {
             steps: vec![PlanStep {

@@ -24,6 +24,11 @@ pub struct SubmitSaga {
     /// URL, query allowed ([`crate::limits::check_http_url`]); otherwise `400`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// What support staff search the saga by (an order number, a payment reference): at most
+    /// 256 visible characters. Absent: the workflow's default, [`WorkflowSpec::business_key`],
+    /// read from the input. Listed by `GET /v1/sagas?business_key=...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_key: Option<String>,
 }
 
 /// The lifecycle of a saga as the API shows it: `running` -> `confirming` -> `committed`, or
@@ -115,6 +120,25 @@ pub enum StepStatus {
     Stuck,
 }
 
+impl StepStatus {
+    /// The wire name (`pending`, `retrying`, `stuck`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Calling => "calling",
+            StepStatus::Retrying => "retrying",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Rejected => "rejected",
+            StepStatus::Refused => "refused",
+            StepStatus::Failed => "failed",
+            StepStatus::Confirmed => "confirmed",
+            StepStatus::Compensated => "compensated",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Stuck => "stuck",
+        }
+    }
+}
+
 /// A saga: the answer of `GET /v1/sagas/{id}`, of `POST /v1/sagas` and of the operator
 /// actions, and the body of a completion callback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,8 +164,82 @@ pub struct SagaView {
     /// The [`SubmitSaga::callback_url`] it was submitted with; absent when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// The business key it carries (see [`SubmitSaga::business_key`]); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_key: Option<String>,
     /// One entry per step, in the workflow's order.
     pub steps: Vec<StepView>,
+}
+
+/// Body of an operator action (`abort`, `retry`, `retry-now`; optional, as is each field):
+/// recorded in the saga's events with the action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorNote {
+    /// Why the operator acts (a ticket, "participant fixed"); at most 1000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who asks, when no API token names them (with tokens, the token's name is recorded);
+    /// at most 128 characters. Absent: `anonymous`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// How a person settled a step by hand (`POST /v1/sagas/{id}/steps/{step}/resolve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// The forward phase (`try`/`action`) took effect: the saga goes on as if it succeeded.
+    Succeeded,
+    /// The `confirm` was done by hand (a committing saga).
+    Confirmed,
+    /// The undo (`cancel`/`compensate`) was done by hand, e.g. a refund issued (a saga rolling
+    /// back); a stuck rollback whose last step is resolved ends `aborted`.
+    Compensated,
+}
+
+impl Resolution {
+    /// The wire name: `succeeded`, `confirmed` or `compensated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Succeeded => "succeeded",
+            Resolution::Confirmed => "confirmed",
+            Resolution::Compensated => "compensated",
+        }
+    }
+}
+
+/// Body of `POST /v1/sagas/{id}/steps/{step}/resolve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveStep {
+    /// What the person did.
+    #[serde(rename = "as")]
+    pub resolution: Resolution,
+    /// Why, required: what was done by hand (1 to 1000 characters).
+    pub reason: String,
+    /// Who, when no API token names them; at most 128 characters. Absent: `anonymous`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// The answer of `POST /v1/sagas/bulk/retry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkRetry {
+    /// Sagas that matched the filter and were resumed.
+    pub resumed: u64,
+    /// Sagas that matched but could not be resumed (they left `stuck` meanwhile, or moved to
+    /// another instance), with why; at most 100 listed.
+    pub skipped: Vec<BulkSkip>,
+}
+
+/// A saga a bulk retry did not resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkSkip {
+    /// The saga.
+    pub id: String,
+    /// Why, in plain words.
+    pub reason: String,
 }
 
 /// One step of a saga, as [`SagaView::steps`] shows it.
@@ -168,6 +266,9 @@ pub struct StepView {
     /// `retrying`, `stuck` or `compensated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<StepStatus>,
+    /// Set when a person settled the step's last phase by hand (`resolve`): how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Resolution>,
 }
 
 /// `GET /v1/sagas/{id}/events`: a saga's audit trail.
@@ -187,8 +288,9 @@ pub struct EventView {
     pub seq: u64,
     /// When it happened: RFC 3339, UTC, milliseconds.
     pub at: String,
-    /// JSON `type`: `created`, `call_started`, `call_ended`, `decided`, `stuck`, `resumed`, `retry_requested`,
-    /// `finished`, `callback_started`, `callback_ended`, `callback_abandoned`.
+    /// JSON `type`: `created`, `call_started`, `call_ended`, `decided`, `stuck`, `resumed`,
+    /// `retry_requested`, `retry_now`, `step_resolved`, `finished`, `callback_started`,
+    /// `callback_ended`, `callback_abandoned`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Step name, for a call or `stuck`.
@@ -216,6 +318,45 @@ pub struct EventView {
     /// `stuck` or its callback was abandoned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For an operator's action (`decided` by an abort, `retry_requested`, `retry_now`,
+    /// `step_resolved`): who asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// For an operator's action: the reason they gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For `step_resolved`: how the step was settled (`succeeded`, `confirmed`,
+    /// `compensated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+}
+
+/// The filters of `GET /v1/sagas` (query parameters); every one is optional and all given must
+/// hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SagaQuery {
+    /// Only sagas in this state (a wire name, [`SagaState::as_str`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Only sagas of this workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// Only sagas carrying this business key (exact match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_key: Option<String>,
+    /// Only sagas created at or after this time: RFC 3339 (`2026-11-30T00:00:00Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_after: Option<String>,
+    /// Only sagas created before this time: RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_before: Option<String>,
+    /// Page size, 1 to 1000; default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// The previous page's `next_cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// `GET /v1/sagas`: one page of sagas.

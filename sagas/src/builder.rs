@@ -72,6 +72,14 @@ impl WorkflowBuilder {
         self
     }
 
+    /// Where a saga's default business key sits in its input: a JSON pointer such as
+    /// `/order_id` (RFC 6901) naming a string or number. A submission's own `business_key`
+    /// wins; an input without the field gets no key.
+    pub fn business_key(mut self, pointer: &str) -> Self {
+        self.spec.business_key = Some(pointer.into());
+        self
+    }
+
     /// The definition, structurally validated ([`WorkflowSpec::validate`]). Whether its
     /// participants and actions exist is checked by the coordinator: by `PUT`, and when a saga
     /// starts.
@@ -91,6 +99,7 @@ mod tests {
             .step("create_order", "order", "create")
             .step("freeze_funds", "wallet", "freeze")
             .step("award_points", "points", "award")
+            .business_key("/order_id")
             .build()
             .unwrap();
         let file = include_str!("../place_order.yaml");

@@ -7,7 +7,8 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::api::{
-    ErrorBody, ParticipantView, SagaEvents, SagaList, SagaView, SubmitSaga, WorkflowView,
+    BulkRetry, ErrorBody, OperatorNote, ParticipantList, ParticipantView, ResolveStep, SagaEvents,
+    SagaList, SagaQuery, SagaView, SubmitSaga, WorkflowList, WorkflowView,
 };
 use crate::participant::ParticipantSpec;
 use crate::workflow::WorkflowSpec;
@@ -170,6 +171,7 @@ impl CoordinatorClient {
             workflow: workflow.into(),
             input: input.into(),
             callback_url: None,
+            business_key: None,
         };
         self.submit_body(&body, idempotency_key, wait_ms).await
     }
@@ -226,23 +228,39 @@ impl CoordinatorClient {
         limit: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<SagaList, ClientError> {
-        let mut query: Vec<(&str, String)> = Vec::new();
-        if let Some(s) = state {
-            query.push(("state", s.into()));
-        }
-        if let Some(w) = workflow {
-            query.push(("workflow", w.into()));
-        }
-        if let Some(l) = limit {
-            query.push(("limit", l.to_string()));
-        }
-        if let Some(c) = cursor {
-            query.push(("cursor", c.into()));
-        }
+        let query = SagaQuery {
+            state: state.map(Into::into),
+            workflow: workflow.map(Into::into),
+            limit: limit.map(|l| l as usize),
+            cursor: cursor.map(Into::into),
+            ..SagaQuery::default()
+        };
+        self.query_sagas(&query).await
+    }
+
+    /// One page of `GET /v1/sagas` with every filter ([`SagaQuery`]): by business key, time
+    /// range, state, workflow. A bad filter is `400`.
+    pub async fn query_sagas(&self, query: &SagaQuery) -> Result<SagaList, ClientError> {
         let resp = self
             .http
             .get(format!("{}/v1/sagas", self.base_url))
-            .query(&query)
+            .query(query)
+            .send()
+            .await?;
+        Ok(Self::decode(resp).await?.1)
+    }
+
+    /// An operator action on one saga: `POST /v1/sagas/{id}/{action}` with `body`.
+    async fn operate<B: serde::Serialize>(
+        &self,
+        id: &str,
+        action: &str,
+        body: &B,
+    ) -> Result<SagaView, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/sagas/{id}/{action}", self.base_url))
+            .json(body)
             .send()
             .await?;
         Ok(Self::decode(resp).await?.1)
@@ -251,20 +269,84 @@ impl CoordinatorClient {
     /// `POST /v1/sagas/{id}/abort`: rolls back a saga that has not decided yet and returns it.
     /// `409` once it has decided (confirming, compensating, finished or stuck).
     pub async fn abort(&self, id: &str) -> Result<SagaView, ClientError> {
-        let resp = self
-            .http
-            .post(format!("{}/v1/sagas/{id}/abort", self.base_url))
-            .send()
-            .await?;
-        Ok(Self::decode(resp).await?.1)
+        self.abort_with(id, &OperatorNote::default()).await
+    }
+
+    /// [`CoordinatorClient::abort`], recording who asks and why.
+    pub async fn abort_with(&self, id: &str, note: &OperatorNote) -> Result<SagaView, ClientError> {
+        self.operate(id, "abort", note).await
     }
 
     /// `POST /v1/sagas/{id}/retry`: resumes a `stuck` saga with a fresh attempt budget and
     /// returns it. `409` when it is not stuck.
     pub async fn retry(&self, id: &str) -> Result<SagaView, ClientError> {
+        self.retry_with(id, &OperatorNote::default()).await
+    }
+
+    /// [`CoordinatorClient::retry`], recording who asks and why.
+    pub async fn retry_with(&self, id: &str, note: &OperatorNote) -> Result<SagaView, ClientError> {
+        self.operate(id, "retry", note).await
+    }
+
+    /// `POST /v1/sagas/{id}/retry-now`: a call waiting on its backoff is made now. `409` when
+    /// nothing waits.
+    pub async fn retry_now(&self, id: &str, note: &OperatorNote) -> Result<SagaView, ClientError> {
+        self.operate(id, "retry-now", note).await
+    }
+
+    /// `POST /v1/sagas/{id}/steps/{step}/resolve`: a person settled the step by hand; the
+    /// saga goes on from there. `409` unless the step is stuck or waiting for a retry.
+    pub async fn resolve_step(
+        &self,
+        id: &str,
+        step: &str,
+        resolve: &ResolveStep,
+    ) -> Result<SagaView, ClientError> {
+        self.operate(id, &format!("steps/{step}/resolve"), resolve)
+            .await
+    }
+
+    /// `POST /v1/sagas/bulk/retry`: resumes every stuck saga the filters match (`state` must
+    /// be `stuck` or absent; `workflow`, `business_key` and the time range narrow it).
+    pub async fn bulk_retry(
+        &self,
+        query: &SagaQuery,
+        note: &OperatorNote,
+    ) -> Result<BulkRetry, ClientError> {
         let resp = self
             .http
-            .post(format!("{}/v1/sagas/{id}/retry", self.base_url))
+            .post(format!("{}/v1/sagas/bulk/retry", self.base_url))
+            .query(query)
+            .json(note)
+            .send()
+            .await?;
+        Ok(Self::decode(resp).await?.1)
+    }
+
+    /// `GET /v1/participants`: every registered participant with its live state.
+    pub async fn list_participants(&self) -> Result<ParticipantList, ClientError> {
+        self.get_json("/v1/participants").await
+    }
+
+    /// `GET /v1/participants/{name}`; `404` when unknown.
+    pub async fn get_participant(&self, name: &str) -> Result<ParticipantView, ClientError> {
+        self.get_json(&format!("/v1/participants/{name}")).await
+    }
+
+    /// `GET /v1/workflows`: the newest version of every workflow.
+    pub async fn list_workflows(&self) -> Result<WorkflowList, ClientError> {
+        self.get_json("/v1/workflows").await
+    }
+
+    /// `GET /v1/workflows/{name}`: its newest version; `404` when unknown.
+    pub async fn get_workflow(&self, name: &str) -> Result<WorkflowView, ClientError> {
+        self.get_json(&format!("/v1/workflows/{name}")).await
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base_url))
             .send()
             .await?;
         Ok(Self::decode(resp).await?.1)

@@ -64,6 +64,47 @@ pub fn check_name(field: &str, name: &str) -> Result<(), FieldError> {
     }
 }
 
+/// Longest business key, in bytes.
+pub const MAX_BUSINESS_KEY_LEN: usize = 256;
+
+/// A business key: 1 to [`MAX_BUSINESS_KEY_LEN`] bytes, no control characters (it is shown in
+/// lists and searched for by exact match).
+pub fn check_business_key(field: &str, key: &str) -> Result<(), FieldError> {
+    if !key.is_empty() && key.len() <= MAX_BUSINESS_KEY_LEN && !key.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "must be 1 to {MAX_BUSINESS_KEY_LEN} bytes without control characters (got {key:?})"
+            ),
+        ))
+    }
+}
+
+/// A JSON pointer (RFC 6901) into a saga's input: empty (the whole input) or `/` then
+/// reference tokens; at most 256 bytes.
+pub fn check_json_pointer(field: &str, pointer: &str) -> Result<(), FieldError> {
+    let tokens_ok = pointer.split('/').skip(1).all(|token| {
+        let mut rest = token;
+        while let Some(i) = rest.find('~') {
+            if !matches!(rest.as_bytes().get(i + 1), Some(b'0' | b'1')) {
+                return false;
+            }
+            rest = &rest[i + 2..];
+        }
+        true
+    });
+    if pointer.len() <= 256 && (pointer.is_empty() || pointer.starts_with('/')) && tokens_ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("must be a JSON pointer such as \"/order_id\" (got {pointer:?})"),
+        ))
+    }
+}
+
 /// Per-call timeouts (participant policy and step override), in milliseconds: 1 ms to 1 hour.
 pub const CALL_TIMEOUT_MS: RangeInclusive<u64> = 1..=3_600_000;
 /// A workflow's global deadline, in milliseconds: 1 ms to 30 days.

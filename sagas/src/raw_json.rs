@@ -64,6 +64,38 @@ impl RawJson {
         self.parse().unwrap_or(Value::Null)
     }
 
+    /// The string or number a JSON pointer (RFC 6901, e.g. `/order/id`) names: a string's
+    /// content, or a number's exact text (never rounded); `None` when the pointer names
+    /// nothing, or something else.
+    pub fn scalar_at(&self, pointer: &str) -> Option<String> {
+        let mut text = self.0.get().trim();
+        if !pointer.is_empty() {
+            for token in pointer.strip_prefix('/')?.split('/') {
+                let token = token.replace("~1", "/").replace("~0", "~");
+                text = match text.as_bytes().first()? {
+                    b'{' => serde_json::from_str::<BTreeMap<String, &RawValue>>(text)
+                        .ok()?
+                        .get(&token)?
+                        .get(),
+                    b'[' => {
+                        let index: usize = token.parse().ok()?;
+                        serde_json::from_str::<Vec<&RawValue>>(text)
+                            .ok()?
+                            .get(index)?
+                            .get()
+                    }
+                    _ => return None,
+                }
+                .trim();
+            }
+        }
+        match text.as_bytes().first()? {
+            b'"' => serde_json::from_str(text).ok(),
+            b'-' | b'0'..=b'9' => Some(text.to_string()),
+            _ => None,
+        }
+    }
+
     /// Whether both texts mean the same JSON (see the type's docs).
     pub fn same_json(&self, other: &RawJson) -> bool {
         same_json(self.0.get(), other.0.get())
@@ -211,5 +243,22 @@ mod tests {
         );
         assert_eq!(RawJson::from_value(&json!({"n": 1})), json!({"n": 1}));
         assert!(RawJson::from_text("{").is_err());
+    }
+
+    #[test]
+    fn a_pointer_reads_a_string_or_the_exact_text_of_a_number() {
+        let json = RawJson::from_text(
+            r#"{"order_id": "o-42", "n": 123456789012345678901234567890, "a/b": {"x": [true, 7]}}"#,
+        )
+        .unwrap();
+        assert_eq!(json.scalar_at("/order_id").as_deref(), Some("o-42"));
+        assert_eq!(
+            json.scalar_at("/n").as_deref(),
+            Some("123456789012345678901234567890")
+        );
+        assert_eq!(json.scalar_at("/a~1b/x/1").as_deref(), Some("7"));
+        assert_eq!(json.scalar_at("/a~1b/x/0"), None, "not a string or number");
+        assert_eq!(json.scalar_at("/missing"), None);
+        assert_eq!(json.scalar_at("order_id"), None, "not a pointer");
     }
 }

@@ -20,6 +20,10 @@ pub struct WorkflowSpec {
     /// The steps, 1 to [`crate::limits::MAX_STEPS`], in order: a step without `after` runs
     /// after the one listed before it.
     pub steps: Vec<StepSpec>,
+    /// A JSON pointer into the input (`/order_id`) whose value (a string or a number) becomes
+    /// the business key of a saga submitted without one; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_key: Option<String>,
     /// Global saga deadline in milliseconds from submission: a saga that has not decided by
     /// then rolls back. Range [`crate::limits::SAGA_TIMEOUT_MS`]; absent: no deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,6 +238,9 @@ impl WorkflowSpec {
         if let Some(ms) = self.timeout_ms {
             check_range("timeout_ms", ms, &limits::SAGA_TIMEOUT_MS)?;
         }
+        if let Some(pointer) = &self.business_key {
+            limits::check_json_pointer("business_key", pointer)?;
+        }
         let mut seen = BTreeSet::new();
         for (index, step) in self.steps.iter().enumerate() {
             let at = |field: &str| format!("steps[{index}].{field}");
@@ -347,7 +354,7 @@ mod tests {
     fn wf(steps: Vec<StepSpec>) -> WorkflowSpec {
         WorkflowSpec {
             steps,
-            timeout_ms: None,
+            ..WorkflowSpec::default()
         }
     }
 

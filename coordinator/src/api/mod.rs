@@ -5,6 +5,7 @@
 mod error;
 mod extract;
 mod health;
+mod operator_routes;
 mod participants;
 mod sagas_routes;
 mod workflows;
@@ -50,8 +51,14 @@ pub fn router(runtime: Arc<Runtime>, submit_rate_limit: Option<std::num::NonZero
         )
         .route("/v1/sagas/{id}", get(sagas_routes::get))
         .route("/v1/sagas/{id}/events", get(sagas_routes::events))
-        .route("/v1/sagas/{id}/abort", post(sagas_routes::abort))
-        .route("/v1/sagas/{id}/retry", post(sagas_routes::retry))
+        .route("/v1/sagas/bulk/retry", post(operator_routes::bulk_retry))
+        .route("/v1/sagas/{id}/abort", post(operator_routes::abort))
+        .route("/v1/sagas/{id}/retry", post(operator_routes::retry))
+        .route("/v1/sagas/{id}/retry-now", post(operator_routes::retry_now))
+        .route(
+            "/v1/sagas/{id}/steps/{step}/resolve",
+            post(operator_routes::resolve),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

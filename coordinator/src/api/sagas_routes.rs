@@ -1,16 +1,18 @@
 //! `/v1/sagas`.
 
 use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use sagas::api::{SagaEvents, SagaList, SagaState, SagaView, SubmitSaga};
+use sagas::api::{SagaEvents, SagaList, SagaQuery, SagaState, SagaView, SubmitSaga};
 
 use super::extract::{ApiJson, ApiQuery};
 use super::{ApiError, AppState};
+use crate::engine::Millis;
 use crate::store::SagaFilter;
 use crate::views::{event_view, saga_view};
 
@@ -24,15 +26,6 @@ const MAX_PAGE: usize = 1_000;
 #[serde(deny_unknown_fields)]
 pub struct SubmitParams {
     wait_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    state: Option<String>,
-    workflow: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -83,6 +76,10 @@ pub async fn submit(
         sagas::limits::check_http_url("callback_url", url, true)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
+    if let Some(key) = &request.business_key {
+        sagas::limits::check_business_key("business_key", key)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     let (saga, _new) = state.runtime.submit(request, key).await?;
     let saga = match params.wait_ms {
         Some(ms) if ms > 0 && !saga.lifecycle.is_terminal() => state
@@ -130,55 +127,58 @@ pub async fn events(
     }))
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Json<SagaList>, ApiError> {
-    let wanted_state = match params.state.as_deref() {
+/// The store filter, cursor and page size a [`SagaQuery`] asks for; `400` for a bad one.
+pub(crate) fn filter_of(query: SagaQuery) -> Result<(SagaFilter, Option<String>, usize), ApiError> {
+    let state = match query.state.as_deref() {
         None | Some("") => None,
         Some(s) => Some(SagaState::parse(s).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "unknown state {s:?}: use running, confirming, committed, compensating, aborted or stuck"
+                "state: unknown state {s:?}: use running, confirming, committed, compensating, aborted or stuck"
             ))
         })?),
     };
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::bad_request(format!(
-            "limit must be 1 to {MAX_PAGE}"
+            "limit: must be 1 to {MAX_PAGE} (got {limit})"
         )));
     }
-    let filter = SagaFilter {
-        state: wanted_state,
-        workflow: params.workflow.filter(|w| !w.is_empty()),
-        ..SagaFilter::default()
+    let time = |field: &str, value: Option<String>| -> Result<Option<Millis>, ApiError> {
+        let Some(text) = value.filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let bad = |why: String| {
+            ApiError::bad_request(format!(
+                "{field}: must be an RFC 3339 time such as 2026-11-30T12:00:00Z or \
+                 2026-11-30T13:00:00+01:00 ({why})"
+            ))
+        };
+        let at = time::OffsetDateTime::parse(&text, &Rfc3339).map_err(|e| bad(e.to_string()))?;
+        // Times before 1970 select from the beginning.
+        let millis = at.unix_timestamp_nanos().max(0) / 1_000_000;
+        Ok(Some(u64::try_from(millis).unwrap_or(u64::MAX)))
     };
+    let filter = SagaFilter {
+        state,
+        workflow: query.workflow.filter(|w| !w.is_empty()),
+        business_key: query.business_key.filter(|k| !k.is_empty()),
+        created_from: time("created_after", query.created_after)?,
+        created_until: time("created_before", query.created_before)?,
+    };
+    Ok((filter, query.cursor.filter(|c| !c.is_empty()), limit))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<SagaQuery>,
+) -> Result<Json<SagaList>, ApiError> {
+    let (filter, cursor, limit) = filter_of(query)?;
     let page = state
         .runtime
-        .list(
-            &filter,
-            params.cursor.as_deref().filter(|c| !c.is_empty()),
-            limit,
-        )
+        .list(&filter, cursor.as_deref(), limit)
         .await?;
     Ok(Json(SagaList {
         sagas: page.sagas.iter().map(saga_view).collect(),
         next_cursor: page.next_cursor,
     }))
-}
-
-pub async fn abort(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<SagaView>, ApiError> {
-    let saga = state.runtime.abort(&id).await?;
-    Ok(Json(saga_view(&saga)))
-}
-
-pub async fn retry(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<SagaView>, ApiError> {
-    let saga = state.runtime.retry(&id).await?;
-    Ok(Json(saga_view(&saga)))
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use sagas::Phase;
+use sagas::api::Resolution;
 
 use super::{Input, Millis, Plan};
 
@@ -91,6 +92,8 @@ pub struct Created {
     pub callback_url: Option<String>,
     /// The submitter's idempotency key, if any.
     pub idempotency_key: Option<String>,
+    /// What support staff search the saga by (given, or read from the input).
+    pub business_key: Option<String>,
     /// Attempts to deliver the completion callback before it is abandoned.
     pub callback_max_attempts: u32,
     /// Shared by every saga of one workflow version (serialised in full in each log).
@@ -156,6 +159,32 @@ pub enum Event {
         /// When.
         at: Millis,
     },
+    /// An operator asked for an action; the events it causes follow in the same record.
+    Operated {
+        /// `abort`, `retry`, `retry_now` or `resolve`.
+        action: String,
+        /// Who asked (an API token's name, or what the request said).
+        by: String,
+        /// Why, as they said.
+        reason: Option<String>,
+        /// When.
+        at: Millis,
+    },
+    /// An operator asked that every call waiting on its backoff (and a waiting callback) be
+    /// made now.
+    RetryNow {
+        /// When: the new due time.
+        at: Millis,
+    },
+    /// A person settled a stuck or waiting step by hand; the saga goes on from there.
+    StepResolved {
+        /// The step.
+        step: usize,
+        /// What they did.
+        resolution: Resolution,
+        /// When.
+        at: Millis,
+    },
     /// Every step settled; the saga is committed or aborted according to its decision.
     Finished {
         /// When.
@@ -203,6 +232,9 @@ impl Event {
             | Event::Stuck { at, .. }
             | Event::Resumed { at }
             | Event::RetryRequested { at }
+            | Event::Operated { at, .. }
+            | Event::RetryNow { at }
+            | Event::StepResolved { at, .. }
             | Event::Finished { at }
             | Event::CallbackStarted { at, .. }
             | Event::CallbackEnded { at, .. }
@@ -220,6 +252,9 @@ impl Event {
             Event::Stuck { .. } => "stuck",
             Event::Resumed { .. } => "resumed",
             Event::RetryRequested { .. } => "retry_requested",
+            Event::Operated { .. } => "operated",
+            Event::RetryNow { .. } => "retry_now",
+            Event::StepResolved { .. } => "step_resolved",
             Event::Finished { .. } => "finished",
             Event::CallbackStarted { .. } => "callback_started",
             Event::CallbackEnded { .. } => "callback_ended",
@@ -239,6 +274,8 @@ impl Event {
                 | Event::Finished { .. }
                 | Event::Stuck { .. }
                 | Event::RetryRequested { .. }
+                | Event::Operated { .. }
+                | Event::StepResolved { .. }
         )
     }
 }

@@ -13,6 +13,7 @@ pub(crate) fn one_step(id: &str, key: Option<&str>) -> Created {
         input: serde_json::json!({"n": 1}).into(),
         callback_url: None,
         idempotency_key: key.map(Into::into),
+        business_key: None,
         callback_max_attempts: super::CALLBACK_MAX_ATTEMPTS,
         plan: Plan {
             steps: vec![PlanStep {

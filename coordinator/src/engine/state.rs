@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use sagas::Phase;
-use sagas::api::{SagaState, StepStatus as ApiStepStatus};
+use sagas::api::{Resolution, SagaState, StepStatus as ApiStepStatus};
 
 use super::event::{CallOutcome, CallRef, Created, Decision, Event};
 use super::{EngineError, Input, Millis, Plan};
@@ -109,6 +109,8 @@ pub struct StepState {
     /// The participant rejected the forward phase: the step caused the rollback, whatever
     /// its undo does afterwards.
     pub rejected: bool,
+    /// A person settled the step's last phase by hand, and how.
+    pub resolved: Option<Resolution>,
 }
 
 impl StepState {
@@ -120,6 +122,7 @@ impl StepState {
             last_phase: None,
             last_error: None,
             rejected: false,
+            resolved: None,
         }
     }
 
@@ -189,6 +192,8 @@ pub struct Saga {
     pub callback_url: Option<String>,
     /// The submitter's idempotency key, if any.
     pub idempotency_key: Option<String>,
+    /// What support staff search the saga by, if anything.
+    pub business_key: Option<String>,
     /// Attempts to deliver the completion callback before it is abandoned.
     pub callback_max_attempts: u32,
     /// Shared by every saga of one workflow version. Snapshots leave it out: the saga's first
@@ -220,6 +225,7 @@ impl Saga {
             input: created.input.clone(),
             callback_url: created.callback_url.clone(),
             idempotency_key: created.idempotency_key.clone(),
+            business_key: created.business_key.clone(),
             callback_max_attempts: created.callback_max_attempts,
             plan: created.plan.clone(),
             created_at: created.at,
@@ -372,6 +378,15 @@ impl Saga {
                     self.settle_forward_steps();
                 }
             }
+            Event::Operated { .. } => {
+                if self.is_settled() {
+                    return Err(self.illegal(event));
+                }
+            }
+            Event::RetryNow { at } => self.apply_retry_now(event, *at)?,
+            Event::StepResolved {
+                step, resolution, ..
+            } => self.apply_step_resolved(*step, *resolution)?,
             Event::Finished { .. } => {
                 self.lifecycle = match self.lifecycle {
                     Lifecycle::Confirming if self.all_confirmed() => Lifecycle::Committed,
@@ -418,6 +433,87 @@ impl Saga {
             }
         }
         self.updated_at = self.updated_at.max(event.at());
+        Ok(())
+    }
+
+    /// Every call waiting on its backoff, and a waiting callback, is due at `at`.
+    fn apply_retry_now(&mut self, event: &Event, at: Millis) -> Result<(), EngineError> {
+        if matches!(self.lifecycle, Lifecycle::Stuck { .. }) || self.is_settled() {
+            return Err(self.illegal(event));
+        }
+        let mut waiting = false;
+        for step in &mut self.steps {
+            if let StepStatus::Waiting { until, .. } = &mut step.status {
+                *until = (*until).min(at);
+                waiting = true;
+            }
+        }
+        if let CallbackStatus::Waiting { until, .. } = &mut self.callback {
+            *until = (*until).min(at);
+            waiting = true;
+        }
+        if !waiting {
+            return Err(self.illegal(event));
+        }
+        Ok(())
+    }
+
+    /// A person settled a waiting (or stuck) step by hand: its phase counts as done.
+    fn apply_step_resolved(
+        &mut self,
+        step: usize,
+        resolution: Resolution,
+    ) -> Result<(), EngineError> {
+        let Some(state) = self.steps.get(step) else {
+            return Err(EngineError::UnknownStep {
+                saga: self.id.clone(),
+                step,
+            });
+        };
+        let StepStatus::Waiting { phase, .. } = state.status else {
+            return Err(self.step_error(
+                step,
+                format!("be resolved as {}", resolution.as_str()),
+                "it is neither stuck nor waiting for a retry",
+            ));
+        };
+        let (status, lifecycle) = match (resolution, phase, self.lifecycle) {
+            (Resolution::Succeeded, p, Lifecycle::Running) if p.is_forward() => {
+                (StepStatus::Done, Lifecycle::Running)
+            }
+            (
+                Resolution::Confirmed,
+                Phase::Confirm,
+                Lifecycle::Confirming | Lifecycle::Stuck { committing: true },
+            ) => (StepStatus::Confirmed, Lifecycle::Confirming),
+            (
+                Resolution::Compensated,
+                p,
+                Lifecycle::Compensating | Lifecycle::Stuck { committing: false },
+            ) if p.is_undo() => (StepStatus::Compensated, Lifecycle::Compensating),
+            _ => {
+                return Err(self.step_error(
+                    step,
+                    format!("be resolved as {}", resolution.as_str()),
+                    &format!(
+                        "its {phase} is waiting while the saga is {}",
+                        self.lifecycle.name()
+                    ),
+                ));
+            }
+        };
+        let rolling_back = lifecycle == Lifecycle::Compensating;
+        let state = &mut self.steps[step];
+        state.status = status;
+        state.resolved = Some(resolution);
+        if status == StepStatus::Done {
+            // The person made the forward effect happen: a rollback must undo it.
+            state.sent = true;
+        }
+        self.lifecycle = lifecycle;
+        if rolling_back {
+            self.settle_forward_steps();
+        }
         Ok(())
     }
 

@@ -47,6 +47,7 @@ fn created(plan: Arc<Plan>, callback_url: Option<&str>) -> Created {
         input: serde_json::json!({}).into(),
         callback_url: callback_url.map(Into::into),
         idempotency_key: None,
+        business_key: None,
         callback_max_attempts: crate::engine::CALLBACK_MAX_ATTEMPTS,
         plan,
         at: 1_000,

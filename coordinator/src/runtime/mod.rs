@@ -36,6 +36,7 @@ mod wakeups;
 use active::ActiveSagas;
 pub use operator::Refusal;
 use operator::answer_unserved;
+pub(crate) use operator::{Action, Operator};
 use task::TaskStart;
 use wakeups::Wakeups;
 

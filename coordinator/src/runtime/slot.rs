@@ -158,7 +158,15 @@ mod tests {
 
     use super::*;
     use crate::engine::{Event, Lifecycle};
-    use crate::runtime::operator::Operator;
+    use crate::runtime::operator::{Action, Operator};
+
+    fn ask(action: Action) -> Operator {
+        Operator {
+            action,
+            by: "test".into(),
+            reason: None,
+        }
+    }
 
     fn running() -> Arc<Saga> {
         Arc::new(Saga::create(&crate::engine::fixtures::one_step("s1", None)).unwrap())
@@ -216,15 +224,15 @@ mod tests {
         let slot = SagaSlot::new(running());
         let (abort_tx, _abort_rx) = oneshot::channel();
         let (retry_tx, _retry_rx) = oneshot::channel();
-        slot.request((Operator::Abort, abort_tx)).unwrap();
-        slot.request((Operator::Retry, retry_tx)).unwrap();
-        let ops: Vec<Operator> = slot
+        slot.request((ask(Action::Abort), abort_tx)).unwrap();
+        slot.request((ask(Action::Retry), retry_tx)).unwrap();
+        let ops: Vec<Action> = slot
             .next_requests()
             .await
             .into_iter()
-            .map(|r| r.0)
+            .map(|r| r.0.action)
             .collect();
-        assert_eq!(ops, vec![Operator::Abort, Operator::Retry]);
+        assert_eq!(ops, vec![Action::Abort, Action::Retry]);
         // Nothing left: the next wait blocks until another request.
         let next = tokio::time::timeout(Duration::from_millis(10), slot.next_requests()).await;
         assert!(next.is_err());
@@ -234,7 +242,7 @@ mod tests {
     async fn a_stopped_slot_hands_back_waiting_requests_and_refuses_new_ones() {
         let slot = SagaSlot::new(running());
         let (waiting_tx, _waiting_rx) = oneshot::channel();
-        slot.request((Operator::Abort, waiting_tx)).unwrap();
+        slot.request((ask(Action::Abort), waiting_tx)).unwrap();
         let handed_back = slot.stop();
         assert_eq!(
             handed_back.len(),
@@ -242,7 +250,7 @@ mod tests {
             "the waiting request comes back to be answered"
         );
         let (late_tx, _late_rx) = oneshot::channel();
-        let refused = slot.request((Operator::Abort, late_tx));
+        let refused = slot.request((ask(Action::Abort), late_tx));
         assert!(
             refused.is_err(),
             "no task will ever take a request after stop"

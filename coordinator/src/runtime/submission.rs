@@ -12,6 +12,20 @@ use crate::store::Creation;
 use crate::telemetry;
 
 impl Runtime {
+    /// The business key the workflow's JSON pointer reads from the input (a string, or a
+    /// number as its text), if it names one.
+    fn default_business_key(&self, request: &SubmitSaga, version: u32) -> Option<String> {
+        let workflow = self
+            .registry
+            .workflow(&request.workflow)
+            .filter(|w| w.version == version)?;
+        let pointer = workflow.spec.business_key.as_deref()?;
+        let key = request.input.scalar_at(pointer)?;
+        sagas::limits::check_business_key("business_key", &key)
+            .ok()
+            .map(|()| key)
+    }
+
     /// Starts a saga, or returns the one the idempotency key already names. `true` when new.
     /// The saga is durable when this returns (durability rule 1).
     pub async fn submit(
@@ -35,6 +49,10 @@ impl Runtime {
             .resolve(&request.workflow)
             .map_err(RuntimeError::Unrunnable)?
             .ok_or_else(|| RuntimeError::UnknownWorkflow(request.workflow.clone()))?;
+        let business_key = match &request.business_key {
+            Some(key) => Some(key.clone()),
+            None => self.default_business_key(&request, workflow_version),
+        };
         let created = Created {
             id: uuid::Uuid::now_v7().to_string(),
             workflow: request.workflow.clone(),
@@ -42,6 +60,7 @@ impl Runtime {
             input: request.input.clone(),
             callback_url: request.callback_url.clone(),
             idempotency_key: key.clone(),
+            business_key,
             callback_max_attempts: self.engine.callback_max_attempts,
             plan,
             at: self.clock.now(),
@@ -82,10 +101,15 @@ impl Runtime {
             .get(id)
             .await?
             .ok_or_else(|| RuntimeError::UnknownSaga(id.into()))?;
-        // Inputs compare by meaning, exactly (key order aside, no number rounded).
+        // Inputs compare by meaning, exactly (key order aside, no number rounded); a business
+        // key counts when the resubmission gives one.
         let same = saga.workflow == request.workflow
             && saga.input == request.input
-            && saga.callback_url == request.callback_url;
+            && saga.callback_url == request.callback_url
+            && request
+                .business_key
+                .as_ref()
+                .is_none_or(|key| saga.business_key.as_ref() == Some(key));
         if same {
             Ok(saga)
         } else {

@@ -17,7 +17,7 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::oneshot;
 
 use super::active::{SagaKey, saga_key};
-use super::operator::{Operator, OperatorRequest, Refusal, answer_unserved, refusal};
+use super::operator::{OperatorRequest, Refusal, answer_unserved, refusal};
 use super::slot::{Parked, SagaSlot};
 use super::{Runtime, RuntimeError};
 use crate::dispatch::BranchCall;
@@ -328,25 +328,27 @@ impl SagaTask {
     /// refuses the others at once.
     fn handle_operator_requests(&mut self, requests: Vec<OperatorRequest>, now: Millis) {
         for (op, reply) in requests {
-            let event = match op.event(self.driver.saga(), now) {
-                Ok(event) => event,
+            let events = match op.events(self.driver.saga(), now) {
+                Ok(events) => events,
                 Err(refused) => {
                     let _ = reply.send(Err(refused));
                     continue;
                 }
             };
-            match self.driver.record_operator(event) {
+            // `events` checked the state, so a refusal here is a bug: say so rather than hang.
+            let recorded = events
+                .into_iter()
+                .try_for_each(|event| self.driver.record_operator(event));
+            match recorded {
                 Ok(()) => {
-                    if op == Operator::Retry {
-                        tracing::info!(saga = %self.driver.saga().id, "operator retry of a stuck saga");
-                    }
+                    tracing::info!(saga = %self.driver.saga().id, action = ?op.action, by = %op.by,
+                        reason = ?op.reason, "operator request carried out");
                     self.replies.push(reply);
                 }
-                // `event` checked the state, so this is a bug; say so rather than hang.
                 Err(e) => {
                     let saga = self.driver.saga();
                     tracing::error!(saga = %saga.id, error = %e, "operator request refused by the engine");
-                    let _ = reply.send(Err(refusal(op, &saga.id, saga.lifecycle)));
+                    let _ = reply.send(Err(refusal(op.action, saga)));
                 }
             }
         }

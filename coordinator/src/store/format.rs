@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use sagas::api::Resolution;
 use sagas::{ParticipantSpec, Phase, RawJson, RetryPolicy, StepKind, WorkflowSpec};
 
 use crate::engine::{
@@ -137,6 +138,20 @@ enum EventRecord {
     RetryRequested {
         at: Millis,
     },
+    Operated {
+        action: String,
+        by: String,
+        reason: Option<String>,
+        at: Millis,
+    },
+    RetryNow {
+        at: Millis,
+    },
+    StepResolved {
+        step: usize,
+        resolution: Resolution,
+        at: Millis,
+    },
     Finished {
         at: Millis,
     },
@@ -166,6 +181,8 @@ struct CreatedRecord {
     input: Value,
     callback_url: Option<String>,
     idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    business_key: Option<String>,
     /// Absent in records written before it was recorded: the budget then, 12.
     #[serde(default = "callback_max_attempts_before_it_was_recorded")]
     callback_max_attempts: u32,
@@ -248,6 +265,7 @@ impl From<&Event> for EventRecord {
                 workflow_version: c.workflow_version,
                 callback_url: c.callback_url,
                 idempotency_key: c.idempotency_key,
+                business_key: c.business_key,
                 callback_max_attempts: c.callback_max_attempts,
                 at: c.at,
             })),
@@ -273,6 +291,27 @@ impl From<&Event> for EventRecord {
             Event::Stuck { step, reason, at } => EventRecord::Stuck { step, reason, at },
             Event::Resumed { at } => EventRecord::Resumed { at },
             Event::RetryRequested { at } => EventRecord::RetryRequested { at },
+            Event::Operated {
+                action,
+                by,
+                reason,
+                at,
+            } => EventRecord::Operated {
+                action,
+                by,
+                reason,
+                at,
+            },
+            Event::RetryNow { at } => EventRecord::RetryNow { at },
+            Event::StepResolved {
+                step,
+                resolution,
+                at,
+            } => EventRecord::StepResolved {
+                step,
+                resolution,
+                at,
+            },
             Event::Finished { at } => EventRecord::Finished { at },
             Event::CallbackStarted { attempt, at } => EventRecord::CallbackStarted { attempt, at },
             Event::CallbackEnded {
@@ -308,6 +347,7 @@ impl EventRecord {
                 workflow_version: c.workflow_version,
                 callback_url: c.callback_url,
                 idempotency_key: c.idempotency_key,
+                business_key: c.business_key,
                 callback_max_attempts: c.callback_max_attempts,
                 at: c.at,
             })),
@@ -333,6 +373,27 @@ impl EventRecord {
             EventRecord::Stuck { step, reason, at } => Event::Stuck { step, reason, at },
             EventRecord::Resumed { at } => Event::Resumed { at },
             EventRecord::RetryRequested { at } => Event::RetryRequested { at },
+            EventRecord::Operated {
+                action,
+                by,
+                reason,
+                at,
+            } => Event::Operated {
+                action,
+                by,
+                reason,
+                at,
+            },
+            EventRecord::RetryNow { at } => Event::RetryNow { at },
+            EventRecord::StepResolved {
+                step,
+                resolution,
+                at,
+            } => Event::StepResolved {
+                step,
+                resolution,
+                at,
+            },
             EventRecord::Finished { at } => Event::Finished { at },
             EventRecord::CallbackStarted { attempt, at } => Event::CallbackStarted { attempt, at },
             EventRecord::CallbackEnded {
@@ -389,6 +450,8 @@ struct SagaRecord {
     input: Value,
     callback_url: Option<String>,
     idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    business_key: Option<String>,
     #[serde(default = "callback_max_attempts_before_it_was_recorded")]
     callback_max_attempts: u32,
     created_at: Millis,
@@ -410,6 +473,8 @@ struct StepRecord {
     /// Added in version 1; absent (false) in version 0 snapshots.
     #[serde(default)]
     rejected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resolved: Option<Resolution>,
 }
 
 /// The snapshot of `saga` as of event `seq`.
@@ -423,6 +488,7 @@ pub fn encode_snapshot(saga: &Saga, seq: u64) -> Vec<u8> {
             input: input_field(&saga.input),
             callback_url: saga.callback_url.clone(),
             idempotency_key: saga.idempotency_key.clone(),
+            business_key: saga.business_key.clone(),
             callback_max_attempts: saga.callback_max_attempts,
             created_at: saga.created_at,
             updated_at: saga.updated_at,
@@ -437,6 +503,7 @@ pub fn encode_snapshot(saga: &Saga, seq: u64) -> Vec<u8> {
                     last_phase: s.last_phase,
                     last_error: s.last_error.clone(),
                     rejected: s.rejected,
+                    resolved: s.resolved,
                 })
                 .collect(),
             error: saga.error.clone(),
@@ -457,6 +524,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(Saga, u64), FormatError> {
         workflow_version: saga.workflow_version,
         callback_url: saga.callback_url,
         idempotency_key: saga.idempotency_key,
+        business_key: saga.business_key,
         callback_max_attempts: saga.callback_max_attempts,
         plan: Arc::default(),
         created_at: saga.created_at,
@@ -472,6 +540,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(Saga, u64), FormatError> {
                 last_phase: s.last_phase,
                 last_error: s.last_error,
                 rejected: s.rejected,
+                resolved: s.resolved,
             })
             .collect(),
         error: saga.error,

@@ -93,6 +93,8 @@ pub struct SagaFilter {
     pub state: Option<SagaState>,
     /// Only sagas of this workflow.
     pub workflow: Option<String>,
+    /// Only sagas carrying this business key.
+    pub business_key: Option<String>,
     /// Only sagas created at or after this time.
     pub created_from: Option<Millis>,
     /// Only sagas created before this time.
@@ -104,6 +106,10 @@ impl SagaFilter {
     pub fn matches(&self, saga: &Saga) -> bool {
         self.state.is_none_or(|s| saga.lifecycle.api_state() == s)
             && self.workflow.as_deref().is_none_or(|w| saga.workflow == w)
+            && self
+                .business_key
+                .as_deref()
+                .is_none_or(|k| saga.business_key.as_deref() == Some(k))
             && self.created_from.is_none_or(|t| saga.created_at >= t)
             && self.created_until.is_none_or(|t| saga.created_at < t)
     }

@@ -52,6 +52,9 @@ pub struct SledStore {
     active: sled::Tree,
     /// idempotency key -> saga id.
     idempotency: sled::Tree,
+    /// `{business key}\0{saga_id}` -> empty: the sagas carrying a business key, in creation
+    /// order.
+    business_keys: sled::Tree,
     /// `{finished at: u64 BE}{saga_id}` -> empty, for settled sagas, oldest first (retention).
     finished: sled::Tree,
     participants: sled::Tree,
@@ -112,6 +115,7 @@ impl SledStore {
             sagas: db.open_tree("sagas")?,
             active: db.open_tree("active")?,
             idempotency: db.open_tree("idempotency")?,
+            business_keys: db.open_tree("business_keys")?,
             finished: db.open_tree("finished")?,
             participants: db.open_tree("participants")?,
             workflows: db.open_tree("workflows")?,
@@ -149,8 +153,46 @@ impl SledStore {
         let value = format::encode_round(std::slice::from_ref(first));
         telemetry::log_written(key.len() + value.len() + saga_id.len());
         self.events.insert(key, value)?;
+        if let Event::Created(created) = first
+            && let Some(business_key) = &created.business_key
+        {
+            self.business_keys
+                .insert(business_key_entry(business_key, saga_id), &[])?;
+        }
         self.active.insert(saga_id.as_bytes(), &[])?;
         Ok(())
+    }
+
+    /// The sagas carrying `business_key` (the index, then each saga), after `cursor`.
+    fn read_page_by_business_key(
+        &self,
+        business_key: &str,
+        filter: &SagaFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<SagaPage, StoreError> {
+        let prefix = business_key_entry(business_key, "");
+        let mut sagas = Vec::new();
+        let mut next_cursor = None;
+        for entry in self.business_keys.scan_prefix(&prefix).keys() {
+            let entry = entry?;
+            let id = String::from_utf8_lossy(&entry[prefix.len()..]).into_owned();
+            if cursor.is_some_and(|c| id.as_str() <= c) {
+                continue;
+            }
+            let Some((saga, _)) = self.read_saga(&id)? else {
+                continue;
+            };
+            if !filter.matches(&saga) {
+                continue;
+            }
+            if sagas.len() == limit {
+                next_cursor = sagas.last().map(|s: &Saga| s.id.clone());
+                break;
+            }
+            sagas.push(saga);
+        }
+        Ok(SagaPage { sagas, next_cursor })
     }
 
     fn has_created(&self, saga_id: &str) -> Result<bool, StoreError> {
@@ -254,6 +296,9 @@ impl SledStore {
                 if let Some(k) = &saga.idempotency_key {
                     self.idempotency.remove(k.as_bytes())?;
                 }
+                if let Some(k) = &saga.business_key {
+                    self.business_keys.remove(business_key_entry(k, &id))?;
+                }
             }
             let prefix = event_prefix(&id);
             let mut batch = sled::Batch::default();
@@ -329,6 +374,9 @@ impl SledStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<SagaPage, StoreError> {
+        if let Some(business_key) = &filter.business_key {
+            return self.read_page_by_business_key(business_key, filter, cursor, limit);
+        }
         let after = |tree: &sled::Tree| match cursor {
             Some(c) => tree.range::<&[u8], _>((
                 std::ops::Bound::Excluded(c.as_bytes()),
@@ -626,6 +674,15 @@ impl RegistryStore for SledStore {
     fn registry_generation(&self) -> StoreFuture<'_, u64> {
         ready(Ok(0))
     }
+}
+
+/// `{business key}\0{saga id}`: every saga of a key sits under the prefix `{key}\0`.
+fn business_key_entry(business_key: &str, saga_id: &str) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(business_key.len() + 1 + saga_id.len());
+    entry.extend_from_slice(business_key.as_bytes());
+    entry.push(0);
+    entry.extend_from_slice(saga_id.as_bytes());
+    entry
 }
 
 /// `{name}\0{version: u32 BE}`.

@@ -102,6 +102,7 @@ impl PgOptions {
 struct NewSaga {
     id: String,
     workflow: String,
+    business_key: Option<String>,
     created_at: i64,
     key: Option<String>,
     first_round: Vec<u8>,
@@ -343,15 +344,18 @@ impl Shared {
             let workflows: Vec<&str> = creates.iter().map(|c| c.workflow.as_str()).collect();
             let at: Vec<i64> = creates.iter().map(|c| c.created_at).collect();
             let keys: Vec<Option<&str>> = creates.iter().map(|c| c.key.as_deref()).collect();
+            let business_keys: Vec<Option<&str>> =
+                creates.iter().map(|c| c.business_key.as_deref()).collect();
             // A retried commit finds its own rows: `ON CONFLICT DO NOTHING` and the owner check.
             let inserted = tx
                 .query(
-                    "INSERT INTO sagas (id, workflow, state, created_at, updated_at, idempotency_key, owner, epoch, active)
-                     SELECT id, workflow, 'running', at, at, key, $5, 1, true
-                     FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[]) AS n(id, workflow, at, key)
+                    "INSERT INTO sagas (id, workflow, state, created_at, updated_at, idempotency_key, business_key, owner, epoch, active)
+                     SELECT id, workflow, 'running', at, at, key, business_key, $6, 1, true
+                     FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[])
+                          AS n(id, workflow, at, key, business_key)
                      ON CONFLICT DO NOTHING
                      RETURNING id",
-                    &[&ids, &workflows, &at, &keys, &me],
+                    &[&ids, &workflows, &at, &keys, &business_keys, &me],
                 )
                 .await
                 .map_err(db)?;
@@ -593,6 +597,7 @@ impl SagaLog for PgStore {
                 .push(NewSaga {
                     id: first.id.clone(),
                     workflow: first.workflow.clone(),
+                    business_key: first.business_key.clone(),
                     created_at: first.at as i64,
                     key: key.map(str::to_string),
                     first_round,
@@ -695,6 +700,7 @@ impl SagaReads for PgStore {
                        AND ($3::int8 IS NULL OR created_at >= $3)
                        AND ($4::int8 IS NULL OR created_at < $4)
                        AND ($5::text IS NULL OR id > $5)
+                       AND ($7::text IS NULL OR business_key = $7)
                      ORDER BY id LIMIT $6",
                     &[
                         &state,
@@ -703,6 +709,7 @@ impl SagaReads for PgStore {
                         &until,
                         &cursor,
                         &(limit as i64 + 1),
+                        &filter.business_key,
                     ],
                 )
                 .await

@@ -1,0 +1,132 @@
+//! Operator actions on sagas: abort, retry, retry now, resolve a step by hand, bulk retry.
+//! Each is recorded in the saga's events with who asked and the reason given.
+
+use axum::Json;
+use axum::extract::{Path, State};
+
+use sagas::api::{BulkRetry, OperatorNote, ResolveStep, SagaQuery, SagaState, SagaView};
+
+use super::extract::{ApiJson, ApiQuery, OptionalJson};
+use super::sagas_routes::filter_of;
+use super::{ApiError, AppState};
+use crate::runtime::{Action, Operator};
+use crate::views::saga_view;
+
+/// Longest reason kept, in characters.
+const MAX_REASON: usize = 1_000;
+/// Longest name of who asks, in characters.
+const MAX_BY: usize = 128;
+
+/// The operator request `action` from `note`; `400` for an unusable note.
+fn operator(action: Action, note: OperatorNote) -> Result<Operator, ApiError> {
+    let check = |field: &str, text: &str, max: usize| {
+        if text.chars().count() > max || text.chars().any(char::is_control) {
+            Err(ApiError::bad_request(format!(
+                "{field}: must be at most {max} characters without control characters"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    if let Some(reason) = &note.reason {
+        check("reason", reason, MAX_REASON)?;
+    }
+    if let Some(by) = &note.by {
+        check("by", by, MAX_BY)?;
+    }
+    Ok(Operator {
+        action,
+        by: note
+            .by
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| "anonymous".into()),
+        reason: note.reason.filter(|r| !r.trim().is_empty()),
+    })
+}
+
+async fn act(
+    state: &AppState,
+    id: &str,
+    action: Action,
+    note: OperatorNote,
+) -> Result<Json<SagaView>, ApiError> {
+    let saga = state
+        .runtime
+        .operator_request(id, operator(action, note)?)
+        .await?;
+    Ok(Json(saga_view(&saga)))
+}
+
+pub async fn abort(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    OptionalJson(note): OptionalJson<OperatorNote>,
+) -> Result<Json<SagaView>, ApiError> {
+    act(&state, &id, Action::Abort, note).await
+}
+
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    OptionalJson(note): OptionalJson<OperatorNote>,
+) -> Result<Json<SagaView>, ApiError> {
+    act(&state, &id, Action::Retry, note).await
+}
+
+pub async fn retry_now(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    OptionalJson(note): OptionalJson<OperatorNote>,
+) -> Result<Json<SagaView>, ApiError> {
+    act(&state, &id, Action::RetryNow, note).await
+}
+
+pub async fn resolve(
+    State(state): State<AppState>,
+    Path((id, step)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ResolveStep>,
+) -> Result<Json<SagaView>, ApiError> {
+    if body.reason.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "reason: say what was done by hand (1 to 1000 characters)",
+        ));
+    }
+    let saga = state
+        .runtime
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("unknown saga {id:?}")))?;
+    let index = saga
+        .plan
+        .steps
+        .iter()
+        .position(|s| s.name == step)
+        .ok_or_else(|| ApiError::not_found(format!("saga {id} has no step {step:?}")))?;
+    let note = OperatorNote {
+        reason: Some(body.reason),
+        by: body.by,
+    };
+    let action = Action::Resolve {
+        step: index,
+        resolution: body.resolution,
+    };
+    act(&state, &id, action, note).await
+}
+
+pub async fn bulk_retry(
+    State(state): State<AppState>,
+    ApiQuery(mut query): ApiQuery<SagaQuery>,
+    OptionalJson(note): OptionalJson<OperatorNote>,
+) -> Result<Json<BulkRetry>, ApiError> {
+    match query.state.as_deref() {
+        None | Some("") | Some("stuck") => query.state = Some(SagaState::Stuck.as_str().into()),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "state: a bulk retry resumes stuck sagas only (got {other:?})"
+            )));
+        }
+    }
+    let (filter, _, _) = filter_of(query)?;
+    let operator = operator(Action::Retry, note)?;
+    Ok(Json(state.runtime.bulk_retry(&filter, &operator).await?))
+}
