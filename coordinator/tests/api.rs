@@ -216,6 +216,11 @@ on_both_stores! {
             1,
             "a try that may have applied is cancelled"
         );
+        // What operators see of it: action ok, two tries failed, cancel and compensate ok.
+        let recent = s.client.get_participant("p").await.unwrap().recent;
+        assert_eq!((recent.calls, recent.failed), (5, 2), "{recent:?}");
+        assert!((recent.error_rate - 0.4).abs() < 1e-9, "{recent:?}");
+        assert!(recent.latency_p50_ms.is_some_and(|ms| ms > 0.0), "{recent:?}");
         s.coordinator.shutdown().await;
     }
 }

@@ -384,6 +384,29 @@ pub struct ParticipantView {
     pub in_flight: u64,
     /// Calls waiting for a bulkhead slot (at most the policy's `queue_capacity`).
     pub queued: u64,
+    /// Error rate and latency of its last calls from this coordinator.
+    pub recent: RecentCalls,
+}
+
+/// The last calls (at most 256) one coordinator sent to a participant: what its error rate
+/// and latency look like now. Calls the circuit breaker or the bulkhead refused are not
+/// counted; they never reached the participant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecentCalls {
+    /// Calls in the window.
+    pub calls: u64,
+    /// Of those, calls that got no usable answer: a timeout, a `5xx` or other unexpected
+    /// status, a refused connection. A business refusal (`409`, `422`) is an answer.
+    pub failed: u64,
+    /// `failed / calls`, from 0 to 1; 0 with no calls.
+    pub error_rate: f64,
+    /// Median latency of the calls in the window, in milliseconds; absent with no calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p50_ms: Option<f64>,
+    /// 99th percentile latency of the calls in the window, in milliseconds; absent with no
+    /// calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p99_ms: Option<f64>,
 }
 
 /// `GET /v1/participants`.

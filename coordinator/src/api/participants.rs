@@ -19,6 +19,7 @@ fn view(state: &AppState, name: String, spec: &Arc<ParticipantSpec>) -> Particip
         circuit: stats.circuit.into(),
         in_flight: stats.in_flight,
         queued: stats.queued,
+        recent: stats.recent,
     }
 }
 

@@ -9,6 +9,7 @@ use sagas::ParticipantSpec;
 
 use super::breaker::Breaker;
 use super::bulkhead::Bulkhead;
+use super::recent::Recent;
 
 pub struct Lane {
     /// The registration this lane was built from (compared by pointer to spot changes).
@@ -16,6 +17,8 @@ pub struct Lane {
     pub breaker: Breaker,
     pub bulkhead: Bulkhead,
     pub limiter: Option<DefaultDirectRateLimiter>,
+    /// The last calls' outcomes and latencies, for operators.
+    pub recent: Recent,
 }
 
 impl Lane {
@@ -28,15 +31,17 @@ impl Lane {
                 .rate_limit_per_sec
                 .and_then(NonZeroU32::new)
                 .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
+            recent: Recent::default(),
             spec,
         }
     }
 }
 
 /// What `GET /v1/participants/{name}` shows live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LaneStats {
     pub circuit: &'static str,
     pub in_flight: u64,
     pub queued: u64,
+    pub recent: sagas::api::RecentCalls,
 }

@@ -16,6 +16,7 @@
 pub mod breaker;
 pub mod bulkhead;
 pub mod lane;
+pub mod recent;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -176,11 +177,13 @@ impl Dispatcher {
                 circuit: lane.breaker.state(),
                 in_flight: lane.bulkhead.in_flight(),
                 queued: lane.bulkhead.queued(),
+                recent: lane.recent.summary(),
             },
             None => LaneStats {
                 circuit: "closed",
                 in_flight: 0,
                 queued: 0,
+                recent: recent::Recent::default().summary(),
             },
         }
     }
@@ -275,9 +278,14 @@ impl Dispatcher {
         if let Some(limiter) = &lane.limiter {
             limiter.until_ready().await;
         }
+        let sent = Instant::now();
         let exchange = self.execute(request, timeout).await;
         drop(slot);
-        match exchange.health() {
+        let health = exchange.health();
+        if let Some(healthy) = health {
+            lane.recent.record(!healthy, sent.elapsed());
+        }
+        match health {
             Some(true) => lane.breaker.on_success(),
             Some(false) => lane.breaker.on_failure(),
             None => {}
