@@ -11,6 +11,7 @@ use crate::workflow::WorkflowSpec;
 
 /// Body of `POST /v1/sagas`. An unknown field is `400`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SubmitSaga {
     /// Name of the workflow to run; the saga runs its newest version. Unknown: `404`.
@@ -35,6 +36,7 @@ pub struct SubmitSaga {
 /// `running` -> `compensating` -> `aborted`; `stuck` from either middle state. On the wire,
 /// the snake_case name ([`SagaState::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SagaState {
     /// Forward phases (`try`/`action`) are running; nothing decided yet, so it can be aborted.
@@ -94,6 +96,7 @@ impl std::fmt::Display for SagaState {
 
 /// Where one step stands ([`StepView::status`]); on the wire, the snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// Not called yet.
@@ -142,6 +145,7 @@ impl StepStatus {
 /// A saga: the answer of `GET /v1/sagas/{id}`, of `POST /v1/sagas` and of the operator
 /// actions, and the body of a completion callback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SagaView {
     /// Saga id, assigned by the coordinator at submission: the `{id}` of `/v1/sagas/{id}` and
     /// the `Saga-Id` header of its branch calls.
@@ -174,6 +178,7 @@ pub struct SagaView {
 /// Body of an operator action (`abort`, `retry`, `retry-now`; optional, as is each field):
 /// recorded in the saga's events with the action.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OperatorNote {
     /// Why the operator acts (a ticket, "participant fixed"); at most 1000 characters.
@@ -187,6 +192,7 @@ pub struct OperatorNote {
 
 /// How a person settled a step by hand (`POST /v1/sagas/{id}/steps/{step}/resolve`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Resolution {
     /// The forward phase (`try`/`action`) took effect: the saga goes on as if it succeeded.
@@ -211,6 +217,7 @@ impl Resolution {
 
 /// Body of `POST /v1/sagas/{id}/steps/{step}/resolve`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResolveStep {
     /// What the person did.
@@ -225,6 +232,7 @@ pub struct ResolveStep {
 
 /// The answer of `POST /v1/sagas/bulk/retry`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkRetry {
     /// Sagas that matched the filter and were resumed.
     pub resumed: u64,
@@ -235,6 +243,7 @@ pub struct BulkRetry {
 
 /// A saga a bulk retry did not resume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkSkip {
     /// The saga.
     pub id: String,
@@ -244,6 +253,7 @@ pub struct BulkSkip {
 
 /// One step of a saga, as [`SagaView::steps`] shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepView {
     /// Step name from the workflow; travels in the `Saga-Step` header.
     pub name: String,
@@ -273,6 +283,7 @@ pub struct StepView {
 
 /// `GET /v1/sagas/{id}/events`: a saga's audit trail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SagaEvents {
     /// The saga the events belong to.
     pub saga_id: String,
@@ -283,6 +294,7 @@ pub struct SagaEvents {
 
 /// One entry of the audit trail. Fields that do not apply to an event's `type` are absent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventView {
     /// Position in the saga's log, increasing.
     pub seq: u64,
@@ -334,6 +346,8 @@ pub struct EventView {
 /// The filters of `GET /v1/sagas` (query parameters); every one is optional and all given must
 /// hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct SagaQuery {
     /// Only sagas in this state (a wire name, [`SagaState::as_str`]).
@@ -361,6 +375,7 @@ pub struct SagaQuery {
 
 /// `GET /v1/sagas`: one page of sagas.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SagaList {
     /// The sagas that match the filters, in saga id order; at most `limit` (default 100).
     pub sagas: Vec<SagaView>,
@@ -371,6 +386,7 @@ pub struct SagaList {
 /// A registered participant with its live dispatcher state: `GET /v1/participants/{name}`
 /// and the answer of `PUT /v1/participants/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParticipantView {
     /// Name it is registered under (the `{name}` of the path).
     pub name: String,
@@ -392,6 +408,7 @@ pub struct ParticipantView {
 /// and latency look like now. Calls the circuit breaker or the bulkhead refused are not
 /// counted; they never reached the participant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecentCalls {
     /// Calls in the window.
     pub calls: u64,
@@ -411,6 +428,7 @@ pub struct RecentCalls {
 
 /// `GET /v1/participants`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParticipantList {
     /// Every registered participant, sorted by name.
     pub participants: Vec<ParticipantView>,
@@ -419,6 +437,7 @@ pub struct ParticipantList {
 /// A workflow at its newest version: `GET /v1/workflows/{name}` and the answer of
 /// `PUT /v1/workflows/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowView {
     /// Name it is stored under (the `{name}` of the path, or the file name without extension).
     pub name: String,
@@ -433,6 +452,7 @@ pub struct WorkflowView {
 
 /// `GET /v1/workflows`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowList {
     /// Every workflow at its newest version, sorted by name.
     pub workflows: Vec<WorkflowView>,
@@ -440,6 +460,7 @@ pub struct WorkflowList {
 
 /// Every error the API returns: `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// What went wrong.
     pub error: ErrorDetail,
@@ -447,6 +468,7 @@ pub struct ErrorBody {
 
 /// The `error` object of an [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `not_found`, `conflict`, ...
     pub code: String,

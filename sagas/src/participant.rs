@@ -16,6 +16,7 @@ use crate::workflow::RetryPolicy;
 /// again never undoes a policy an operator set. One with a `policy` replaces it whole.
 /// A field that breaks a rule ([`ParticipantSpec::validate`]) or is unknown is `400`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantSpec {
     /// e.g. `http://127.0.0.1:7701`; branch paths are appended to it. An absolute
@@ -34,6 +35,7 @@ pub struct ParticipantSpec {
 /// Which keys the JSON object has decides the kind. Each path is appended to the participant's
 /// `base_url` and must pass [`crate::limits::check_path`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum ActionEndpoints {
     /// A TCC action: `{"try", "confirm", "cancel"}`.
@@ -80,6 +82,7 @@ impl ActionEndpoints {
 /// Resilience policy for calls to one participant. Every field is optional on the wire (a
 /// missing one takes its default); each is checked by [`ParticipantPolicy::validate`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ParticipantPolicy {
     /// Per-call timeout in milliseconds; a step may override it. Default 5000, range
@@ -117,6 +120,7 @@ impl Default for ParticipantPolicy {
 /// rolls back) and `confirm`/`cancel`/`compensate` wait for it to half-open. Every field is
 /// optional on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct CircuitBreakerPolicy {
     /// Consecutive failures that open the circuit. Default 5, range

@@ -191,6 +191,20 @@ impl<'de> Deserialize<'de> for RawJson {
     }
 }
 
+/// Any JSON value: the schema of an input or a result, which the coordinator keeps as given.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for RawJson {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+            .description(Some("Any JSON value, kept exactly as given."))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for RawJson {}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

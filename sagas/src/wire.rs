@@ -23,6 +23,7 @@ pub const HEADER_TRACEPARENT: &str = "traceparent";
 /// How a step is driven: SAGA (action, compensate) or TCC (try, confirm, cancel). Decided by
 /// the participant's [`crate::participant::ActionEndpoints`]; JSON `saga` or `tcc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     /// `action` does the work; `compensate` undoes it on rollback. No commit phase.
@@ -62,6 +63,7 @@ impl StepKind {
 /// Forward phases give up after `max_attempts` and the saga rolls back; the others retry
 /// until `settle_max_attempts`, then the saga turns `stuck` (see [`crate::RetryPolicy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// TCC forward: reserve. The participant may reject it (`409`/`422`).
@@ -125,6 +127,7 @@ impl std::fmt::Display for Phase {
 
 /// Body of every branch call: `{"saga_id", "step", "phase", "input"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BranchRequest {
     /// Id of the saga the call belongs to; also in the `Saga-Id` header.
     pub saga_id: String,

@@ -15,6 +15,7 @@ use crate::limits::{self, FieldError, check_name, check_range};
 
 /// Body of `PUT /v1/workflows/{name}` and contents of a workflow file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowSpec {
     /// The steps, 1 to [`crate::limits::MAX_STEPS`], in order: a step without `after` runs
@@ -32,6 +33,7 @@ pub struct WorkflowSpec {
 
 /// One step of a workflow: which participant action it calls, and after which steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     /// Step name, unique within the workflow ([`crate::limits::NAME_RULE`]); travels in the
@@ -57,6 +59,7 @@ pub struct StepSpec {
 /// Exponential backoff with jitter. Data, not a closure, so it can be stored and shown.
 /// Every field is optional on the wire (a missing one takes its default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Delay before the second attempt, in milliseconds. Default 100, range

@@ -66,7 +66,7 @@ impl IntoResponse for ApiError {
 
 /// A request axum could not read: its own status (`413` for a body over the limit, `415` for
 /// a body that is not JSON, `400` for the rest), with our error body.
-fn rejected(status: StatusCode, text: String) -> ApiError {
+pub(super) fn rejected(status: StatusCode, text: String) -> ApiError {
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", text),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(status, "unsupported_media_type", text),
@@ -119,7 +119,17 @@ impl From<StoreError> for ApiError {
             StoreError::Fenced(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "moved", e.to_string())
             }
-            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
+            // The store is down or failing (a lost database connection, a disk error): the
+            // request may succeed later, so it is a 503 to retry, not a 500.
+            _ => {
+                let mut error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    e.to_string(),
+                );
+                error.retry_after = Some(1);
+                error
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 mod error;
 mod extract;
 mod health;
+pub mod openapi;
 mod operator_routes;
 mod participants;
 mod sagas_routes;
@@ -13,7 +14,9 @@ mod workflows;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -34,37 +37,31 @@ pub fn router(runtime: Arc<Runtime>, submit_rate_limit: Option<std::num::NonZero
             rate,
         )))
     });
-    Router::new()
-        .route("/v1/participants", get(participants::list))
-        .route(
-            "/v1/participants/{name}",
-            put(participants::put).get(participants::get),
-        )
-        .route("/v1/workflows", get(workflows::list))
-        .route(
-            "/v1/workflows/{name}",
-            put(workflows::put).get(workflows::get),
-        )
-        .route(
-            "/v1/sagas",
-            post(sagas_routes::submit).get(sagas_routes::list),
-        )
-        .route("/v1/sagas/{id}", get(sagas_routes::get))
-        .route("/v1/sagas/{id}/events", get(sagas_routes::events))
-        .route("/v1/sagas/bulk/retry", post(operator_routes::bulk_retry))
-        .route("/v1/sagas/{id}/abort", post(operator_routes::abort))
-        .route("/v1/sagas/{id}/retry", post(operator_routes::retry))
-        .route("/v1/sagas/{id}/retry-now", post(operator_routes::retry_now))
-        .route(
-            "/v1/sagas/{id}/steps/{step}/resolve",
-            post(operator_routes::resolve),
-        )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+    let state = AppState {
+        runtime,
+        submit_limiter,
+    };
+    let (api, document) = documented_routes().with_state(state).split_for_parts();
+    api.merge(openapi::routes(document))
         .fallback(|| async { ApiError::not_found("no such route") })
-        .with_state(AppState {
-            runtime,
-            submit_limiter,
-        })
+}
+
+/// Every API route, each with its OpenAPI description: serving a route means documenting it.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(participants::list))
+        .routes(routes!(participants::put, participants::get))
+        .routes(routes!(workflows::list))
+        .routes(routes!(workflows::put, workflows::get))
+        .routes(routes!(sagas_routes::submit, sagas_routes::list))
+        .routes(routes!(sagas_routes::get))
+        .routes(routes!(sagas_routes::events))
+        .routes(routes!(operator_routes::bulk_retry))
+        .routes(routes!(operator_routes::abort))
+        .routes(routes!(operator_routes::retry))
+        .routes(routes!(operator_routes::retry_now))
+        .routes(routes!(operator_routes::resolve))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
 }

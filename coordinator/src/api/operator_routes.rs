@@ -7,6 +7,9 @@ use axum::extract::{Path, State};
 use sagas::api::{BulkRetry, OperatorNote, ResolveStep, SagaQuery, SagaState, SagaView};
 
 use super::extract::{ApiJson, ApiQuery, OptionalJson};
+use super::openapi::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType,
+};
 use super::sagas_routes::filter_of;
 use super::{ApiError, AppState};
 use crate::runtime::{Action, Operator};
@@ -57,6 +60,12 @@ async fn act(
     Ok(Json(saga_view(&saga)))
 }
 
+/// Rolls a running saga back: what was done is undone in reverse order.
+#[utoipa::path(post, path = "/v1/sagas/{id}/abort", tag = "operator",
+    params(("id" = String, Path, description = "Saga id")),
+    request_body(content = Option<OperatorNote>, description = "Optional: who asks and why"),
+    responses((status = 200, description = "The saga after the request", body = SagaView),
+        BadRequest, NotFound, Conflict, Unavailable))]
 pub async fn abort(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -65,6 +74,12 @@ pub async fn abort(
     act(&state, &id, Action::Abort, note).await
 }
 
+/// Resumes a stuck saga where it stopped, with a fresh retry budget.
+#[utoipa::path(post, path = "/v1/sagas/{id}/retry", tag = "operator",
+    params(("id" = String, Path, description = "Saga id")),
+    request_body(content = Option<OperatorNote>, description = "Optional: who asks and why"),
+    responses((status = 200, description = "The saga after the request", body = SagaView),
+        BadRequest, NotFound, Conflict, Unavailable))]
 pub async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -73,6 +88,12 @@ pub async fn retry(
     act(&state, &id, Action::Retry, note).await
 }
 
+/// Makes a call that waits on its backoff now.
+#[utoipa::path(post, path = "/v1/sagas/{id}/retry-now", tag = "operator",
+    params(("id" = String, Path, description = "Saga id")),
+    request_body(content = Option<OperatorNote>, description = "Optional: who asks and why"),
+    responses((status = 200, description = "The saga after the request", body = SagaView),
+        BadRequest, NotFound, Conflict, Unavailable))]
 pub async fn retry_now(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -81,6 +102,15 @@ pub async fn retry_now(
     act(&state, &id, Action::RetryNow, note).await
 }
 
+/// Records that a person settled a step by hand (a refund issued, stock fixed); the saga goes
+/// on from there, and a stuck rollback whose last step is resolved ends `aborted`. Only for a
+/// step that is stuck or waiting for a retry, as what fits the saga's direction.
+#[utoipa::path(post, path = "/v1/sagas/{id}/steps/{step}/resolve", tag = "operator",
+    params(("id" = String, Path, description = "Saga id"),
+        ("step" = String, Path, description = "Step name from the workflow")),
+    request_body = ResolveStep,
+    responses((status = 200, description = "The saga after the request", body = SagaView),
+        BadRequest, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unavailable))]
 pub async fn resolve(
     State(state): State<AppState>,
     Path((id, step)): Path<(String, String)>,
@@ -113,6 +143,11 @@ pub async fn resolve(
     act(&state, &id, action, note).await
 }
 
+/// Resumes every stuck saga the filters match (`state` must be `stuck` or absent).
+#[utoipa::path(post, path = "/v1/sagas/bulk/retry", tag = "operator",
+    params(SagaQuery),
+    request_body(content = Option<OperatorNote>, description = "Optional: who asks and why"),
+    responses((status = 200, body = BulkRetry), BadRequest, Unavailable))]
 pub async fn bulk_retry(
     State(state): State<AppState>,
     ApiQuery(mut query): ApiQuery<SagaQuery>,

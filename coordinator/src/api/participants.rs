@@ -9,6 +9,7 @@ use sagas::ParticipantSpec;
 use sagas::api::{ParticipantList, ParticipantView};
 
 use super::extract::ApiJson;
+use super::openapi::{BadRequest, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType};
 use super::{ApiError, AppState};
 
 fn view(state: &AppState, name: String, spec: &Arc<ParticipantSpec>) -> ParticipantView {
@@ -23,6 +24,13 @@ fn view(state: &AppState, name: String, spec: &Arc<ParticipantSpec>) -> Particip
     }
 }
 
+/// Registers or replaces a participant's branch endpoints and policy. Sagas submitted after
+/// it use the new registration (on every instance of a cluster).
+#[utoipa::path(put, path = "/v1/participants/{name}", tag = "participants",
+    params(("name" = String, Path, description = "Participant name (letters, digits, `_`, `-`, `.`)")),
+    request_body = ParticipantSpec,
+    responses((status = 200, body = ParticipantView), BadRequest, PayloadTooLarge,
+        UnsupportedMediaType, Unavailable))]
 pub async fn put(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -37,6 +45,10 @@ pub async fn put(
     Ok(Json(view(&state, name, &spec)))
 }
 
+/// One participant: its registration, circuit state, load and recent error rate and latency.
+#[utoipa::path(get, path = "/v1/participants/{name}", tag = "participants",
+    params(("name" = String, Path, description = "Participant name")),
+    responses((status = 200, body = ParticipantView), NotFound))]
 pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -49,6 +61,9 @@ pub async fn get(
     Ok(Json(view(&state, name, &spec)))
 }
 
+/// Every registered participant with its live state on this instance.
+#[utoipa::path(get, path = "/v1/participants", tag = "participants",
+    responses((status = 200, body = ParticipantList)))]
 pub async fn list(State(state): State<AppState>) -> Json<ParticipantList> {
     let participants = state
         .runtime

@@ -7,10 +7,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use sagas::api::{SagaEvents, SagaList, SagaQuery, SagaState, SagaView, SubmitSaga};
 
 use super::extract::{ApiJson, ApiQuery};
+use super::openapi::{
+    BadRequest, Conflict, KeyReused, NotFound, PayloadTooLarge, TooManyRequests, Unavailable,
+    UnsupportedMediaType,
+};
 use super::{ApiError, AppState};
 use crate::engine::Millis;
 use crate::store::SagaFilter;
@@ -22,9 +27,13 @@ const MAX_KEY_LEN: usize = 256;
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1_000;
 
-#[derive(Deserialize)]
+/// Query parameters of `POST /v1/sagas`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitParams {
+    /// Wait up to this many milliseconds for the saga to be decided before answering (at
+    /// most 60000; longer waits are cut to it). Absent or 0: answer at once.
     wait_ms: Option<u64>,
 }
 
@@ -51,6 +60,18 @@ fn status_for(view: &SagaView) -> StatusCode {
     }
 }
 
+/// Starts a saga of a workflow. With `wait_ms`, answers once the saga is decided or the wait
+/// is over: `200` when it is terminal, `202` while it runs.
+#[utoipa::path(post, path = "/v1/sagas", tag = "sagas",
+    params(SubmitParams,
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 256 visible ASCII \
+            characters: the same key and body again returns the same saga (across a cluster)")),
+    request_body = SubmitSaga,
+    responses(
+        (status = 200, description = "The saga, terminal", body = SagaView),
+        (status = 202, description = "The saga, still running", body = SagaView),
+        BadRequest, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, KeyReused,
+        TooManyRequests, Unavailable))]
 pub async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -93,6 +114,10 @@ pub async fn submit(
     Ok((status_for(&view), Json(view)))
 }
 
+/// One saga: its state, input and steps.
+#[utoipa::path(get, path = "/v1/sagas/{id}", tag = "sagas",
+    params(("id" = String, Path, description = "Saga id")),
+    responses((status = 200, body = SagaView), NotFound, Unavailable))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -105,6 +130,11 @@ pub async fn get(
     Ok(Json(saga_view(&saga)))
 }
 
+/// A saga's audit trail: every call (phase, attempt, HTTP status, latency, error) and every
+/// operator action (who, why).
+#[utoipa::path(get, path = "/v1/sagas/{id}/events", tag = "sagas",
+    params(("id" = String, Path, description = "Saga id")),
+    responses((status = 200, body = SagaEvents), NotFound, Unavailable))]
 pub async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -168,6 +198,10 @@ pub(crate) fn filter_of(query: SagaQuery) -> Result<(SagaFilter, Option<String>,
     Ok((filter, query.cursor.filter(|c| !c.is_empty()), limit))
 }
 
+/// Sagas matching the filters, a page at a time in creation order.
+#[utoipa::path(get, path = "/v1/sagas", tag = "sagas",
+    params(SagaQuery),
+    responses((status = 200, body = SagaList), BadRequest, Unavailable))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<SagaQuery>,

@@ -7,8 +7,18 @@ use sagas::WorkflowSpec;
 use sagas::api::{WorkflowList, WorkflowView};
 
 use super::extract::ApiJson;
+use super::openapi::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType,
+};
 use super::{ApiError, AppState};
 
+/// Stores a new version of a workflow (steps, DAG, timeouts, business key pointer). Running
+/// sagas keep the version they started with.
+#[utoipa::path(put, path = "/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name")),
+    request_body = WorkflowSpec,
+    responses((status = 200, body = WorkflowView), BadRequest, Conflict, PayloadTooLarge,
+        UnsupportedMediaType, Unavailable))]
 pub async fn put(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -26,6 +36,10 @@ pub async fn put(
     }))
 }
 
+/// A workflow at its newest version.
+#[utoipa::path(get, path = "/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name")),
+    responses((status = 200, body = WorkflowView), NotFound))]
 pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -42,6 +56,9 @@ pub async fn get(
     }))
 }
 
+/// Every workflow at its newest version.
+#[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
+    responses((status = 200, body = WorkflowList)))]
 pub async fn list(State(state): State<AppState>) -> Json<WorkflowList> {
     let workflows = state
         .runtime
