@@ -67,16 +67,25 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     config.validate()?;
     // First, so that the registry can declare its workflows' and participants' series.
     crate::telemetry::handle();
+    let clock = Clock::new();
+    // A cluster's lease counts from the join request, which is sent while the store opens.
+    let joined = clock.now();
     let store = open_store(&config).await?;
     let registry = Arc::new(Registry::load(store.clone()).await?);
-    load_workflow_files(&registry, &config).await?;
-    let runtime = Runtime::new(store, registry, Clock::new(), &config);
+    let runtime = Runtime::new(store, registry.clone(), clock, joined, &config);
+    // First of all, before the rest of start-up can take longer than the lease.
+    runtime.start_lease_keeping(config.lease);
+    if let Err(e) = load_workflow_files(&registry, &config).await {
+        // Leaves the cluster (if in one) and stops the lease keeping just started.
+        runtime.shutdown(Duration::ZERO).await;
+        return Err(e);
+    }
     let retention = config.retention;
     // Sweep about ten times per retention period, at most once a minute, at least every 100 ms.
     let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
     runtime.start_retention(retention, sweep_every);
     runtime.start_wakeups();
-    runtime.start_lease_keeping(config.lease);
+    runtime.start_claiming(config.lease);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {

@@ -48,11 +48,13 @@ pub async fn put(
 /// One participant: its registration, circuit state, load and recent error rate and latency.
 #[utoipa::path(get, path = "/v1/participants/{name}", tag = "participants",
     params(("name" = String, Path, description = "Participant name")),
-    responses((status = 200, body = ParticipantView), NotFound))]
+    responses((status = 200, body = ParticipantView), NotFound, Unavailable))]
 pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ParticipantView>, ApiError> {
+    // Another instance of a cluster may have changed it.
+    state.runtime.registry().refresh().await?;
     let spec = state
         .runtime
         .registry()
@@ -63,8 +65,10 @@ pub async fn get(
 
 /// Every registered participant with its live state on this instance.
 #[utoipa::path(get, path = "/v1/participants", tag = "participants",
-    responses((status = 200, body = ParticipantList)))]
-pub async fn list(State(state): State<AppState>) -> Json<ParticipantList> {
+    responses((status = 200, body = ParticipantList), Unavailable))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<ParticipantList>, ApiError> {
+    // Another instance of a cluster may have changed them.
+    state.runtime.registry().refresh().await?;
     let participants = state
         .runtime
         .registry()
@@ -72,5 +76,5 @@ pub async fn list(State(state): State<AppState>) -> Json<ParticipantList> {
         .into_iter()
         .map(|(n, s)| view(&state, n, &s))
         .collect();
-    Json(ParticipantList { participants })
+    Ok(Json(ParticipantList { participants }))
 }

@@ -39,11 +39,13 @@ pub async fn put(
 /// A workflow at its newest version.
 #[utoipa::path(get, path = "/v1/workflows/{name}", tag = "workflows",
     params(("name" = String, Path, description = "Workflow name")),
-    responses((status = 200, body = WorkflowView), NotFound))]
+    responses((status = 200, body = WorkflowView), NotFound, Unavailable))]
 pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<WorkflowView>, ApiError> {
+    // Another instance of a cluster may have changed it.
+    state.runtime.registry().refresh().await?;
     let stored = state
         .runtime
         .registry()
@@ -58,8 +60,10 @@ pub async fn get(
 
 /// Every workflow at its newest version.
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
-    responses((status = 200, body = WorkflowList)))]
-pub async fn list(State(state): State<AppState>) -> Json<WorkflowList> {
+    responses((status = 200, body = WorkflowList), Unavailable))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<WorkflowList>, ApiError> {
+    // Another instance of a cluster may have changed them.
+    state.runtime.registry().refresh().await?;
     let workflows = state
         .runtime
         .registry()
@@ -71,5 +75,5 @@ pub async fn list(State(state): State<AppState>) -> Json<WorkflowList> {
             spec: w.spec,
         })
         .collect();
-    Json(WorkflowList { workflows })
+    Ok(Json(WorkflowList { workflows }))
 }

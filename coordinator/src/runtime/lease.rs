@@ -24,7 +24,7 @@ use crate::store::Lease;
 /// The part of a renewed lease the local clock trusts: clocks of instances and the database
 /// may run at slightly different rates, so an instance stops before its lease expires in the
 /// store.
-const TRUSTED_SHARE: f64 = 0.8;
+pub(super) const TRUSTED_SHARE: f64 = 0.8;
 
 impl Runtime {
     /// Whether this instance may still send calls and write for its sagas: its lease is valid
@@ -54,8 +54,11 @@ impl Runtime {
         self.lease_valid_until.store(until, Ordering::Release);
     }
 
-    /// Renews this instance's lease a few times per lease, and claims orphans as often, until
+    /// Renews this instance's lease three times per lease (the first renewal at once), until
     /// shutdown. A no-op on a single instance.
+    ///
+    /// Started as soon as the store is joined, before anything else of start-up, so that a slow
+    /// start (loading the registry, workflow files) does not cost the instance its first lease.
     pub fn start_lease_keeping(self: &Arc<Self>, lease: Duration) {
         if !self.store.clustered() {
             return;
@@ -63,10 +66,32 @@ impl Runtime {
         let runtime = self.clone();
         self.tasks.spawn(async move {
             let mut renew = tokio::time::interval(lease / 3);
-            let mut claim = tokio::time::interval(lease / 5);
+            renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = renew.tick() => runtime.handle_renewal().await,
+                    _ = runtime.shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Claims the sagas of instances that are gone, five times per lease, until shutdown. A
+    /// task of its own: a large claim (thousands of sagas to read and resume) must not hold
+    /// up the renewals of the lease it depends on. A no-op on a single instance, whose
+    /// recovery resumes everything.
+    pub fn start_claiming(self: &Arc<Self>, lease: Duration) {
+        if !self.store.clustered() {
+            return;
+        }
+        let runtime = self.clone();
+        self.tasks.spawn(async move {
+            let mut claim = tokio::time::interval(lease / 5);
+            claim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Recovery makes the first claim.
+            claim.tick().await;
+            loop {
+                tokio::select! {
                     _ = claim.tick() => runtime.handle_claim().await,
                     _ = runtime.shutdown.cancelled() => return,
                 }

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -43,13 +45,15 @@ use wakeups::Wakeups;
 use crate::clock::Clock;
 use crate::config::CoordinatorOptions;
 use crate::dispatch::Dispatcher;
-use crate::engine::{EngineError, EngineOptions, Event, Saga};
+use crate::engine::{EngineError, EngineOptions, Event, Millis, Saga};
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::store::{SagaFilter, SagaPage, StoreError};
 
 /// Sagas claimed (and loaded) at a time.
 const CLAIM_BATCH: usize = 1_000;
+/// Sagas of a claim read from the store at once.
+const CLAIM_READS: usize = 16;
 
 /// How often `wait_ms` reads the store for a saga another instance drives.
 const REMOTE_WAIT_POLL: Duration = Duration::from_millis(20);
@@ -122,16 +126,19 @@ pub struct Runtime {
 
 impl Runtime {
     /// A runtime over `store` and `registry`, reading time from `clock`, with the runtime,
-    /// engine and callback parts of `options`.
+    /// engine and callback parts of `options`. `joined`: when (by `clock`) the request that
+    /// joined a clustered store was sent; its lease counts from then, however long start-up
+    /// took since.
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         clock: Clock,
+        joined: Millis,
         options: &CoordinatorOptions,
     ) -> Arc<Runtime> {
-        // A clustered store joined just now; a single instance holds its lease forever.
+        // A single instance holds its lease forever.
         let lease_valid_until = if store.clustered() {
-            crate::clock::later(clock.now(), options.lease.mul_f64(0.8))
+            crate::clock::later(joined, options.lease.mul_f64(lease::TRUSTED_SHARE))
         } else {
             crate::engine::Millis::MAX
         };
@@ -186,10 +193,24 @@ impl Runtime {
 
     /// Claims and resumes the sagas the store hands this instance. Returns how many.
     pub(crate) async fn claim_orphans(self: &Arc<Self>) -> Result<usize, RuntimeError> {
+        let incarnation = self.incarnation();
         let ids = self.store.claim_orphans(CLAIM_BATCH).await?;
+        // Each resume reads the saga from the store: a few at a time, so a large claim
+        // (an instance with thousands of sagas died) takes round trips, not their sum.
+        let mut resumes = futures::stream::iter(ids)
+            .map(|id| {
+                let runtime = self.clone();
+                async move { runtime.resume(&id).await }
+            })
+            .buffer_unordered(CLAIM_READS);
         let mut resumed = 0;
-        for id in &ids {
-            if self.resume(id).await? {
+        while let Some(outcome) = resumes.next().await {
+            // The lease ran out meanwhile: these claims belong to the lost incarnation, and
+            // the instance claims again once it rejoined.
+            if incarnation.is_cancelled() {
+                break;
+            }
+            if outcome? {
                 resumed += 1;
             }
         }
@@ -229,18 +250,27 @@ impl Runtime {
     /// Waits up to `wait` for the saga to become terminal, then returns its state. A saga
     /// another instance drives is read from the store until then.
     pub async fn wait(&self, id: &str, wait: Duration) -> Result<Option<Arc<Saga>>, RuntimeError> {
-        if let Some(slot) = self.active.get(id) {
-            // The task may stop meanwhile; its last state is still here.
-            return Ok(Some(slot.wait_terminal(wait).await));
-        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let saga = self.get(id).await?;
+            let saga = match self.active.get(id) {
+                // Until it is terminal or its task stops: the saga may move to another
+                // instance meanwhile (an operator's request through it, this instance's lease
+                // running out), and is followed through the store from then on.
+                Some(slot) => Some(
+                    slot.wait_terminal(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                        .await,
+                ),
+                None => self.get(id).await?,
+            };
             let done = saga.as_ref().is_none_or(|s| s.lifecycle.is_terminal());
-            if done || tokio::time::Instant::now() >= deadline {
+            // A stopping instance answers with what it has rather than hold up its shutdown.
+            if done || tokio::time::Instant::now() >= deadline || self.shutdown.is_cancelled() {
                 return Ok(saga);
             }
-            tokio::time::sleep(REMOTE_WAIT_POLL.min(deadline - tokio::time::Instant::now())).await;
+            tokio::select! {
+                _ = tokio::time::sleep(REMOTE_WAIT_POLL.min(deadline - tokio::time::Instant::now())) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
         }
     }
 

@@ -39,7 +39,11 @@ impl Runtime {
         if let Some(key) = &key
             && let Some(id) = self.store.saga_for_key(key).await?
         {
-            return self.existing(&id, key, &request).await.map(|s| (s, false));
+            match self.existing(&id, key, &request).await {
+                // Removed after its retention since the key was read: the key is free again.
+                Err(RuntimeError::UnknownSaga(_)) => {}
+                other => return other.map(|s| (s, false)),
+            }
         }
         // A workflow or participant registered through another instance before this
         // submission is used by it.

@@ -300,13 +300,16 @@ impl SledStore {
                     self.business_keys.remove(business_key_entry(k, &id))?;
                 }
             }
+            // The saga's row first: a reader finds the row, then the events, then (if they
+            // are gone) checks the row again, so it sees the saga whole or not at all. The
+            // `finished` entry last: after a crash in between, the next sweep finishes the job.
+            self.sagas.remove(id.as_bytes())?;
             let prefix = event_prefix(&id);
             let mut batch = sled::Batch::default();
             for event_key in self.events.scan_prefix(&prefix).keys() {
                 batch.remove(event_key?);
             }
             self.events.apply_batch(batch)?;
-            self.sagas.remove(id.as_bytes())?;
             self.finished.remove(key)?;
             expired += 1;
         }
@@ -325,13 +328,17 @@ impl SledStore {
         let snapshot = self.sagas.get(saga_id.as_bytes())?;
         let (records, from) = match &snapshot {
             Some(bytes) => {
-                let first_round =
-                    self.events
-                        .get(event_key(saga_id, 0))?
-                        .ok_or_else(|| StoreError::Corrupt {
-                            tree: "events",
-                            message: format!("saga {saga_id} has a snapshot but no first event"),
-                        })?;
+                let Some(first_round) = self.events.get(event_key(saga_id, 0))? else {
+                    // Reads of two trees are not one snapshot: a retention sweep may have
+                    // removed the saga between them.
+                    if !self.sagas.contains_key(saga_id.as_bytes())? {
+                        return Ok(None);
+                    }
+                    return Err(StoreError::Corrupt {
+                        tree: "events",
+                        message: format!("saga {saga_id} has a snapshot but no first event"),
+                    });
+                };
                 let (_, seq) = format::decode_snapshot(bytes).map_err(corrupt("sagas"))?;
                 (Some((bytes.clone(), first_round)), seq + 1)
             }

@@ -534,28 +534,29 @@ impl Shared {
 
     async fn load(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
         let client = self.pool.get().await.map_err(pool)?;
-        let Some(row) = client
-            .query_opt(
-                "SELECT snapshot, snapshot_seq FROM sagas WHERE id = $1",
+        // One statement, so one snapshot of the database: the saga's row (as seq -1) and its
+        // first event and those after the snapshot. Two queries would let a retention sweep
+        // delete the saga between them, leaving a row without its events.
+        let rows = client
+            .query(
+                "WITH s AS (SELECT snapshot, snapshot_seq FROM sagas WHERE id = $1)
+                 SELECT -1::int8, snapshot, snapshot_seq FROM s
+                 UNION ALL
+                 SELECT e.seq, e.record, NULL FROM events e, s
+                 WHERE e.saga_id = $1 AND (e.seq = 0 OR e.seq >=
+                     CASE WHEN s.snapshot IS NULL THEN 0 ELSE s.snapshot_seq + 1 END)
+                 ORDER BY 1",
                 &[&saga_id],
             )
             .await
-            .map_err(db)?
-        else {
+            .map_err(db)?;
+        let mut rows = rows.iter();
+        // No row: no saga (never created, or removed after its retention).
+        let Some(head) = rows.next() else {
             return Ok(None);
         };
-        let snapshot: Option<Vec<u8>> = row.get(0);
-        let snapshot_seq: Option<i64> = row.get(1);
-        let from = snapshot.as_ref().and(snapshot_seq).map_or(0, |seq| seq + 1);
-        let rows = client
-            .query(
-                "SELECT seq, record FROM events WHERE saga_id = $1 AND (seq = 0 OR seq >= $2) ORDER BY seq",
-                &[&saga_id, &from],
-            )
-            .await
-            .map_err(db)?;
+        let snapshot: Option<Vec<u8>> = head.get(1);
         let mut records: Vec<(u64, Vec<u8>)> = rows
-            .iter()
             .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)))
             .collect();
         match &snapshot {
