@@ -73,7 +73,7 @@ fn detail(w: &WorkflowView) -> String {
     let mut text = output::fields(&[
         ("name", Some(w.name.clone())),
         ("version", Some(w.version.to_string())),
-        ("business key", w.spec.business_key.clone()),
+        ("business key from", w.spec.business_key.clone()),
         (
             "timeout",
             w.spec.timeout_ms.map(|ms| output::millis(ms as f64)),
