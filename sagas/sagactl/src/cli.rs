@@ -292,7 +292,8 @@ pub enum WorkflowsCommand {
         /// Workflow name.
         name: String,
     },
-    /// Store workflow definitions from YAML or JSON files.
+    /// Store workflow definitions from YAML or JSON files. With `-o json`: the API's answer
+    /// for one file, `{"workflows": [...]}` (as `workflows list`) for several.
     Apply(ApplyArgs),
 }
 

@@ -99,6 +99,12 @@ fn detail(p: &ParticipantView) -> String {
             Some(output::or_dash(p.recent.latency_p99_ms.map(output::millis))),
         ),
         (
+            "policy",
+            policy
+                .is_none()
+                .then(|| "the coordinator's defaults".to_string()),
+        ),
+        (
             "timeout",
             policy.map(|policy| output::millis(policy.timeout_ms as f64)),
         ),
