@@ -18,7 +18,7 @@
 pub(crate) mod api;
 pub(crate) mod clock;
 pub mod config;
-pub(crate) mod dashboard;
+pub mod dashboard;
 pub(crate) mod dispatch;
 pub mod engine;
 pub(crate) mod registry;

@@ -45,7 +45,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::Locator;
+use fantoccini::elements::Element;
 use fantoccini::wd::WebDriverCompatibleCommand;
+
+/// The WebDriver client crate, for its `Locator`, `Element` and errors.
+pub use fantoccini;
 use rustix::process::{Pid, Signal};
 use serde_json::{Value, json};
 
@@ -55,6 +60,7 @@ const DEFAULT_CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const STARTED_LINE: &str = "was started successfully";
 const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Fresh ports tried when the chosen one was taken before `chromedriver` could bind it.
 const PORT_ATTEMPTS: usize = 5;
 const LOG_TAIL_LINES: usize = 30;
@@ -98,7 +104,18 @@ pub enum Error {
     /// A WebDriver command failed.
     #[error(transparent)]
     Command(#[from] fantoccini::error::CmdError),
+    /// What a test waited for did not happen within [`WAIT_TIMEOUT`].
+    #[error("gave up after {WAIT_TIMEOUT:?} waiting for {what} (at {url})")]
+    Timeout {
+        /// What was awaited, and what was seen last.
+        what: String,
+        /// The page the browser was on.
+        url: String,
+    },
 }
+
+/// How long [`Browser::wait_for_element`] and the other waits poll before giving up.
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let context = context.into();
@@ -203,6 +220,111 @@ impl Browser {
                 message: entry["message"].as_str().unwrap_or("").to_string(),
             })
             .collect())
+    }
+
+    /// The first element matching the CSS selector `css`, once there is one (polled until
+    /// [`WAIT_TIMEOUT`]).
+    pub async fn wait_for_element(&self, css: &str) -> Result<Element, Error> {
+        self.poll(&format!("an element matching {css:?}"), async || {
+            Ok(self
+                .client
+                .find_all(Locator::Css(css))
+                .await?
+                .into_iter()
+                .next())
+        })
+        .await
+    }
+
+    /// Clicks the first element matching `css` once there is one, finding it again if the
+    /// page replaced it in between.
+    pub async fn click_element(&self, css: &str) -> Result<(), Error> {
+        self.poll(
+            &format!("a clickable element matching {css:?}"),
+            async || {
+                let Some(element) = self
+                    .client
+                    .find_all(Locator::Css(css))
+                    .await?
+                    .into_iter()
+                    .next()
+                else {
+                    return Ok(None);
+                };
+                match element.click().await {
+                    Ok(()) => Ok(Some(())),
+                    Err(e) if e.is_stale_element_reference() || e.is_element_not_interactable() => {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            },
+        )
+        .await
+    }
+
+    /// The text of the first element matching `css`, once there is one whose text satisfies
+    /// `expected`; the timeout error says what the text was instead.
+    pub async fn wait_for_text(
+        &self,
+        css: &str,
+        expected: impl Fn(&str) -> bool,
+    ) -> Result<String, Error> {
+        let mut last = None;
+        let waited = self
+            .poll(&format!("the text of {css:?} to match"), async || {
+                let Some(element) = self
+                    .client
+                    .find_all(Locator::Css(css))
+                    .await?
+                    .into_iter()
+                    .next()
+                else {
+                    return Ok(None);
+                };
+                match element.text().await {
+                    Ok(text) if expected(&text) => Ok(Some(text)),
+                    Ok(text) => {
+                        last = Some(text);
+                        Ok(None)
+                    }
+                    Err(e) if e.is_stale_element_reference() => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await;
+        match waited {
+            Err(Error::Timeout { what, url }) => Err(Error::Timeout {
+                what: format!("{what} (last text: {last:?})"),
+                url,
+            }),
+            other => other,
+        }
+    }
+
+    /// Calls `check` until it gives `Some`, for at most [`WAIT_TIMEOUT`].
+    async fn poll<T>(
+        &self,
+        what: &str,
+        mut check: impl AsyncFnMut() -> Result<Option<T>, Error>,
+    ) -> Result<T, Error> {
+        let deadline = Instant::now() + WAIT_TIMEOUT;
+        loop {
+            if let Some(found) = check().await? {
+                return Ok(found);
+            }
+            if Instant::now() > deadline {
+                let url = match self.client.current_url().await {
+                    Ok(url) => url.to_string(),
+                    Err(e) => format!("unknown: {e}"),
+                };
+                return Err(Error::Timeout {
+                    what: what.to_string(),
+                    url,
+                });
+            }
+            tokio::time::sleep(WAIT_POLL_INTERVAL).await;
+        }
     }
 
     /// Saves a PNG screenshot of the window to `path`.
@@ -322,8 +444,9 @@ impl WebDriverCompatibleCommand for BrowserLog {
 
 /// A running `chromedriver` on `port`, with its log and the browser profile in `dir`.
 struct Driver {
-    /// Declared before `dir`: the processes die before their directory is removed.
-    process: DriverProcess,
+    /// Held for its `Drop`; declared before `dir` so the processes die before their
+    /// directory is removed.
+    _process: DriverProcess,
     port: u16,
     dir: tempfile::TempDir,
 }
@@ -344,7 +467,13 @@ impl Driver {
                 .map_err(io_error(format!("creating {}", log_path.display())))?;
             let mut process = DriverProcess(spawn_driver(chromedriver, port, log)?);
             match process.wait_until_listening(&log_path).await {
-                Ok(()) => return Ok(Driver { process, port, dir }),
+                Ok(()) => {
+                    return Ok(Driver {
+                        _process: process,
+                        port,
+                        dir,
+                    });
+                }
                 // Dropping `process` kills what is left of it.
                 Err(failure) if port_taken(&log_path) => last_failure = Some(failure),
                 Err(e) => return Err(e),
