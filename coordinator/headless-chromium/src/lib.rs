@@ -125,9 +125,9 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
 /// How the browser is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrowserOptions {
-    /// Window width in CSS pixels (screenshots have this width).
+    /// Width of the page's viewport in CSS pixels (screenshots have this width).
     pub width: u32,
-    /// Window height in CSS pixels.
+    /// Height of the page's viewport in CSS pixels.
     pub height: u32,
 }
 
@@ -200,7 +200,25 @@ impl Browser {
             .capabilities(capabilities)
             .connect(&driver.url())
             .await?;
-        Ok(Browser { client, driver })
+        let browser = Browser { client, driver };
+        browser.fit_viewport(options).await?;
+        Ok(browser)
+    }
+
+    /// Grows the window by what its frame takes, so the page itself (and a screenshot) is
+    /// `width` x `height`.
+    async fn fit_viewport(&self, options: &BrowserOptions) -> Result<(), Error> {
+        let inner = self
+            .client
+            .execute("return [window.innerWidth, window.innerHeight]", vec![])
+            .await?;
+        let size = |i: usize| inner[i].as_u64().and_then(|n| u32::try_from(n).ok());
+        if let (Some(inner_width), Some(inner_height)) = (size(0), size(1)) {
+            let width = options.width + options.width.saturating_sub(inner_width);
+            let height = options.height + options.height.saturating_sub(inner_height);
+            self.client.set_window_size(width, height).await?;
+        }
+        Ok(())
     }
 
     /// The WebDriver client (also reachable through `Deref`).

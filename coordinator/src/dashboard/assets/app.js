@@ -180,8 +180,11 @@
 
   let tokenPrompt = null;
 
-  /** Calls the API; on 401 asks for a token once and tries again. Errors carry the message. */
-  async function api(method, path, body) {
+  /**
+   * Calls the API; on 401 asks for a token and tries again. Errors carry the API's message.
+   * `exact`: numbers that JSON.parse would change keep their text (for showing a saga's input).
+   */
+  async function api(method, path, body, { exact = false } = {}) {
     for (let attempt = 0; ; attempt++) {
       const headers = { Accept: 'application/json' };
       const token = sessionStorage.getItem(TOKEN_KEY);
@@ -199,7 +202,7 @@
         throw new ApiError(0, 'unreachable', `Cannot reach the coordinator (${e.message}).`);
       }
       const text = await response.text();
-      if (response.ok) return text ? parseExact(text) : null;
+      if (response.ok) return text ? (exact ? parseExact(text) : JSON.parse(text)) : null;
       let code = `http_${response.status}`;
       let message = `${response.status} ${response.statusText}`;
       try {
@@ -349,8 +352,9 @@
   }
 
   function stepStrip(steps) {
+    // A rejected step stays red (it caused the rollback) unless its undo is what is stuck.
     return h('span', { class: 'strip' }, steps.map((step) =>
-      h('span', { class: `s-${stepStatus(step)}`, title: `${step.name}: ${step.status}${step.undo ? ', undo ' + step.undo : ''}` })));
+      h('span', { class: `s-${step.undo === 'stuck' ? 'stuck' : step.status}`, title: `${step.name}: ${step.status}${step.undo ? ', undo ' + step.undo : ''}` })));
   }
 
   function sagaTable(sagas, emptyText) {
@@ -532,7 +536,7 @@
       },
       async load() {
         const [saga, events] = await Promise.all([
-          api('GET', `/v1/sagas/${enc(id)}`),
+          api('GET', `/v1/sagas/${enc(id)}`, undefined, { exact: true }),
           api('GET', `/v1/sagas/${enc(id)}/events`),
         ]);
         return { saga, events: events.events };
@@ -598,7 +602,7 @@
   }
 
   function stepsPanel(saga) {
-    return h('section', { class: 'panel' },
+    return h('section', { class: 'panel', id: 'steps' },
       h('div', { class: 'panel-head' }, h('h2', {}, 'Steps')),
       h('div', { class: 'table-wrap' }, h('table', { class: 'steps' },
         h('thead', {}, h('tr', {}, ['#', 'Step', 'Participant', 'Kind', 'Status', 'Phase', 'Attempts', 'Last error', ''].map((t, i) => h('th', { class: i === 6 ? 'num' : '' }, t)))),
@@ -694,7 +698,7 @@
       h('div', { class: 'panel-head' }, h('h2', {}, 'Timeline'), h('span', { class: 'muted' }, `${calls} call${calls === 1 ? '' : 's'} over ${duration(span)}`)),
       rows.length === 0 ? h('div', { class: 'empty' }, 'No calls yet.') :
         h('div', { class: 'table-wrap' }, h('table', { class: 'timeline' },
-          h('thead', {}, h('tr', {}, ['At', 'Step', 'Phase', 'Attempt', 'Latency', 'Status', 'Outcome', 'Error', ''].map((t, i) => h('th', { class: [3, 4, 5].includes(i) ? 'num' : '' }, t)))),
+          h('thead', {}, h('tr', {}, ['At', 'Step', 'Phase', 'Attempt', 'Outcome', 'HTTP', 'Latency', '', 'Error'].map((t, i) => h('th', { class: [3, 5, 6].includes(i) ? 'num' : '' }, t)))),
           h('tbody', {}, rows.map((row) => {
             if (!row.call) {
               const event = row.event;
@@ -708,11 +712,11 @@
               h('td', {}, row.step),
               h('td', {}, row.phase),
               h('td', { class: 'num' }, row.attempt),
-              h('td', { class: 'num nowrap' }, row.latency_ms !== undefined ? duration(row.latency_ms) : ''),
-              h('td', { class: 'num' }, row.http_status || (row.outcome ? '—' : '')),
               h('td', {}, badge(row.outcome || 'in_flight')),
-              h('td', { class: 'wrap' }, row.error ? truncate(row.error, 160) : ''),
-              h('td', { class: 'bar-cell' }, waterfall(row)));
+              h('td', { class: 'num' }, row.http_status || (row.outcome ? '—' : '')),
+              h('td', { class: 'num nowrap' }, row.latency_ms !== undefined ? duration(row.latency_ms) : ''),
+              h('td', { class: 'bar-cell' }, waterfall(row)),
+              h('td', { class: 'wrap error-cell' }, row.error ? truncate(row.error, 140) : ''));
           })))));
   }
 
@@ -774,7 +778,7 @@
                   s('svg', { viewBox: '0 0 100 6', preserveAspectRatio: 'none' }, s('rect', { x: 0, y: 0, height: 6, width: Math.min(100, rate * 100) })))),
               h('td', { class: 'num nowrap' }, recent.latency_p50_ms !== undefined ? duration(recent.latency_p50_ms) : '—'),
               h('td', { class: 'num nowrap' }, recent.latency_p99_ms !== undefined ? duration(recent.latency_p99_ms) : '—'),
-              h('td', { class: 'num nowrap' }, policy.timeout_ms ? duration(policy.timeout_ms) : ''),
+              h('td', { class: 'num nowrap' }, policy.timeout_ms ? duration(policy.timeout_ms) : h('span', { class: 'muted', title: 'No policy registered: the coordinator\'s defaults apply' }, 'default')),
               h('td', {}, h('div', { class: 'actions-list' }, Object.entries(p.actions || {}).map(([name, endpoints]) =>
                 h('span', { class: 'chip', title: Object.entries(endpoints).map(([phase, path]) => `${phase} ${path}`).join('\n') },
                   name, kindTag('try' in endpoints ? 'tcc' : 'saga'))))));
@@ -848,8 +852,12 @@
     steps.forEach((_, i) => (columns[layer[i]] = columns[layer[i]] || []).push(i));
     const W = 190, H = 54, GAP_X = 64, GAP_Y = 18, PAD = 8;
     const pos = [];
-    columns.forEach((column, c) => column.forEach((i, r) => { pos[i] = { x: PAD + c * (W + GAP_X), y: PAD + r * (H + GAP_Y) }; }));
     const rows = Math.max(...columns.map((column) => column.length));
+    // Each column centred on the tallest one.
+    columns.forEach((column, c) => column.forEach((i, r) => {
+      const offset = ((rows - column.length) * (H + GAP_Y)) / 2;
+      pos[i] = { x: PAD + c * (W + GAP_X), y: PAD + offset + r * (H + GAP_Y) };
+    }));
     const width = PAD * 2 + columns.length * W + (columns.length - 1) * GAP_X;
     const height = PAD * 2 + rows * H + (rows - 1) * GAP_Y;
     const arrow = `dag-arrow-${id}`;
