@@ -118,6 +118,14 @@ async fn an_operator_finds_sagas_and_resolves_a_stuck_one_by_clicking() {
     // Search by business key: only that saga is listed.
     let search = browser.find(Locator::Css("#search")).await.unwrap();
     search.send_keys("order-1002\u{E007}").await.unwrap();
+    // The chip is drawn with the filtered table, so once it shows, so does the result.
+    expect(
+        &browser,
+        browser
+            .wait_for_text("#key-chip", |t| t.contains("order-1002"))
+            .await,
+    )
+    .await;
     let found = format!("tr[data-saga-id='{}'][data-state='stuck']", stuck.id);
     expect(&browser, browser.wait_for_element(&found).await).await;
     let rows = browser

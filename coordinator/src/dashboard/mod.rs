@@ -20,7 +20,7 @@ use axum::routing::get;
 
 /// `default-src 'self'` with nothing inline, no plugins, no framing, no `<base>` changes.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// One embedded file and how it is served.

@@ -443,7 +443,7 @@
           workflowSelect.value = filters.workflow;
         }
         rangeSelect.disabled = Boolean(filters.key);
-        replace(chips, filters.key ? h('span', { class: 'chip' }, 'Business key ', h('strong', { class: 'mono' }, filters.key),
+        replace(chips, filters.key ? h('span', { class: 'chip', id: 'key-chip' }, 'Business key ', h('strong', { class: 'mono' }, filters.key),
           h('button', { type: 'button', title: 'Clear', 'aria-label': 'Clear the search', onclick: () => { search.value = ''; apply({ key: '', range: '1h' }); } }, '×')) : null);
         // The API lists in id order, oldest first; ids are time-ordered, so newest first is a reverse.
         const sagas = list.sagas.slice().reverse();
@@ -790,6 +790,7 @@
   /** Workflows at their newest version, each with its DAG drawn. */
   function workflowsView() {
     const body = h('div', {});
+    let scrolled = false;
     return {
       section: 'workflows',
       title: 'Workflows',
@@ -819,7 +820,9 @@
           h('div', { class: 'dag-wrap' }, dag(wf.steps, kinds, index)),
           h('div', { class: 'legend' }, h('span', {}, kindTag('saga'), 'action / compensate'), h('span', {}, kindTag('tcc'), 'try / confirm / cancel'),
             h('span', {}, 'An arrow means “runs after”; steps in one column may run at once.')))));
-        if (location.hash) {
+        // A deep link to one workflow scrolls to it once, not at every refresh.
+        if (location.hash && !scrolled) {
+          scrolled = true;
           const target = document.getElementById(decodeURIComponent(location.hash.slice(1)));
           if (target) target.scrollIntoView();
         }
