@@ -238,13 +238,15 @@
           return;
         }
         sessionStorage.setItem(TOKEN_KEY, token);
-        dialog.close();
         tokenPrompt = null;
+        dialog.close();
         resolve();
       };
     });
-    // The token is needed to see anything: the dialog cannot be dismissed with Escape.
+    // Nothing shows without a token: Escape does not dismiss the prompt (and if the browser
+    // closes it anyway, it comes back).
     dialog.oncancel = (event) => event.preventDefault();
+    dialog.onclose = () => { if (tokenPrompt) dialog.showModal(); };
     if (!dialog.open) dialog.showModal();
     return tokenPrompt;
   }
@@ -948,7 +950,6 @@
     },
 
     start() {
-      this.generation++;
       this.view = this.resolve(location.pathname, new URLSearchParams(location.search));
       this.lastData = null;
       document.title = `${this.view.title} · Saga coordinator`;
@@ -963,7 +964,8 @@
     /** Loads and renders the current view; `force` re-renders even when nothing changed. */
     async refresh(force) {
       clearTimeout(this.timer);
-      const generation = this.generation;
+      // Only the latest refresh draws: an older one (other filters, another page) is dropped.
+      const generation = ++this.generation;
       const view = this.view;
       try {
         const [data] = await Promise.all([view.load(), refreshStuckCount()]);
