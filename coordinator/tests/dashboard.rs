@@ -158,6 +158,30 @@ async fn an_operator_finds_sagas_and_resolves_a_stuck_one_by_clicking() {
             .await,
     )
     .await;
+    // Retry asks for a reason only; cancelling sends nothing.
+    expect(
+        &browser,
+        browser.click_element("button[data-action='retry']").await,
+    )
+    .await;
+    expect(
+        &browser,
+        browser.wait_for_element("#operate-dialog[open]").await,
+    )
+    .await;
+    let settled_as_field = browser
+        .find(Locator::Css("#operate-as-field"))
+        .await
+        .unwrap();
+    assert!(!settled_as_field.is_displayed().await.unwrap());
+    expect(&browser, browser.click_element("#operate-cancel").await).await;
+    expect(
+        &browser,
+        browser
+            .wait_for_element("#operate-dialog:not([open])")
+            .await,
+    )
+    .await;
     expect(
         &browser,
         browser
@@ -165,6 +189,7 @@ async fn an_operator_finds_sagas_and_resolves_a_stuck_one_by_clicking() {
             .await,
     )
     .await;
+    assert!(settled_as_field.is_displayed().await.unwrap());
     expect(
         &browser,
         browser.wait_for_element("#operate-dialog[open]").await,
@@ -237,6 +262,8 @@ async fn an_operator_finds_sagas_and_resolves_a_stuck_one_by_clicking() {
     let saga = client.get_saga(&stuck.id).await.unwrap();
     assert_eq!(saga.state, SagaState::Aborted, "{saga:?}");
     let events = client.saga_events(&stuck.id).await.unwrap().events;
+    let operated = events.iter().filter(|e| e.kind == "operated").count();
+    assert_eq!(operated, 1, "the cancelled retry sent nothing: {events:#?}");
     assert!(
         events.iter().any(|e| e.kind == "operated"
             && e.reason.as_deref() == Some(reason)
