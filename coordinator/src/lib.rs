@@ -13,11 +13,12 @@
 //! (participants and workflow versions), `dispatch` (branch calls, resilience per participant),
 //! `runtime` (one task per active saga running the engine's driver; recovery), `api` (HTTP
 //! API v1), `config` and `server` (options and start-up), `clock`, `telemetry` (Prometheus),
-//! `views` (engine state as API bodies).
+//! `views` (engine state as API bodies), `dashboard` (the operator UI at `/ui`).
 
 pub(crate) mod api;
 pub(crate) mod clock;
 pub mod config;
+pub mod dashboard;
 pub(crate) mod dispatch;
 pub mod engine;
 pub(crate) mod registry;

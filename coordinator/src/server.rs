@@ -98,7 +98,9 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     })?;
 
     let (stop_http, stopped) = oneshot::channel::<()>();
-    let app = api::router(runtime.clone(), config.submit_rate_limit);
+    // The dashboard sits beside the API, outside its middleware: it must load to ask for a token.
+    let app =
+        api::router(runtime.clone(), config.submit_rate_limit).merge(crate::dashboard::routes());
     let http = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stopped.await;
