@@ -63,6 +63,7 @@ impl Runtime {
             business_key,
             callback_max_attempts: self.engine.callback_max_attempts,
             plan,
+            trace: None,
             at: self.clock.now(),
         };
         let saga = Saga::create(&created)?;
