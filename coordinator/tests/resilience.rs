@@ -309,16 +309,20 @@ on_both_stores! {
             .collect();
         assert_eq!(delivered[0]["id"], saga.id.as_str());
         assert_eq!(delivered[0]["state"], "committed");
+        // The delivery's event is written lazily: it joins the trail shortly after the
+        // receiver answered.
+        eventually("the delivery in the audit trail", || async {
+            let events = client.saga_events(&saga.id).await.unwrap().events;
+            events
+                .iter()
+                .any(|e| e.kind == "callback_ended" && e.outcome.as_deref() == Some("delivered"))
+        })
+        .await;
         let events = client.saga_events(&saga.id).await.unwrap().events;
         assert!(
             events
                 .iter()
                 .any(|e| e.kind == "callback_ended" && e.outcome.as_deref() == Some("failed"))
-        );
-        assert!(
-            events
-                .iter()
-                .any(|e| e.kind == "callback_ended" && e.outcome.as_deref() == Some("delivered"))
         );
         coordinator.shutdown().await;
     }
