@@ -34,6 +34,7 @@ use crate::clock::Clock;
 use crate::config::CallbackOptions;
 use crate::engine::{CallOutcome, CallRef, Event, Input, Millis, Saga};
 use crate::registry::Registry;
+use crate::telemetry::Circuit;
 use lane::{Lane, LaneStats};
 
 /// Sends every branch call and completion callback of one coordinator.
@@ -156,6 +157,18 @@ impl Dispatcher {
         }
     }
 
+    /// What a participant's breaker transitions do: move its gauge, and log when it opens
+    /// from closed (a failed probe re-opening it is the same incident).
+    fn circuit_observer(&self, participant: &str) -> breaker::OnChange {
+        let participant = participant.to_string();
+        Arc::new(move |from, to| {
+            crate::telemetry::circuit_changed(&participant, from, to);
+            if from == Circuit::Closed && to == Circuit::Open {
+                tracing::warn!(%participant, "circuit opened after consecutive failed calls");
+            }
+        })
+    }
+
     /// The participant's lane, rebuilt if its registration changed since the lane was built.
     fn lane(&self, participant: &str) -> Option<Arc<Lane>> {
         let spec = self.registry.participant(participant)?;
@@ -163,7 +176,8 @@ impl Dispatcher {
         match lanes.get(participant) {
             Some(lane) if Arc::ptr_eq(&lane.spec, &spec) => Some(lane.clone()),
             _ => {
-                let lane = Arc::new(Lane::new(spec));
+                let observer = self.circuit_observer(participant);
+                let lane = Arc::new(Lane::new(participant, spec, observer));
                 lanes.insert(participant.to_string(), lane.clone());
                 Some(lane)
             }
@@ -191,6 +205,9 @@ impl Dispatcher {
     /// Sends the call and returns the `CallEnded` event describing its outcome.
     pub async fn send(&self, branch: BranchCall) -> Event {
         let started = Instant::now();
+        if branch.call.attempt > 1 {
+            crate::telemetry::branch_call_retried(&branch.participant, branch.call.phase);
+        }
         let exchange = self.exchange(&branch).await;
         let latency = started.elapsed();
         crate::telemetry::branch_call(

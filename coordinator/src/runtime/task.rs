@@ -65,7 +65,7 @@ impl Runtime {
         if !self.active.insert(key, slot.clone()) {
             return false;
         }
-        telemetry::saga_started();
+        telemetry::saga_started(&saga.workflow, saga.lifecycle);
         let at = Parked {
             seq,
             snapshot_seq: seq,
@@ -117,7 +117,8 @@ impl Runtime {
                         let _ = reply.send(Err(Refusal::Moved(id.clone())));
                     }
                     runtime.active.remove(key, &slot);
-                    telemetry::saga_stopped();
+                    let last = slot.state();
+                    telemetry::saga_stopped(&last.workflow, last.lifecycle);
                     return;
                 }
                 // The saga stays in the active index and resumes on the next start.
@@ -126,7 +127,7 @@ impl Runtime {
             let last = slot.state();
             answer_unserved(slot.stop(), &last, runtime.shutdown.is_cancelled());
             runtime.active.remove(key, &slot);
-            telemetry::saga_stopped();
+            telemetry::saga_stopped(&last.workflow, last.lifecycle);
         });
     }
 
