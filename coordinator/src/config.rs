@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use sagas::RetryPolicy;
 
+use crate::alerts::AlertOptions;
 use crate::engine::EngineOptions;
 use crate::runtime::RuntimeOptions;
 use crate::store::StoreOptions;
@@ -57,6 +58,9 @@ pub struct CoordinatorOptions {
     pub outbound_address: Option<std::net::IpAddr>,
     /// How log lines are written. Default [`LogFormat::Text`].
     pub log_format: LogFormat,
+    /// The alert webhook (`alerts.webhook`, default none: alerts are only logged) and how
+    /// alerts are delivered to it.
+    pub alerts: AlertOptions,
 }
 
 /// How completion callbacks are sent. How many attempts before one is abandoned is the
@@ -119,6 +123,7 @@ impl Default for CoordinatorOptions {
             callbacks: CallbackOptions::default(),
             outbound_address: None,
             log_format: LogFormat::Text,
+            alerts: AlertOptions::default(),
         }
     }
 }
@@ -204,6 +209,9 @@ impl CoordinatorOptions {
             option: "callbacks.retry",
             rule: e.to_string(),
         })?;
+        self.alerts
+            .validate()
+            .map_err(|(option, rule)| ConfigError { option, rule })?;
         self.engine.validate().map_err(|rule| ConfigError {
             option: "engine",
             rule,
@@ -279,6 +287,10 @@ pub struct CoordinatorArgs {
     /// Log lines as plain text (coloured only on a terminal) or as JSON lines [default: text].
     #[arg(long, env = "COORDINATOR_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// POST a JSON alert to URL when a saga turns stuck, a participant's circuit opens or a
+    /// completion callback is abandoned; retried with backoff [default: alerts are only logged].
+    #[arg(long, env = "COORDINATOR_ALERT_WEBHOOK", value_name = "URL")]
+    pub alert_webhook: Option<String>,
 }
 
 impl CoordinatorArgs {
@@ -323,6 +335,9 @@ impl CoordinatorArgs {
         }
         if let Some(v) = self.log_format {
             o.log_format = v;
+        }
+        if let Some(v) = self.alert_webhook {
+            o.alerts.webhook = Some(v);
         }
         options
     }
@@ -371,5 +386,29 @@ mod tests {
         assert!(
             CoordinatorArgs::try_parse_from(["coordinator", "--submit-rate-limit", "0"]).is_err()
         );
+    }
+
+    #[test]
+    fn the_alert_webhook_url_is_checked() {
+        let args = CoordinatorArgs::try_parse_from([
+            "coordinator",
+            "--alert-webhook",
+            "https://alerts.example/hook?team=payments",
+        ])
+        .unwrap();
+        let options = args.into_options().unwrap();
+        assert_eq!(
+            options.alerts.webhook.as_deref(),
+            Some("https://alerts.example/hook?team=payments")
+        );
+        for (flag, value) in [
+            ("--alert-webhook", "not a url"),
+            ("--alert-webhook", "ftp://alerts.example/"),
+        ] {
+            let args = CoordinatorArgs::try_parse_from(["coordinator", flag, value]).unwrap();
+            let err = args.into_options().unwrap_err();
+            assert_eq!(err.option, flag, "{err}");
+            assert!(err.to_string().contains(value), "{err}");
+        }
     }
 }

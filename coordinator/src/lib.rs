@@ -13,8 +13,10 @@
 //! (participants and workflow versions), `dispatch` (branch calls, resilience per participant),
 //! `runtime` (one task per active saga running the engine's driver; recovery), `api` (HTTP
 //! API v1), `config` and `server` (options and start-up), `clock`, `telemetry` (Prometheus),
-//! `views` (engine state as API bodies).
+//! `alerts` (the alert webhook: [`Alert`] is its JSON body), `views` (engine state as API
+//! bodies).
 
+pub(crate) mod alerts;
 pub(crate) mod api;
 pub(crate) mod clock;
 pub mod config;
@@ -29,6 +31,7 @@ pub(crate) mod telemetry;
 pub mod testing;
 pub(crate) mod views;
 
+pub use alerts::{Alert, AlertKind, AlertOptions};
 pub use config::{CoordinatorArgs, CoordinatorOptions};
 pub use registry::RegistryError;
 pub use server::{RunningCoordinator, StartError, start};

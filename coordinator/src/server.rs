@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::alerts::{AlertWorker, Alerts};
 use crate::api;
 use crate::clock::Clock;
 use crate::config::{ConfigError, CoordinatorOptions};
@@ -59,6 +60,8 @@ pub struct RunningCoordinator {
     http: JoinHandle<()>,
     /// How long shutdown waits for in-flight calls.
     grace: Duration,
+    /// Delivers queued alerts, when a webhook is set.
+    alerts: Option<AlertWorker>,
 }
 
 /// Opens the log, loads workflow files, starts serving, and resumes active sagas in the
@@ -67,16 +70,7 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     config.validate()?;
     // First, so that the registry can declare its workflows' and participants' series.
     crate::telemetry::handle();
-    let store = open_store(&config).await?;
-    let registry = Arc::new(Registry::load(store.clone()).await?);
-    load_workflow_files(&registry, &config).await?;
-    let runtime = Runtime::new(store, registry, Clock::new(), &config);
-    let retention = config.retention;
-    // Sweep about ten times per retention period, at most once a minute, at least every 100 ms.
-    let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
-    runtime.start_retention(retention, sweep_every);
-    runtime.start_wakeups();
-    runtime.start_lease_keeping(config.lease);
+    // Bound first: the address names this instance in alerts.
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -87,6 +81,23 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         addr: config.listen,
         source,
     })?;
+    let instance = format!("{}/{addr}", crate::alerts::host_name());
+    let store = open_store(&config).await?;
+    let registry = Arc::new(Registry::load(store.clone()).await?);
+    load_workflow_files(&registry, &config).await?;
+    let clock = Clock::new();
+    let (alerts, alert_worker) =
+        Alerts::start(&config.alerts, instance, clock, config.outbound_address);
+    if let Some(webhook) = &config.alerts.webhook {
+        tracing::info!(%webhook, "alerts go to the webhook");
+    }
+    let runtime = Runtime::new(store, registry, clock, &config, alerts);
+    let retention = config.retention;
+    // Sweep about ten times per retention period, at most once a minute, at least every 100 ms.
+    let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    runtime.start_retention(retention, sweep_every);
+    runtime.start_wakeups();
+    runtime.start_lease_keeping(config.lease);
 
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = api::router(runtime.clone(), config.submit_rate_limit);
@@ -119,6 +130,7 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         stop_http,
         http,
         grace: config.shutdown_grace,
+        alerts: alert_worker,
     })
 }
 
@@ -195,10 +207,14 @@ impl RunningCoordinator {
     }
 
     /// Stops accepting submissions (503), lets in-flight calls finish within the grace period,
-    /// flushes the log and stops serving.
+    /// flushes the log and stops serving; then delivers the alerts still queued (within the
+    /// grace period again).
     pub async fn shutdown(self) {
         self.runtime.shutdown(self.grace).await;
         let _ = self.stop_http.send(());
         let _ = self.http.await;
+        if let Some(alerts) = self.alerts {
+            alerts.stop(self.grace).await;
+        }
     }
 }

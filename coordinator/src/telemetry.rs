@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use sagas::{Phase, StepKind};
 
+use crate::alerts::AlertKind;
 use crate::engine::{CallOutcome, Lifecycle};
 
 /// Every metric's name, in one place.
@@ -39,6 +40,9 @@ pub mod names {
     pub const CIRCUIT_OPENED: &str = "coordinator_circuit_opened_total";
     pub const BULKHEAD_QUEUED: &str = "coordinator_bulkhead_queued";
     pub const BULKHEAD_IN_FLIGHT: &str = "coordinator_bulkhead_in_flight";
+    pub const ALERTS_SENT: &str = "coordinator_alerts_sent_total";
+    pub const ALERTS_FAILED: &str = "coordinator_alerts_failed_total";
+    pub const ALERTS_DROPPED: &str = "coordinator_alerts_dropped_total";
 }
 use names::*;
 
@@ -126,7 +130,7 @@ fn describe() {
     );
     describe_counter!(
         CIRCUIT_OPENED,
-        "Times a participant's circuit breaker opened from closed."
+        "Times a participant's circuit breaker opened from closed (each also alerts)."
     );
     describe_gauge!(
         BULKHEAD_QUEUED,
@@ -136,10 +140,24 @@ fn describe() {
         BULKHEAD_IN_FLIGHT,
         "Branch calls holding a bulkhead slot (sent, awaiting the answer), per participant."
     );
+    describe_counter!(ALERTS_SENT, "Alerts the webhook accepted, by kind.");
+    describe_counter!(
+        ALERTS_FAILED,
+        "Alerts given up after every delivery attempt failed, by kind."
+    );
+    describe_counter!(
+        ALERTS_DROPPED,
+        "Alerts dropped undelivered because the alert queue was full (the oldest go first), by kind."
+    );
     gauge!(SAGAS_ACTIVE).increment(0.0);
     gauge!(SAGAS_PARKED).increment(0.0);
     counter!(LOG_BYTES).increment(0);
     counter!(LOG_FLUSHES).increment(0);
+    for kind in AlertKind::ALL {
+        counter!(ALERTS_SENT, "kind" => kind.as_str()).increment(0);
+        counter!(ALERTS_FAILED, "kind" => kind.as_str()).increment(0);
+        counter!(ALERTS_DROPPED, "kind" => kind.as_str()).increment(0);
+    }
 }
 
 /// Every state a saga can be in, by its API name.
@@ -290,6 +308,21 @@ pub fn bulkhead_gauges(participant: &str) -> (Gauge, Gauge) {
         gauge!(BULKHEAD_QUEUED, "participant" => participant.to_string()),
         gauge!(BULKHEAD_IN_FLIGHT, "participant" => participant.to_string()),
     )
+}
+
+/// The webhook accepted an alert.
+pub fn alert_sent(kind: AlertKind) {
+    counter!(ALERTS_SENT, "kind" => kind.as_str()).increment(1);
+}
+
+/// An alert was given up after its attempts.
+pub fn alert_failed(kind: AlertKind) {
+    counter!(ALERTS_FAILED, "kind" => kind.as_str()).increment(1);
+}
+
+/// An alert was dropped from a full queue.
+pub fn alert_dropped(kind: AlertKind) {
+    counter!(ALERTS_DROPPED, "kind" => kind.as_str()).increment(1);
 }
 
 /// Bytes (keys and values) the saga log handed to the store: events, snapshots, index entries.

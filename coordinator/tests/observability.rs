@@ -1,5 +1,6 @@
-//! What operators see of a coordinator, in process on port 0: the Prometheus series of
-//! retries, circuits, bulkheads and sagas by state.
+//! What operators see of a coordinator, in process on port 0: the alerts it POSTs to a webhook
+//! (a receiver in the test that fails its first requests), and the Prometheus series of
+//! retries, circuits, bulkheads, alerts and sagas by state.
 
 #[allow(dead_code)] // shared by several test binaries, each using part of it
 mod fake_participant;
@@ -7,11 +8,212 @@ mod fake_participant;
 #[macro_use]
 mod setup;
 
-use fake_participant::{FakeParticipant, eventually};
-use sagas::api::SagaState;
-use sagas::{CoordinatorClient, Phase};
-use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use fake_participant::{FakeParticipant, eventually, wait_for as poll};
+use sagas::api::{SagaState, SubmitSaga};
+use sagas::{CoordinatorClient, Phase, WorkflowBuilder};
+use serde_json::{Value, json};
 use setup::{fast_retry, metric, metrics_text, one_step_workflow, register, wait_for};
+
+/// Serves `app` on a free loopback port; returns its base URL.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Workflow `w`: `s1` (SAGA action `s`) then `t1` (TCC action `t`), both on participant `p`.
+async fn two_step_workflow(client: &CoordinatorClient) {
+    let workflow = WorkflowBuilder::new()
+        .step("s1", "p", "s")
+        .step("t1", "p", "t")
+        .build()
+        .unwrap();
+    client.put_workflow("w", &workflow).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts
+// ---------------------------------------------------------------------------------------------
+
+/// An alert webhook that answers `503` to its first `failures` requests, then `200`.
+#[derive(Clone)]
+struct Webhook {
+    failures: usize,
+    /// Every request: the status it answered and the body.
+    received: Arc<Mutex<Vec<(u16, Value)>>>,
+}
+
+async fn receive_alert(State(webhook): State<Webhook>, body: String) -> StatusCode {
+    let mut received = webhook.received.lock().unwrap();
+    let status = if received.len() < webhook.failures {
+        503
+    } else {
+        200
+    };
+    received.push((status, serde_json::from_str(&body).unwrap()));
+    StatusCode::from_u16(status).unwrap()
+}
+
+impl Webhook {
+    async fn start(failures: usize) -> (Webhook, String) {
+        let webhook = Webhook {
+            failures,
+            received: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route("/alerts", post(receive_alert))
+            .with_state(webhook.clone());
+        let url = format!("{}/alerts", serve(app).await);
+        (webhook, url)
+    }
+
+    /// The alert of `kind` that the webhook took (answered `200`) and `matches`, once there is one.
+    async fn delivered(&self, kind: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        poll(Duration::from_secs(30), async || {
+            let received = self.received.lock().unwrap().clone();
+            received
+                .iter()
+                .find(|(status, alert)| *status == 200 && alert["kind"] == kind && matches(alert))
+                .map(|(_, alert)| alert.clone())
+                .ok_or_else(|| format!("waiting for a {kind} alert; received {received:#?}"))
+        })
+        .await
+    }
+}
+
+on_both_stores! {
+    async fn stuck_sagas_open_circuits_and_abandoned_callbacks_are_alerted() {
+        let (webhook, url) = Webhook::start(2).await;
+        let dir = tempfile::tempdir().unwrap();
+        let coordinator = setup::start_with(dir.path(), |c| {
+            c.alerts.webhook = Some(url.clone());
+            c.alerts.initial_backoff = Duration::from_millis(10);
+            c.alerts.max_backoff = Duration::from_millis(50);
+            c.engine.callback_max_attempts = 2;
+            c.callbacks.retry.initial_ms = 10;
+            c.callbacks.retry.max_ms = 50;
+        })
+        .await;
+        let client = CoordinatorClient::new(coordinator.url());
+        let port = coordinator.local_addr().port().to_string();
+
+        // Stuck: the try is rejected and the compensation of s1 keeps failing.
+        let (p, addr) = FakeParticipant::start().await;
+        register(&client, "p", addr, json!({
+            "circuit_breaker": {"failure_threshold": 1000, "open_ms": 1000},
+            "retry": fast_retry(1, 2)
+        }))
+        .await;
+        two_step_workflow(&client).await;
+        p.answer(Phase::Try, 409);
+        p.answer(Phase::Compensate, 500);
+        let stuck = client.submit("w", json!({"n": 1}), None, None).await.unwrap().saga;
+        let alert = webhook.delivered("saga_stuck", |a| a["saga_id"] == stuck.id.as_str()).await;
+        assert_eq!(alert["workflow"], "w");
+        assert_eq!(alert["step"], "s1");
+        assert_eq!(alert["participant"], "p");
+        assert!(alert["instance"].as_str().unwrap().ends_with(&format!(":{port}")), "{alert}");
+        assert!(alert["message"].as_str().unwrap().contains("stuck"), "{alert}");
+        let at = alert["at"].as_str().unwrap();
+        assert!(at.len() == 24 && at.ends_with('Z'), "RFC 3339 with milliseconds: {at}");
+        // The webhook failed twice: the same alert was retried until it took it.
+        let first: Vec<(u16, Value)> = webhook.received.lock().unwrap()[..3].to_vec();
+        assert_eq!(
+            first.iter().map(|(status, _)| *status).collect::<Vec<_>>(),
+            vec![503, 503, 200]
+        );
+        assert!(first.iter().all(|(_, a)| *a == alert), "{first:#?}");
+
+        // Circuit open: two consecutive failures (the action, then its compensation).
+        let (flaky, flaky_addr) = FakeParticipant::start().await;
+        register(&client, "flaky", flaky_addr, json!({
+            "circuit_breaker": {"failure_threshold": 2, "open_ms": 600000},
+            "retry": fast_retry(1, 1000)
+        }))
+        .await;
+        one_step_workflow(&client, "wf_flaky", "flaky", "s").await;
+        flaky.answer(Phase::Action, 500);
+        flaky.answer(Phase::Compensate, 500);
+        client.submit("wf_flaky", json!({}), None, None).await.unwrap();
+        let alert = webhook.delivered("circuit_open", |a| a["participant"] == "flaky").await;
+        assert!(alert.get("saga_id").is_none(), "{alert}");
+        assert!(alert["message"].as_str().unwrap().contains("flaky"), "{alert}");
+
+        // Callback abandoned: the receiver keeps failing past the saga's two attempts.
+        let (cb, cb_addr) = FakeParticipant::start().await;
+        register(&client, "cb", cb_addr, json!({})).await;
+        one_step_workflow(&client, "wf_cb", "cb", "s").await;
+        cb.answer_callbacks(500);
+        let body = SubmitSaga {
+            workflow: "wf_cb".into(),
+            input: json!({}).into(),
+            callback_url: Some(format!("http://{cb_addr}/callback")),
+            business_key: None,
+        };
+        let told = client.submit_body(&body, None, Some(10_000)).await.unwrap().saga;
+        let alert = webhook
+            .delivered("callback_abandoned", |a| a["saga_id"] == told.id.as_str())
+            .await;
+        assert_eq!(alert["workflow"], "wf_cb");
+        assert!(alert["message"].as_str().unwrap().contains("2 attempts"), "{alert}");
+        assert_eq!(cb.callbacks().len(), 2);
+
+        // Each once.
+        coordinator.shutdown().await;
+        let received = webhook.received.lock().unwrap().clone();
+        let delivered: Vec<&Value> = received.iter().filter(|(s, _)| *s == 200).map(|(_, a)| a).collect();
+        for kind in ["saga_stuck", "circuit_open", "callback_abandoned"] {
+            assert_eq!(
+                delivered.iter().filter(|a| a["kind"] == kind).count(),
+                1,
+                "{kind}: {delivered:#?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_that_never_answers_costs_a_bounded_queue_and_drops_the_oldest() {
+    let hung =
+        serve(axum::Router::new().route("/alerts", post(std::future::pending::<StatusCode>))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = setup::start_with(dir.path(), |c| {
+        c.alerts.webhook = Some(format!("{hung}/alerts"));
+        c.alerts.queue_capacity = 1;
+        c.alerts.timeout = Duration::from_secs(600);
+    })
+    .await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let (p, addr) = FakeParticipant::start().await;
+    register(&client, "p", addr, json!({"retry": fast_retry(1, 1)})).await;
+    two_step_workflow(&client).await;
+    p.answer(Phase::Try, 409);
+    p.answer(Phase::Compensate, 500);
+    // The first alert hangs in delivery; of the others, only the newest waits.
+    for n in 0..3 {
+        let saga = client
+            .submit("w", json!({ "n": n }), None, None)
+            .await
+            .unwrap()
+            .saga;
+        let saga = wait_for(&client, &saga.id, |s| s.state == SagaState::Stuck).await;
+        assert_eq!(saga.state, SagaState::Stuck);
+    }
+    let dropped = "coordinator_alerts_dropped_total{kind=\"saga_stuck\"}";
+    eventually("a dropped alert", || async {
+        metric(&client, dropped).await >= 1.0
+    })
+    .await;
+    // Shutdown gives the hung delivery its grace period, no more.
+    coordinator.shutdown().await;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Metrics
@@ -54,6 +256,9 @@ async fn retries_circuits_bulkheads_and_sagas_by_state_are_series_with_help() {
         "coordinator_bulkhead_queued",
         "coordinator_bulkhead_in_flight",
         "coordinator_sagas_in_state",
+        "coordinator_alerts_sent_total",
+        "coordinator_alerts_failed_total",
+        "coordinator_alerts_dropped_total",
     ] {
         assert!(
             text.contains(&format!("# HELP {metric} ")),
@@ -75,6 +280,17 @@ async fn retries_circuits_bulkheads_and_sagas_by_state_are_series_with_help() {
     ] {
         assert!(text.lines().any(|l| l == series), "{series}: {text}");
     }
+    // Declared at start (other tests of this process may have moved them already).
+    for kind in ["saga_stuck", "circuit_open", "callback_abandoned"] {
+        for metric in ["sent", "failed", "dropped"] {
+            let series = format!("coordinator_alerts_{metric}_total{{kind=\"{kind}\"}} ");
+            assert!(
+                text.lines().any(|l| l.starts_with(&series)),
+                "{series}: {text}"
+            );
+        }
+    }
+
     // Bulkhead: one call in flight, the next waiting for its slot; both sagas running.
     p.hold(Phase::Try);
     let held: Vec<String> = futures::future::join_all(

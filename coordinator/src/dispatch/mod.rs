@@ -30,6 +30,7 @@ use sagas::wire::{
 use sagas::{Phase, RetryPolicy};
 use serde_json::value::RawValue;
 
+use crate::alerts::{AlertFacts, AlertKind, Alerts};
 use crate::clock::Clock;
 use crate::config::CallbackOptions;
 use crate::engine::{CallOutcome, CallRef, Event, Input, Millis, Saga};
@@ -46,6 +47,8 @@ pub struct Dispatcher {
     /// One lane per participant, rebuilt when its registration changes.
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     callbacks: CallbackOptions,
+    /// Told when a participant's circuit opens.
+    alerts: Alerts,
 }
 
 /// Everything needed to send one call, taken from the saga so the call can run on its own task.
@@ -132,14 +135,21 @@ pub fn retry_delay(policy: &RetryPolicy, attempt: u32) -> Duration {
         .min(Duration::from_millis(policy.max_ms))
 }
 
+/// Where a dispatcher reports.
+pub struct Reporting {
+    /// Circuit-open alerts go here.
+    pub alerts: Alerts,
+}
+
 impl Dispatcher {
     /// A dispatcher for the participants of `registry`, sending callbacks as `callbacks` says,
-    /// from `outbound_address` when given.
+    /// from `outbound_address` when given, reporting to `reporting`.
     pub fn new(
         registry: Arc<Registry>,
         clock: Clock,
         callbacks: CallbackOptions,
         outbound_address: Option<std::net::IpAddr>,
+        reporting: Reporting,
     ) -> Dispatcher {
         let http = reqwest::Client::builder()
             .local_address(outbound_address)
@@ -154,17 +164,32 @@ impl Dispatcher {
             clock,
             lanes: Mutex::new(HashMap::new()),
             callbacks,
+            alerts: reporting.alerts,
         }
     }
 
-    /// What a participant's breaker transitions do: move its gauge, and log when it opens
-    /// from closed (a failed probe re-opening it is the same incident).
+    /// What a participant's breaker transitions do: move its gauge; and when it opens from
+    /// closed, log and alert (a failed probe re-opening it is the same incident).
     fn circuit_observer(&self, participant: &str) -> breaker::OnChange {
+        let alerts = self.alerts.clone();
         let participant = participant.to_string();
         Arc::new(move |from, to| {
             crate::telemetry::circuit_changed(&participant, from, to);
             if from == Circuit::Closed && to == Circuit::Open {
-                tracing::warn!(%participant, "circuit opened after consecutive failed calls");
+                let message = format!(
+                    "circuit opened for participant {participant} after consecutive failed calls: \
+                     its forward calls fail fast (those sagas roll back) and confirm, cancel and \
+                     compensate wait until a probe call succeeds"
+                );
+                tracing::warn!(%participant, "ALERT: {message}");
+                alerts.raise(
+                    AlertKind::CircuitOpen,
+                    AlertFacts {
+                        participant: Some(participant.clone()),
+                        message,
+                        ..AlertFacts::default()
+                    },
+                );
             }
         })
     }
@@ -416,7 +441,7 @@ impl Dispatcher {
 }
 
 /// The error and its sources, so "error sending request" says why.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

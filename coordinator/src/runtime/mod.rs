@@ -40,9 +40,10 @@ pub(crate) use operator::{Action, Operator};
 use task::TaskStart;
 use wakeups::Wakeups;
 
+use crate::alerts::Alerts;
 use crate::clock::Clock;
 use crate::config::CoordinatorOptions;
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, Reporting};
 use crate::engine::{EngineError, EngineOptions, Event, Saga};
 use crate::registry::Registry;
 use crate::store::Store;
@@ -118,16 +119,19 @@ pub struct Runtime {
     /// Every saga task and background loop, so shutdown can wait for them.
     tasks: TaskTracker,
     wakeups: Wakeups,
+    /// Stuck sagas and abandoned callbacks are alerted here.
+    alerts: Alerts,
 }
 
 impl Runtime {
     /// A runtime over `store` and `registry`, reading time from `clock`, with the runtime,
-    /// engine and callback parts of `options`.
+    /// engine and callback parts of `options`, alerting to `alerts`.
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         clock: Clock,
         options: &CoordinatorOptions,
+        alerts: Alerts,
     ) -> Arc<Runtime> {
         // A clustered store joined just now; a single instance holds its lease forever.
         let lease_valid_until = if store.clustered() {
@@ -141,6 +145,9 @@ impl Runtime {
                 clock,
                 options.callbacks.clone(),
                 options.outbound_address,
+                Reporting {
+                    alerts: alerts.clone(),
+                },
             )),
             store,
             registry,
@@ -156,6 +163,7 @@ impl Runtime {
             lease: options.lease,
             wakeups: Wakeups::default(),
             tasks: TaskTracker::new(),
+            alerts,
         })
     }
 

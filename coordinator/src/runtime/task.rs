@@ -20,6 +20,7 @@ use super::active::{SagaKey, saga_key};
 use super::operator::{OperatorRequest, Refusal, answer_unserved, refusal};
 use super::slot::{Parked, SagaSlot};
 use super::{Runtime, RuntimeError};
+use crate::alerts::{AlertFacts, AlertKind};
 use crate::dispatch::BranchCall;
 use crate::engine::{Driver, Event, Millis, Ready, Saga};
 use crate::store::StoreError;
@@ -302,10 +303,31 @@ impl SagaTask {
             let reason = saga.error.as_deref().unwrap_or_default();
             tracing::error!(saga = %saga.id, %reason, "ALERT: saga is stuck and needs an operator");
             telemetry::saga_stuck(&saga.workflow);
+            self.runtime
+                .alerts
+                .raise(AlertKind::SagaStuck, stuck_alert(saga, ready));
         }
         if ready.changes.callback_abandoned {
             tracing::error!(saga = %saga.id, url = ?saga.callback_url,
                 "ALERT: completion callback abandoned after {} attempts", saga.callback_max_attempts);
+            let message = format!(
+                "completion callback of saga {} ({}) abandoned after {} attempts: {} was not told \
+                 that the saga is {}",
+                saga.id,
+                saga.workflow,
+                saga.callback_max_attempts,
+                saga.callback_url.as_deref().unwrap_or("the callback URL"),
+                saga.lifecycle.name(),
+            );
+            self.runtime.alerts.raise(
+                AlertKind::CallbackAbandoned,
+                AlertFacts {
+                    saga_id: Some(saga.id.clone()),
+                    workflow: Some(saga.workflow.clone()),
+                    message,
+                    ..AlertFacts::default()
+                },
+            );
         }
         if ready.changes.terminal {
             tracing::debug!(saga = %saga.id, state = saga.lifecycle.name(), "saga finished");
@@ -353,5 +375,34 @@ impl SagaTask {
                 }
             }
         }
+    }
+}
+
+/// What the alert of a saga that turned stuck this round says: the step whose settle phase
+/// gave up (from the round's `Stuck` event), its participant, and why.
+fn stuck_alert(saga: &Saga, ready: &Ready) -> AlertFacts {
+    let step = ready.append.iter().find_map(|event| match event {
+        Event::Stuck { step, .. } => saga.plan.steps.get(*step),
+        _ => None,
+    });
+    let reason = saga.error.as_deref().unwrap_or("no reason recorded");
+    let message = match step {
+        Some(step) => format!(
+            "saga {} ({}) is stuck: step {} at participant {} exhausted its attempts ({reason}); \
+             it needs an operator: fix the participant and retry, or resolve the step by hand",
+            saga.id, saga.workflow, step.name, step.participant
+        ),
+        None => format!(
+            "saga {} ({}) is stuck ({reason}); it needs an operator: retry it, or resolve the \
+             step by hand",
+            saga.id, saga.workflow
+        ),
+    };
+    AlertFacts {
+        saga_id: Some(saga.id.clone()),
+        workflow: Some(saga.workflow.clone()),
+        step: step.map(|s| s.name.clone()),
+        participant: step.map(|s| s.participant.clone()),
+        message,
     }
 }
