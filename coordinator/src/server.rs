@@ -12,6 +12,7 @@ use crate::alerts::{AlertWorker, Alerts};
 use crate::api;
 use crate::clock::Clock;
 use crate::config::{ConfigError, CoordinatorOptions};
+use crate::otlp::{OtlpError, SpanExport};
 use crate::registry::{FileLoad, Registry, RegistryError};
 use crate::runtime::Runtime;
 use crate::store::Store;
@@ -49,6 +50,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// Span export (`--otlp-endpoint`) cannot be set up.
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
 }
 
 /// A coordinator that is serving. Stop it with [`RunningCoordinator::shutdown`].
@@ -62,6 +66,8 @@ pub struct RunningCoordinator {
     grace: Duration,
     /// Delivers queued alerts, when a webhook is set.
     alerts: Option<AlertWorker>,
+    /// Span export, when on: flushed on shutdown.
+    spans: Option<SpanExport>,
 }
 
 /// Opens the log, loads workflow files, starts serving, and resumes active sagas in the
@@ -70,7 +76,7 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     config.validate()?;
     // First, so that the registry can declare its workflows' and participants' series.
     crate::telemetry::handle();
-    // Bound first: the address names this instance in alerts.
+    // Bound first: the address names this instance in alerts and spans.
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -82,6 +88,14 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         source,
     })?;
     let instance = format!("{}/{addr}", crate::alerts::host_name());
+    let spans = match &config.otlp.endpoint {
+        Some(endpoint) => {
+            let spans = SpanExport::start(endpoint, config.otlp.export_interval, &instance)?;
+            tracing::info!(url = %crate::otlp::traces_url(endpoint), "exporting spans over OTLP/HTTP");
+            Some(spans)
+        }
+        None => None,
+    };
     let store = open_store(&config).await?;
     let registry = Arc::new(Registry::load(store.clone()).await?);
     load_workflow_files(&registry, &config).await?;
@@ -91,7 +105,7 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     if let Some(webhook) = &config.alerts.webhook {
         tracing::info!(%webhook, "alerts go to the webhook");
     }
-    let runtime = Runtime::new(store, registry, clock, &config, alerts);
+    let runtime = Runtime::new(store, registry, clock, &config, alerts, spans.clone());
     let retention = config.retention;
     // Sweep about ten times per retention period, at most once a minute, at least every 100 ms.
     let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
@@ -131,6 +145,7 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         http,
         grace: config.shutdown_grace,
         alerts: alert_worker,
+        spans,
     })
 }
 
@@ -208,13 +223,16 @@ impl RunningCoordinator {
 
     /// Stops accepting submissions (503), lets in-flight calls finish within the grace period,
     /// flushes the log and stops serving; then delivers the alerts still queued (within the
-    /// grace period again).
+    /// grace period again) and sends the spans still batched.
     pub async fn shutdown(self) {
         self.runtime.shutdown(self.grace).await;
         let _ = self.stop_http.send(());
         let _ = self.http.await;
         if let Some(alerts) = self.alerts {
             alerts.stop(self.grace).await;
+        }
+        if let Some(spans) = self.spans {
+            spans.shutdown().await;
         }
     }
 }

@@ -1,6 +1,7 @@
-//! What operators see of a coordinator, in process on port 0: the alerts it POSTs to a webhook
-//! (a receiver in the test that fails its first requests), and the Prometheus series of
-//! retries, circuits, bulkheads, alerts and sagas by state.
+//! What operators see of a coordinator, in process on port 0: the spans it exports over
+//! OTLP/HTTP (to a receiver in the test), the alerts it POSTs to a webhook (a receiver in the
+//! test that fails its first requests), and the Prometheus series of retries, circuits,
+//! bulkheads, alerts and sagas by state.
 
 #[allow(dead_code)] // shared by several test binaries, each using part of it
 mod fake_participant;
@@ -8,13 +9,18 @@ mod fake_participant;
 #[macro_use]
 mod setup;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
+use coordinator::CoordinatorOptions;
 use fake_participant::{FakeParticipant, eventually, wait_for as poll};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use prost::Message;
 use sagas::api::{SagaState, SubmitSaga};
 use sagas::{CoordinatorClient, Phase, WorkflowBuilder};
 use serde_json::{Value, json};
@@ -28,6 +34,111 @@ async fn serve(app: axum::Router) -> String {
     format!("http://{addr}")
 }
 
+// ---------------------------------------------------------------------------------------------
+// Spans
+// ---------------------------------------------------------------------------------------------
+
+/// One exported span, as the receiver decoded it.
+#[derive(Debug, Clone)]
+struct ReceivedSpan {
+    /// The exporting coordinator's `service.instance.id`.
+    instance: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    /// Empty for a root span.
+    parent_span_id: String,
+    attributes: HashMap<String, String>,
+}
+
+impl ReceivedSpan {
+    fn attribute(&self, key: &str) -> &str {
+        self.attributes.get(key).map_or("", String::as_str)
+    }
+}
+
+/// An OTLP/HTTP receiver: `POST /v1/traces` with a protobuf `ExportTraceServiceRequest`.
+#[derive(Clone, Default)]
+struct OtlpReceiver {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(AnyValue::StringValue(s)) => s.clone(),
+        Some(AnyValue::IntValue(i)) => i.to_string(),
+        Some(AnyValue::BoolValue(b)) => b.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+async fn receive_traces(
+    State(receiver): State<OtlpReceiver>,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let mut spans = receiver.spans.lock().unwrap();
+    for resource_spans in request.resource_spans {
+        let instance = resource_spans
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.instance.id")
+            .map(|kv| text(kv.value.as_ref()))
+            .unwrap_or_default();
+        for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+            spans.push(ReceivedSpan {
+                instance: instance.clone(),
+                name: span.name,
+                trace_id: hex(&span.trace_id),
+                span_id: hex(&span.span_id),
+                parent_span_id: hex(&span.parent_span_id),
+                attributes: span
+                    .attributes
+                    .iter()
+                    .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+                    .collect(),
+            });
+        }
+    }
+    StatusCode::OK
+}
+
+impl OtlpReceiver {
+    /// Serves on a free port; returns the receiver and the endpoint to configure.
+    async fn start() -> (OtlpReceiver, String) {
+        let receiver = OtlpReceiver::default();
+        let app = axum::Router::new()
+            .route("/v1/traces", post(receive_traces))
+            .with_state(receiver.clone());
+        (receiver, serve(app).await)
+    }
+
+    /// Every span received so far, once `done` holds for them (polled for at most 30 s).
+    async fn spans_when(
+        &self,
+        what: &str,
+        done: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
+        poll(Duration::from_secs(30), async || {
+            let spans = self.spans.lock().unwrap().clone();
+            if done(&spans) {
+                Ok(spans)
+            } else {
+                Err(format!("waiting for {what}; received {spans:#?}"))
+            }
+        })
+        .await
+    }
+}
+
 /// Workflow `w`: `s1` (SAGA action `s`) then `t1` (TCC action `t`), both on participant `p`.
 async fn two_step_workflow(client: &CoordinatorClient) {
     let workflow = WorkflowBuilder::new()
@@ -36,6 +147,123 @@ async fn two_step_workflow(client: &CoordinatorClient) {
         .build()
         .unwrap();
     client.put_workflow("w", &workflow).await.unwrap();
+}
+
+on_both_stores! {
+    async fn a_saga_is_one_trace_under_its_callers_span_across_a_restart() {
+        let (receiver, endpoint) = OtlpReceiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let configure = |c: &mut CoordinatorOptions| {
+            c.otlp.endpoint = Some(endpoint.clone());
+            c.otlp.export_interval = Duration::from_millis(50);
+        };
+        let coordinator = setup::start_with(dir.path(), configure).await;
+        let client = CoordinatorClient::new(coordinator.url());
+        let (p, addr) = FakeParticipant::start().await;
+        register(&client, "p", addr, json!({
+            "circuit_breaker": {"failure_threshold": 1000, "open_ms": 1000},
+            "retry": fast_retry(3, 1000)
+        }))
+        .await;
+        two_step_workflow(&client).await;
+        p.answer(Phase::Confirm, 503);
+
+        let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let caller_span = "00f067aa0ba902b7";
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/sagas", coordinator.url()))
+            .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+            .json(&json!({"workflow": "w", "input": {"n": 1}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+
+        // Spans go out in batches while the coordinator runs.
+        let spans = receiver.spans_when("the submission span", |spans| {
+            spans.iter().any(|s| s.name == "saga.submit")
+        })
+        .await;
+        let submit = spans.iter().find(|s| s.name == "saga.submit").unwrap().clone();
+        assert_eq!(submit.trace_id, caller_trace, "the saga joins the caller's trace");
+        assert_eq!(submit.parent_span_id, caller_span, "under the caller's span");
+        assert_eq!(submit.attribute("saga.id"), id);
+        assert_eq!(submit.attribute("saga.workflow"), "w");
+
+        // Restarted while its confirm keeps failing: the new process continues the same trace.
+        eventually("a retried confirm", || async { p.count(Phase::Confirm) >= 2 }).await;
+        coordinator.shutdown().await;
+        p.answer(Phase::Confirm, 200);
+        let coordinator = setup::start_with(dir.path(), configure).await;
+        let client = CoordinatorClient::new(coordinator.url());
+        let saga = wait_for(&client, &id, |s| s.state.is_terminal()).await;
+        assert_eq!(saga.state, SagaState::Committed);
+        // A saga submitted without a traceparent is a trace of its own.
+        let own = client.submit("w", json!({"n": 2}), None, Some(10_000)).await.unwrap().saga;
+        assert_eq!(own.state, SagaState::Committed);
+        coordinator.shutdown().await;
+
+        let calls = p.traced_calls();
+        let in_callers_trace =
+            |tp: &Option<String>| tp.as_deref().is_some_and(|tp| tp.contains(caller_trace));
+        let first_calls = calls.iter().filter(|(_, _, tp)| in_callers_trace(tp)).count();
+        let own_calls = calls.len() - first_calls;
+        let branch_spans = |spans: &[ReceivedSpan], saga: &str| -> Vec<ReceivedSpan> {
+            spans
+                .iter()
+                .filter(|s| s.name == "saga.branch_call" && s.attribute("saga.id") == saga)
+                .cloned()
+                .collect()
+        };
+        let spans = receiver.spans_when("a span per branch call", |spans| {
+            branch_spans(spans, &id).len() == first_calls
+                && branch_spans(spans, &own.id).len() == own_calls
+                && spans.iter().any(|s| s.name == "saga.submit" && s.attribute("saga.id") == own.id)
+        })
+        .await;
+
+        // One trace for the saga: every call's span under the submission span, with its facts.
+        let first = branch_spans(&spans, &id);
+        for span in &first {
+            assert_eq!(span.trace_id, caller_trace, "{span:?}");
+            assert_eq!(span.parent_span_id, submit.span_id, "{span:?}");
+            assert_eq!(span.attribute("saga.participant"), "p");
+            assert!(["s1", "t1"].contains(&span.attribute("saga.step")), "{span:?}");
+            assert!(["action", "try", "confirm"].contains(&span.attribute("saga.phase")), "{span:?}");
+            assert!(span.attribute("saga.attempt").parse::<u32>().unwrap() >= 1, "{span:?}");
+            assert!(["ok", "transient"].contains(&span.attribute("saga.call.status")), "{span:?}");
+        }
+        let confirm_spans = first.iter().filter(|s| s.attribute("saga.phase") == "confirm");
+        assert!(confirm_spans.clone().any(|s| s.attribute("saga.attempt") == "2"));
+        assert!(confirm_spans.clone().any(|s| s.attribute("http.response.status_code") == "503"));
+        let instances: HashSet<&str> = first.iter().map(|s| s.instance.as_str()).collect();
+        assert_eq!(instances.len(), 2, "both processes sent calls of the saga: {instances:?}");
+
+        // The participant got each call's own span as its parent, in the saga's trace.
+        let sent: HashSet<String> = calls
+            .iter()
+            .filter(|(_, _, tp)| in_callers_trace(tp))
+            .filter_map(|(_, _, tp)| tp.clone())
+            .collect();
+        let exported: HashSet<String> = first
+            .iter()
+            .map(|s| format!("00-{}-{}-01", s.trace_id, s.span_id))
+            .collect();
+        assert_eq!(sent, exported);
+
+        // Without a caller: the submission span is the root of the saga's own trace.
+        let own_submit = spans
+            .iter()
+            .find(|s| s.name == "saga.submit" && s.attribute("saga.id") == own.id)
+            .unwrap();
+        assert_eq!(own_submit.parent_span_id, "");
+        assert_ne!(own_submit.trace_id, caller_trace);
+        for span in branch_spans(&spans, &own.id) {
+            assert_eq!(span.trace_id, own_submit.trace_id, "{span:?}");
+            assert_eq!(span.parent_span_id, own_submit.span_id, "{span:?}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

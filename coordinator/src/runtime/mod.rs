@@ -45,6 +45,7 @@ use crate::clock::Clock;
 use crate::config::CoordinatorOptions;
 use crate::dispatch::{Dispatcher, Reporting};
 use crate::engine::{EngineError, EngineOptions, Event, Saga};
+use crate::otlp::SpanExport;
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::store::{SagaFilter, SagaPage, StoreError};
@@ -121,17 +122,21 @@ pub struct Runtime {
     wakeups: Wakeups,
     /// Stuck sagas and abandoned callbacks are alerted here.
     alerts: Alerts,
+    /// Submissions get spans here, when span export is on.
+    spans: Option<SpanExport>,
 }
 
 impl Runtime {
     /// A runtime over `store` and `registry`, reading time from `clock`, with the runtime,
-    /// engine and callback parts of `options`, alerting to `alerts`.
+    /// engine and callback parts of `options`, alerting to `alerts` and exporting spans to
+    /// `spans` when given.
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         clock: Clock,
         options: &CoordinatorOptions,
         alerts: Alerts,
+        spans: Option<SpanExport>,
     ) -> Arc<Runtime> {
         // A clustered store joined just now; a single instance holds its lease forever.
         let lease_valid_until = if store.clustered() {
@@ -147,6 +152,7 @@ impl Runtime {
                 options.outbound_address,
                 Reporting {
                     alerts: alerts.clone(),
+                    spans: spans.clone(),
                 },
             )),
             store,
@@ -164,6 +170,7 @@ impl Runtime {
             wakeups: Wakeups::default(),
             tasks: TaskTracker::new(),
             alerts,
+            spans,
         })
     }
 

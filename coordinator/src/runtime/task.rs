@@ -267,8 +267,9 @@ impl SagaTask {
         if let (Some(attempt), Some(url)) = (ready.notify, saga.callback_url.clone()) {
             let body = crate::views::saga_view(&saga);
             let dispatcher = self.runtime.dispatcher.clone();
+            let trace = crate::trace_context::saga_trace(&saga.id, saga.trace);
             self.in_flight.push(Box::pin(async move {
-                dispatcher.callback(&url, &body, attempt).await
+                dispatcher.callback(&url, &body, attempt, trace).await
             }));
         }
         for call in ready.calls {
