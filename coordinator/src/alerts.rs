@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::config::ConfigError;
 use crate::telemetry;
 
 /// What an alert is about.
@@ -130,41 +131,34 @@ impl Default for AlertOptions {
 
 impl AlertOptions {
     /// Checks every field against its documented range; the error names the field.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if let Some(url) = &self.webhook {
-            sagas::limits::check_http_url("--alert-webhook", url, true)
-                .map_err(|e| ("--alert-webhook", e.rule))?;
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |option, rule| Err(ConfigError { option, rule });
+        if let Some(url) = &self.webhook
+            && let Err(e) = sagas::limits::check_http_url("--alert-webhook", url, true)
+        {
+            return fail("--alert-webhook", e.rule);
         }
         if !(1..=1_000_000).contains(&self.queue_capacity) {
-            return Err((
-                "alerts.queue_capacity",
-                format!(
-                    "must be between 1 and 1000000 (got {})",
-                    self.queue_capacity
-                ),
-            ));
+            let rule = format!(
+                "must be between 1 and 1000000 (got {})",
+                self.queue_capacity
+            );
+            return fail("alerts.queue_capacity", rule);
         }
         if !(1..=100).contains(&self.attempts) {
-            return Err((
-                "alerts.attempts",
-                format!("must be between 1 and 100 (got {})", self.attempts),
-            ));
+            let rule = format!("must be between 1 and 100 (got {})", self.attempts);
+            return fail("alerts.attempts", rule);
         }
         let hour = Duration::from_secs(3_600);
+        let millisecond = Duration::from_millis(1);
         for (field, value, min) in [
-            (
-                "alerts.initial_backoff",
-                self.initial_backoff,
-                Duration::from_millis(1),
-            ),
+            ("alerts.initial_backoff", self.initial_backoff, millisecond),
             ("alerts.max_backoff", self.max_backoff, self.initial_backoff),
-            ("alerts.timeout", self.timeout, Duration::from_millis(1)),
+            ("alerts.timeout", self.timeout, millisecond),
         ] {
             if !(min..=hour).contains(&value) {
-                return Err((
-                    field,
-                    format!("must be between {min:?} and {hour:?} (got {value:?})"),
-                ));
+                let rule = format!("must be between {min:?} and {hour:?} (got {value:?})");
+                return fail(field, rule);
             }
         }
         Ok(())
@@ -478,12 +472,12 @@ mod tests {
             webhook: Some("ftp://x".into()),
             ..AlertOptions::default()
         };
-        assert_eq!(bad.validate().unwrap_err().0, "--alert-webhook");
+        assert_eq!(bad.validate().unwrap_err().option, "--alert-webhook");
         let bad = AlertOptions {
             max_backoff: Duration::from_millis(1),
             ..AlertOptions::default()
         };
-        assert_eq!(bad.validate().unwrap_err().0, "alerts.max_backoff");
+        assert_eq!(bad.validate().unwrap_err().option, "alerts.max_backoff");
     }
 
     #[test]

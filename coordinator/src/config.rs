@@ -229,9 +229,7 @@ impl CoordinatorOptions {
             Duration::from_millis(1),
             Duration::from_secs(60),
         )?;
-        self.alerts
-            .validate()
-            .map_err(|(option, rule)| ConfigError { option, rule })?;
+        self.alerts.validate()?;
         self.engine.validate().map_err(|rule| ConfigError {
             option: "engine",
             rule,

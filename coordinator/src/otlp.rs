@@ -75,12 +75,6 @@ pub struct SpanExport {
     tracer: SdkTracer,
 }
 
-impl std::fmt::Debug for SpanExport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpanExport").finish_non_exhaustive()
-    }
-}
-
 impl SpanExport {
     /// Exports to `endpoint` in batches at most `export_interval` apart, naming the coordinator
     /// `instance` (the resource's `service.instance.id`).
