@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use sagas::RetryPolicy;
 
+use crate::alerts::AlertOptions;
 use crate::engine::EngineOptions;
+use crate::otlp::OtlpOptions;
 use crate::runtime::RuntimeOptions;
 use crate::store::StoreOptions;
 
@@ -57,6 +59,12 @@ pub struct CoordinatorOptions {
     pub outbound_address: Option<std::net::IpAddr>,
     /// How log lines are written. Default [`LogFormat::Text`].
     pub log_format: LogFormat,
+    /// Span export over OTLP/HTTP: where to (`otlp.endpoint`, default none: no spans) and how
+    /// often.
+    pub otlp: OtlpOptions,
+    /// The alert webhook (`alerts.webhook`, default none: alerts are only logged) and how
+    /// alerts are delivered to it.
+    pub alerts: AlertOptions,
 }
 
 /// How completion callbacks are sent. How many attempts before one is abandoned is the
@@ -119,6 +127,8 @@ impl Default for CoordinatorOptions {
             callbacks: CallbackOptions::default(),
             outbound_address: None,
             log_format: LogFormat::Text,
+            otlp: OtlpOptions::default(),
+            alerts: AlertOptions::default(),
         }
     }
 }
@@ -204,6 +214,22 @@ impl CoordinatorOptions {
             option: "callbacks.retry",
             rule: e.to_string(),
         })?;
+        if let Some(url) = &self.otlp.endpoint {
+            // A base URL: `/v1/traces` is appended.
+            sagas::limits::check_http_url("--otlp-endpoint", url, false).map_err(|e| {
+                ConfigError {
+                    option: "--otlp-endpoint",
+                    rule: e.rule,
+                }
+            })?;
+        }
+        within(
+            "otlp.export_interval",
+            self.otlp.export_interval,
+            Duration::from_millis(1),
+            Duration::from_secs(60),
+        )?;
+        self.alerts.validate()?;
         self.engine.validate().map_err(|rule| ConfigError {
             option: "engine",
             rule,
@@ -279,6 +305,14 @@ pub struct CoordinatorArgs {
     /// Log lines as plain text (coloured only on a terminal) or as JSON lines [default: text].
     #[arg(long, env = "COORDINATOR_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Export spans over OTLP/HTTP (protobuf) to URL/v1/traces: one trace per saga, a span per
+    /// branch call [default: no spans].
+    #[arg(long, env = "COORDINATOR_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// POST a JSON alert to URL when a saga turns stuck, a participant's circuit opens or a
+    /// completion callback is abandoned; retried with backoff [default: alerts are only logged].
+    #[arg(long, env = "COORDINATOR_ALERT_WEBHOOK", value_name = "URL")]
+    pub alert_webhook: Option<String>,
 }
 
 impl CoordinatorArgs {
@@ -323,6 +357,12 @@ impl CoordinatorArgs {
         }
         if let Some(v) = self.log_format {
             o.log_format = v;
+        }
+        if let Some(v) = self.otlp_endpoint {
+            o.otlp.endpoint = Some(v);
+        }
+        if let Some(v) = self.alert_webhook {
+            o.alerts.webhook = Some(v);
         }
         options
     }
@@ -371,5 +411,37 @@ mod tests {
         assert!(
             CoordinatorArgs::try_parse_from(["coordinator", "--submit-rate-limit", "0"]).is_err()
         );
+    }
+
+    #[test]
+    fn the_span_and_alert_urls_are_checked() {
+        let args = CoordinatorArgs::try_parse_from([
+            "coordinator",
+            "--otlp-endpoint",
+            "http://127.0.0.1:4318",
+            "--alert-webhook",
+            "https://alerts.example/hook?team=payments",
+        ])
+        .unwrap();
+        let options = args.into_options().unwrap();
+        assert_eq!(
+            options.otlp.endpoint.as_deref(),
+            Some("http://127.0.0.1:4318")
+        );
+        assert_eq!(
+            options.alerts.webhook.as_deref(),
+            Some("https://alerts.example/hook?team=payments")
+        );
+        for (flag, value) in [
+            ("--otlp-endpoint", "localhost:4318"),
+            ("--otlp-endpoint", "http://collector:4318/?x=1"),
+            ("--alert-webhook", "not a url"),
+            ("--alert-webhook", "ftp://alerts.example/"),
+        ] {
+            let args = CoordinatorArgs::try_parse_from(["coordinator", flag, value]).unwrap();
+            let err = args.into_options().unwrap_err();
+            assert_eq!(err.option, flag, "{err}");
+            assert!(err.to_string().contains(value), "{err}");
+        }
     }
 }

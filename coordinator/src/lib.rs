@@ -13,14 +13,17 @@
 //! (participants and workflow versions), `dispatch` (branch calls, resilience per participant),
 //! `runtime` (one task per active saga running the engine's driver; recovery), `api` (HTTP
 //! API v1), `config` and `server` (options and start-up), `clock`, `telemetry` (Prometheus),
-//! `views` (engine state as API bodies), `dashboard` (the operator UI at `/ui`).
+//! `trace_context` (which W3C trace a saga belongs to) and `otlp` (span export), `alerts` (the
+//! alert webhook: [`Alert`] is its JSON body), `views` (engine state as API bodies), `dashboard` (the operator UI at `/ui`).
 
+pub(crate) mod alerts;
 pub(crate) mod api;
 pub(crate) mod clock;
 pub mod config;
 pub mod dashboard;
 pub(crate) mod dispatch;
 pub mod engine;
+pub(crate) mod otlp;
 pub(crate) mod registry;
 pub(crate) mod runtime;
 pub(crate) mod server;
@@ -28,9 +31,12 @@ pub(crate) mod store;
 pub(crate) mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub(crate) mod trace_context;
 pub(crate) mod views;
 
+pub use alerts::{Alert, AlertKind, AlertOptions};
 pub use config::{CoordinatorArgs, CoordinatorOptions};
+pub use otlp::OtlpOptions;
 pub use registry::RegistryError;
 pub use server::{RunningCoordinator, StartError, start};
 pub use store::{PgError, StoreError};

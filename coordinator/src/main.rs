@@ -35,7 +35,8 @@ async fn main() {
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`): plain text, coloured only on a
-/// terminal, or JSON lines.
+/// terminal, or JSON lines. Spans (`--otlp-endpoint`) do not go through this subscriber: each
+/// coordinator exports its sagas' spans itself and flushes them in its shutdown, below.
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()

@@ -158,13 +158,24 @@ impl Registry {
 
     /// Reads every participant and workflow from the store into memory.
     async fn reload(&self) -> Result<(), RegistryError> {
+        // An unchanged registration keeps its `Arc`: the dispatcher rebuilds a participant's
+        // lane (breaker, bulkhead, rate limiter) when the pointer changes, and another
+        // instance's registration of some other participant must not reset them all.
+        let current = self
+            .participants
+            .read()
+            .expect("registry lock poisoned")
+            .clone();
         let participants = self
             .store
             .participants()
             .await?
             .into_iter()
             .inspect(|(name, spec)| participant_known(name, spec))
-            .map(|(n, s)| (n, Arc::new(s)))
+            .map(|(name, spec)| {
+                let kept = current.get(&name).filter(|kept| ***kept == spec).cloned();
+                (name, kept.unwrap_or_else(|| Arc::new(spec)))
+            })
             .collect();
         let workflows = self
             .store
@@ -532,5 +543,27 @@ mod tests {
         assert!(Arc::ptr_eq(&interned, &copy));
         let other_copy = Arc::new((*changed).clone());
         assert!(Arc::ptr_eq(&registry.intern_plan("w", other_copy), &copy));
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_the_registrations_that_did_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let registry = Registry::load(store.clone()).await.unwrap();
+        let p = registry
+            .put_participant("p", participant(100))
+            .await
+            .unwrap();
+        let q = registry
+            .put_participant("q", participant(100))
+            .await
+            .unwrap();
+        // Another instance changes q.
+        store.put_participant("q", &participant(300)).await.unwrap();
+        registry.reload().await.unwrap();
+        assert!(Arc::ptr_eq(&registry.participant("p").unwrap(), &p));
+        let reloaded = registry.participant("q").unwrap();
+        assert!(!Arc::ptr_eq(&reloaded, &q));
+        assert_eq!(*reloaded, participant(300));
     }
 }

@@ -8,9 +8,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::alerts::{AlertWorker, Alerts};
 use crate::api;
 use crate::clock::Clock;
 use crate::config::{ConfigError, CoordinatorOptions};
+use crate::otlp::{OtlpError, SpanExport};
 use crate::registry::{FileLoad, Registry, RegistryError};
 use crate::runtime::Runtime;
 use crate::store::Store;
@@ -48,6 +50,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// Span export (`--otlp-endpoint`) cannot be set up.
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
 }
 
 /// A coordinator that is serving. Stop it with [`RunningCoordinator::shutdown`].
@@ -59,6 +64,10 @@ pub struct RunningCoordinator {
     http: JoinHandle<()>,
     /// How long shutdown waits for in-flight calls.
     grace: Duration,
+    /// Delivers queued alerts, when a webhook is set.
+    alerts: Option<AlertWorker>,
+    /// Span export, when on: flushed on shutdown.
+    spans: Option<SpanExport>,
 }
 
 /// Opens the log, loads workflow files, starts serving, and resumes active sagas in the
@@ -67,25 +76,7 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     config.validate()?;
     // First, so that the registry can declare its workflows' and participants' series.
     crate::telemetry::handle();
-    let clock = Clock::new();
-    // A cluster's lease counts from the join request, which is sent while the store opens.
-    let joined = clock.now();
-    let store = open_store(&config).await?;
-    let registry = Arc::new(Registry::load(store.clone()).await?);
-    let runtime = Runtime::new(store, registry.clone(), clock, joined, &config);
-    // First of all, before the rest of start-up can take longer than the lease.
-    runtime.start_lease_keeping(config.lease);
-    if let Err(e) = load_workflow_files(&registry, &config).await {
-        // Leaves the cluster (if in one) and stops the lease keeping just started.
-        runtime.shutdown(Duration::ZERO).await;
-        return Err(e);
-    }
-    let retention = config.retention;
-    // Sweep about ten times per retention period, at most once a minute, at least every 100 ms.
-    let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
-    runtime.start_retention(retention, sweep_every);
-    runtime.start_wakeups();
-    runtime.start_claiming(config.lease);
+    // Bound first: the address names this instance in alerts and spans.
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -96,6 +87,53 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         addr: config.listen,
         source,
     })?;
+    let instance = format!("{}/{addr}", crate::alerts::host_name());
+    let spans = match &config.otlp.endpoint {
+        Some(endpoint) => {
+            let spans = SpanExport::start(endpoint, config.otlp.export_interval, &instance)?;
+            tracing::info!(url = %crate::otlp::traces_url(endpoint), "exporting spans over OTLP/HTTP");
+            Some(spans)
+        }
+        None => None,
+    };
+    let clock = Clock::new();
+    // A cluster's lease counts from the join request, which is sent while the store opens.
+    let joined = clock.now();
+    let store = open_store(&config).await?;
+    let registry = Arc::new(Registry::load(store.clone()).await?);
+    let (alerts, alert_worker) =
+        Alerts::start(&config.alerts, instance, clock, config.outbound_address);
+    if let Some(webhook) = &config.alerts.webhook {
+        tracing::info!(%webhook, "alerts go to the webhook");
+    }
+    let runtime = Runtime::new(
+        store,
+        registry.clone(),
+        clock,
+        joined,
+        &config,
+        alerts,
+        spans.clone(),
+    );
+    // First of all, before the rest of start-up can take longer than the lease.
+    runtime.start_lease_keeping(config.lease);
+    if let Err(e) = load_workflow_files(&registry, &config).await {
+        // Leaves the cluster (if in one) and stops what was started.
+        runtime.shutdown(Duration::ZERO).await;
+        if let Some(alerts) = alert_worker {
+            alerts.stop(Duration::ZERO).await;
+        }
+        if let Some(spans) = spans {
+            spans.shutdown().await;
+        }
+        return Err(e);
+    }
+    let retention = config.retention;
+    // Sweep about ten times per retention period, at most once a minute, at least every 100 ms.
+    let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    runtime.start_retention(retention, sweep_every);
+    runtime.start_wakeups();
+    runtime.start_claiming(config.lease);
 
     let (stop_http, stopped) = oneshot::channel::<()>();
     // The dashboard sits beside the API, outside its middleware: it must load to ask for a token.
@@ -130,6 +168,8 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         stop_http,
         http,
         grace: config.shutdown_grace,
+        alerts: alert_worker,
+        spans,
     })
 }
 
@@ -206,10 +246,17 @@ impl RunningCoordinator {
     }
 
     /// Stops accepting submissions (503), lets in-flight calls finish within the grace period,
-    /// flushes the log and stops serving.
+    /// flushes the log and stops serving; then delivers the alerts still queued (within the
+    /// grace period again) and sends the spans still batched.
     pub async fn shutdown(self) {
         self.runtime.shutdown(self.grace).await;
         let _ = self.stop_http.send(());
         let _ = self.http.await;
+        if let Some(alerts) = self.alerts {
+            alerts.stop(self.grace).await;
+        }
+        if let Some(spans) = self.spans {
+            spans.shutdown().await;
+        }
     }
 }

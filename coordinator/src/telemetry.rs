@@ -11,13 +11,14 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Gauge, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use sagas::{Phase, StepKind};
 
-use crate::engine::CallOutcome;
+use crate::alerts::AlertKind;
+use crate::engine::{CallOutcome, Lifecycle};
 
 /// Every metric's name, in one place.
 pub mod names {
@@ -33,6 +34,15 @@ pub mod names {
     pub const LOG_FLUSHES: &str = "coordinator_log_flushes_total";
     pub const LOG_FLUSH_BATCH: &str = "coordinator_log_flush_batch_size";
     pub const LOG_FLUSH_DURATION: &str = "coordinator_log_flush_duration_seconds";
+    pub const SAGAS_IN_STATE: &str = "coordinator_sagas_in_state";
+    pub const BRANCH_CALL_RETRIES: &str = "coordinator_branch_call_retries_total";
+    pub const CIRCUIT_STATE: &str = "coordinator_circuit_state";
+    pub const CIRCUIT_OPENED: &str = "coordinator_circuit_opened_total";
+    pub const BULKHEAD_QUEUED: &str = "coordinator_bulkhead_queued";
+    pub const BULKHEAD_IN_FLIGHT: &str = "coordinator_bulkhead_in_flight";
+    pub const ALERTS_SENT: &str = "coordinator_alerts_sent_total";
+    pub const ALERTS_FAILED: &str = "coordinator_alerts_failed_total";
+    pub const ALERTS_DROPPED: &str = "coordinator_alerts_dropped_total";
 }
 use names::*;
 
@@ -105,11 +115,60 @@ fn describe() {
         Unit::Seconds,
         "Time one group-commit flush took."
     );
+    describe_gauge!(
+        SAGAS_IN_STATE,
+        "Active sagas in this process by workflow and state (running, confirming, compensating, \
+         stuck; committed or aborted while a completion callback is owed)."
+    );
+    describe_counter!(
+        BRANCH_CALL_RETRIES,
+        "Branch calls that were retries (attempt 2 or later of their phase), by participant and phase."
+    );
+    describe_gauge!(
+        CIRCUIT_STATE,
+        "Circuit breaker state per participant in this process: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(
+        CIRCUIT_OPENED,
+        "Times a participant's circuit breaker opened from closed (each also alerts)."
+    );
+    describe_gauge!(
+        BULKHEAD_QUEUED,
+        "Branch calls waiting for a bulkhead slot, per participant."
+    );
+    describe_gauge!(
+        BULKHEAD_IN_FLIGHT,
+        "Branch calls holding a bulkhead slot (sent, awaiting the answer), per participant."
+    );
+    describe_counter!(ALERTS_SENT, "Alerts the webhook accepted, by kind.");
+    describe_counter!(
+        ALERTS_FAILED,
+        "Alerts given up after every delivery attempt failed, by kind."
+    );
+    describe_counter!(
+        ALERTS_DROPPED,
+        "Alerts dropped undelivered because the alert queue was full (the oldest go first), by kind."
+    );
     gauge!(SAGAS_ACTIVE).increment(0.0);
     gauge!(SAGAS_PARKED).increment(0.0);
     counter!(LOG_BYTES).increment(0);
     counter!(LOG_FLUSHES).increment(0);
+    for kind in AlertKind::ALL {
+        counter!(ALERTS_SENT, "kind" => kind.as_str()).increment(0);
+        counter!(ALERTS_FAILED, "kind" => kind.as_str()).increment(0);
+        counter!(ALERTS_DROPPED, "kind" => kind.as_str()).increment(0);
+    }
 }
+
+/// Every state a saga can be in, by its API name.
+const STATES: [&str; 6] = [
+    "running",
+    "confirming",
+    "compensating",
+    "stuck",
+    "committed",
+    "aborted",
+];
 
 /// Declares a workflow's series at zero.
 pub fn workflow_known(workflow: &str) {
@@ -117,6 +176,9 @@ pub fn workflow_known(workflow: &str) {
     counter!(SAGAS_STUCK, "workflow" => workflow.to_string()).increment(0);
     for state in ["committed", "aborted"] {
         counter!(SAGAS_FINISHED, "workflow" => workflow.to_string(), "state" => state).increment(0);
+    }
+    for state in STATES {
+        gauge!(SAGAS_IN_STATE, "workflow" => workflow.to_string(), "state" => state).increment(0.0);
     }
 }
 
@@ -135,7 +197,14 @@ pub fn participant_known(participant: &str, kinds: impl IntoIterator<Item = Step
             counter!(BRANCH_CALLS, "participant" => participant.to_string(), "phase" => phase.as_str(), "outcome" => outcome.as_str())
                 .increment(0);
         }
+        counter!(BRANCH_CALL_RETRIES, "participant" => participant.to_string(), "phase" => phase.as_str())
+            .increment(0);
     }
+    // Present at its current value if a lane already runs (a re-registration), else at 0.
+    gauge!(CIRCUIT_STATE, "participant" => participant.to_string()).increment(0.0);
+    counter!(CIRCUIT_OPENED, "participant" => participant.to_string()).increment(0);
+    bulkhead_gauges(participant).0.increment(0.0);
+    bulkhead_gauges(participant).1.increment(0.0);
 }
 
 const OUTCOMES: [CallOutcome; 5] = [
@@ -150,12 +219,28 @@ pub fn saga_submitted(workflow: &str) {
     counter!(SAGAS_SUBMITTED, "workflow" => workflow.to_string()).increment(1);
 }
 
-pub fn saga_started() {
+/// A saga became active in this process (submitted, resumed, taken over), in `lifecycle`.
+pub fn saga_started(workflow: &str, lifecycle: Lifecycle) {
     gauge!(SAGAS_ACTIVE).increment(1.0);
+    in_state(workflow, lifecycle).increment(1.0);
 }
 
-pub fn saga_stopped() {
+/// A saga left this process's active sagas, last seen in `lifecycle`.
+pub fn saga_stopped(workflow: &str, lifecycle: Lifecycle) {
     gauge!(SAGAS_ACTIVE).decrement(1.0);
+    in_state(workflow, lifecycle).decrement(1.0);
+}
+
+/// An active saga moved from one state to another.
+pub fn saga_moved(workflow: &str, from: Lifecycle, to: Lifecycle) {
+    if from.name() != to.name() {
+        in_state(workflow, from).decrement(1.0);
+        in_state(workflow, to).increment(1.0);
+    }
+}
+
+fn in_state(workflow: &str, lifecycle: Lifecycle) -> Gauge {
+    gauge!(SAGAS_IN_STATE, "workflow" => workflow.to_string(), "state" => lifecycle.name())
 }
 
 /// Active sagas waiting without a task (a long backoff, stuck), part of the active ones.
@@ -184,6 +269,60 @@ pub fn branch_call(participant: &str, phase: Phase, outcome: CallOutcome, latenc
         .increment(1);
     histogram!(BRANCH_CALL_DURATION, "participant" => participant, "phase" => phase.as_str())
         .record(latency.as_secs_f64());
+}
+
+/// A branch call that is a retry (attempt 2 or later of its phase).
+pub fn branch_call_retried(participant: &str, phase: Phase) {
+    counter!(BRANCH_CALL_RETRIES, "participant" => participant.to_string(), "phase" => phase.as_str())
+        .increment(1);
+}
+
+/// A participant's circuit breaker state, as the `coordinator_circuit_state` value says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Circuit {
+    /// Calls go through.
+    Closed,
+    /// Probe calls go through; the first answer decides.
+    HalfOpen,
+    /// Calls are refused.
+    Open,
+}
+
+/// The participant's circuit moved from `from` to `to`.
+pub fn circuit_changed(participant: &str, from: Circuit, to: Circuit) {
+    let value = match to {
+        Circuit::Closed => 0.0,
+        Circuit::HalfOpen => 1.0,
+        Circuit::Open => 2.0,
+    };
+    gauge!(CIRCUIT_STATE, "participant" => participant.to_string()).set(value);
+    if from == Circuit::Closed && to == Circuit::Open {
+        counter!(CIRCUIT_OPENED, "participant" => participant.to_string()).increment(1);
+    }
+}
+
+/// The participant's bulkhead gauges: (queued, in flight). Handles, so that the bulkhead
+/// updates them without a lookup per call.
+pub fn bulkhead_gauges(participant: &str) -> (Gauge, Gauge) {
+    (
+        gauge!(BULKHEAD_QUEUED, "participant" => participant.to_string()),
+        gauge!(BULKHEAD_IN_FLIGHT, "participant" => participant.to_string()),
+    )
+}
+
+/// The webhook accepted an alert.
+pub fn alert_sent(kind: AlertKind) {
+    counter!(ALERTS_SENT, "kind" => kind.as_str()).increment(1);
+}
+
+/// An alert was given up after its attempts.
+pub fn alert_failed(kind: AlertKind) {
+    counter!(ALERTS_FAILED, "kind" => kind.as_str()).increment(1);
+}
+
+/// An alert was dropped from a full queue.
+pub fn alert_dropped(kind: AlertKind) {
+    counter!(ALERTS_DROPPED, "kind" => kind.as_str()).increment(1);
 }
 
 /// Bytes (keys and values) the saga log handed to the store: events, snapshots, index entries.

@@ -162,6 +162,7 @@ impl Scenario {
             idempotency_key: Some("k".into()),
             business_key: None,
             callback_max_attempts: coordinator::engine::CALLBACK_MAX_ATTEMPTS,
+            trace: None,
             plan: Plan {
                 steps,
                 timeout_ms: self.timeout_ms,
@@ -1497,6 +1498,7 @@ fn created_event(steps: Vec<PlanStep>) -> Event {
         idempotency_key: None,
         business_key: None,
         callback_max_attempts: coordinator::engine::CALLBACK_MAX_ATTEMPTS,
+        trace: None,
         plan: Plan {
             steps,
             timeout_ms: None,

@@ -105,6 +105,7 @@ fn created(id: &str, key: Option<&str>, at: u64) -> Created {
         idempotency_key: key.map(Into::into),
         business_key: None,
         callback_max_attempts: coordinator::engine::CALLBACK_MAX_ATTEMPTS,
+        trace: None,
         plan: Arc::new(Plan {
             steps: vec![PlanStep {
                 name: "only".into(),

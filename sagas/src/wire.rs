@@ -17,7 +17,7 @@ pub const HEADER_SAGA_STEP: &str = "saga-step";
 pub const HEADER_SAGA_PHASE: &str = "saga-phase";
 /// `{saga_id}:{step}:{phase}`: stable across retries, so participants can deduplicate.
 pub const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// W3C trace context.
+/// W3C trace context: [`TraceParent`].
 pub const HEADER_TRACEPARENT: &str = "traceparent";
 
 /// How a step is driven: SAGA (action, compensate) or TCC (try, confirm, cancel). Decided by
@@ -152,9 +152,100 @@ pub fn idempotency_key(saga_id: &str, step: &str, phase: Phase) -> String {
     format!("{saga_id}:{step}:{phase}")
 }
 
+/// A W3C `traceparent` (<https://www.w3.org/TR/trace-context/>): the trace a request belongs
+/// to and the span that made it, `00-{trace id: 32 hex}-{span id: 16 hex}-{flags: 2 hex}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    /// The trace; never zero.
+    pub trace_id: u128,
+    /// The calling span; never zero.
+    pub span_id: u64,
+    /// The caller recorded this trace (flag `01`); spans in an unsampled trace are not kept.
+    pub sampled: bool,
+}
+
+impl TraceParent {
+    /// The header's value parsed, or `None` when it is not a valid `traceparent`: the W3C rule
+    /// is to ignore a bad one and start a new trace, never to fail the request. A later version
+    /// (not `00`, not `ff`) is read by its first four fields, as the specification asks.
+    pub fn parse(header: &str) -> Option<TraceParent> {
+        let header = header.trim();
+        let fields = header.get(..55)?;
+        let rest = &header[55..];
+        let mut parts = fields.split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let lower_hex = |s: &str, len: usize| {
+            s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        let well_formed = lower_hex(version, 2)
+            && lower_hex(trace, 32)
+            && lower_hex(span, 16)
+            && lower_hex(flags, 2);
+        if !well_formed
+            || version == "ff"
+            || (version == "00" && !rest.is_empty())
+            || (!rest.is_empty() && !rest.starts_with('-'))
+        {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok().filter(|&t| t != 0)?;
+        let span_id = u64::from_str_radix(span, 16).ok().filter(|&s| s != 0)?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        Some(TraceParent {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
+    }
+}
+
+/// The header's value, version `00`.
+impl std::fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id,
+            self.span_id,
+            u8::from(self.sampled)
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traceparents_round_trip_and_bad_ones_are_ignored() {
+        let text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parsed = TraceParent::parse(text).unwrap();
+        assert_eq!(parsed.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(parsed.span_id, 0x00f067aa0ba902b7);
+        assert!(parsed.sampled);
+        assert_eq!(parsed.to_string(), text);
+        let unsampled = TraceParent::parse(&text.replace("-01", "-00")).unwrap();
+        assert!(!unsampled.sampled);
+        // A later version may add fields after the fourth.
+        assert_eq!(
+            TraceParent::parse(&format!("cc{}-what-comes-next", &text[2..])),
+            Some(parsed)
+        );
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47é-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn phases_round_trip_and_classify() {

@@ -101,7 +101,8 @@ pub async fn submit(
         sagas::limits::check_business_key("business_key", key)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
-    let (saga, _new) = state.runtime.submit(request, key).await?;
+    let caller = crate::trace_context::caller(&headers);
+    let (saga, _new) = state.runtime.submit(request, key, caller).await?;
     let saga = match params.wait_ms {
         Some(ms) if ms > 0 && !saga.lifecycle.is_terminal() => state
             .runtime

@@ -1,4 +1,5 @@
-//! A circuit breaker per participant (`failsafe`), with its state readable for the API.
+//! A circuit breaker per participant (`failsafe`), with its state readable for the API and
+//! every transition reported (metrics, the circuit-open alert).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -10,24 +11,49 @@ use failsafe::{Config, Instrument, StateMachine};
 
 use sagas::participant::CircuitBreakerPolicy;
 
+use crate::telemetry::Circuit;
+
 const CLOSED: u8 = 0;
 const OPEN: u8 = 1;
 const HALF_OPEN: u8 = 2;
 
-/// Mirrors the state machine's transitions into an atomic the API can read.
-#[derive(Clone, Default)]
-struct StateMirror(Arc<AtomicU8>);
+/// Told every transition, with the state before it.
+pub type OnChange = Arc<dyn Fn(Circuit, Circuit) + Send + Sync>;
+
+/// Mirrors the state machine's transitions into an atomic the API can read, and reports them.
+#[derive(Clone)]
+struct StateMirror {
+    state: Arc<AtomicU8>,
+    on_change: OnChange,
+}
+
+impl StateMirror {
+    fn enter(&self, to: u8) {
+        let from = self.state.swap(to, Ordering::Relaxed);
+        if from != to {
+            (self.on_change)(circuit(from), circuit(to));
+        }
+    }
+}
+
+fn circuit(state: u8) -> Circuit {
+    match state {
+        OPEN => Circuit::Open,
+        HALF_OPEN => Circuit::HalfOpen,
+        _ => Circuit::Closed,
+    }
+}
 
 impl Instrument for StateMirror {
     fn on_call_rejected(&self) {}
     fn on_open(&self) {
-        self.0.store(OPEN, Ordering::Relaxed);
+        self.enter(OPEN);
     }
     fn on_half_open(&self) {
-        self.0.store(HALF_OPEN, Ordering::Relaxed);
+        self.enter(HALF_OPEN);
     }
     fn on_closed(&self) {
-        self.0.store(CLOSED, Ordering::Relaxed);
+        self.enter(CLOSED);
     }
 }
 
@@ -39,12 +65,16 @@ pub struct Breaker {
 
 impl Breaker {
     /// Opens after `failure_threshold` consecutive failures, for `open_ms`; then lets calls
-    /// through half-open: the first success closes it, a failure opens it again.
-    pub fn new(policy: &CircuitBreakerPolicy) -> Breaker {
+    /// through half-open: the first success closes it, a failure opens it again. `on_change`
+    /// hears of every transition.
+    pub fn new(policy: &CircuitBreakerPolicy, on_change: OnChange) -> Breaker {
         // Registration keeps `open_ms` in its documented range; a value stored before that
         // check existed is capped, since the breaker adds it to an `Instant`.
         let open_for = Duration::from_millis(policy.open_ms.min(*sagas::limits::DELAY_MS.end()));
-        let state = StateMirror::default();
+        let state = StateMirror {
+            state: Arc::new(AtomicU8::new(CLOSED)),
+            on_change,
+        };
         let machine = Config::new()
             .failure_policy(failure_policy::consecutive_failures(
                 policy.failure_threshold,
@@ -79,7 +109,7 @@ impl Breaker {
 
     /// `closed`, `open` or `half_open`.
     pub fn state(&self) -> &'static str {
-        match self.state.0.load(Ordering::Relaxed) {
+        match self.state.state.load(Ordering::Relaxed) {
             OPEN => "open",
             HALF_OPEN => "half_open",
             _ => "closed",
@@ -93,10 +123,15 @@ mod tests {
 
     #[test]
     fn opens_after_consecutive_failures_and_closes_after_a_probe_succeeds() {
-        let breaker = Breaker::new(&CircuitBreakerPolicy {
-            failure_threshold: 3,
-            open_ms: 30,
-        });
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let breaker = Breaker::new(
+            &CircuitBreakerPolicy {
+                failure_threshold: 3,
+                open_ms: 30,
+            },
+            Arc::new(move |from, to| record.lock().unwrap().push((from, to))),
+        );
         for _ in 0..2 {
             assert!(breaker.permits());
             breaker.on_failure();
@@ -116,5 +151,13 @@ mod tests {
         assert_eq!(breaker.state(), "half_open");
         breaker.on_success();
         assert_eq!(breaker.state(), "closed");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                (Circuit::Closed, Circuit::Open),
+                (Circuit::Open, Circuit::HalfOpen),
+                (Circuit::HalfOpen, Circuit::Closed)
+            ]
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use metrics::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -21,27 +22,38 @@ pub struct Bulkhead {
     queue_capacity: u64,
     queued: AtomicU64,
     in_flight: Arc<AtomicU64>,
+    /// The participant's `coordinator_bulkhead_queued` and `_in_flight` gauges, moved with
+    /// the counters above. Deltas, not values: a lane rebuilt for a new policy and the old
+    /// one's calls still in flight add up.
+    queued_gauge: Gauge,
+    in_flight_gauge: Arc<Gauge>,
 }
 
 /// A slot; freed on drop.
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
     in_flight: Arc<AtomicU64>,
+    in_flight_gauge: Arc<Gauge>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.in_flight_gauge.decrement(1.0);
     }
 }
 
 impl Bulkhead {
-    pub fn new(max_concurrency: u32, queue_capacity: u32) -> Bulkhead {
+    /// At most `max_concurrency` calls in flight and `queue_capacity` waiting; `gauges` are
+    /// the participant's (queued, in flight) gauges.
+    pub fn new(max_concurrency: u32, queue_capacity: u32, gauges: (Gauge, Gauge)) -> Bulkhead {
         Bulkhead {
             slots: Arc::new(Semaphore::new(max_concurrency.max(1) as usize)),
             queue_capacity: u64::from(queue_capacity),
             queued: AtomicU64::new(0),
             in_flight: Arc::new(AtomicU64::new(0)),
+            queued_gauge: gauges.0,
+            in_flight_gauge: Arc::new(gauges.1),
         }
     }
 
@@ -55,8 +67,10 @@ impl Bulkhead {
                     self.queued.fetch_sub(1, Ordering::Relaxed);
                     return Err(BulkheadRefusal::QueueFull(queued));
                 }
+                self.queued_gauge.increment(1.0);
                 let acquired = tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await;
                 self.queued.fetch_sub(1, Ordering::Relaxed);
+                self.queued_gauge.decrement(1.0);
                 match acquired {
                     Ok(Ok(permit)) => permit,
                     _ => return Err(BulkheadRefusal::WaitedTooLong(wait.as_millis() as u64)),
@@ -64,9 +78,11 @@ impl Bulkhead {
             }
         };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight_gauge.increment(1.0);
         Ok(Slot {
             _permit: permit,
             in_flight: self.in_flight.clone(),
+            in_flight_gauge: self.in_flight_gauge.clone(),
         })
     }
 
@@ -85,7 +101,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bounds_concurrency_and_queue() {
-        let bulkhead = Arc::new(Bulkhead::new(2, 1));
+        let bulkhead = Arc::new(Bulkhead::new(2, 1, (Gauge::noop(), Gauge::noop())));
         let a = bulkhead.enter(Duration::from_secs(1)).await.unwrap();
         let _b = bulkhead.enter(Duration::from_secs(1)).await.unwrap();
         assert_eq!(bulkhead.in_flight(), 2);

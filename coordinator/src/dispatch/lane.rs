@@ -7,7 +7,7 @@ use std::sync::Arc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sagas::ParticipantSpec;
 
-use super::breaker::Breaker;
+use super::breaker::{Breaker, OnChange};
 use super::bulkhead::Bulkhead;
 use super::recent::Recent;
 
@@ -22,11 +22,23 @@ pub struct Lane {
 }
 
 impl Lane {
-    pub fn new(spec: Arc<ParticipantSpec>) -> Lane {
+    /// The lane of participant `name` registered as `spec`; `on_circuit_change` hears of its
+    /// breaker's transitions.
+    pub fn new(name: &str, spec: Arc<ParticipantSpec>, on_circuit_change: OnChange) -> Lane {
         let policy = spec.effective_policy();
+        // A new lane's breaker starts closed, whatever the lane it replaces was in.
+        crate::telemetry::circuit_changed(
+            name,
+            crate::telemetry::Circuit::Closed,
+            crate::telemetry::Circuit::Closed,
+        );
         Lane {
-            breaker: Breaker::new(&policy.circuit_breaker),
-            bulkhead: Bulkhead::new(policy.max_concurrency, policy.queue_capacity),
+            breaker: Breaker::new(&policy.circuit_breaker, on_circuit_change),
+            bulkhead: Bulkhead::new(
+                policy.max_concurrency,
+                policy.queue_capacity,
+                crate::telemetry::bulkhead_gauges(name),
+            ),
             limiter: policy
                 .rate_limit_per_sec
                 .and_then(NonZeroU32::new)

@@ -3,7 +3,9 @@
 //!
 //! - [`lane`]: per participant, built from its registered policy: a [`bulkhead`] (bounded
 //!   concurrency and queue), a [`breaker`] (circuit breaker) and an outbound rate limiter;
-//! - one pooled HTTP client serves every participant (connections reused, `TCP_NODELAY`).
+//! - one pooled HTTP client serves every participant (connections reused, `TCP_NODELAY`);
+//! - every call carries the saga's trace context (`traceparent`, see [`crate::trace_context`])
+//!   and, with span export on, gets a span of its own ([`crate::otlp`]).
 //!
 //! Outcomes: `2xx` ok, `409`/`422` rejected, anything else transient. A connection that could
 //! not be opened never carried the request (`NotSent`); a call refused by the breaker or the
@@ -23,17 +25,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use opentelemetry::KeyValue;
 use sagas::wire::idempotency_key;
 use sagas::wire::{
-    HEADER_IDEMPOTENCY_KEY, HEADER_SAGA_ID, HEADER_SAGA_PHASE, HEADER_SAGA_STEP, HEADER_TRACEPARENT,
+    HEADER_IDEMPOTENCY_KEY, HEADER_SAGA_ID, HEADER_SAGA_PHASE, HEADER_SAGA_STEP,
+    HEADER_TRACEPARENT, TraceParent,
 };
 use sagas::{Phase, RetryPolicy};
 use serde_json::value::RawValue;
 
+use crate::alerts::{AlertFacts, AlertKind, Alerts};
 use crate::clock::Clock;
 use crate::config::CallbackOptions;
 use crate::engine::{CallOutcome, CallRef, Event, Input, Millis, Saga};
+use crate::otlp::SpanExport;
 use crate::registry::Registry;
+use crate::telemetry::Circuit;
 use lane::{Lane, LaneStats};
 
 /// Sends every branch call and completion callback of one coordinator.
@@ -45,6 +52,10 @@ pub struct Dispatcher {
     /// One lane per participant, rebuilt when its registration changes.
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     callbacks: CallbackOptions,
+    /// Told when a participant's circuit opens.
+    alerts: Alerts,
+    /// Span export, when on.
+    spans: Option<SpanExport>,
 }
 
 /// Everything needed to send one call, taken from the saga so the call can run on its own task.
@@ -57,6 +68,9 @@ pub struct BranchCall {
     pub timeout_ms: Option<u64>,
     pub retry: RetryPolicy,
     pub input: Input,
+    /// The saga's trace context: the call's span (or, without span export, the call itself)
+    /// descends from it.
+    pub trace: TraceParent,
 }
 
 /// The wire body of a branch call (`sagas::BranchRequest`), borrowed: the input goes out as
@@ -81,6 +95,7 @@ impl BranchCall {
             timeout_ms: step.timeout_ms,
             retry: step.retry.clone(),
             input: saga.input.clone(),
+            trace: crate::trace_context::saga_trace(&saga.id, saga.trace),
         }
     }
 }
@@ -131,14 +146,23 @@ pub fn retry_delay(policy: &RetryPolicy, attempt: u32) -> Duration {
         .min(Duration::from_millis(policy.max_ms))
 }
 
+/// Where a dispatcher reports: alerts, and spans when exported.
+pub struct Reporting {
+    /// Circuit-open alerts go here.
+    pub alerts: Alerts,
+    /// Calls get spans here, when span export is on.
+    pub spans: Option<SpanExport>,
+}
+
 impl Dispatcher {
     /// A dispatcher for the participants of `registry`, sending callbacks as `callbacks` says,
-    /// from `outbound_address` when given.
+    /// from `outbound_address` when given, reporting to `reporting`.
     pub fn new(
         registry: Arc<Registry>,
         clock: Clock,
         callbacks: CallbackOptions,
         outbound_address: Option<std::net::IpAddr>,
+        reporting: Reporting,
     ) -> Dispatcher {
         let http = reqwest::Client::builder()
             .local_address(outbound_address)
@@ -153,7 +177,35 @@ impl Dispatcher {
             clock,
             lanes: Mutex::new(HashMap::new()),
             callbacks,
+            alerts: reporting.alerts,
+            spans: reporting.spans,
         }
+    }
+
+    /// What a participant's breaker transitions do: move its gauge; and when it opens from
+    /// closed, log and alert (a failed probe re-opening it is the same incident).
+    fn circuit_observer(&self, participant: &str) -> breaker::OnChange {
+        let alerts = self.alerts.clone();
+        let participant = participant.to_string();
+        Arc::new(move |from, to| {
+            crate::telemetry::circuit_changed(&participant, from, to);
+            if from == Circuit::Closed && to == Circuit::Open {
+                let message = format!(
+                    "circuit opened for participant {participant} after consecutive failed calls: \
+                     its forward calls fail fast (those sagas roll back) and confirm, cancel and \
+                     compensate wait until a probe call succeeds"
+                );
+                tracing::warn!(%participant, "ALERT: {message}");
+                alerts.raise(
+                    AlertKind::CircuitOpen,
+                    AlertFacts {
+                        participant: Some(participant.clone()),
+                        message,
+                        ..AlertFacts::default()
+                    },
+                );
+            }
+        })
     }
 
     /// The participant's lane, rebuilt if its registration changed since the lane was built.
@@ -163,7 +215,8 @@ impl Dispatcher {
         match lanes.get(participant) {
             Some(lane) if Arc::ptr_eq(&lane.spec, &spec) => Some(lane.clone()),
             _ => {
-                let lane = Arc::new(Lane::new(spec));
+                let observer = self.circuit_observer(participant);
+                let lane = Arc::new(Lane::new(participant, spec, observer));
                 lanes.insert(participant.to_string(), lane.clone());
                 Some(lane)
             }
@@ -191,7 +244,26 @@ impl Dispatcher {
     /// Sends the call and returns the `CallEnded` event describing its outcome.
     pub async fn send(&self, branch: BranchCall) -> Event {
         let started = Instant::now();
-        let exchange = self.exchange(&branch).await;
+        if branch.call.attempt > 1 {
+            crate::telemetry::branch_call_retried(&branch.participant, branch.call.phase);
+        }
+        let span = self.spans.as_ref().map(|spans| {
+            spans.call(
+                "saga.branch_call",
+                branch.trace,
+                vec![
+                    KeyValue::new("saga.id", branch.saga_id.clone()),
+                    KeyValue::new("saga.participant", branch.participant.clone()),
+                    KeyValue::new("saga.step", branch.step.clone()),
+                    KeyValue::new("saga.action", branch.action.clone()),
+                    KeyValue::new("saga.phase", branch.call.phase.as_str()),
+                    KeyValue::new("saga.attempt", i64::from(branch.call.attempt)),
+                ],
+            )
+        });
+        // The participant's work descends from this call's span; without one, from the saga's.
+        let traceparent = span.as_ref().map_or(branch.trace, crate::otlp::context_of);
+        let exchange = self.exchange(&branch, traceparent).await;
         let latency = started.elapsed();
         crate::telemetry::branch_call(
             &branch.participant,
@@ -199,6 +271,14 @@ impl Dispatcher {
             exchange.outcome,
             latency,
         );
+        if let Some(span) = span {
+            crate::otlp::end_call(
+                span,
+                exchange.outcome.as_str(),
+                exchange.http_status,
+                exchange.error.as_deref(),
+            );
+        }
         let now: Millis = self.clock.now();
         // A retry time only matters for a call that failed.
         let delay = match (exchange.outcome, exchange.retry_after) {
@@ -223,7 +303,7 @@ impl Dispatcher {
         }
     }
 
-    async fn exchange(&self, branch: &BranchCall) -> Exchange {
+    async fn exchange(&self, branch: &BranchCall, traceparent: TraceParent) -> Exchange {
         let phase = branch.call.phase;
         let Some(lane) = self.lane(&branch.participant) else {
             let error = format!("participant {} is not registered", branch.participant);
@@ -242,7 +322,7 @@ impl Dispatcher {
                 .timeout_ms
                 .unwrap_or(spec.effective_policy().timeout_ms),
         );
-        let request = match self.request(branch, &spec.base_url, path, timeout) {
+        let request = match self.request(branch, &spec.base_url, path, timeout, traceparent) {
             Ok(request) => request,
             // Nothing left this process: no compensation owed, no fault of the participant.
             Err(e) => {
@@ -300,6 +380,7 @@ impl Dispatcher {
         base_url: &str,
         path: &str,
         timeout: Duration,
+        traceparent: TraceParent,
     ) -> Result<reqwest::Request, reqwest::Error> {
         let phase = branch.call.phase;
         let body = BranchBody {
@@ -308,8 +389,6 @@ impl Dispatcher {
             phase,
             input: branch.input.raw(),
         };
-        let span_id = uuid::Uuid::now_v7().as_u64_pair().1;
-        let trace_id = branch.saga_id.replace('-', "");
         let url = format!("{}{}", base_url.trim_end_matches('/'), path);
         self.http
             .post(url)
@@ -321,10 +400,7 @@ impl Dispatcher {
                 HEADER_IDEMPOTENCY_KEY,
                 idempotency_key(&branch.saga_id, &branch.step, phase),
             )
-            .header(
-                HEADER_TRACEPARENT,
-                format!("00-{trace_id:0>32.32}-{span_id:016x}-01"),
-            )
+            .header(HEADER_TRACEPARENT, traceparent.to_string())
             .json(&body)
             .build()
     }
@@ -366,12 +442,31 @@ impl Dispatcher {
         }
     }
 
-    /// POSTs a finished saga to its callback URL; returns the `CallbackEnded` event.
-    pub async fn callback(&self, url: &str, body: &sagas::api::SagaView, attempt: u32) -> Event {
+    /// POSTs a finished saga to its callback URL, in the saga's trace `trace`; returns the
+    /// `CallbackEnded` event.
+    pub async fn callback(
+        &self,
+        url: &str,
+        body: &sagas::api::SagaView,
+        attempt: u32,
+        trace: TraceParent,
+    ) -> Event {
+        let span = self.spans.as_ref().map(|spans| {
+            spans.call(
+                "saga.callback",
+                trace,
+                vec![
+                    KeyValue::new("saga.id", body.id.clone()),
+                    KeyValue::new("saga.attempt", i64::from(attempt)),
+                ],
+            )
+        });
+        let traceparent = span.as_ref().map_or(trace, crate::otlp::context_of);
         let result = self
             .http
             .post(url)
             .timeout(self.callbacks.timeout)
+            .header(HEADER_TRACEPARENT, traceparent.to_string())
             .json(body)
             .send()
             .await;
@@ -385,6 +480,10 @@ impl Dispatcher {
             }
             Err(e) => (false, None, Some(error_chain(&e))),
         };
+        if let Some(span) = span {
+            let outcome = if delivered { "delivered" } else { "failed" };
+            crate::otlp::end_call(span, outcome, http_status, error.as_deref());
+        }
         let now = self.clock.now();
         let retry_at = crate::clock::later(now, retry_delay(&self.callbacks.retry, attempt));
         Event::CallbackEnded {
@@ -399,7 +498,7 @@ impl Dispatcher {
 }
 
 /// The error and its sources, so "error sending request" says why.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

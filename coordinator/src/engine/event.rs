@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use sagas::Phase;
 use sagas::api::Resolution;
+use sagas::wire::TraceParent;
 
 use super::{Input, Millis, Plan};
 
@@ -98,8 +99,26 @@ pub struct Created {
     pub callback_max_attempts: u32,
     /// Shared by every saga of one workflow version (serialised in full in each log).
     pub plan: Arc<Plan>,
+    /// The saga's place in a distributed trace: its trace id and the span every branch call
+    /// descends from (the submission span), kept so that a restarted coordinator or another
+    /// instance continues the same trace. `None` when the submitter sent no `traceparent` and
+    /// no span was exported (and in sagas recorded before it existed): the saga id is then the
+    /// trace id.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_text")]
+    pub trace: Option<TraceParent>,
     /// When the saga was submitted.
     pub at: Millis,
+}
+
+/// A trace context in debugging output, as its header text.
+fn as_text<S: serde::Serializer>(
+    trace: &Option<TraceParent>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match trace {
+        Some(trace) => serializer.collect_str(trace),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// Serialised only for traces and debugging; the log's format is `store::format`.

@@ -15,6 +15,7 @@ pub(crate) fn one_step(id: &str, key: Option<&str>) -> Created {
         idempotency_key: key.map(Into::into),
         business_key: None,
         callback_max_attempts: super::CALLBACK_MAX_ATTEMPTS,
+        trace: None,
         plan: Plan {
             steps: vec![PlanStep {
                 name: "only".into(),

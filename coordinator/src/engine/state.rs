@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use sagas::Phase;
 use sagas::api::{Resolution, SagaState, StepStatus as ApiStepStatus};
+use sagas::wire::TraceParent;
 
 use super::event::{CallOutcome, CallRef, Created, Decision, Event};
 use super::{EngineError, Input, Millis, Plan};
@@ -200,6 +201,9 @@ pub struct Saga {
     /// event holds it.
     #[serde(skip)]
     pub plan: Arc<Plan>,
+    /// See [`Created::trace`].
+    #[serde(skip)]
+    pub trace: Option<TraceParent>,
     /// When it was submitted.
     pub created_at: Millis,
     /// When its last event happened.
@@ -228,6 +232,7 @@ impl Saga {
             business_key: created.business_key.clone(),
             callback_max_attempts: created.callback_max_attempts,
             plan: created.plan.clone(),
+            trace: created.trace,
             created_at: created.at,
             updated_at: created.at,
             lifecycle: Lifecycle::Running,

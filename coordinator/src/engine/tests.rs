@@ -49,6 +49,7 @@ fn created(plan: Arc<Plan>, callback_url: Option<&str>) -> Created {
         idempotency_key: None,
         business_key: None,
         callback_max_attempts: crate::engine::CALLBACK_MAX_ATTEMPTS,
+        trace: None,
         plan,
         at: 1_000,
     }

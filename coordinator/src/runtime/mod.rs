@@ -42,10 +42,12 @@ pub(crate) use operator::{Action, Operator};
 use task::TaskStart;
 use wakeups::Wakeups;
 
+use crate::alerts::Alerts;
 use crate::clock::Clock;
 use crate::config::CoordinatorOptions;
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, Reporting};
 use crate::engine::{EngineError, EngineOptions, Event, Millis, Saga};
+use crate::otlp::SpanExport;
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::store::{SagaFilter, SagaPage, StoreError};
@@ -122,19 +124,25 @@ pub struct Runtime {
     /// Every saga task and background loop, so shutdown can wait for them.
     tasks: TaskTracker,
     wakeups: Wakeups,
+    /// Stuck sagas and abandoned callbacks are alerted here.
+    alerts: Alerts,
+    /// Submissions get spans here, when span export is on.
+    spans: Option<SpanExport>,
 }
 
 impl Runtime {
     /// A runtime over `store` and `registry`, reading time from `clock`, with the runtime,
-    /// engine and callback parts of `options`. `joined`: when (by `clock`) the request that
-    /// joined a clustered store was sent; its lease counts from then, however long start-up
-    /// took since.
+    /// engine and callback parts of `options`, alerting to `alerts` and exporting spans to
+    /// `spans` when given. `joined`: when (by `clock`) the request that joined a clustered
+    /// store was sent; its lease counts from then, however long start-up took since.
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         clock: Clock,
         joined: Millis,
         options: &CoordinatorOptions,
+        alerts: Alerts,
+        spans: Option<SpanExport>,
     ) -> Arc<Runtime> {
         // A single instance holds its lease forever.
         let lease_valid_until = if store.clustered() {
@@ -148,6 +156,10 @@ impl Runtime {
                 clock,
                 options.callbacks.clone(),
                 options.outbound_address,
+                Reporting {
+                    alerts: alerts.clone(),
+                    spans: spans.clone(),
+                },
             )),
             store,
             registry,
@@ -163,6 +175,8 @@ impl Runtime {
             lease: options.lease,
             wakeups: Wakeups::default(),
             tasks: TaskTracker::new(),
+            alerts,
+            spans,
         })
     }
 
@@ -257,8 +271,10 @@ impl Runtime {
                 // instance meanwhile (an operator's request through it, this instance's lease
                 // running out), and is followed through the store from then on.
                 Some(slot) => Some(
-                    slot.wait_terminal(deadline.saturating_duration_since(tokio::time::Instant::now()))
-                        .await,
+                    slot.wait_terminal(
+                        deadline.saturating_duration_since(tokio::time::Instant::now()),
+                    )
+                    .await,
                 ),
                 None => self.get(id).await?,
             };

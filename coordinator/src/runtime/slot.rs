@@ -85,7 +85,10 @@ impl SagaSlot {
 
     pub(super) fn publish(&self, saga: Arc<Saga>) {
         let terminal = saga.lifecycle.is_terminal();
-        *self.state.lock().expect("saga slot poisoned") = saga;
+        let to = saga.lifecycle;
+        let previous =
+            std::mem::replace(&mut *self.state.lock().expect("saga slot poisoned"), saga);
+        crate::telemetry::saga_moved(&previous.workflow, previous.lifecycle, to);
         if terminal {
             self.finished.notify_waiters();
         }

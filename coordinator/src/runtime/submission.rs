@@ -2,8 +2,12 @@
 //! key already names when the request is the same one.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Span as _;
 use sagas::api::SubmitSaga;
+use sagas::wire::TraceParent;
 
 use super::task::TaskStart;
 use super::{Runtime, RuntimeError};
@@ -27,12 +31,15 @@ impl Runtime {
     }
 
     /// Starts a saga, or returns the one the idempotency key already names. `true` when new.
-    /// The saga is durable when this returns (durability rule 1).
+    /// The saga is durable when this returns (durability rule 1). `caller` is the submitter's
+    /// trace context (its `traceparent`), which a new saga joins.
     pub async fn submit(
         self: &Arc<Self>,
         request: SubmitSaga,
         key: Option<String>,
+        caller: Option<TraceParent>,
     ) -> Result<(Arc<Saga>, bool), RuntimeError> {
+        let started = SystemTime::now();
         if self.shutdown.is_cancelled() {
             return Err(RuntimeError::ShuttingDown);
         }
@@ -57,8 +64,23 @@ impl Runtime {
             Some(key) => Some(key.clone()),
             None => self.default_business_key(&request, workflow_version),
         };
+        let id = uuid::Uuid::now_v7().to_string();
+        // The submission span, when spans are exported: the saga's calls descend from it.
+        let mut span = self.spans.as_ref().map(|spans| {
+            spans.submission(
+                caller,
+                started,
+                vec![
+                    KeyValue::new("saga.id", id.clone()),
+                    KeyValue::new("saga.workflow", request.workflow.clone()),
+                    KeyValue::new("saga.workflow_version", i64::from(workflow_version)),
+                ],
+            )
+        });
+        // Recorded, so that every instance and every restart continues this trace.
+        let trace = span.as_ref().map(crate::otlp::context_of).or(caller);
         let created = Created {
-            id: uuid::Uuid::now_v7().to_string(),
+            id,
             workflow: request.workflow.clone(),
             workflow_version,
             input: request.input.clone(),
@@ -67,11 +89,23 @@ impl Runtime {
             business_key,
             callback_max_attempts: self.engine.callback_max_attempts,
             plan,
+            trace,
             at: self.clock.now(),
         };
         let saga = Saga::create(&created)?;
         // Durable when it returns (rule 1), before any participant hears of the saga.
-        match self.store.create(&created, key.as_deref()).await? {
+        let creation = self.store.create(&created, key.as_deref()).await;
+        if let (Some(span), Ok(Creation::Existing(existing))) = (&mut span, &creation) {
+            // Another submission with this key made the saga first; this one made nothing.
+            span.set_attribute(KeyValue::new("saga.existing_id", existing.clone()));
+        }
+        if let Some(mut span) = span {
+            if let Err(e) = &creation {
+                span.set_status(opentelemetry::trace::Status::error(e.to_string()));
+            }
+            span.end();
+        }
+        match creation? {
             Creation::Existing(id) => {
                 let key = key.unwrap_or_default();
                 self.existing(&id, &key, &request).await.map(|s| (s, false))

@@ -20,6 +20,7 @@ use super::active::{SagaKey, saga_key};
 use super::operator::{OperatorRequest, Refusal, answer_unserved, refusal};
 use super::slot::{Parked, SagaSlot};
 use super::{Runtime, RuntimeError};
+use crate::alerts::{AlertFacts, AlertKind};
 use crate::dispatch::BranchCall;
 use crate::engine::{Driver, Event, Millis, Ready, Saga};
 use crate::store::StoreError;
@@ -65,7 +66,7 @@ impl Runtime {
         if !self.active.insert(key, slot.clone()) {
             return false;
         }
-        telemetry::saga_started();
+        telemetry::saga_started(&saga.workflow, saga.lifecycle);
         let at = Parked {
             seq,
             snapshot_seq: seq,
@@ -117,7 +118,8 @@ impl Runtime {
                         let _ = reply.send(Err(Refusal::Moved(id.clone())));
                     }
                     runtime.active.remove(key, &slot);
-                    telemetry::saga_stopped();
+                    let last = slot.state();
+                    telemetry::saga_stopped(&last.workflow, last.lifecycle);
                     return;
                 }
                 // The saga stays in the active index and resumes on the next start.
@@ -126,7 +128,7 @@ impl Runtime {
             let last = slot.state();
             answer_unserved(slot.stop(), &last, runtime.shutdown.is_cancelled());
             runtime.active.remove(key, &slot);
-            telemetry::saga_stopped();
+            telemetry::saga_stopped(&last.workflow, last.lifecycle);
         });
     }
 
@@ -265,8 +267,9 @@ impl SagaTask {
         if let (Some(attempt), Some(url)) = (ready.notify, saga.callback_url.clone()) {
             let body = crate::views::saga_view(&saga);
             let dispatcher = self.runtime.dispatcher.clone();
+            let trace = crate::trace_context::saga_trace(&saga.id, saga.trace);
             self.in_flight.push(Box::pin(async move {
-                dispatcher.callback(&url, &body, attempt).await
+                dispatcher.callback(&url, &body, attempt, trace).await
             }));
         }
         for call in ready.calls {
@@ -301,10 +304,31 @@ impl SagaTask {
             let reason = saga.error.as_deref().unwrap_or_default();
             tracing::error!(saga = %saga.id, %reason, "ALERT: saga is stuck and needs an operator");
             telemetry::saga_stuck(&saga.workflow);
+            self.runtime
+                .alerts
+                .raise(AlertKind::SagaStuck, stuck_alert(saga, ready));
         }
         if ready.changes.callback_abandoned {
             tracing::error!(saga = %saga.id, url = ?saga.callback_url,
                 "ALERT: completion callback abandoned after {} attempts", saga.callback_max_attempts);
+            let message = format!(
+                "completion callback of saga {} ({}) abandoned after {} attempts: {} was not told \
+                 that the saga is {}",
+                saga.id,
+                saga.workflow,
+                saga.callback_max_attempts,
+                saga.callback_url.as_deref().unwrap_or("the callback URL"),
+                saga.lifecycle.name(),
+            );
+            self.runtime.alerts.raise(
+                AlertKind::CallbackAbandoned,
+                AlertFacts {
+                    saga_id: Some(saga.id.clone()),
+                    workflow: Some(saga.workflow.clone()),
+                    message,
+                    ..AlertFacts::default()
+                },
+            );
         }
         if ready.changes.terminal {
             tracing::debug!(saga = %saga.id, state = saga.lifecycle.name(), "saga finished");
@@ -352,5 +376,34 @@ impl SagaTask {
                 }
             }
         }
+    }
+}
+
+/// What the alert of a saga that turned stuck this round says: the step whose settle phase
+/// gave up (from the round's `Stuck` event), its participant, and why.
+fn stuck_alert(saga: &Saga, ready: &Ready) -> AlertFacts {
+    let step = ready.append.iter().find_map(|event| match event {
+        Event::Stuck { step, .. } => saga.plan.steps.get(*step),
+        _ => None,
+    });
+    let reason = saga.error.as_deref().unwrap_or("no reason recorded");
+    let message = match step {
+        Some(step) => format!(
+            "saga {} ({}) is stuck: step {} at participant {} exhausted its attempts ({reason}); \
+             it needs an operator: fix the participant and retry, or resolve the step by hand",
+            saga.id, saga.workflow, step.name, step.participant
+        ),
+        None => format!(
+            "saga {} ({}) is stuck ({reason}); it needs an operator: retry it, or resolve the \
+             step by hand",
+            saga.id, saga.workflow
+        ),
+    };
+    AlertFacts {
+        saga_id: Some(saga.id.clone()),
+        workflow: Some(saga.workflow.clone()),
+        step: step.map(|s| s.name.clone()),
+        participant: step.map(|s| s.participant.clone()),
+        message,
     }
 }

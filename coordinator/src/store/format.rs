@@ -11,6 +11,10 @@
 //! - **version 0** (read only): what coordinators wrote before the format had a version: bare
 //!   JSON (first byte `[` or `{`), with the input as a JSON value.
 //!
+//! Fields added to version 1 since (each absent in older records, with the default it then
+//! means): `business_key` (none), `callback_max_attempts` (12), `traceparent` (none: the saga id
+//! is the trace id). An older coordinator reading a newer record ignores them.
+//!
 //! Any other first byte below `0x20` is the version of a newer format: decoding fails with
 //! [`FormatError::UnknownVersion`] rather than guessing. The record types mirror the engine's
 //! events and state field by field; `tests/log_format.rs` reads checked-in bytes of every
@@ -23,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use sagas::api::Resolution;
+use sagas::wire::TraceParent;
 use sagas::{ParticipantSpec, Phase, RawJson, RetryPolicy, StepKind, WorkflowSpec};
 
 use crate::engine::{
@@ -187,12 +192,25 @@ struct CreatedRecord {
     #[serde(default = "callback_max_attempts_before_it_was_recorded")]
     callback_max_attempts: u32,
     plan: PlanRecord,
+    /// The saga's trace context as its W3C header text; absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
     at: Millis,
 }
 
 /// What every saga had before the budget was recorded per saga.
 fn callback_max_attempts_before_it_was_recorded() -> u32 {
     12
+}
+
+fn traceparent_field(trace: Option<TraceParent>) -> Option<String> {
+    trace.map(|t| t.to_string())
+}
+
+/// A stored trace context that does not parse is dropped rather than failing the saga's
+/// record: the saga runs the same without it (its calls then carry the saga id as trace id).
+fn traceparent_from(field: Option<String>) -> Option<TraceParent> {
+    field.as_deref().and_then(TraceParent::parse)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -267,6 +285,7 @@ impl From<&Event> for EventRecord {
                 idempotency_key: c.idempotency_key,
                 business_key: c.business_key,
                 callback_max_attempts: c.callback_max_attempts,
+                traceparent: traceparent_field(c.trace),
                 at: c.at,
             })),
             Event::CallStarted { call, at } => EventRecord::CallStarted { call, at },
@@ -349,6 +368,7 @@ impl EventRecord {
                 idempotency_key: c.idempotency_key,
                 business_key: c.business_key,
                 callback_max_attempts: c.callback_max_attempts,
+                trace: traceparent_from(c.traceparent),
                 at: c.at,
             })),
             EventRecord::CallStarted { call, at } => Event::CallStarted { call, at },
@@ -454,6 +474,8 @@ struct SagaRecord {
     business_key: Option<String>,
     #[serde(default = "callback_max_attempts_before_it_was_recorded")]
     callback_max_attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
     created_at: Millis,
     updated_at: Millis,
     lifecycle: Lifecycle,
@@ -490,6 +512,7 @@ pub fn encode_snapshot(saga: &Saga, seq: u64) -> Vec<u8> {
             idempotency_key: saga.idempotency_key.clone(),
             business_key: saga.business_key.clone(),
             callback_max_attempts: saga.callback_max_attempts,
+            traceparent: traceparent_field(saga.trace),
             created_at: saga.created_at,
             updated_at: saga.updated_at,
             lifecycle: saga.lifecycle,
@@ -527,6 +550,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(Saga, u64), FormatError> {
         business_key: saga.business_key,
         callback_max_attempts: saga.callback_max_attempts,
         plan: Arc::default(),
+        trace: traceparent_from(saga.traceparent),
         created_at: saga.created_at,
         updated_at: saga.updated_at,
         lifecycle: saga.lifecycle,
@@ -594,6 +618,24 @@ mod tests {
         };
         assert_eq!(read.input.get(), text);
         assert_eq!(**read, created);
+    }
+
+    #[test]
+    fn the_trace_context_is_kept_in_the_first_event_and_in_snapshots() {
+        let mut created = one_step("s1", None);
+        created.trace =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+        assert!(created.trace.is_some());
+        let bytes = encode_round(&[Event::Created(Box::new(created.clone()))]);
+        let read = decode_round(&bytes).unwrap();
+        assert_eq!(read, vec![Event::Created(Box::new(created.clone()))]);
+        let saga = Saga::create(&created).unwrap();
+        let (loaded, seq) = decode_snapshot(&encode_snapshot(&saga, 3)).unwrap();
+        assert_eq!((loaded.trace, seq), (created.trace, 3));
+        // Without one, nothing is written: records stay as they were.
+        let plain = one_step("s2", None);
+        let text = String::from_utf8(encode_round(&[Event::Created(Box::new(plain))])).unwrap();
+        assert!(!text.contains("traceparent"), "{text}");
     }
 
     #[test]

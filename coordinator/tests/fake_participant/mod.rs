@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use sagas::{BranchRequest, Phase};
 use tokio::sync::Notify;
@@ -20,6 +20,8 @@ struct Script {
     /// Phases whose replies wait for `release`.
     hold: Vec<Phase>,
     calls: Vec<BranchRequest>,
+    /// The `traceparent` header of each call, in the order of `calls`.
+    traceparents: Vec<Option<String>>,
     arrivals: Vec<(Phase, std::time::Instant)>,
     /// Status `POST /callback` answers; 200 when absent.
     callback_status: Option<u16>,
@@ -35,11 +37,14 @@ pub struct FakeParticipant {
 
 async fn handle(
     State(fake): State<FakeParticipant>,
+    headers: HeaderMap,
     Json(req): Json<BranchRequest>,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let (status, hold) = {
         let mut script = fake.script();
         script.calls.push(req.clone());
+        let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+        script.traceparents.push(traceparent.map(String::from));
         script.arrivals.push((req.phase, std::time::Instant::now()));
         (
             script.status.get(&req.phase).copied().unwrap_or(200),
@@ -101,6 +106,17 @@ impl FakeParticipant {
             .calls
             .iter()
             .map(|c| (c.step.clone(), c.phase))
+            .collect()
+    }
+
+    /// `(step, phase, traceparent header)` of every call received, in order.
+    pub fn traced_calls(&self) -> Vec<(String, Phase, Option<String>)> {
+        let script = self.script();
+        script
+            .calls
+            .iter()
+            .zip(&script.traceparents)
+            .map(|(c, t)| (c.step.clone(), c.phase, t.clone()))
             .collect()
     }
 

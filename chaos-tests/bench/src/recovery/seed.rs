@@ -205,6 +205,7 @@ pub fn created(index: usize, workflow_version: u32, plan: &Plan, now: Millis) ->
         idempotency_key: Some(format!("recovery-seed-{index}")),
         business_key: None,
         callback_max_attempts: coordinator::engine::CALLBACK_MAX_ATTEMPTS,
+        trace: None,
         plan: std::sync::Arc::new(plan.clone()),
         at: now,
     }
