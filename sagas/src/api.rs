@@ -301,8 +301,9 @@ pub struct EventView {
     /// When it happened: RFC 3339, UTC, milliseconds.
     pub at: String,
     /// JSON `type`: `created`, `call_started`, `call_ended`, `decided`, `stuck`, `resumed`,
-    /// `retry_requested`, `retry_now`, `step_resolved`, `finished`, `callback_started`,
-    /// `callback_ended`, `callback_abandoned`.
+    /// `operated` (an operator's request, with `by` and `reason`), then its effect:
+    /// `retry_requested`, `retry_now`, `step_resolved` or `decided`; `finished`,
+    /// `callback_started`, `callback_ended`, `callback_abandoned`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Step name, for a call or `stuck`.
@@ -315,8 +316,8 @@ pub struct EventView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     /// `ok`, `rejected`, `transient`, `not_sent` or `refused` for a call; `delivered` or
-    /// `failed` for a callback; `commit`/`abort` for a decision;
-    /// the final state for `finished`.
+    /// `failed` for a callback; `commit`/`abort` for a decision; the action (`abort`,
+    /// `retry`, `retry_now`, `resolve`) for `operated`; the final state for `finished`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
     /// HTTP status the participant or callback receiver answered; absent when no answer
@@ -330,11 +331,11 @@ pub struct EventView {
     /// `stuck` or its callback was abandoned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// For an operator's action (`decided` by an abort, `retry_requested`, `retry_now`,
-    /// `step_resolved`): who asked.
+    /// For `operated`: who asked (the API token's name, else the request's `by`, else
+    /// `anonymous`). The event that follows it is its effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
-    /// For an operator's action: the reason they gave.
+    /// For `operated`: the reason given, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// For `step_resolved`: how the step was settled (`succeeded`, `confirmed`,

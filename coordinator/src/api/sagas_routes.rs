@@ -65,7 +65,9 @@ fn status_for(view: &SagaView) -> StatusCode {
 #[utoipa::path(post, path = "/v1/sagas", tag = "sagas",
     params(SubmitParams,
         ("Idempotency-Key" = Option<String>, Header, description = "1 to 256 visible ASCII \
-            characters: the same key and body again returns the same saga (across a cluster)")),
+            characters: the same key and body again returns the same saga (across a cluster)"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context of the \
+            caller: the saga's trace continues it (span export with --otlp-endpoint)")),
     request_body = SubmitSaga,
     responses(
         (status = 200, description = "The saga, terminal", body = SagaView),
