@@ -98,6 +98,7 @@ pub enum FaultProfile {
 /// One chaos run's settings.
 #[derive(Debug, Clone)]
 pub struct ChaosConfig {
+    /// Seeds every random choice (see the module docs).
     pub seed: u64,
     /// The fault period: kills and network faults happen during it, then stop.
     pub duration: Duration,
@@ -107,7 +108,9 @@ pub struct ChaosConfig {
     pub kill_interval: Duration,
     /// How long sagas may take to settle once faults stop.
     pub settle_timeout: Duration,
+    /// Wallet accounts the sagas spread over, each funded with [`FUNDING`].
     pub accounts: usize,
+    /// Which network faults the proxies inject.
     pub profile: FaultProfile,
     /// Start the participants with `--unsafe-no-barrier` (sanity check of the checker).
     pub unsafe_no_barrier: bool,
@@ -151,18 +154,29 @@ fn participant_of(service: &str) -> Option<Participant> {
 pub struct ChaosReport {
     /// No violation.
     pub passed: bool,
+    /// [`ChaosConfig::seed`].
     pub seed: u64,
+    /// [`ChaosConfig::profile`].
     pub profile: FaultProfile,
+    /// [`ChaosConfig::unsafe_no_barrier`].
     pub unsafe_no_barrier: bool,
+    /// [`ChaosConfig::clients`].
     pub clients: usize,
+    /// [`ChaosConfig::think_time`].
     pub think_time_ms: u64,
+    /// [`ChaosConfig::duration`].
     pub fault_period_secs: f64,
+    /// [`ChaosConfig::kill_interval`].
     pub kill_interval_ms: u64,
+    /// The whole run, start-up to report.
     pub elapsed_secs: f64,
     /// Sagas the clients started (each with its own key).
     pub sagas: u64,
+    /// Sagas the coordinator acknowledged (got an id).
     pub accepted: u64,
+    /// Sagas found committed at the end.
     pub committed: usize,
+    /// Sagas found aborted at the end.
     pub aborted: usize,
     /// Accepted but neither committed nor aborted at the end.
     pub unsettled: usize,
@@ -170,14 +184,19 @@ pub struct ChaosReport {
     pub must_abort: u64,
     /// Resubmissions with the same key after a transport error, `429` or `5xx`.
     pub resubmissions: u64,
+    /// SIGKILLs per process name.
     pub kills: BTreeMap<String, u64>,
+    /// Fault mixes set on the proxies (one per proxy per phase).
     pub fault_phases: u64,
     /// Per participant: what its proxy did.
     pub network: BTreeMap<String, ProxyStats>,
+    /// The sum over the proxies.
     pub network_total: ProxyStats,
     /// From the end of the faults until the last saga settled; `None` if some never did.
     pub time_to_quiescence_secs: Option<f64>,
+    /// Times the balance watch read the wallet.
     pub watch_polls: u64,
+    /// Every broken invariant, in words.
     pub violations: Vec<String>,
     /// Extra context for the violations (suspect sagas, their steps).
     pub details: Vec<String>,

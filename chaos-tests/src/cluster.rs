@@ -62,9 +62,13 @@ impl Participant {
 /// Extra command-line arguments per service (fault-injection flags, say).
 #[derive(Debug, Clone, Default)]
 pub struct ClusterOptions {
+    /// Extra flags of the coordinator.
     pub coordinator_args: Vec<OsString>,
+    /// Extra flags of the wallet.
     pub wallet_args: Vec<OsString>,
+    /// Extra flags of the order service.
     pub order_args: Vec<OsString>,
+    /// Extra flags of the points service.
     pub points_args: Vec<OsString>,
     /// Workflow directory for the coordinator; `None` is the workspace's `sagas/`.
     pub workflows_dir: Option<PathBuf>,
@@ -135,6 +139,7 @@ impl Cluster {
             listen: addrs[0],
             health_path: "/readyz".into(),
             extra_args: coordinator_args,
+            log_filter: None,
         })?;
 
         let extra = [options.wallet_args, options.order_args, options.points_args];
@@ -153,6 +158,7 @@ impl Cluster {
                 listen: addrs[1 + participant.index()],
                 health_path: "/healthz".into(),
                 extra_args: args,
+                log_filter: None,
             })?);
         }
         let participants: [ServiceProcess; 3] = spawned

@@ -57,10 +57,15 @@ pub enum ConnFault {
 /// Probabilities per new connection (the rest pass). Their sum must not exceed 1.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct FaultMix {
+    /// Share of requests relayed after `latency_ms`.
     pub latency_rate: f64,
+    /// The added latency.
     pub latency_ms: u64,
+    /// Share of requests answered with a reset before they reach the participant.
     pub reset_rate: f64,
+    /// Share of requests swallowed and never answered.
     pub blackhole_rate: f64,
+    /// Share of requests relayed and handled whose answer is replaced by a reset.
     pub drop_reply_rate: f64,
 }
 
@@ -133,12 +138,17 @@ impl FaultMix {
 /// Counts of what the proxy did, since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ProxyStats {
+    /// Connections accepted.
     pub connections: u64,
     /// Chunks the coordinator sent (about one per request); each drew a fault.
     pub requests: u64,
+    /// Requests relayed without a fault.
     pub passed: u64,
+    /// Requests relayed late.
     pub latency: u64,
+    /// Requests answered with a reset.
     pub reset: u64,
+    /// Requests swallowed.
     pub blackhole: u64,
     /// Connections whose response was dropped after the participant had answered.
     pub reply_dropped: u64,

@@ -17,10 +17,15 @@ pub const WORKFLOW: &str = "place_order";
 /// One `place_order` saga a test means to run: its idempotency key and its input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SagaPlan {
+    /// The `Idempotency-Key` of every submission of this saga.
     pub key: String,
+    /// The order it creates (unique per saga).
     pub order_id: String,
+    /// The wallet account it charges.
     pub account: String,
+    /// What it charges.
     pub amount: u64,
+    /// What it awards.
     pub points: u64,
 }
 

@@ -59,22 +59,30 @@ pub const CHART_FILE: &str = "throughput_p99.svg";
 /// How the benchmark was run, recorded with the results.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Settings {
+    /// Runs per row.
     pub runs: usize,
+    /// Seconds of measured load per run.
     pub duration_s: f64,
+    /// Seconds of warm-up load per run.
     pub warmup_s: f64,
     /// Cargo profile of the service binaries (`release`, `debug`).
     pub profile: String,
     /// The services' `RUST_LOG`.
     pub rust_log: String,
+    /// Extra flags given to the coordinator.
     pub coordinator_args: Vec<String>,
 }
 
 /// Everything `results.json` holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResults {
+    /// What it ran on.
     pub machine: Machine,
+    /// How it was run.
     pub settings: Settings,
+    /// Every load row that ran, with its runs and medians.
     pub rows: Vec<RowResult>,
+    /// Rows with aborts against their all-commit baseline.
     pub abort_costs: Vec<AbortCost>,
     /// The recovery suite, when selected.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,7 +207,9 @@ async fn repeat<T>(
 /// The files [`write_outputs`] wrote.
 #[derive(Debug, Clone)]
 pub struct Outputs {
+    /// `results.json`.
     pub json: PathBuf,
+    /// `results.md`.
     pub markdown: PathBuf,
     /// `None` when no load row ran (only the recovery suite): nothing to draw.
     pub chart: Option<PathBuf>,

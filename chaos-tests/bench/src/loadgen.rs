@@ -239,7 +239,9 @@ impl Shared {
 /// The final result, printed as a table and serialised as JSON.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The result as `results.json` holds it.
     pub json: Value,
+    /// The books (when verified) were clean and no must-abort saga committed.
     pub ok: bool,
 }
 

@@ -32,10 +32,13 @@ pub enum Participants {
 /// One load shape: closed loop, `clients` clients, `abort_ratio` of sagas that must abort.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
+    /// `64c`, `64c-abort10`, `64c-no-work`, ...
     pub name: String,
+    /// Concurrent closed-loop clients.
     pub clients: usize,
     /// Share of sagas asking for more than their account holds, so they must abort.
     pub abort_ratio: f64,
+    /// What the participants do with a call.
     pub participants: Participants,
 }
 
@@ -76,10 +79,13 @@ fn row_name(clients: usize, abort_ratio: f64, participants: Participants) -> Str
 /// Rows that answer one question.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Suite {
+    /// Selected by `--only`.
     pub name: String,
+    /// The question it answers.
     pub about: String,
     /// Legend of this suite's line in the chart; `None`: not charted.
     pub series: Option<String>,
+    /// Its rows, in order.
     pub rows: Vec<Row>,
 }
 
@@ -118,7 +124,9 @@ pub fn standard() -> Vec<Suite> {
 /// What one invocation runs: load suites (with the selected rows) and the recovery suite.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selection {
+    /// The load suites, with only the selected rows.
     pub suites: Vec<Suite>,
+    /// Whether the recovery suite runs.
     pub recovery: bool,
 }
 

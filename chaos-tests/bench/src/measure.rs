@@ -37,17 +37,25 @@ pub struct RunMetrics {
     pub run: usize,
     /// Sagas submitted during the measured load.
     pub sagas: u64,
+    /// Sagas answered `committed`.
     pub committed: u64,
+    /// Sagas answered `aborted`.
     pub aborted: u64,
     /// Submissions that got no terminal answer (errors, timeouts, not finished in `wait_ms`).
     pub not_terminal: u64,
+    /// The measured load's wall time.
     pub elapsed_s: f64,
     /// Terminal sagas per second.
     pub throughput: f64,
+    /// Median latency of a whole saga, as the client saw it.
     pub p50_ms: f64,
+    /// 90th percentile.
     pub p90_ms: f64,
+    /// 99th percentile.
     pub p99_ms: f64,
+    /// 99.9th percentile.
     pub p999_ms: f64,
+    /// The slowest saga.
     pub max_ms: f64,
     /// Coordinator CPU time (user + system) over the load, per submitted saga.
     pub coordinator_cpu_us_per_saga: Option<f64>,

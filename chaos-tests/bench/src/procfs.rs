@@ -64,12 +64,7 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     let ticks = parse_cpu_ticks(&stat).context("malformed /proc/<pid>/stat")?;
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let per_second = u64::try_from(per_second)
-        .ok()
-        .filter(|&t| t > 0)
-        .unwrap_or(100);
+    let per_second = rustix::param::clock_ticks_per_second().max(1);
     Ok(Duration::from_micros(ticks * 1_000_000 / per_second))
 }
 

@@ -15,7 +15,9 @@ pub const SAGAS_ACTIVE: &str = "coordinator_sagas_active";
 /// not export the metric.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Counters {
+    /// `coordinator_log_bytes_total`.
     pub log_bytes: Option<f64>,
+    /// `coordinator_sagas_finished_total`, summed over workflows and states.
     pub sagas_finished: Option<f64>,
 }
 

@@ -37,20 +37,33 @@ pub fn median_of_some<T>(runs: &[T], metric: impl Fn(&T) -> Option<f64>) -> Opti
 /// The medians of a row's runs. Optional metrics take the median of the runs that have them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RowSummary {
+    /// Runs that finished.
     pub runs: usize,
     /// Runs whose books or must-abort sagas were wrong.
     pub failed_runs: usize,
+    /// Median terminal sagas per second.
     pub throughput: Option<f64>,
+    /// Median p50 latency.
     pub p50_ms: Option<f64>,
+    /// Median p90 latency.
     pub p90_ms: Option<f64>,
+    /// Median p99 latency.
     pub p99_ms: Option<f64>,
+    /// Median p99.9 latency.
     pub p999_ms: Option<f64>,
+    /// Median slowest saga.
     pub max_ms: Option<f64>,
+    /// Median committed sagas.
     pub committed: Option<f64>,
+    /// Median aborted sagas.
     pub aborted: Option<f64>,
+    /// Median submissions without a terminal answer.
     pub not_terminal: Option<f64>,
+    /// Median coordinator CPU per saga.
     pub coordinator_cpu_us_per_saga: Option<f64>,
+    /// Median coordinator VmRSS at the end.
     pub coordinator_rss_mb: Option<f64>,
+    /// Median log bytes per finished saga.
     pub log_bytes_per_saga: Option<f64>,
     /// Every run's books balanced; `None` when none was checked.
     pub books_verified: Option<bool>,
@@ -83,10 +96,14 @@ impl RowSummary {
 /// One row: which suite, its shape, every run, the medians.
 #[derive(Debug, Clone, Serialize)]
 pub struct RowResult {
+    /// The suite it belongs to.
     pub suite: String,
     #[serde(flatten)]
+    /// Its shape.
     pub row: Row,
+    /// The medians over its runs.
     pub median: RowSummary,
+    /// Every run.
     pub runs: Vec<RunMetrics>,
 }
 
@@ -105,8 +122,11 @@ impl RowResult {
 /// A row with aborts against its all-commit baseline, from the medians.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AbortCost {
+    /// The row with aborts.
     pub row: String,
+    /// Its all-commit row.
     pub baseline: String,
+    /// Their clients.
     pub clients: usize,
     /// Coordinator CPU per saga of the row / of the baseline.
     pub cpu_ratio: Option<f64>,

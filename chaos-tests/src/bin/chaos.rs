@@ -65,15 +65,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(dir) = &args.bin_dir {
-        // SAFETY: set before the runtime spawns anything that reads the environment.
-        unsafe { std::env::set_var(chaos_tests::binaries::BIN_DIR_ENV, dir) };
+    if let Some(dir) = args.bin_dir.clone() {
+        chaos_tests::binaries::use_bin_dir(dir).expect("chosen once, here");
     }
-    if std::env::var_os("RUST_LOG").is_none() {
-        // Services log at info by default; warnings are enough for long runs' log files.
-        // SAFETY: as above.
-        unsafe { std::env::set_var("RUST_LOG", "warn") };
-    }
+    // Services log at info by default; warnings are enough for long runs' log files.
+    chaos_tests::process::use_log_filter("warn").expect("chosen once, here");
     let config = ChaosConfig {
         seed: args.seed,
         duration: Duration::from_secs(args.duration),

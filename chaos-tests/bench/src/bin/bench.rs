@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chaos_tests::binaries;
+use chaos_tests::{binaries, process};
 use clap::Parser;
 use saga_bench::measure::RunSettings;
 use saga_bench::recovery::{self, RecoverySettings, RestartSettings};
@@ -107,15 +107,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
-    if let Some(dir) = &args.bin_dir {
-        // SAFETY: single-threaded still; nothing else reads the environment concurrently.
-        unsafe { std::env::set_var(binaries::BIN_DIR_ENV, dir) };
+    if let Some(dir) = args.bin_dir.clone() {
+        binaries::use_bin_dir(dir).expect("chosen once, here");
     }
-    if std::env::var_os("RUST_LOG").is_none() {
-        // An `info` line per finished saga would be part of what is measured.
-        // SAFETY: as above.
-        unsafe { std::env::set_var("RUST_LOG", "warn") };
-    }
+    // An `info` line per finished saga would be part of what is measured.
+    process::use_log_filter("warn").expect("chosen once, here");
     let built = if args.no_build {
         binaries::SERVICES
             .iter()
@@ -170,7 +166,7 @@ fn main() -> ExitCode {
         duration_s: duration,
         warmup_s: warmup,
         profile,
-        rust_log: std::env::var("RUST_LOG").unwrap_or_default(),
+        rust_log: process::log_filter(),
         coordinator_args: args
             .coordinator_args
             .iter()
