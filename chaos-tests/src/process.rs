@@ -22,6 +22,10 @@ use tempfile::TempDir;
 /// How often readiness and exit are polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
+/// Begins the line the log gets at every start of the process (`... #N of NAME on ADDR`), so
+/// that a reader can find what the latest start logged.
+pub const START_MARKER: &str = "===== chaos-tests: start #";
+
 /// `RUST_LOG` of the services when the environment sets none.
 const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -177,7 +181,7 @@ impl ServiceProcess {
             .with_context(|| format!("cannot open {}", self.log_path.display()))?;
         writeln!(
             log,
-            "===== chaos-tests: start #{} of {} on {} =====",
+            "{START_MARKER}{} of {} on {} =====",
             self.starts, self.config.name, self.config.listen
         )?;
         let stderr = log.try_clone()?;
@@ -281,24 +285,36 @@ impl ServiceProcess {
 
     /// Polls `url` until it answers 2xx while checking the child is alive.
     pub async fn wait_for_url(&mut self, url: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_for_any_url(&[url.to_string()], timeout).await
+    }
+
+    /// Polls each of `urls` in turn until one answers 2xx while checking the child is alive.
+    pub async fn wait_for_any_url(
+        &mut self,
+        urls: &[String],
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no answer yet");
+        let shown = urls.join(" or ");
         loop {
-            if !self.is_running() {
-                bail!(
-                    "{} exited while waiting for {url} (last: {last})\n{}",
-                    self.config.name,
-                    self.log_tail(30)
-                );
-            }
-            match self.http.get(url).send().await {
-                Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => last = format!("HTTP {}", resp.status()),
-                Err(e) => last = e.to_string(),
+            for url in urls {
+                if !self.is_running() {
+                    bail!(
+                        "{} exited while waiting for {shown} (last: {last})\n{}",
+                        self.config.name,
+                        self.log_tail(30)
+                    );
+                }
+                match self.http.get(url).send().await {
+                    Ok(resp) if resp.status().is_success() => return Ok(()),
+                    Ok(resp) => last = format!("{url}: HTTP {}", resp.status()),
+                    Err(e) => last = format!("{url}: {e}"),
+                }
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "{} did not answer 2xx on {url} within {timeout:?} (last: {last})\n{}",
+                    "{} did not answer 2xx on {shown} within {timeout:?} (last: {last})\n{}",
                     self.config.name,
                     self.log_tail(30)
                 );
