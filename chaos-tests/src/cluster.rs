@@ -24,7 +24,7 @@ use anyhow::Context;
 use sagas::CoordinatorClient;
 
 use crate::binaries;
-use crate::database::{Database, Durability};
+use crate::database::{Database, DatabaseChoice};
 use crate::failover::FailoverClient;
 use crate::participant_api::{OrderApi, PointsApi, WalletApi};
 use crate::ports;
@@ -87,12 +87,9 @@ pub enum CoordinatorStore {
 pub struct PostgresOptions {
     /// `--lease-ms`; `None` leaves the coordinator's default (5 s).
     pub lease: Option<Duration>,
-    /// A server of the cluster's own, started and stopped with it (the benchmark: runs share
-    /// nothing), instead of a new database on the test process's shared server.
-    pub own_server: bool,
-    /// Whether the server keeps commits across a machine crash ([`Durability::Durable`]
-    /// needs `own_server`).
-    pub durability: Durability,
+    /// Where the database is: by default a fresh one on the test process's shared throwaway
+    /// server.
+    pub database: DatabaseChoice,
 }
 
 impl PostgresOptions {
@@ -310,9 +307,7 @@ impl Cluster {
             binaries::binary("points")?,
         ];
         let database = match &postgres {
-            Some(postgres) => {
-                Some(Database::create(postgres.own_server, postgres.durability).await?)
-            }
+            Some(postgres) => Some(Database::open(&postgres.database).await?),
             None => None,
         };
         let coordinator_addrs = ports::free_addrs(instances)?;

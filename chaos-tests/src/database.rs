@@ -2,10 +2,11 @@
 //!
 //! [`Database::create`] makes a fresh database: by default on the test process's shared
 //! throwaway server ([`PostgresServer::shared`], started on first use), or on a server of its
-//! own that is stopped with it (the benchmark: runs share nothing). Throwaway servers run
-//! without durability (`fsync=off`, `synchronous_commit=off`); a server of its own can have
-//! it turned back on ([`Durability::Durable`]), so that a benchmark against sled, which
-//! fsyncs, compares like with like.
+//! own that is stopped with it (runs share nothing). Throwaway servers run without
+//! durability (`fsync=off`, `synchronous_commit=off`, `full_page_writes=off`, given on the
+//! command line, which no `ALTER SYSTEM` can override), which is right for tests; a
+//! benchmark that needs a durable server starts its own and hands its URL over
+//! ([`Database::existing`]).
 //!
 //! [`Connection`] reads the coordinators' tables (`sagas`, `events`, `instances`: see
 //! `coordinator/src/store/postgres/`) for what the API does not show: which instance owns
@@ -19,17 +20,16 @@ use anyhow::Context;
 use throwaway_postgres::PostgresServer;
 use tokio_postgres::NoTls;
 
-/// Whether the server keeps what it commits across a machine crash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// As throwaway servers run: `fsync=off`, `synchronous_commit=off`,
-    /// `full_page_writes=off`. A crash of the coordinators loses nothing (the server keeps
-    /// running); a crash of the machine would.
+/// Where the database of a cluster is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DatabaseChoice {
+    /// A fresh database on the test process's shared throwaway server.
     #[default]
-    Throwaway,
-    /// `fsync`, `synchronous_commit` and `full_page_writes` on, as a production server runs:
-    /// a commit waits for its WAL to be on disk. Only for a server of its own.
-    Durable,
+    SharedServer,
+    /// A fresh database on a throwaway server of the cluster's own, stopped with it.
+    OwnServer,
+    /// An existing, empty database (its URL), on a server someone else runs.
+    Existing(String),
 }
 
 /// Where the database lives.
@@ -39,6 +39,8 @@ enum Server {
     Shared,
     /// A server of its own, stopped (and its directory removed) when dropped.
     Own(PostgresServer),
+    /// Someone else's.
+    External,
 }
 
 /// A fresh PostgreSQL database for one cluster.
@@ -49,15 +51,28 @@ pub struct Database {
 }
 
 impl Database {
-    /// Creates a fresh database: on a server of its own when `own_server`, else on the
-    /// process's shared server. [`Durability::Durable`] needs a server of its own.
-    pub async fn create(own_server: bool, durability: Durability) -> anyhow::Result<Database> {
-        anyhow::ensure!(
-            own_server || durability == Durability::Throwaway,
-            "durability can only be changed on a server of the cluster's own"
-        );
+    /// The database `choice` names: a fresh one on a throwaway server, or an existing one.
+    pub async fn open(choice: &DatabaseChoice) -> anyhow::Result<Database> {
+        match choice {
+            DatabaseChoice::SharedServer => Database::create(false).await,
+            DatabaseChoice::OwnServer => Database::create(true).await,
+            DatabaseChoice::Existing(url) => Ok(Database::existing(url.clone())),
+        }
+    }
+
+    /// An existing database on a server someone else runs.
+    pub fn existing(url: String) -> Database {
+        Database {
+            url,
+            server: Server::External,
+        }
+    }
+
+    /// Creates a fresh database: on a throwaway server of its own when `own_server`, else on
+    /// the process's shared one.
+    pub async fn create(own_server: bool) -> anyhow::Result<Database> {
         // initdb, the server's start and `psql` block: off the async workers.
-        let database = tokio::task::spawn_blocking(move || -> anyhow::Result<Database> {
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Database> {
             static CREATED: AtomicU64 = AtomicU64::new(0);
             let name = format!(
                 "cluster_{}_{}",
@@ -69,21 +84,19 @@ impl Database {
             } else {
                 Server::Shared
             };
-            let host = match &server {
-                Server::Own(server) => server,
-                Server::Shared => PostgresServer::shared(),
+            let database = Database {
+                url: String::new(),
+                server,
             };
-            let url = host
+            let url = database
+                .server()
+                .expect("a throwaway server")
                 .create_database(&name)
                 .with_context(|| format!("creating database {name}"))?;
-            Ok(Database { url, server })
+            Ok(Database { url, ..database })
         })
         .await
-        .context("creating the database panicked")??;
-        if durability == Durability::Durable {
-            database.make_durable().await?;
-        }
-        Ok(database)
+        .context("creating the database panicked")?
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/NAME`, what the coordinators get as
@@ -92,49 +105,18 @@ impl Database {
         &self.url
     }
 
-    /// The server the database lives on.
-    pub fn server(&self) -> &PostgresServer {
+    /// The throwaway server the database lives on (`None` for an existing database).
+    pub fn server(&self) -> Option<&PostgresServer> {
         match &self.server {
-            Server::Own(server) => server,
-            Server::Shared => PostgresServer::shared(),
+            Server::Own(server) => Some(server),
+            Server::Shared => Some(PostgresServer::shared()),
+            Server::External => None,
         }
     }
 
     /// A new connection to the database.
     pub async fn connect(&self) -> anyhow::Result<Connection> {
         Connection::open(&self.url).await
-    }
-
-    /// Turns durability back on, server-wide: `ALTER SYSTEM` then a reload (all three
-    /// settings take effect on reload).
-    async fn make_durable(&self) -> anyhow::Result<()> {
-        let connection = self.connect().await?;
-        for setting in ["fsync", "synchronous_commit", "full_page_writes"] {
-            connection
-                .client
-                .batch_execute(&format!("ALTER SYSTEM SET {setting} = on"))
-                .await
-                .with_context(|| format!("turning {setting} on"))?;
-        }
-        connection
-            .client
-            .batch_execute("SELECT pg_reload_conf()")
-            .await
-            .context("reloading the configuration")?;
-        // The reload is asynchronous: wait until a new session sees it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let fresh = self.connect().await?;
-            let fsync: String = fresh.client.query_one("SHOW fsync", &[]).await?.get(0);
-            if fsync == "on" {
-                return Ok(());
-            }
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "fsync still {fsync} 10 s after the reload"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
     }
 }
 

@@ -65,6 +65,20 @@ pub struct RowSummary {
     pub coordinator_rss_mb: Option<f64>,
     /// Median log bytes per finished saga.
     pub log_bytes_per_saga: Option<f64>,
+    /// Median log flushes (fsync batches, commit transactions) per finished saga.
+    pub log_flushes_per_saga: Option<f64>,
+    /// Median participants' CPU per saga.
+    pub participants_cpu_us_per_saga: Option<f64>,
+    /// Median database server CPU per saga (PostgreSQL).
+    pub database_cpu_us_per_saga: Option<f64>,
+    /// Median WAL bytes per saga (PostgreSQL).
+    pub wal_bytes_per_saga: Option<f64>,
+    /// Median round trips to the database per saga (PostgreSQL).
+    pub database_round_trips_per_saga: Option<f64>,
+    /// Median bytes sent to the database per saga (PostgreSQL).
+    pub database_bytes_sent_per_saga: Option<f64>,
+    /// Median bytes received from the database per saga (PostgreSQL).
+    pub database_bytes_received_per_saga: Option<f64>,
     /// Every run's books balanced; `None` when none was checked.
     pub books_verified: Option<bool>,
 }
@@ -88,6 +102,21 @@ impl RowSummary {
             coordinator_cpu_us_per_saga: median_of_some(runs, |r| r.coordinator_cpu_us_per_saga),
             coordinator_rss_mb: median_of_some(runs, |r| r.coordinator_rss_mb),
             log_bytes_per_saga: median_of_some(runs, |r| r.log_bytes_per_saga),
+            log_flushes_per_saga: median_of_some(runs, |r| r.log_flushes_per_saga),
+            participants_cpu_us_per_saga: median_of_some(runs, |r| {
+                r.cost?.participants_cpu_us_per_saga
+            }),
+            database_cpu_us_per_saga: median_of_some(runs, |r| r.cost?.database?.cpu_us_per_saga),
+            wal_bytes_per_saga: median_of_some(runs, |r| r.cost?.database?.wal_bytes_per_saga),
+            database_round_trips_per_saga: median_of_some(runs, |r| {
+                r.cost?.database?.round_trips_per_saga
+            }),
+            database_bytes_sent_per_saga: median_of_some(runs, |r| {
+                r.cost?.database?.bytes_sent_per_saga
+            }),
+            database_bytes_received_per_saga: median_of_some(runs, |r| {
+                r.cost?.database?.bytes_received_per_saga
+            }),
             books_verified: (!checked.is_empty()).then(|| checked.iter().all(|&ok| ok)),
         }
     }
@@ -179,6 +208,9 @@ pub(crate) mod tests {
             p999_ms: p99_ms * 1.2,
             max_ms: p99_ms * 1.5,
             coordinator_cpu_us_per_saga: cpu,
+            coordinators: 1,
+            cost: None,
+            log_flushes_per_saga: None,
             coordinator_rss_mb: Some(40.0),
             log_bytes_per_saga: None,
             books_verified: Some(ok),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chaos_tests::chaos::{self, ChaosConfig, FaultProfile};
 use chaos_tests::cluster::{CoordinatorStore, PostgresOptions};
+use chaos_tests::database::DatabaseChoice;
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -120,7 +121,7 @@ async fn main() -> ExitCode {
             Store::Sled => CoordinatorStore::Sled,
             // A server of the run's own: stopped, and its directory removed, at the end.
             Store::Postgres => CoordinatorStore::Postgres(PostgresOptions {
-                own_server: true,
+                database: DatabaseChoice::OwnServer,
                 ..PostgresOptions::with_lease(Duration::from_millis(args.lease_ms))
             }),
         },

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chaos_tests::{binaries, process};
 use clap::Parser;
-use saga_bench::measure::RunSettings;
+use saga_bench::measure::{PostgresDurability, RunSettings};
 use saga_bench::recovery::{self, RecoverySettings, RestartSettings};
 use saga_bench::table::thousands;
 use saga_bench::{Settings, matrix};
@@ -59,6 +59,11 @@ struct Args {
     /// Do not run `cargo build` for the service binaries; use those next to this binary.
     #[arg(long)]
     no_build: bool,
+    /// Rows on PostgreSQL: `durable` turns fsync, synchronous commit and full-page writes on
+    /// (as sled fsyncs, and as a production server runs); `throwaway` leaves them off, as
+    /// test servers run.
+    #[arg(long, value_enum, default_value = "durable")]
+    postgres_durability: PostgresDurability,
     /// Extra flags for the coordinator, after `--`.
     #[arg(last = true, value_name = "COORDINATOR_ARGS")]
     coordinator_args: Vec<OsString>,
@@ -172,11 +177,13 @@ fn main() -> ExitCode {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
+        postgres_durability: args.postgres_durability.name().into(),
     };
     let run_settings = RunSettings {
         duration: Duration::from_secs_f64(duration),
         warmup: Duration::from_secs_f64(warmup),
         coordinator_args: args.coordinator_args.clone(),
+        postgres_durability: args.postgres_durability,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
