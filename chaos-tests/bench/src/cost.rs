@@ -4,7 +4,7 @@
 //!
 //! A [`Probe`] takes a [`Snapshot`] right before the load and right after it
 //! ([`crate::loadgen::run_between`], so funding and the books check are not counted);
-//! [`Cost::between`] divides the differences by the sagas submitted. The database figures:
+//! [`Probe::cost`] divides the differences by the sagas submitted. The database figures:
 //!
 //! - **CPU**: the server's process tree (postmaster, a backend per connection, the WAL
 //!   writer, the checkpointer, ...), from `/proc`;

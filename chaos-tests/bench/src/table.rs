@@ -279,7 +279,7 @@ fn postgres_section(out: &mut String, results: &BenchResults) {
             optional(m.database_cpu_us_per_saga, thousands),
             optional(both, thousands),
             optional(m.participants_cpu_us_per_saga, thousands),
-            one(m.log_flushes_per_saga),
+            optional(m.log_flushes_per_saga, |x| format!("{x:.2}")),
             one(m.database_round_trips_per_saga),
             optional(m.database_bytes_sent_per_saga, thousands),
             optional(m.database_bytes_received_per_saga, thousands),
@@ -626,7 +626,7 @@ mod tests {
         let md = markdown(&results(rows, None));
         assert!(
             md.contains(
-                "| 64c-no-work-pg | 1 | 3,000 | 15.0 | 30.0 | 300 | 150 | 450 | 90 | 2.5 | 12.2 | \
+                "| 64c-no-work-pg | 1 | 3,000 | 15.0 | 30.0 | 300 | 150 | 450 | 90 | 2.50 | 12.2 | \
                  2,048 | 1,024 | 4,321 |"
             ),
             "{md}"
