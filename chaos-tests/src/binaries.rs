@@ -7,18 +7,41 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 
 /// Environment variable that overrides where the binaries are (e.g. `target/release`).
 pub const BIN_DIR_ENV: &str = "CHAOS_BIN_DIR";
 
-/// The directory holding the workspace's binaries: `$CHAOS_BIN_DIR` if set, else derived from
-/// the running executable (a test in `<target>/<profile>/deps/` or the `chaos` binary in
-/// `<target>/<profile>/`, so a release `chaos` drives release binaries).
+/// Set by a tool's `--bin-dir` flag ([`use_bin_dir`]); wins over [`BIN_DIR_ENV`].
+static CHOSEN_BIN_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes [`bin_dir`] return `dir` for the rest of the process (a tool's `--bin-dir` flag):
+/// what setting [`BIN_DIR_ENV`] does, without changing the environment of a running process.
+/// Fails if a directory was chosen already.
+pub fn use_bin_dir(dir: PathBuf) -> anyhow::Result<()> {
+    CHOSEN_BIN_DIR.set(dir).map_err(|dir| {
+        anyhow::anyhow!("the binary directory is chosen already ({})", dir.display())
+    })
+}
+
+/// The directory given to [`use_bin_dir`] or in [`BIN_DIR_ENV`], if any: the caller's
+/// binaries, which [`build_services`] leaves alone.
+fn chosen_bin_dir() -> Option<PathBuf> {
+    CHOSEN_BIN_DIR
+        .get()
+        .cloned()
+        .or_else(|| std::env::var_os(BIN_DIR_ENV).map(PathBuf::from))
+}
+
+/// The directory holding the workspace's binaries: the one given to [`use_bin_dir`], else
+/// `$CHAOS_BIN_DIR` if set, else derived from the running executable (a test in
+/// `<target>/<profile>/deps/` or the `chaos` binary in `<target>/<profile>/`, so a release
+/// `chaos` drives release binaries).
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
-        return Ok(PathBuf::from(dir));
+    if let Some(dir) = chosen_bin_dir() {
+        return Ok(dir);
     }
     let exe = std::env::current_exe().context("cannot find the current executable")?;
     let mut dir = exe
@@ -56,10 +79,11 @@ pub const SERVICES: [&str; 4] = ["coordinator", "wallet", "order", "points"];
 /// For tools that must not measure stale binaries: `cargo run -p saga-bench --bin bench`
 /// builds only that package's binaries, and a coordinator edited since the last workspace
 /// build would otherwise be measured as it was. When everything is up to date cargo returns
-/// within a second. Uses `$CARGO` (set by `cargo run`) or `cargo` from `PATH`. With
-/// `$CHAOS_BIN_DIR` set nothing is built: those binaries are the caller's; they must exist.
+/// within a second. Uses `$CARGO` (set by `cargo run`) or `cargo` from `PATH`. With a
+/// directory chosen ([`use_bin_dir`], `$CHAOS_BIN_DIR`) nothing is built: those binaries are
+/// the caller's; they must exist.
 pub fn build_services() -> anyhow::Result<()> {
-    if std::env::var_os(BIN_DIR_ENV).is_none() {
+    if chosen_bin_dir().is_none() {
         run_cargo_build()?;
     }
     for name in SERVICES {

@@ -36,9 +36,13 @@ pub const READ_CONCURRENCY: usize = 64;
 /// Where the books are read: the coordinator and the three participants.
 #[derive(Debug, Clone, Copy)]
 pub struct Services<'a> {
+    /// The coordinator (any instance of a cluster).
     pub coordinator: &'a CoordinatorClient,
+    /// The wallet's own API.
     pub wallet: &'a WalletApi,
+    /// The order service's own API.
     pub order: &'a OrderApi,
+    /// The points service's own API.
     pub points: &'a PointsApi,
 }
 
@@ -73,7 +77,9 @@ async fn read_all<I: IntoIterator, T>(
 /// A submitted saga and the id the coordinator gave it (`None` if it was never accepted).
 #[derive(Debug, Clone)]
 pub struct SagaRecord {
+    /// What was submitted.
     pub plan: SagaPlan,
+    /// The id the coordinator acknowledged it with.
     pub saga_id: Option<String>,
 }
 
@@ -101,74 +107,140 @@ pub struct Observed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Violation {
     /// The test never got the saga accepted, so nothing can be said about it.
-    NeverAccepted { key: String, order_id: String },
+    NeverAccepted {
+        /// Its idempotency key.
+        key: String,
+        /// The order it would have created.
+        order_id: String,
+    },
     /// The coordinator does not know a saga it acknowledged.
-    SagaLost { key: String, saga_id: String },
+    SagaLost {
+        /// Its idempotency key.
+        key: String,
+        /// The id the coordinator acknowledged it with.
+        saga_id: String,
+    },
     /// Not `committed` or `aborted` after the run.
     NotSettled {
+        /// Its idempotency key.
         key: String,
+        /// The saga.
         saga_id: String,
+        /// The state it was found in.
         state: SagaState,
     },
     /// A committed saga whose order does not exist.
-    OrderMissing { saga_id: String, order_id: String },
+    OrderMissing {
+        /// The saga.
+        saga_id: String,
+        /// The order it created.
+        order_id: String,
+    },
     /// The order's status is not what the saga's outcome requires.
     OrderStatus {
+        /// The saga.
         saga_id: String,
+        /// Its order.
         order_id: String,
+        /// The saga's outcome.
         saga_state: SagaState,
+        /// What the order's status should be.
         expected: &'static str,
+        /// What it is.
         found: String,
     },
     /// The order carries another account or amount than the saga's input.
     OrderContents {
+        /// The saga.
         saga_id: String,
+        /// Its order.
         order_id: String,
+        /// The saga's account and amount.
         expected: (String, u64),
+        /// The order's account and amount.
         found: (String, i64),
     },
     /// Points of an account differ from the sum over its committed sagas.
     Points {
+        /// The account.
         account: String,
+        /// The sum of the points of its committed sagas.
         expected: u64,
+        /// What the points service holds.
         found: i64,
     },
     /// Deposits != balance + committed amounts.
     MoneyNotConserved {
+        /// The account.
         account: String,
+        /// What the test deposited.
         deposited: u64,
+        /// The amounts of its committed sagas.
         committed: u64,
+        /// `deposited - committed`.
         expected_balance: i64,
+        /// What the wallet holds.
         found_balance: i64,
     },
     /// Money still frozen once every saga settled.
-    FrozenAtRest { account: String, frozen: i64 },
+    FrozenAtRest {
+        /// The account.
+        account: String,
+        /// What is frozen.
+        frozen: i64,
+    },
     /// A negative balance or frozen amount (seen at rest or, from a watch, mid-flight).
     Negative {
+        /// The account.
         account: String,
+        /// Its balance.
         balance: i64,
+        /// Its frozen amount.
         frozen: i64,
+        /// `at rest` or `mid-flight`.
         when: &'static str,
     },
     /// More frozen than the balance holds (seen mid-flight by a watch).
     FrozenExceedsBalance {
+        /// The account.
         account: String,
+        /// Its balance.
         balance: i64,
+        /// Its frozen amount.
         frozen: i64,
     },
     /// A funded account the wallet does not know.
-    AccountMissing { account: String, deposited: u64 },
+    AccountMissing {
+        /// The account.
+        account: String,
+        /// What the test deposited.
+        deposited: u64,
+    },
     /// An account the test never funded holds money.
-    UnexpectedAccount { account: String, view: AccountView },
+    UnexpectedAccount {
+        /// The account.
+        account: String,
+        /// What the wallet says about it.
+        view: AccountView,
+    },
     /// A saga that asked for more than its account ever held committed.
     MustAbortCommitted {
+        /// The saga.
         saga_id: String,
+        /// Its account.
         account: String,
+        /// What it asked for.
         amount: u64,
+        /// Everything the account was ever funded with.
         funded: u64,
     },
     /// A service logged a Rust panic.
-    ServicePanic { service: String, line: String },
+    ServicePanic {
+        /// The service's name.
+        service: String,
+        /// The log line.
+        line: String,
+    },
 }
 
 impl fmt::Display for Violation {
@@ -286,11 +358,15 @@ impl fmt::Display for Violation {
 /// The result of a check: violations plus counts, printable as a report.
 #[derive(Debug, Clone, Default)]
 pub struct Audit {
+    /// Every broken invariant.
     pub violations: Vec<Violation>,
+    /// Sagas found committed.
     pub committed: usize,
+    /// Sagas found aborted.
     pub aborted: usize,
     /// Aborted sagas that asked for more than their account was ever funded with.
     pub must_abort: usize,
+    /// Sagas neither committed nor aborted (never accepted, lost, or in another state).
     pub other: usize,
 }
 

@@ -23,6 +23,14 @@
 //! Everything random (accounts, amounts, kill moments and victims, downtimes, fault mixes,
 //! proxies' per-connection draws) comes from [`ChaosConfig::seed`]; thread scheduling and
 //! timing still vary between runs, so a seed reproduces the schedule, not every interleaving.
+//!
+//! **PostgreSQL mode** ([`ChaosConfig::store`] [`CoordinatorStore::Postgres`],
+//! [`ChaosConfig::coordinators`] instances): the coordinators share one database on a
+//! throwaway server; each is a victim of the kill schedule like every participant (the
+//! others claim its sagas once its lease expires; it comes back as a new instance); client
+//! `i` prefers instance `i mod n` and resubmits or polls through the next ones when it does
+//! not answer. The same checks apply at the end; the report also counts the calls each
+//! instance made (the proxies tell them apart by source address).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,12 +45,12 @@ use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use sagas::CoordinatorClient;
-use sagas::api::SagaState;
+use sagas::api::{SagaState, SagaView};
 use serde::Serialize;
 
 use crate::books::{Books, SagaRecord, Violation};
-use crate::cluster::{Cluster, ClusterOptions, Participant};
+use crate::cluster::{Cluster, ClusterOptions, CoordinatorStore, Participant};
+use crate::failover::FailoverClient;
 use crate::ports;
 use crate::proxy::{FaultMix, FaultProxy, ProxyStats};
 use crate::watch::BalanceWatch;
@@ -98,6 +106,7 @@ pub enum FaultProfile {
 /// One chaos run's settings.
 #[derive(Debug, Clone)]
 pub struct ChaosConfig {
+    /// Seeds every random choice (see the module docs).
     pub seed: u64,
     /// The fault period: kills and network faults happen during it, then stop.
     pub duration: Duration,
@@ -107,7 +116,9 @@ pub struct ChaosConfig {
     pub kill_interval: Duration,
     /// How long sagas may take to settle once faults stop.
     pub settle_timeout: Duration,
+    /// Wallet accounts the sagas spread over, each funded with [`FUNDING`].
     pub accounts: usize,
+    /// Which network faults the proxies inject.
     pub profile: FaultProfile,
     /// Start the participants with `--unsafe-no-barrier` (sanity check of the checker).
     pub unsafe_no_barrier: bool,
@@ -119,6 +130,11 @@ pub struct ChaosConfig {
     /// Keep the processes' data directories and logs when the run finds violations (off for
     /// the sanity check, which fails on purpose).
     pub keep_dirs_on_failure: bool,
+    /// Where the coordinators keep their log: sled (one coordinator) or a database on the
+    /// process's throwaway PostgreSQL server.
+    pub store: CoordinatorStore,
+    /// Coordinator processes; more than one needs PostgreSQL.
+    pub coordinators: usize,
 }
 
 impl Default for ChaosConfig {
@@ -135,15 +151,47 @@ impl Default for ChaosConfig {
             progress: false,
             think_time: Duration::ZERO,
             keep_dirs_on_failure: true,
+            store: CoordinatorStore::Sled,
+            coordinators: 1,
         }
     }
 }
 
-/// The four processes, as the kill schedule names them.
-const SERVICES: [&str; 4] = ["coordinator", "wallet", "order", "points"];
+/// A process the kill schedule may pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    /// Coordinator instance `i`.
+    Coordinator(usize),
+    /// A participant.
+    Participant(Participant),
+}
 
-fn participant_of(service: &str) -> Option<Participant> {
-    Participant::ALL.into_iter().find(|p| p.name() == service)
+/// Every process of `cluster`, coordinators first, with their names.
+fn victims(cluster: &Cluster) -> Vec<(Victim, String)> {
+    let coordinators = cluster.coordinators().iter().map(|c| {
+        (
+            Victim::Coordinator(c.index()),
+            c.process().name().to_string(),
+        )
+    });
+    let participants = Participant::ALL
+        .into_iter()
+        .map(|p| (Victim::Participant(p), p.name().to_string()));
+    coordinators.chain(participants).collect()
+}
+
+/// How the store is described in the report.
+fn describe_store(config: &ChaosConfig) -> String {
+    match &config.store {
+        CoordinatorStore::Sled => "sled, 1 coordinator".into(),
+        CoordinatorStore::Postgres(postgres) => format!(
+            "PostgreSQL, {} coordinator(s), lease {}",
+            config.coordinators.max(1),
+            postgres
+                .lease
+                .map_or_else(|| "the default".into(), |l| format!("{} ms", l.as_millis()))
+        ),
+    }
 }
 
 /// What a run did and found. Serializes to the JSON summary.
@@ -151,33 +199,57 @@ fn participant_of(service: &str) -> Option<Participant> {
 pub struct ChaosReport {
     /// No violation.
     pub passed: bool,
+    /// [`ChaosConfig::seed`].
     pub seed: u64,
+    /// [`ChaosConfig::profile`].
     pub profile: FaultProfile,
+    /// [`ChaosConfig::unsafe_no_barrier`].
     pub unsafe_no_barrier: bool,
+    /// [`ChaosConfig::clients`].
     pub clients: usize,
+    /// [`ChaosConfig::think_time`].
     pub think_time_ms: u64,
+    /// [`ChaosConfig::duration`].
     pub fault_period_secs: f64,
+    /// [`ChaosConfig::kill_interval`].
     pub kill_interval_ms: u64,
+    /// [`ChaosConfig::store`] and [`ChaosConfig::coordinators`], in words.
+    pub store: String,
+    /// The whole run, start-up to report.
     pub elapsed_secs: f64,
     /// Sagas the clients started (each with its own key).
     pub sagas: u64,
+    /// Sagas the coordinator acknowledged (got an id).
     pub accepted: u64,
+    /// Sagas found committed at the end.
     pub committed: usize,
+    /// Sagas found aborted at the end.
     pub aborted: usize,
     /// Accepted but neither committed nor aborted at the end.
     pub unsettled: usize,
     /// Of the aborted ones, how many asked for more than any account holds.
     pub must_abort: u64,
+    /// Aborted sagas by why they rolled back: their error up to the first `:` (`step
+    /// freeze_funds was rejected`, `circuit open for participant order`, ...).
+    pub abort_reasons: BTreeMap<String, u64>,
     /// Resubmissions with the same key after a transport error, `429` or `5xx`.
     pub resubmissions: u64,
+    /// SIGKILLs per process name (`coordinator` or `coordinator-0`, ..., `wallet`, ...).
     pub kills: BTreeMap<String, u64>,
+    /// With several coordinators: requests the proxies saw from each instance (by its
+    /// `--outbound-address`), summed over the participants.
+    pub calls_by_coordinator: BTreeMap<String, u64>,
+    /// Fault mixes set on the proxies (one per proxy per phase).
     pub fault_phases: u64,
     /// Per participant: what its proxy did.
     pub network: BTreeMap<String, ProxyStats>,
+    /// The sum over the proxies.
     pub network_total: ProxyStats,
     /// From the end of the faults until the last saga settled; `None` if some never did.
     pub time_to_quiescence_secs: Option<f64>,
+    /// Times the balance watch read the wallet.
     pub watch_polls: u64,
+    /// Every broken invariant, in words.
     pub violations: Vec<String>,
     /// Extra context for the violations (suspect sagas, their steps).
     pub details: Vec<String>,
@@ -197,9 +269,10 @@ impl ChaosReport {
 
 impl fmt::Display for ChaosReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kills = SERVICES
+        let kills = self
+            .kills
             .iter()
-            .map(|s| format!("{s} {}", self.kills.get(*s).copied().unwrap_or(0)))
+            .map(|(name, n)| format!("{name} {n}"))
             .collect::<Vec<_>>()
             .join(", ");
         let n = &self.network_total;
@@ -220,7 +293,8 @@ impl fmt::Display for ChaosReport {
                 ""
             }
         )?;
-        let rows: Vec<(&str, String)> = vec![
+        let mut rows: Vec<(&str, String)> = vec![
+            ("store", self.store.clone()),
             ("sagas", self.sagas.to_string()),
             ("  accepted", self.accepted.to_string()),
             ("  committed", self.committed.to_string()),
@@ -229,6 +303,15 @@ impl fmt::Display for ChaosReport {
                 format!("{} ({} asked for too much)", self.aborted, self.must_abort),
             ),
             ("  unsettled", self.unsettled.to_string()),
+            ("  aborted because", {
+                let mut reasons: Vec<(&String, &u64)> = self.abort_reasons.iter().collect();
+                reasons.sort_by(|a, b| b.1.cmp(a.1));
+                reasons
+                    .iter()
+                    .map(|(why, n)| format!("{why} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
             ("  resubmissions", self.resubmissions.to_string()),
             (
                 "kills (SIGKILL)",
@@ -255,10 +338,21 @@ impl fmt::Display for ChaosReport {
                 ),
             ),
             ("time to quiescence", quiescence),
+        ];
+        if !self.calls_by_coordinator.is_empty() {
+            let calls = self
+                .calls_by_coordinator
+                .iter()
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            rows.push(("  by coordinator", calls));
+        }
+        rows.extend([
             ("elapsed", format!("{:.1} s", self.elapsed_secs)),
             ("balance samples", self.watch_polls.to_string()),
             ("violations", self.violations.len().to_string()),
-        ];
+        ]);
         for (name, value) in rows {
             writeln!(f, "  {name:<20} {value}")?;
         }
@@ -291,7 +385,8 @@ struct Live {
     committed: AtomicU64,
     aborted: AtomicU64,
     resubmissions: AtomicU64,
-    kills: [AtomicU64; 4],
+    /// Per victim, in the order of [`victims`].
+    kills: Vec<AtomicU64>,
     fault_phases: AtomicU64,
     faults_over: AtomicBool,
 }
@@ -330,9 +425,12 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
             participant_addrs[1],
             participant_addrs[2],
         ]),
+        coordinators: config.coordinators.max(1),
+        store: config.store.clone(),
         ..ClusterOptions::default()
     };
     let mut cluster = Cluster::start_with(options).await?;
+    let victims = victims(&cluster);
 
     let mut books = Books::new();
     let accounts: Vec<String> = (0..config.accounts).map(|i| format!("acct-{i}")).collect();
@@ -341,7 +439,10 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     }
     let watch = BalanceWatch::start(cluster.wallet().clone(), Duration::from_millis(50));
 
-    let live = Arc::new(Live::default());
+    let live = Arc::new(Live {
+        kills: victims.iter().map(|_| AtomicU64::new(0)).collect(),
+        ..Live::default()
+    });
     let records = Arc::new(Mutex::new(Vec::<SagaRecord>::new()));
     let faults_start = Instant::now();
     let faults_end = faults_start + config.duration;
@@ -351,14 +452,13 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(5))
         .build()?;
-    let client = CoordinatorClient::with_http(cluster.coordinator_url(), http);
     let mut client_tasks = Vec::with_capacity(config.clients);
     for idx in 0..config.clients {
         let rng = StdRng::seed_from_u64(config.seed.wrapping_mul(31).wrapping_add(idx as u64));
         client_tasks.push(tokio::spawn(client_loop(
             idx,
             rng,
-            client.clone(),
+            cluster.failover_client_with(&http, idx),
             accounts.clone(),
             live.clone(),
             records.clone(),
@@ -377,6 +477,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let progress = config.progress.then(|| {
         tokio::spawn(progress_line(
             live.clone(),
+            victims.iter().map(|(_, name)| name.clone()).collect(),
             proxies.clone(),
             faults_start,
             config.duration,
@@ -385,6 +486,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
 
     let kill_result = kill_schedule(
         &mut cluster,
+        &victims,
         StdRng::seed_from_u64(config.seed ^ 0x6b69_6c6c),
         config.kill_interval,
         &live,
@@ -431,23 +533,20 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let records: Vec<SagaRecord> =
         std::mem::take(&mut *records.lock().unwrap_or_else(|e| e.into_inner()));
     let ids: Vec<String> = records.iter().filter_map(|r| r.saga_id.clone()).collect();
-    let settle_client = cluster.client().clone();
+    let settle_client = cluster.failover_client(0);
     let settled = futures::stream::iter(ids.iter().cloned())
         .map(|id| {
             let client = settle_client.clone();
-            async move {
-                await_settled(&client, &id, hard_deadline)
-                    .await
-                    .is_ok_and(|view| view.state.is_terminal())
-            }
+            async move { await_settled(&client, &id, hard_deadline).await.ok() }
         })
         .buffer_unordered(16)
-        .collect::<Vec<bool>>()
+        .collect::<Vec<Option<SagaView>>>()
         .await;
     let time_to_quiescence = settled
         .iter()
-        .all(|ok| *ok)
+        .all(|view| view.as_ref().is_some_and(|v| v.state.is_terminal()))
         .then(|| faults_over_at.elapsed());
+    let abort_reasons = abort_reasons(settled.iter().flatten());
     if let Some(progress) = progress {
         progress.abort();
     }
@@ -489,6 +588,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         think_time_ms: config.think_time.as_millis() as u64,
         fault_period_secs: config.duration.as_secs_f64(),
         kill_interval_ms: config.kill_interval.as_millis() as u64,
+        store: describe_store(&config),
         elapsed_secs: started_at.elapsed().as_secs_f64(),
         sagas: live.started.load(Ordering::Relaxed),
         accepted: ids.len() as u64,
@@ -496,12 +596,14 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         aborted: audit.aborted,
         unsettled: audit.other,
         must_abort: audit.must_abort as u64,
+        abort_reasons,
         resubmissions: live.resubmissions.load(Ordering::Relaxed),
-        kills: SERVICES
+        kills: victims
             .iter()
             .zip(&live.kills)
-            .map(|(s, k)| (s.to_string(), k.load(Ordering::Relaxed)))
+            .map(|((_, name), k)| (name.clone(), k.load(Ordering::Relaxed)))
             .collect(),
+        calls_by_coordinator: calls_by_coordinator(&cluster, &proxies),
         fault_phases: live.fault_phases.load(Ordering::Relaxed),
         network,
         network_total,
@@ -522,7 +624,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
 async fn client_loop(
     idx: usize,
     mut rng: StdRng,
-    client: CoordinatorClient,
+    client: FailoverClient,
     accounts: Vec<String>,
     live: Arc<Live>,
     records: Arc<Mutex<Vec<SagaRecord>>>,
@@ -642,10 +744,11 @@ async fn fault_schedule(
     }
 }
 
-/// SIGKILLs a process every `interval` (± 50 %) in shuffled rounds over the four, keeps it
-/// down 50 ms to 1 s and restarts it, until `faults_end`.
+/// SIGKILLs a process every `interval` (± 50 %) in shuffled rounds over every process, keeps
+/// it down 50 ms to 1 s and restarts it, until `faults_end`.
 async fn kill_schedule(
     cluster: &mut Cluster,
+    victims: &[(Victim, String)],
     mut rng: StdRng,
     interval: Duration,
     live: &Live,
@@ -660,34 +763,36 @@ async fn kill_schedule(
         let wait = interval.mul_f64(rng.random_range(0.5..1.5));
         let downtime = Duration::from_millis(rng.random_range(50..1_000));
         if round.is_empty() {
-            round = (0..SERVICES.len()).collect();
+            round = (0..victims.len()).collect();
             round.shuffle(&mut rng);
         }
-        let victim = round.pop().expect("refilled above");
+        let index = round.pop().expect("refilled above");
         if Instant::now() + wait >= faults_end {
             tokio::time::sleep_until(faults_end.into()).await;
             return Ok(());
         }
         tokio::time::sleep(wait).await;
-        let service = SERVICES[victim];
-        match participant_of(service) {
-            None => cluster.kill_coordinator()?,
-            Some(p) => cluster.kill_participant(p)?,
+        let (victim, name) = &victims[index];
+        match *victim {
+            Victim::Coordinator(i) => cluster.coordinator_mut(i).kill()?,
+            Victim::Participant(p) => cluster.kill_participant(p)?,
         }
-        live.kills[victim].fetch_add(1, Ordering::Relaxed);
+        live.kills[index].fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(downtime).await;
-        match participant_of(service) {
-            None => cluster.restart_coordinator().await,
-            Some(p) => cluster.restart_participant(p).await,
+        match *victim {
+            Victim::Coordinator(i) => cluster.coordinator_mut(i).restart().await,
+            Victim::Participant(p) => cluster.restart_participant(p).await,
         }
-        .with_context(|| format!("restarting {service} after a SIGKILL"))?;
+        .with_context(|| format!("restarting {name} after a SIGKILL"))?;
     }
 }
 
 /// Restarts any process that is not running (none should be: the killer restarts its victim).
 async fn ensure_running(cluster: &mut Cluster) -> anyhow::Result<()> {
-    if !cluster.coordinator_running() {
-        cluster.restart_coordinator().await?;
+    for i in 0..cluster.coordinator_count() {
+        if !cluster.coordinator_mut(i).is_running() {
+            cluster.coordinator_mut(i).restart().await?;
+        }
     }
     for p in Participant::ALL {
         if !cluster.participant_running(p) {
@@ -697,8 +802,37 @@ async fn ensure_running(cluster: &mut Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Aborted sagas counted by their error up to the first `:`, the part that does not depend on
+/// the saga.
+fn abort_reasons<'a>(views: impl Iterator<Item = &'a SagaView>) -> BTreeMap<String, u64> {
+    let mut reasons = BTreeMap::new();
+    for view in views.filter(|v| v.state == SagaState::Aborted) {
+        let error = view.error.as_deref().unwrap_or("no error recorded");
+        let why = error.split(':').next().unwrap_or(error).trim().to_string();
+        *reasons.entry(why).or_default() += 1;
+    }
+    reasons
+}
+
+/// Requests from each coordinator instance, summed over the proxies (several instances only).
+fn calls_by_coordinator(cluster: &Cluster, proxies: &[FaultProxy]) -> BTreeMap<String, u64> {
+    if cluster.coordinator_count() < 2 {
+        return BTreeMap::new();
+    }
+    cluster
+        .coordinators()
+        .iter()
+        .filter_map(|c| {
+            let ip = c.outbound_address()?;
+            let requests = proxies.iter().map(|p| p.source(ip).requests).sum();
+            Some((c.process().name().to_string(), requests))
+        })
+        .collect()
+}
+
 async fn progress_line(
     live: Arc<Live>,
+    names: Vec<String>,
     proxies: Arc<Vec<FaultProxy>>,
     start: Instant,
     period: Duration,
@@ -711,6 +845,16 @@ async fn progress_line(
         let committed = get(&live.committed);
         let aborted = get(&live.aborted);
         let kills: Vec<u64> = live.kills.iter().map(get).collect();
+        // `c1 w1 o1 p1`, or `c0:1 c1:0 c2:1 w1 o1 p1` with several coordinators.
+        let by_process = names
+            .iter()
+            .zip(&kills)
+            .map(|(name, n)| match name.strip_prefix("coordinator-") {
+                Some(i) => format!("c{i}:{n}"),
+                None => format!("{}{n}", &name[..1]),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut net = ProxyStats::default();
         for proxy in proxies.iter() {
             net.add(&proxy.stats());
@@ -727,15 +871,11 @@ async fn progress_line(
         let mixes: Vec<String> = proxies.iter().map(|p| p.mix().label()).collect();
         let line = format!(
             "[{:>5.0}s] {phase} | sagas {} started, {} done ({committed} committed, {aborted} \
-             aborted) | kills {} (c{} w{} o{} p{}) | net faults {} | mix [{}]",
+             aborted) | kills {} ({by_process}) | net faults {} | mix [{}]",
             start.elapsed().as_secs_f64(),
             get(&live.started),
             committed + aborted,
             kills.iter().sum::<u64>(),
-            kills[0],
-            kills[1],
-            kills[2],
-            kills[3],
             net.faults(),
             mixes.join(" / "),
         );

@@ -9,9 +9,17 @@
 //! - [`ports`]: free loopback ports;
 //! - [`process`]: [`ServiceProcess`], one child process with its log file, kill/terminate/restart
 //!   and a deadline-bounded wait for health;
-//! - [`cluster`]: [`Cluster`], a coordinator plus the three example participants, ready to use;
+//! - [`cluster`]: [`Cluster`], a coordinator (or several on one PostgreSQL database) plus the
+//!   three example participants, ready to use;
+//! - [`database`]: the PostgreSQL database a cluster's coordinators share, and what tests read
+//!   from it (leases, live instances, a fingerprint of every saga row and event);
+//! - [`failover`]: [`FailoverClient`], a client of every instance of a cluster that asks the
+//!   next one when one does not answer;
 //! - [`participant_api`]: small typed clients for the wallet, order and points HTTP APIs;
 //! - [`workload`]: saga plans and deadline-bounded submit/resubmit/settle loops;
+//! - [`steady_load`]: [`steady_load::SteadyLoad`], clients running sagas one after another
+//!   until stopped, recording them for the books;
+//! - [`polling`]: waiting for a condition with a deadline;
 //! - [`books`]: the invariant checker run once faults stop;
 //! - [`proxy`]: [`proxy::FaultProxy`], a TCP proxy between the coordinator and a participant
 //!   that injects latency, resets, blackholes and dropped replies;
@@ -30,14 +38,19 @@ pub mod binaries;
 pub mod books;
 pub mod chaos;
 pub mod cluster;
+pub mod database;
+pub mod failover;
 pub mod participant_api;
+pub mod polling;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod steady_load;
 pub mod watch;
 pub mod workload;
 
 pub use books::{Audit, Books, Observed, Violation};
-pub use cluster::{Cluster, ClusterOptions, Participant};
+pub use cluster::{Cluster, ClusterOptions, CoordinatorStore, Participant, PostgresOptions};
+pub use failover::FailoverClient;
 pub use process::ServiceProcess;
 pub use workload::SagaPlan;

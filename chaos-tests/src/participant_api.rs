@@ -12,7 +12,9 @@ use serde_json::json;
 /// error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct AccountView {
+    /// Money in the account, frozen or not.
     pub balance: i64,
+    /// The part of the balance frozen by sagas that have not settled.
     pub frozen: i64,
 }
 
@@ -21,7 +23,9 @@ pub struct AccountView {
 pub struct OrderView {
     /// `created` or `cancelled`.
     pub status: String,
+    /// The account it was placed on.
     pub account: String,
+    /// Its amount.
     pub amount: i64,
 }
 

@@ -12,25 +12,62 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use rustix::process::{Pid, Signal};
 use tempfile::TempDir;
 
 /// How often readiness and exit are polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Begins the line the log gets at every start of the process (`... #N of NAME on ADDR`), so
+/// that a reader can find what the latest start logged.
+pub const START_MARKER: &str = "===== chaos-tests: start #";
+
+/// `RUST_LOG` of the services when the environment sets none.
+const DEFAULT_LOG_FILTER: &str = "info";
+
+/// Set by a tool ([`use_log_filter`]); wins over [`DEFAULT_LOG_FILTER`].
+static CHOSEN_LOG_FILTER: OnceLock<String> = OnceLock::new();
+
+/// Makes `filter` the services' `RUST_LOG` for the rest of the process when the environment
+/// sets none: the `chaos` and `bench` tools use `warn` (an `info` line per saga would fill the
+/// logs of long runs and be part of what a benchmark measures). Fails if one was chosen
+/// already.
+pub fn use_log_filter(filter: &str) -> anyhow::Result<()> {
+    CHOSEN_LOG_FILTER
+        .set(filter.to_string())
+        .map_err(|chosen| anyhow::anyhow!("the services' log filter is chosen already ({chosen})"))
+}
+
+/// The `RUST_LOG` services get: the environment's, else the one given to [`use_log_filter`],
+/// else `info`.
+pub fn log_filter() -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        CHOSEN_LOG_FILTER
+            .get()
+            .map_or(DEFAULT_LOG_FILTER, String::as_str)
+            .to_string()
+    })
+}
 
 /// What to start: a binary, where it listens, what URL says it is healthy, extra arguments.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// Short name used in messages and for the log file (`coordinator`, `wallet`, ...).
     pub name: String,
+    /// The executable.
     pub binary: PathBuf,
+    /// Its `--listen` address (a free loopback port).
     pub listen: SocketAddr,
     /// Path polled by [`ServiceProcess::wait_healthy`], e.g. `/healthz` or `/readyz`.
     pub health_path: String,
     /// Arguments after `--listen ADDR --data-dir DIR`.
     pub extra_args: Vec<OsString>,
+    /// Its `RUST_LOG`; `None`: [`log_filter`].
+    pub log_filter: Option<String>,
 }
 
 /// One service as a child process (`BIN --listen ADDR --data-dir DIR ARGS...`), with its data
@@ -144,24 +181,24 @@ impl ServiceProcess {
             .with_context(|| format!("cannot open {}", self.log_path.display()))?;
         writeln!(
             log,
-            "===== chaos-tests: start #{} of {} on {} =====",
+            "{START_MARKER}{} of {} on {} =====",
             self.starts, self.config.name, self.config.listen
         )?;
         let stderr = log.try_clone()?;
-        let mut command = Command::new(&self.config.binary);
+        let mut command = service_command(&self.config.binary);
         command
             .arg("--listen")
             .arg(self.config.listen.to_string())
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.config.extra_args)
+            .env(
+                "RUST_LOG",
+                self.config.log_filter.clone().unwrap_or_else(log_filter),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr));
-        if std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", "info");
-        }
-        die_with_parent(&mut command);
         let child = command
             .spawn()
             .with_context(|| format!("cannot start {}", self.config.binary.display()))?;
@@ -185,21 +222,13 @@ impl ServiceProcess {
     /// SIGTERM, then wait up to `grace` for a clean exit; SIGKILL after that.
     /// Returns the exit status, or `None` if the child had to be killed or was not running.
     pub async fn terminate(&mut self, grace: Duration) -> anyhow::Result<Option<ExitStatus>> {
-        let Some(child) = self.child.as_mut() else {
+        if self.child.is_none() {
             return Ok(None);
-        };
-        let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
-        // SAFETY: plain kill(2) on our own, not yet reaped child.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        if rc != 0 {
-            bail!(
-                "SIGTERM to {} failed: {}",
-                self.config.name,
-                std::io::Error::last_os_error()
-            );
         }
+        self.signal(Signal::TERM)?;
         let deadline = Instant::now() + grace;
         loop {
+            let child = self.child.as_mut().expect("checked above");
             if let Some(status) = child.try_wait()? {
                 self.child = None;
                 self.note(&format!("exited after SIGTERM: {status}"));
@@ -211,6 +240,33 @@ impl ServiceProcess {
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
+    }
+
+    /// SIGSTOP: the process stops where it is (every thread, at once) until
+    /// [`ServiceProcess::resume`]; its sockets stay open and the kernel keeps accepting on
+    /// them. A stopped process can still be killed.
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        self.signal(Signal::STOP)?;
+        self.note("paused with SIGSTOP");
+        Ok(())
+    }
+
+    /// SIGCONT: a paused process runs on.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.signal(Signal::CONT)?;
+        self.note("resumed with SIGCONT");
+        Ok(())
+    }
+
+    /// Sends `signal` to the running child.
+    fn signal(&mut self, signal: Signal) -> anyhow::Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .with_context(|| format!("{} is not running", self.config.name))?;
+        // Not reaped yet (we own the `Child`), so the pid is still this child's.
+        rustix::process::kill_process(Pid::from_child(child), signal)
+            .with_context(|| format!("{signal:?} to {} failed", self.config.name))
     }
 
     /// Kills the child if it still runs, then starts it again on the same port and data
@@ -229,24 +285,36 @@ impl ServiceProcess {
 
     /// Polls `url` until it answers 2xx while checking the child is alive.
     pub async fn wait_for_url(&mut self, url: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_for_any_url(&[url.to_string()], timeout).await
+    }
+
+    /// Polls each of `urls` in turn until one answers 2xx while checking the child is alive.
+    pub async fn wait_for_any_url(
+        &mut self,
+        urls: &[String],
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no answer yet");
+        let shown = urls.join(" or ");
         loop {
-            if !self.is_running() {
-                bail!(
-                    "{} exited while waiting for {url} (last: {last})\n{}",
-                    self.config.name,
-                    self.log_tail(30)
-                );
-            }
-            match self.http.get(url).send().await {
-                Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => last = format!("HTTP {}", resp.status()),
-                Err(e) => last = e.to_string(),
+            for url in urls {
+                if !self.is_running() {
+                    bail!(
+                        "{} exited while waiting for {shown} (last: {last})\n{}",
+                        self.config.name,
+                        self.log_tail(30)
+                    );
+                }
+                match self.http.get(url).send().await {
+                    Ok(resp) if resp.status().is_success() => return Ok(()),
+                    Ok(resp) => last = format!("{url}: HTTP {}", resp.status()),
+                    Err(e) => last = format!("{url}: {e}"),
+                }
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "{} did not answer 2xx on {url} within {timeout:?} (last: {last})\n{}",
+                    "{} did not answer 2xx on {shown} within {timeout:?} (last: {last})\n{}",
                     self.config.name,
                     self.log_tail(30)
                 );
@@ -310,22 +378,34 @@ fn read_tail(path: &Path, max: u64) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// On Linux, asks the kernel to SIGKILL the child when the thread that spawned it dies, so
-/// children do not outlive a test process killed before its destructors run. The destructor
+/// The command that starts `binary`: on Linux through `setpriv --pdeathsig KILL` (util-linux)
+/// when it is installed, which asks the kernel to SIGKILL the service when the thread that
+/// spawned it dies, so children do not outlive a test process killed before its destructors
+/// run; `setpriv` then execs the binary, so the child's pid is the service's. The destructor
 /// of [`ServiceProcess`] covers every ordinary exit.
-#[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+fn service_command(binary: &Path) -> Command {
+    match setpriv() {
+        Some(setpriv) => {
+            let mut command = Command::new(setpriv);
+            command.args(["--pdeathsig", "KILL", "--"]).arg(binary);
+            command
+        }
+        None => Command::new(binary),
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut Command) {}
+/// `setpriv` on `PATH`, looked up once (Linux only).
+fn setpriv() -> Option<&'static Path> {
+    static SETPRIV: OnceLock<Option<PathBuf>> = OnceLock::new();
+    SETPRIV
+        .get_or_init(|| {
+            if !cfg!(target_os = "linux") {
+                return None;
+            }
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("setpriv"))
+                .find(|candidate| candidate.is_file())
+        })
+        .as_deref()
+}

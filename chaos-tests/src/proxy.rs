@@ -19,8 +19,18 @@
 //! A connection the participant's side refuses or closes (it was SIGKILLed) is reset too.
 //! The mix can be changed at any time ([`FaultProxy::set_mix`]); the chaos run does so every
 //! few seconds.
+//!
+//! In front of a cluster, the proxy tells the coordinators apart by the source address of
+//! their connections (each instance sends from its own `--outbound-address`):
+//! [`FaultProxy::source_stats`] counts, per address, connections and every request byte read
+//! from it, faulted or not. [`FaultProxy::hold_replies_to`] holds the participant's answers
+//! to one address (the calls are delivered and handled, their answers wait in the proxy)
+//! until [`FaultProxy::release_replies`]: a test can so bring an instance to a point where
+//! every call it decided has reached the participant, and nothing it sends later can be a
+//! call decided before.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -57,10 +67,15 @@ pub enum ConnFault {
 /// Probabilities per new connection (the rest pass). Their sum must not exceed 1.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct FaultMix {
+    /// Share of requests relayed after `latency_ms`.
     pub latency_rate: f64,
+    /// The added latency.
     pub latency_ms: u64,
+    /// Share of requests answered with a reset before they reach the participant.
     pub reset_rate: f64,
+    /// Share of requests swallowed and never answered.
     pub blackhole_rate: f64,
+    /// Share of requests relayed and handled whose answer is replaced by a reset.
     pub drop_reply_rate: f64,
 }
 
@@ -133,12 +148,17 @@ impl FaultMix {
 /// Counts of what the proxy did, since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ProxyStats {
+    /// Connections accepted.
     pub connections: u64,
     /// Chunks the coordinator sent (about one per request); each drew a fault.
     pub requests: u64,
+    /// Requests relayed without a fault.
     pub passed: u64,
+    /// Requests relayed late.
     pub latency: u64,
+    /// Requests answered with a reset.
     pub reset: u64,
+    /// Requests swallowed.
     pub blackhole: u64,
     /// Connections whose response was dropped after the participant had answered.
     pub reply_dropped: u64,
@@ -168,6 +188,41 @@ impl ProxyStats {
     }
 }
 
+/// What the proxy saw from one source address (a coordinator instance's
+/// `--outbound-address`), since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SourceStats {
+    /// Connections accepted from it.
+    pub connections: u64,
+    /// Of those, still open.
+    pub open: u64,
+    /// Chunks it sent (about one per request).
+    pub requests: u64,
+    /// Bytes it sent, every one the proxy read, whatever fault it drew.
+    pub request_bytes: u64,
+    /// Answers to it the proxy holds right now ([`FaultProxy::hold_replies_to`]).
+    pub held_replies: u64,
+}
+
+/// [`SourceStats`] as they are counted.
+#[derive(Debug, Default)]
+struct SourceCounters {
+    connections: AtomicU64,
+    open: AtomicU64,
+    requests: AtomicU64,
+    request_bytes: AtomicU64,
+    held_replies: AtomicU64,
+}
+
+/// Subtracts one from a gauge when dropped, however the connection's future ends.
+struct Decrement<'a>(&'a AtomicU64);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     connections: AtomicU64,
@@ -189,9 +244,24 @@ fn bump(counter: &AtomicU64) {
 struct Shared {
     target: SocketAddr,
     mix: Mutex<(FaultMix, StdRng)>,
-    /// Bumped on every mix change; connections watch it and close when it moves.
+    /// Bumped when the proxy goes away; connections watch it and close when it moves.
     generation: watch::Sender<u64>,
     counters: Counters,
+    /// Per source address.
+    sources: Mutex<HashMap<IpAddr, Arc<SourceCounters>>>,
+    /// The source address whose answers are held, if any.
+    held: watch::Sender<Option<IpAddr>>,
+}
+
+impl Shared {
+    fn source(&self, ip: IpAddr) -> Arc<SourceCounters> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(ip)
+            .or_default()
+            .clone()
+    }
 }
 
 /// A running proxy; dropping it stops accepting (open connections end with the runtime).
@@ -210,11 +280,14 @@ impl FaultProxy {
             .context("cannot bind the fault proxy")?;
         let addr = listener.local_addr()?;
         let (generation, _) = watch::channel(0);
+        let (held, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             target,
             mix: Mutex::new((FaultMix::PASS, StdRng::seed_from_u64(seed))),
             generation,
             counters: Counters::default(),
+            sources: Mutex::new(HashMap::new()),
+            held,
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(FaultProxy {
@@ -249,6 +322,46 @@ impl FaultProxy {
         self.shared.mix.lock().unwrap_or_else(|e| e.into_inner()).0 = mix;
     }
 
+    /// What it saw from each source address so far.
+    pub fn source_stats(&self) -> HashMap<IpAddr, SourceStats> {
+        let sources = self
+            .shared
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        sources
+            .iter()
+            .map(|(ip, c)| {
+                let stats = SourceStats {
+                    connections: get(&c.connections),
+                    open: get(&c.open),
+                    requests: get(&c.requests),
+                    request_bytes: get(&c.request_bytes),
+                    held_replies: get(&c.held_replies),
+                };
+                (*ip, stats)
+            })
+            .collect()
+    }
+
+    /// What it saw from `ip` so far (zeros if nothing came from it).
+    pub fn source(&self, ip: IpAddr) -> SourceStats {
+        self.source_stats().get(&ip).copied().unwrap_or_default()
+    }
+
+    /// From now on, answers to connections from `ip` are held (the first chunk of each
+    /// answer waits, and with it the rest) until [`FaultProxy::release_replies`]. Requests
+    /// still reach the participant. Replaces any address held before.
+    pub fn hold_replies_to(&self, ip: IpAddr) {
+        self.shared.held.send_replace(Some(ip));
+    }
+
+    /// Every held answer goes on its way; nothing is held any more.
+    pub fn release_replies(&self) {
+        self.shared.held.send_replace(None);
+    }
+
     /// What it has done so far.
     pub fn stats(&self) -> ProxyStats {
         let c = &self.shared.counters;
@@ -277,7 +390,7 @@ impl Drop for FaultProxy {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let (client, _) = match listener.accept().await {
+        let (client, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
                 eprintln!("fault proxy for {}: accept failed: {e}", shared.target);
@@ -288,7 +401,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let _ = client.set_nodelay(true);
         bump(&shared.counters.connections);
         let generation = shared.generation.subscribe();
-        tokio::spawn(handle(client, shared.clone(), generation));
+        let source = shared.source(peer.ip());
+        source.connections.fetch_add(1, Ordering::Relaxed);
+        source.open.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(handle(
+            client,
+            peer.ip(),
+            source,
+            shared.clone(),
+            generation,
+        ));
     }
 }
 
@@ -298,7 +420,14 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-async fn handle(mut client: TcpStream, shared: Arc<Shared>, mut generation: watch::Receiver<u64>) {
+async fn handle(
+    mut client: TcpStream,
+    ip: IpAddr,
+    source: Arc<SourceCounters>,
+    shared: Arc<Shared>,
+    mut generation: watch::Receiver<u64>,
+) {
+    let _open = Decrement(&source.open);
     generation.mark_unchanged();
     let counters = &shared.counters;
     let upstream =
@@ -312,7 +441,7 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>, mut generation: watc
         };
     let _ = upstream.set_nodelay(true);
     let outcome = tokio::select! {
-        outcome = relay(&mut client, upstream, &shared) => outcome,
+        outcome = relay(&mut client, upstream, ip, &source, &shared) => outcome,
         _ = generation.changed() => Relay::Cut,
     };
     match outcome {
@@ -344,7 +473,13 @@ enum Relay {
 
 /// Relays one connection. Each chunk the coordinator sends (a small request is one chunk)
 /// draws its fault from the current mix, so faults hit requests on kept-alive connections too.
-async fn relay(client: &mut TcpStream, mut upstream: TcpStream, shared: &Shared) -> Relay {
+async fn relay(
+    client: &mut TcpStream,
+    mut upstream: TcpStream,
+    ip: IpAddr,
+    source: &SourceCounters,
+    shared: &Shared,
+) -> Relay {
     let counters = &shared.counters;
     let (mut client_read, mut client_write) = client.split();
     let (mut up_read, mut up_write) = upstream.split();
@@ -357,6 +492,8 @@ async fn relay(client: &mut TcpStream, mut upstream: TcpStream, shared: &Shared)
                 Ok(n) => n,
             };
             bump(&counters.requests);
+            bump(&source.requests);
+            source.request_bytes.fetch_add(n as u64, Ordering::Relaxed);
             let fault = {
                 let mut guard = shared.mix.lock().unwrap_or_else(|e| e.into_inner());
                 let (mix, rng) = &mut *guard;
@@ -379,7 +516,9 @@ async fn relay(client: &mut TcpStream, mut upstream: TcpStream, shared: &Shared)
                         loop {
                             match client_read.read(&mut buf).await {
                                 Ok(0) | Err(_) => break,
-                                Ok(_) => {}
+                                Ok(n) => {
+                                    source.request_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                                }
                             }
                         }
                     };
@@ -404,6 +543,13 @@ async fn relay(client: &mut TcpStream, mut upstream: TcpStream, shared: &Shared)
             };
             if drop_next_reply.load(Ordering::Relaxed) {
                 return Relay::ReplyDropped;
+            }
+            let mut held = shared.held.subscribe();
+            if *held.borrow_and_update() == Some(ip) {
+                source.held_replies.fetch_add(1, Ordering::Relaxed);
+                let _held = Decrement(&source.held_replies);
+                // Only an error if the proxy is gone, which ends this connection anyway.
+                let _ = held.wait_for(|held| *held != Some(ip)).await;
             }
             if client_write.write_all(&buf[..n]).await.is_err() {
                 return Relay::Closed;
@@ -525,6 +671,58 @@ mod tests {
             (1, 1, 1, 1, 1),
             "{stats:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn sources_are_told_apart_and_their_answers_held() {
+        let (server, seen) = counting_server().await;
+        let proxy = FaultProxy::start(server, 1).await.unwrap();
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+        let target = proxy.addr();
+        let connect_from = |ip: IpAddr| async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(ip, 0)).unwrap();
+            socket.connect(target).await.unwrap()
+        };
+        let mut from_a = connect_from(a).await;
+        from_a.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 2];
+        from_a.read_exact(&mut buf).await.unwrap();
+
+        proxy.hold_replies_to(b);
+        let mut from_b = connect_from(b).await;
+        from_b.write_all(b"hello").await.unwrap();
+        let held = tokio::time::timeout(Duration::from_millis(200), from_b.read_exact(&mut buf));
+        assert!(
+            held.await.is_err(),
+            "an answer to a held source went through"
+        );
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            2,
+            "a held source's request is delivered"
+        );
+        assert_eq!(proxy.source(b).held_replies, 1);
+        // Others are not held.
+        from_a.write_all(b"ping").await.unwrap();
+        from_a.read_exact(&mut buf).await.unwrap();
+
+        proxy.release_replies();
+        from_b.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ok");
+        let (sa, sb) = (proxy.source(a), proxy.source(b));
+        assert_eq!((sa.connections, sa.requests, sa.request_bytes), (1, 2, 8));
+        assert_eq!((sb.connections, sb.requests, sb.request_bytes), (1, 1, 5));
+        assert_eq!((sa.open, sb.open, sb.held_replies), (1, 1, 0));
+        drop(from_a);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while proxy.source(a).open > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a closed connection stays open"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Saga plans for the `place_order` workflow and deadline-bounded loops that submit them,
 //! resubmit them with their idempotency key across coordinator restarts, and wait for them to
-//! settle.
+//! settle. The loops send to [`Coordinators`]: one coordinator, or a cluster's instances in
+//! turn ([`crate::failover::FailoverClient`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,16 +12,23 @@ use sagas::api::{SagaState, SagaView};
 use sagas::client::Submitted;
 use serde_json::{Value, json};
 
+use crate::failover::Coordinators;
+
 /// The workflow every plan runs.
 pub const WORKFLOW: &str = "place_order";
 
 /// One `place_order` saga a test means to run: its idempotency key and its input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SagaPlan {
+    /// The `Idempotency-Key` of every submission of this saga.
     pub key: String,
+    /// The order it creates (unique per saga).
     pub order_id: String,
+    /// The wallet account it charges.
     pub account: String,
+    /// What it charges.
     pub amount: u64,
+    /// What it awards.
     pub points: u64,
 }
 
@@ -73,11 +81,11 @@ impl Backoff {
     }
 }
 
-/// Submits `plan` with its idempotency key until the coordinator answers 2xx. Transport errors
-/// (the coordinator is down or restarting), `429` and `5xx` are retried until `deadline`; any
-/// other error is returned at once.
+/// Submits `plan` with its idempotency key until a coordinator answers 2xx. Transport errors
+/// (the coordinator is down or restarting), `429` and `5xx` are retried (on the next instance
+/// of a cluster) until `deadline`; any other error is returned at once.
 pub async fn submit_until_accepted(
-    client: &CoordinatorClient,
+    client: &impl Coordinators,
     plan: &SagaPlan,
     wait_ms: Option<u64>,
     deadline: Instant,
@@ -87,15 +95,15 @@ pub async fn submit_until_accepted(
 
 /// [`submit_until_accepted`], adding one to `retries` for every resubmission.
 pub async fn submit_counting_retries(
-    client: &CoordinatorClient,
+    client: &impl Coordinators,
     plan: &SagaPlan,
     wait_ms: Option<u64>,
     deadline: Instant,
     retries: &AtomicU64,
 ) -> anyhow::Result<Submitted> {
     let mut backoff = Backoff::new();
-    loop {
-        match plan.submit(client, wait_ms).await {
+    for attempt in 0.. {
+        match plan.submit(client.for_attempt(attempt), wait_ms).await {
             Ok(submitted) => return Ok(submitted),
             Err(e) if e.is_retryable() && Instant::now() < deadline => {
                 retries.fetch_add(1, Ordering::Relaxed);
@@ -104,11 +112,12 @@ pub async fn submit_counting_retries(
             Err(e) => bail!("submitting {} (key {}): {e}", plan.order_id, plan.key),
         }
     }
+    unreachable!("the attempts never run out")
 }
 
 /// Submits `plan` until accepted, then polls the saga until it settles (both by `deadline`).
 pub async fn submit_and_settle(
-    client: &CoordinatorClient,
+    client: &impl Coordinators,
     plan: &SagaPlan,
     wait_ms: Option<u64>,
     deadline: Instant,
@@ -128,21 +137,25 @@ pub fn first_errors(errors: &[String]) -> String {
 }
 
 /// Polls `GET /v1/sagas/{id}` until the saga is `committed`, `aborted` or `stuck` (which needs
-/// an operator and will not move on its own). Transport and `5xx` errors are retried; past
-/// `deadline` the last state seen is in the error.
+/// an operator and will not move on its own). Transport and `5xx` errors are retried (on the
+/// next instance of a cluster); past `deadline` the last state seen is in the error.
 pub async fn await_settled(
-    client: &CoordinatorClient,
+    client: &impl Coordinators,
     saga_id: &str,
     deadline: Instant,
 ) -> anyhow::Result<SagaView> {
     let mut backoff = Backoff::new();
+    let mut attempt = 0;
     loop {
-        let last = match client.get_saga(saga_id).await {
+        let last = match client.for_attempt(attempt).get_saga(saga_id).await {
             Ok(view) if view.state.is_terminal() || view.state == SagaState::Stuck => {
                 return Ok(view);
             }
             Ok(view) => format!("state {}", view.state),
-            Err(e) if e.is_retryable() => e.to_string(),
+            Err(e) if e.is_retryable() => {
+                attempt += 1;
+                e.to_string()
+            }
             Err(e) => bail!("polling saga {saga_id}: {e}"),
         };
         if Instant::now() >= deadline {

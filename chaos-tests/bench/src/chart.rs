@@ -22,15 +22,20 @@ const COLORS: [RGBColor; 5] = [
 /// One measured point of a series.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {
+    /// Closed-loop clients (the x axis).
     pub clients: usize,
+    /// Median sagas per second.
     pub throughput: f64,
+    /// Median p99 latency.
     pub p99_ms: f64,
 }
 
 /// One line in both panels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
+    /// Its legend.
     pub label: String,
+    /// Its points, by clients.
     pub points: Vec<Point>,
 }
 

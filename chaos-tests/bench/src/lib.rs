@@ -13,8 +13,13 @@
 //! - [`procfs`]: a process's memory (VmRSS, VmHWM) and CPU time from `/proc`;
 //! - [`matrix`]: rows (clients, abort ratio, working or no-work participants) grouped in
 //!   suites, the standard matrix and `--only` selection;
-//! - [`measure`]: one run of one row: fresh cluster, warm-up, measured load (loadgen, with the
-//!   books checked), the coordinator's CPU per saga, RSS and log bytes per saga;
+//! - [`measure`]: one run of one row: fresh cluster (on sled, or on PostgreSQL with one or
+//!   several coordinators), warm-up, measured load (loadgen, with the books checked), the
+//!   coordinators' CPU per saga, RSS, log bytes and flushes per saga;
+//! - [`cost`]: the participants' CPU per saga, and on PostgreSQL the database's CPU, WAL bytes,
+//!   round trips and bytes on the wire per saga;
+//! - [`wire`]: TCP traffic of processes to a port, from the kernel's socket counters (`ss`);
+//! - [`durable_postgres`]: a PostgreSQL server with durability on, for rows on PostgreSQL;
 //! - [`prometheus`]: counters from the coordinator's `/metrics`;
 //! - [`summary`]: medians per row, the cost of aborts against committing;
 //! - [`recovery`]: the recovery suite: seeded sagas in flight, timed restarts, memory;
@@ -28,6 +33,8 @@
 //! Running: see `chaos-tests/bench/README.md`.
 
 pub mod chart;
+pub mod cost;
+pub mod durable_postgres;
 pub mod loadgen;
 pub mod machine;
 pub mod matrix;
@@ -37,6 +44,7 @@ pub mod prometheus;
 pub mod recovery;
 pub mod summary;
 pub mod table;
+pub mod wire;
 
 use std::path::{Path, PathBuf};
 
@@ -59,22 +67,33 @@ pub const CHART_FILE: &str = "throughput_p99.svg";
 /// How the benchmark was run, recorded with the results.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Settings {
+    /// Runs per row.
     pub runs: usize,
+    /// Seconds of measured load per run.
     pub duration_s: f64,
+    /// Seconds of warm-up load per run.
     pub warmup_s: f64,
     /// Cargo profile of the service binaries (`release`, `debug`).
     pub profile: String,
     /// The services' `RUST_LOG`.
     pub rust_log: String,
+    /// Extra flags given to the coordinator.
     pub coordinator_args: Vec<String>,
+    /// Rows on PostgreSQL: `durable` (fsync, synchronous commit, full-page writes on) or
+    /// `throwaway` (all off).
+    pub postgres_durability: String,
 }
 
 /// Everything `results.json` holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResults {
+    /// What it ran on.
     pub machine: Machine,
+    /// How it was run.
     pub settings: Settings,
+    /// Every load row that ran, with its runs and medians.
     pub rows: Vec<RowResult>,
+    /// Rows with aborts against their all-commit baseline.
     pub abort_costs: Vec<AbortCost>,
     /// The recovery suite, when selected.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,7 +218,9 @@ async fn repeat<T>(
 /// The files [`write_outputs`] wrote.
 #[derive(Debug, Clone)]
 pub struct Outputs {
+    /// `results.json`.
     pub json: PathBuf,
+    /// `results.md`.
     pub markdown: PathBuf,
     /// `None` when no load row ran (only the recovery suite): nothing to draw.
     pub chart: Option<PathBuf>,

@@ -10,6 +10,9 @@
 //!   stalled coordinator shows up in the tail instead of silently lowering the offered load
 //!   (no coordinated omission).
 //!
+//! Several coordinators of a cluster (`--coordinator URL,URL,...`) share the load: client `i`
+//! (closed loop) or arrival `i` (open loop) goes to coordinator `i mod n`.
+//!
 //! It runs for `--count` sagas or `--duration` seconds, prints a progress line every second on
 //! stderr, then a table (throughput, p50/p90/p99/p999/max latency from an HDR histogram,
 //! outcomes; `--quiet` prints none of it) and optionally a JSON result. With `--verify` it checks
@@ -46,9 +49,10 @@ pub const FUNDING: u64 = 1_000_000_000_000;
     about = "Drives sagas against a running coordinator and reports throughput and latency"
 )]
 pub struct Args {
-    /// The coordinator's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:7700")]
-    pub coordinator: String,
+    /// The coordinator's base URL; several (comma-separated) instances of a cluster share
+    /// the load.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:7700")]
+    pub coordinator: Vec<String>,
     /// The workflow to submit. Inputs are `place_order`'s: {order_id, account, amount, points}.
     #[arg(long, default_value = "place_order")]
     pub workflow: String,
@@ -93,9 +97,10 @@ pub struct Args {
     /// Write the result as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
-    /// The coordinator's pid: report its CPU time (utime+stime) per saga over the run.
-    #[arg(long)]
-    pub coordinator_pid: Option<u32>,
+    /// The coordinator's pid: report its CPU time (utime+stime) per saga over the run; several
+    /// (comma-separated) for a cluster: their sum.
+    #[arg(long, value_delimiter = ',')]
+    pub coordinator_pid: Vec<u32>,
     /// Prefix of idempotency keys, order ids and accounts (default: `lg-<unix millis>`).
     #[arg(long)]
     pub tag: Option<String>,
@@ -167,7 +172,8 @@ struct Results {
 
 struct Shared {
     args: Args,
-    client: CoordinatorClient,
+    /// One per coordinator; saga `i` goes to `clients[i % n]`.
+    clients: Vec<CoordinatorClient>,
     tag: String,
     results: Mutex<Results>,
     done: AtomicU64,
@@ -199,12 +205,12 @@ impl Shared {
         (plan, must_abort)
     }
 
-    /// Submits saga `index`, measuring from `start` (the scheduled arrival in open loop).
-    async fn run_one(&self, index: u64, start: Instant) {
+    /// Submits saga `index` through coordinator `lane` (mod their number), measuring from
+    /// `start` (the scheduled arrival in open loop).
+    async fn run_one(&self, index: u64, lane: usize, start: Instant) {
         let (plan, must_abort) = self.plan(index);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = self
-            .client
+        let result = self.clients[lane % self.clients.len()]
             .submit(
                 &self.args.workflow,
                 plan.input(),
@@ -239,13 +245,22 @@ impl Shared {
 /// The final result, printed as a table and serialised as JSON.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The result as `results.json` holds it.
     pub json: Value,
+    /// The books (when verified) were clean and no must-abort saga committed.
     pub ok: bool,
 }
 
-/// utime+stime of `pid` in microseconds.
-fn cpu_time_us(pid: u32) -> anyhow::Result<u64> {
-    Ok(procfs::cpu_time(pid)?.as_micros() as u64)
+/// utime+stime of `pids` together, in microseconds; `None` for no pid.
+fn cpu_time_us(pids: &[u32]) -> anyhow::Result<Option<u64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut total = 0;
+    for &pid in pids {
+        total += procfs::cpu_time(pid)?.as_micros() as u64;
+    }
+    Ok(Some(total))
 }
 
 fn default_tag() -> String {
@@ -267,6 +282,17 @@ async fn fund(wallet: &WalletApi, accounts: &[String]) -> anyhow::Result<()> {
 
 /// Runs the load described by `args` and returns the report (also printed on stdout).
 pub async fn run(args: Args) -> anyhow::Result<Report> {
+    Ok(run_between(args, async || (), async || ()).await?.0)
+}
+
+/// [`run`], calling `at_start` right before the load begins (accounts funded) and `at_end`
+/// right after it ends (before the books check), so a caller can measure the load alone;
+/// returns what they returned too.
+pub async fn run_between<S, E>(
+    args: Args,
+    at_start: impl AsyncFnOnce() -> S,
+    at_end: impl AsyncFnOnce() -> E,
+) -> anyhow::Result<(Report, S, E)> {
     if !(0.0..=1.0).contains(&args.abort_ratio) {
         bail!("--abort-ratio must be within [0, 1]");
     }
@@ -284,13 +310,22 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     {
         bail!("--verify needs --wallet, --order and --points, and the place_order workflow");
     }
+    if args.coordinator.is_empty() {
+        bail!("--coordinator needs at least one URL");
+    }
     let tag = args.tag.clone().unwrap_or_else(default_tag);
-    let client = CoordinatorClient::new(args.coordinator.clone());
-    if !client.is_ready().await {
-        bail!("the coordinator at {} is not ready", args.coordinator);
+    let clients: Vec<CoordinatorClient> = args
+        .coordinator
+        .iter()
+        .map(|url| CoordinatorClient::new(url.clone()))
+        .collect();
+    for client in &clients {
+        if !client.is_ready().await {
+            bail!("the coordinator at {} is not ready", client.base_url());
+        }
     }
     let shared = Arc::new(Shared {
-        client,
+        clients,
         tag,
         results: Mutex::new(Results {
             latency: new_histogram(),
@@ -327,7 +362,8 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         (None, Some(s)) => Some(Duration::from_secs_f64(s)),
         (None, None) => Some(Duration::from_secs(10)),
     };
-    let cpu_before = args.coordinator_pid.map(cpu_time_us).transpose()?;
+    let started_probe = at_start().await;
+    let cpu_before = cpu_time_us(&args.coordinator_pid)?;
     let started = Instant::now();
     let deadline = duration.map(|d| started + d);
     let progress = (!args.quiet).then(|| tokio::spawn(progress_loop(shared.clone(), started)));
@@ -336,7 +372,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         None => {
             let next = Arc::new(AtomicU64::new(0));
             let mut tasks = Vec::with_capacity(args.clients);
-            for _ in 0..args.clients {
+            for lane in 0..args.clients {
                 let shared = shared.clone();
                 let next = next.clone();
                 tasks.push(tokio::spawn(async move {
@@ -348,7 +384,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
                         if count.is_some_and(|c| index >= c) {
                             break;
                         }
-                        shared.run_one(index, Instant::now()).await;
+                        shared.run_one(index, lane, Instant::now()).await;
                     }
                 }));
             }
@@ -377,7 +413,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
                     .expect("the semaphore is never closed");
                 let shared = shared.clone();
                 tasks.spawn(async move {
-                    shared.run_one(index, scheduled).await;
+                    shared.run_one(index, index as usize, scheduled).await;
                     drop(permit);
                 });
                 index += 1;
@@ -391,7 +427,8 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     if let Some(progress) = progress {
         progress.abort();
     }
-    let cpu_after = args.coordinator_pid.map(cpu_time_us).transpose()?;
+    let cpu_after = cpu_time_us(&args.coordinator_pid)?;
+    let ended_probe = at_end().await;
 
     let (latency, outcomes, records, must_abort_committed) = {
         let mut results = shared.results.lock().expect("results lock");
@@ -495,7 +532,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(Report { json, ok })
+    Ok((Report { json, ok }, started_probe, ended_probe))
 }
 
 /// Prints `done, rate, p99 so far, in flight` on stderr every second.
@@ -537,7 +574,7 @@ async fn verify(
     records: Vec<SagaRecord>,
 ) -> anyhow::Result<Audit> {
     let args = &shared.args;
-    let client = &shared.client;
+    let client = &shared.clients[0];
     let settle_deadline = Instant::now() + Duration::from_secs(120);
     if !args.quiet {
         eprintln!("verifying {} sagas ...", records.len());

@@ -1,5 +1,6 @@
-//! What Linux's `/proc` says about a process: its memory (`/proc/PID/status`) and the CPU time
-//! it has used (`/proc/PID/stat`). Parsing is separate from reading, so it is tested on fixed
+//! What Linux's `/proc` says about a process: its memory (`/proc/PID/status`), the CPU time
+//! it has used (`/proc/PID/stat`), and that of a process tree (a database server: the
+//! postmaster and its backends). Parsing is separate from reading, so it is tested on fixed
 //! text.
 
 use std::time::Duration;
@@ -61,27 +62,88 @@ fn status_kb(status: &str, field: &str) -> Option<u64> {
 
 /// CPU time (user + system) `pid` has used so far.
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    let ticks = parse_cpu_ticks(&stat).context("malformed /proc/<pid>/stat")?;
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let per_second = u64::try_from(per_second)
-        .ok()
-        .filter(|&t| t > 0)
-        .unwrap_or(100);
-    Ok(Duration::from_micros(ticks * 1_000_000 / per_second))
+    let ticks = parse_stat(&read_stat(pid)?)
+        .context("malformed /proc/<pid>/stat")?
+        .own_ticks();
+    Ok(ticks_to_duration(ticks))
 }
 
-/// utime + stime, in clock ticks.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+/// CPU time (user + system) a process tree has used so far: `root`, its children that exited
+/// (which the kernel adds to `root` once it reaps them) and those still running. For a
+/// PostgreSQL server, whose postmaster forks a backend per connection.
+pub fn tree_cpu_time(root: u32) -> anyhow::Result<Duration> {
+    let stat = parse_stat(&read_stat(root)?).context("malformed /proc/<pid>/stat")?;
+    let mut ticks = stat.own_ticks() + stat.reaped_children_ticks();
+    for entry in std::fs::read_dir("/proc")
+        .context("reading /proc")?
+        .flatten()
+    {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may exit between the listing and the read: skip it.
+        let Ok(text) = read_stat(pid) else { continue };
+        if let Some(child) = parse_stat(&text).filter(|s| s.parent == root) {
+            ticks += child.own_ticks() + child.reaped_children_ticks();
+        }
+    }
+    Ok(ticks_to_duration(ticks))
+}
+
+fn read_stat(pid: u32) -> anyhow::Result<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
+    let per_second = rustix::param::clock_ticks_per_second().max(1);
+    Duration::from_micros(ticks * 1_000_000 / per_second)
+}
+
+/// The fields of `/proc/PID/stat` we read, CPU times in clock ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    parent: u32,
+    utime: u64,
+    stime: u64,
+    cutime: u64,
+    cstime: u64,
+}
+
+impl Stat {
+    fn own_ticks(&self) -> u64 {
+        self.utime + self.stime
+    }
+
+    fn reaped_children_ticks(&self) -> u64 {
+        self.cutime + self.cstime
+    }
+}
+
+fn parse_stat(stat: &str) -> Option<Stat> {
     // The command name is in parentheses and may hold spaces: split after the last ')'.
     let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3 of the file, utime field 14 (index 11 here), stime 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    // After the name: state is field 3 of the file (index 0 here), ppid 4, utime 14 (index
+    // 11), stime 15, cutime 16, cstime 17.
+    let field = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(Stat {
+        parent: fields.get(1)?.parse().ok()?,
+        utime: field(11)?,
+        stime: field(12)?,
+        cutime: field(13)?,
+        cstime: field(14)?,
+    })
+}
+
+/// utime + stime, in clock ticks.
+#[cfg(test)]
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    parse_stat(stat).map(|s| s.own_ticks())
 }
 
 #[cfg(test)]
@@ -114,5 +176,15 @@ mod tests {
         assert_eq!(parse_cpu_ticks(stat), Some(157));
         assert_eq!(parse_cpu_ticks("4242 (x) S 1"), None);
         assert!(cpu_time(std::process::id()).is_ok());
+        let parsed = parse_stat(stat).unwrap();
+        assert_eq!((parsed.parent, parsed.reaped_children_ticks()), (1, 0));
+    }
+
+    #[test]
+    fn a_tree_counts_its_children() {
+        // This test process's tree: at least its own time.
+        let own = cpu_time(std::process::id()).unwrap();
+        let tree = tree_cpu_time(std::process::id()).unwrap();
+        assert!(tree >= own, "{tree:?} < {own:?}");
     }
 }

@@ -32,29 +32,44 @@ pub const RSS_TARGET_MB: f64 = 200.0;
 /// What the suite does.
 #[derive(Debug, Clone)]
 pub struct RecoverySettings {
+    /// Sagas in flight to recover.
     pub sagas: usize,
+    /// Timed restarts.
     pub runs: usize,
+    /// How each restart is done.
     pub restart: RestartSettings,
 }
 
 /// The medians of the runs, metric by metric (see [`crate::summary`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecoverySummary {
+    /// Runs that finished.
     pub runs: usize,
     /// Runs in which the coordinator did not report every saga active.
     pub failed_runs: usize,
+    /// Median time to `/readyz`.
     pub ready_s: Option<f64>,
+    /// Fastest time to `/readyz`.
     pub ready_min_s: Option<f64>,
+    /// Slowest time to `/readyz`.
     pub ready_max_s: Option<f64>,
+    /// Median time to `/healthz`.
     pub healthy_s: Option<f64>,
+    /// Median CPU time to ready.
     pub cpu_to_ready_s: Option<f64>,
+    /// Median VmRSS when ready.
     pub rss_at_ready_mb: Option<f64>,
+    /// Median VmRSS after the settle time.
     pub rss_settled_mb: Option<f64>,
+    /// Median VmHWM after the settle time.
     pub peak_rss_mb: Option<f64>,
+    /// Median `sagas_active` when ready.
     pub active_at_ready: Option<f64>,
+    /// Median `sagas_active` after the settle time.
     pub active_settled: Option<f64>,
     /// Log bytes resuming wrote, per saga.
     pub recovery_log_bytes_per_saga: Option<f64>,
+    /// Median time from SIGTERM to exit.
     pub shutdown_s: Option<f64>,
 }
 
@@ -96,13 +111,19 @@ impl RecoverySummary {
 /// Everything the suite measured, for `results.json` and `results.md`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecoveryResult {
+    /// Sagas seeded.
     pub sagas: usize,
+    /// What seeding did.
     pub seed: SeedReport,
     /// Data directory bytes on disk per saga in flight.
     pub data_dir_bytes_per_saga: Option<f64>,
+    /// How often `/healthz` and `/readyz` were polled.
     pub poll_ms: u64,
+    /// How long after ready the settled figures were read.
     pub settle_s: f64,
+    /// The medians.
     pub median: RecoverySummary,
+    /// Every restart.
     pub runs: Vec<RestartMetrics>,
     /// Why the suite stopped before its last run; the runs before it are complete.
     pub error: Option<String>,

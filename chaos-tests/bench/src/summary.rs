@@ -37,21 +37,48 @@ pub fn median_of_some<T>(runs: &[T], metric: impl Fn(&T) -> Option<f64>) -> Opti
 /// The medians of a row's runs. Optional metrics take the median of the runs that have them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RowSummary {
+    /// Runs that finished.
     pub runs: usize,
     /// Runs whose books or must-abort sagas were wrong.
     pub failed_runs: usize,
+    /// Median terminal sagas per second.
     pub throughput: Option<f64>,
+    /// Median p50 latency.
     pub p50_ms: Option<f64>,
+    /// Median p90 latency.
     pub p90_ms: Option<f64>,
+    /// Median p99 latency.
     pub p99_ms: Option<f64>,
+    /// Median p99.9 latency.
     pub p999_ms: Option<f64>,
+    /// Median slowest saga.
     pub max_ms: Option<f64>,
+    /// Median committed sagas.
     pub committed: Option<f64>,
+    /// Median aborted sagas.
     pub aborted: Option<f64>,
+    /// Median submissions without a terminal answer.
     pub not_terminal: Option<f64>,
+    /// Median coordinator CPU per saga.
     pub coordinator_cpu_us_per_saga: Option<f64>,
+    /// Median coordinator VmRSS at the end.
     pub coordinator_rss_mb: Option<f64>,
+    /// Median log bytes per finished saga.
     pub log_bytes_per_saga: Option<f64>,
+    /// Median log flushes (fsync batches, commit transactions) per finished saga.
+    pub log_flushes_per_saga: Option<f64>,
+    /// Median participants' CPU per saga.
+    pub participants_cpu_us_per_saga: Option<f64>,
+    /// Median database server CPU per saga (PostgreSQL).
+    pub database_cpu_us_per_saga: Option<f64>,
+    /// Median WAL bytes per saga (PostgreSQL).
+    pub wal_bytes_per_saga: Option<f64>,
+    /// Median round trips to the database per saga (PostgreSQL).
+    pub database_round_trips_per_saga: Option<f64>,
+    /// Median bytes sent to the database per saga (PostgreSQL).
+    pub database_bytes_sent_per_saga: Option<f64>,
+    /// Median bytes received from the database per saga (PostgreSQL).
+    pub database_bytes_received_per_saga: Option<f64>,
     /// Every run's books balanced; `None` when none was checked.
     pub books_verified: Option<bool>,
 }
@@ -75,6 +102,21 @@ impl RowSummary {
             coordinator_cpu_us_per_saga: median_of_some(runs, |r| r.coordinator_cpu_us_per_saga),
             coordinator_rss_mb: median_of_some(runs, |r| r.coordinator_rss_mb),
             log_bytes_per_saga: median_of_some(runs, |r| r.log_bytes_per_saga),
+            log_flushes_per_saga: median_of_some(runs, |r| r.log_flushes_per_saga),
+            participants_cpu_us_per_saga: median_of_some(runs, |r| {
+                r.cost?.participants_cpu_us_per_saga
+            }),
+            database_cpu_us_per_saga: median_of_some(runs, |r| r.cost?.database?.cpu_us_per_saga),
+            wal_bytes_per_saga: median_of_some(runs, |r| r.cost?.database?.wal_bytes_per_saga),
+            database_round_trips_per_saga: median_of_some(runs, |r| {
+                r.cost?.database?.round_trips_per_saga
+            }),
+            database_bytes_sent_per_saga: median_of_some(runs, |r| {
+                r.cost?.database?.bytes_sent_per_saga
+            }),
+            database_bytes_received_per_saga: median_of_some(runs, |r| {
+                r.cost?.database?.bytes_received_per_saga
+            }),
             books_verified: (!checked.is_empty()).then(|| checked.iter().all(|&ok| ok)),
         }
     }
@@ -83,10 +125,14 @@ impl RowSummary {
 /// One row: which suite, its shape, every run, the medians.
 #[derive(Debug, Clone, Serialize)]
 pub struct RowResult {
+    /// The suite it belongs to.
     pub suite: String,
     #[serde(flatten)]
+    /// Its shape.
     pub row: Row,
+    /// The medians over its runs.
     pub median: RowSummary,
+    /// Every run.
     pub runs: Vec<RunMetrics>,
 }
 
@@ -105,8 +151,11 @@ impl RowResult {
 /// A row with aborts against its all-commit baseline, from the medians.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AbortCost {
+    /// The row with aborts.
     pub row: String,
+    /// Its all-commit row.
     pub baseline: String,
+    /// Their clients.
     pub clients: usize,
     /// Coordinator CPU per saga of the row / of the baseline.
     pub cpu_ratio: Option<f64>,
@@ -159,6 +208,9 @@ pub(crate) mod tests {
             p999_ms: p99_ms * 1.2,
             max_ms: p99_ms * 1.5,
             coordinator_cpu_us_per_saga: cpu,
+            coordinators: 1,
+            cost: None,
+            log_flushes_per_saga: None,
             coordinator_rss_mb: Some(40.0),
             log_bytes_per_saga: None,
             books_verified: Some(ok),

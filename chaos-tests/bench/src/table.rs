@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::matrix::Participants;
+use crate::matrix::{Participants, Store};
 use crate::measure::RunMetrics;
 use crate::recovery::{
     DEFAULT_SAGAS, READY_TARGET_S, RSS_TARGET_MB, RecoveryResult, RestartMetrics, SeedReport,
@@ -12,6 +12,12 @@ use crate::{BenchResults, CHART_FILE};
 
 /// The coordinator CPU per saga that issue 5 asks for with no-work participants.
 pub const OVERHEAD_TARGET_US: f64 = 100.0;
+
+/// Issue 11: one instance on PostgreSQL at least this share of the sled figure (64 clients,
+/// no-work participants).
+pub const POSTGRES_TARGET_SHARE: f64 = 0.5;
+/// The rows that target compares.
+const POSTGRES_TARGET_ROWS: (&str, &str) = ("64c-no-work-pg", "64c-no-work");
 
 /// `row 64c run 2/3: 1,180 sagas/s p99 87 ms, coordinator 663 µs CPU/saga`.
 pub fn progress_line(row: &str, run: usize, runs: usize, m: &RunMetrics) -> String {
@@ -25,6 +31,12 @@ pub fn progress_line(row: &str, run: usize, runs: usize, m: &RunMetrics) -> Stri
         Some(true) => line.push_str(", books verified"),
         Some(false) => line.push_str(", BOOKS WRONG"),
         None => {}
+    }
+    if let Some(db) = m.cost.and_then(|c| c.database) {
+        line.push_str(&format!(
+            ", database {} µs CPU/saga",
+            optional(db.cpu_us_per_saga, thousands)
+        ));
     }
     if !m.ok && m.books_verified != Some(false) {
         line.push_str(", A MUST-ABORT SAGA COMMITTED");
@@ -196,6 +208,7 @@ pub fn markdown(results: &BenchResults) -> String {
          coordinator does not export it). Counts are per run.\n\n\
          ![Throughput and p99 latency against concurrency]({CHART_FILE})"
     );
+    postgres_section(&mut out, results);
     if let Some(recovery) = &results.recovery {
         recovery_section(&mut out, recovery, &s.profile);
     }
@@ -220,6 +233,119 @@ fn error_line(out: &mut String, results: &BenchResults) {
 }
 
 /// The recovery suite: what was seeded, the times and memory of the restarts, the targets.
+/// The rows on PostgreSQL: what every process and the database cost per saga, and the same
+/// load on sled for comparison.
+fn postgres_section(out: &mut String, results: &BenchResults) {
+    let rows: Vec<_> = results
+        .rows
+        .iter()
+        .filter(|r| matches!(r.row.store, Store::Postgres { .. }))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### PostgreSQL\n\n\
+         Every coordinator of a row on one database of a PostgreSQL server of the run's own \
+         ({} server), the clients spread over the instances. **One machine runs everything** \
+         (the instances, the database server, the participants and the load generator share \
+         its {} cores), so several instances compete for the same CPU: their figures are the \
+         cluster's cost, not its capacity. CPU is per submitted saga, summed over every \
+         process of its kind; database figures: its process tree's CPU, the WAL it wrote, and \
+         the coordinators' round trips (data segments they sent) and bytes to and from it.\n",
+        results.settings.postgres_durability, results.machine.nproc,
+    );
+    out.push_str(
+        "| row | instances | sagas/s | p50 ms | p99 ms | coordinators CPU µs/saga | database CPU µs/saga | coordinators + database | participants CPU µs/saga | commits/saga | round trips/saga | bytes to db/saga | bytes from db/saga | WAL bytes/saga |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in &rows {
+        let m = &r.median;
+        let both = m
+            .coordinator_cpu_us_per_saga
+            .zip(m.database_cpu_us_per_saga)
+            .map(|(c, d)| c + d);
+        let one = |value: Option<f64>| optional(value, |x| format!("{x:.1}"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.row.name,
+            r.row.store.instances(),
+            optional(m.throughput, thousands),
+            optional(m.p50_ms, ms),
+            optional(m.p99_ms, ms),
+            optional(m.coordinator_cpu_us_per_saga, thousands),
+            optional(m.database_cpu_us_per_saga, thousands),
+            optional(both, thousands),
+            optional(m.participants_cpu_us_per_saga, thousands),
+            optional(m.log_flushes_per_saga, |x| format!("{x:.2}")),
+            one(m.database_round_trips_per_saga),
+            optional(m.database_bytes_sent_per_saga, thousands),
+            optional(m.database_bytes_received_per_saga, thousands),
+            optional(m.wal_bytes_per_saga, thousands),
+        );
+    }
+    let compared: Vec<_> = rows
+        .iter()
+        .filter_map(|r| {
+            let sled = r.row.on_sled()?;
+            let sled = results.rows.iter().find(|s| s.row.name == sled)?;
+            Some((r, sled))
+        })
+        .collect();
+    if !compared.is_empty() {
+        out.push_str(
+            "\nAgainst the same load on sled (one coordinator, its embedded log; ratio of \
+             medians):\n\n\
+             | row | against | throughput | coordinators CPU per saga | coordinators + database CPU per saga |\n\
+             | --- | --- | ---: | ---: | ---: |\n",
+        );
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+            _ => "n/a".into(),
+        };
+        for (pg, sled) in &compared {
+            let (p, s) = (&pg.median, &sled.median);
+            let both = p
+                .coordinator_cpu_us_per_saga
+                .zip(p.database_cpu_us_per_saga)
+                .map(|(c, d)| c + d);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                pg.row.name,
+                sled.row.name,
+                ratio(p.throughput, s.throughput),
+                ratio(p.coordinator_cpu_us_per_saga, s.coordinator_cpu_us_per_saga),
+                ratio(both, s.coordinator_cpu_us_per_saga),
+            );
+        }
+    }
+    let (pg_row, sled_row) = POSTGRES_TARGET_ROWS;
+    let find = |name: &str| results.rows.iter().find(|r| r.row.name == name);
+    if let (Some(pg), Some(sled)) = (find(pg_row), find(sled_row))
+        && let (Some(p), Some(s)) = (pg.median.throughput, sled.median.throughput)
+        && s > 0.0
+    {
+        let share = p / s;
+        let _ = writeln!(
+            out,
+            "\nOne instance on PostgreSQL, 64 clients, no-work participants ({pg_row}): **{} \
+             sagas/s, {:.0} % of sled's {}** ({sled_row}; target ≥ {:.0} %): {}.",
+            thousands(p),
+            share * 100.0,
+            thousands(s),
+            POSTGRES_TARGET_SHARE * 100.0,
+            if share >= POSTGRES_TARGET_SHARE {
+                "met"
+            } else {
+                "not met"
+            },
+        );
+    }
+}
+
 fn recovery_section(out: &mut String, r: &RecoveryResult, profile: &str) {
     let m = &r.median;
     let sagas = thousands(r.sagas as f64);
@@ -382,6 +508,7 @@ mod tests {
                 profile: "release".into(),
                 rust_log: "warn".into(),
                 coordinator_args: vec![],
+                postgres_durability: "durable".into(),
             },
             abort_costs: abort_costs(&rows),
             rows,
@@ -457,6 +584,71 @@ mod tests {
         assert_eq!(
             progress_line("64c", 2, 3, &run(1180.0, 87.0, Some(663.0), true)),
             "row 64c run 2/3: 1,180 sagas/s p99 87.0 ms, coordinator 663 µs CPU/saga, books verified"
+        );
+    }
+
+    #[test]
+    fn postgres_rows_get_their_costs_and_the_comparison_with_sled() {
+        use crate::cost::{Cost, DatabaseCost};
+        let pg_run = |throughput: f64, cpu: f64| {
+            let mut run = run(throughput, 30.0, Some(cpu), true);
+            run.log_flushes_per_saga = Some(2.5);
+            run.cost = Some(Cost {
+                participants_cpu_us_per_saga: Some(90.0),
+                database: Some(DatabaseCost {
+                    cpu_us_per_saga: Some(150.0),
+                    wal_bytes_per_saga: Some(4321.0),
+                    round_trips_per_saga: Some(12.25),
+                    bytes_sent_per_saga: Some(2048.0),
+                    bytes_received_per_saga: Some(1024.0),
+                }),
+            });
+            run
+        };
+        let no_work = Row::new(64, 0.0, Participants::NoWork);
+        let rows = vec![
+            RowResult::new(
+                "overhead",
+                no_work.clone(),
+                vec![run(5000.0, 20.0, Some(230.0), true)],
+            ),
+            RowResult::new(
+                "postgres",
+                no_work.clone().on_postgres(1),
+                vec![pg_run(3000.0, 300.0)],
+            ),
+            RowResult::new(
+                "postgres",
+                no_work.on_postgres(3),
+                vec![pg_run(2000.0, 400.0)],
+            ),
+        ];
+        let md = markdown(&results(rows, None));
+        assert!(
+            md.contains(
+                "| 64c-no-work-pg | 1 | 3,000 | 15.0 | 30.0 | 300 | 150 | 450 | 90 | 2.50 | 12.2 | \
+                 2,048 | 1,024 | 4,321 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| 64c-no-work-pg3 | 3 | 2,000 |"), "{md}");
+        assert!(
+            md.contains("| 64c-no-work-pg | 64c-no-work | 0.60× | 1.30× | 1.96× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 64c-no-work-pg3 | 64c-no-work | 0.40× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "**3,000 sagas/s, 60 % of sled's 5,000** (64c-no-work; target ≥ 50 %): met."
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("(durable server)") && md.contains("its 2 cores"),
+            "{md}"
         );
     }
 

@@ -2,13 +2,26 @@
 //! (the binaries built next to this one, or in `$CHAOS_BIN_DIR`), drives `place_order` sagas
 //! from many clients while it SIGKILLs processes and injects network faults, then checks the
 //! books. Exits 0 when every invariant holds, 1 on any violation, 2 when the run itself failed.
+//!
+//! `--store postgres --coordinators 3` runs three coordinators on one database of a throwaway
+//! PostgreSQL server the run starts (and stops), killed at random like the participants.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use chaos_tests::chaos::{self, ChaosConfig, FaultProfile};
+use chaos_tests::cluster::{CoordinatorStore, PostgresOptions};
+use chaos_tests::database::DatabaseChoice;
 use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Store {
+    /// One coordinator on its embedded sled log.
+    Sled,
+    /// `--coordinators` coordinators on one database of a throwaway PostgreSQL server.
+    Postgres,
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Profile {
@@ -60,19 +73,33 @@ struct Args {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Where the coordinators keep their saga log.
+    #[arg(long, value_enum, default_value = "sled")]
+    store: Store,
+    /// Coordinator processes (more than one needs --store postgres); each is killed at random
+    /// like the participants.
+    #[arg(long, default_value_t = 1)]
+    coordinators: usize,
+    /// With --store postgres: the coordinators' --lease-ms (how long a killed instance's
+    /// sagas wait before the others take them over).
+    #[arg(long, default_value_t = 1000)]
+    lease_ms: u64,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(dir) = &args.bin_dir {
-        // SAFETY: set before the runtime spawns anything that reads the environment.
-        unsafe { std::env::set_var(chaos_tests::binaries::BIN_DIR_ENV, dir) };
+    if let Some(dir) = args.bin_dir.clone() {
+        chaos_tests::binaries::use_bin_dir(dir).expect("chosen once, here");
     }
-    if std::env::var_os("RUST_LOG").is_none() {
-        // Services log at info by default; warnings are enough for long runs' log files.
-        // SAFETY: as above.
-        unsafe { std::env::set_var("RUST_LOG", "warn") };
+    // Services log at info by default; warnings are enough for long runs' log files.
+    chaos_tests::process::use_log_filter("warn").expect("chosen once, here");
+    if args.store == Store::Sled && args.coordinators > 1 {
+        eprintln!(
+            "chaos: --coordinators {} needs --store postgres",
+            args.coordinators
+        );
+        return ExitCode::from(2);
     }
     let config = ChaosConfig {
         seed: args.seed,
@@ -90,6 +117,15 @@ async fn main() -> ExitCode {
         progress: !args.quiet,
         think_time: Duration::from_millis(args.think_ms),
         keep_dirs_on_failure: true,
+        store: match args.store {
+            Store::Sled => CoordinatorStore::Sled,
+            // A server of the run's own: stopped, and its directory removed, at the end.
+            Store::Postgres => CoordinatorStore::Postgres(PostgresOptions {
+                database: DatabaseChoice::OwnServer,
+                ..PostgresOptions::with_lease(Duration::from_millis(args.lease_ms))
+            }),
+        },
+        coordinators: args.coordinators.max(1),
     };
     let report = match chaos::run(config).await {
         Ok(report) => report,

@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chaos_tests::binaries;
+use chaos_tests::{binaries, process};
 use clap::Parser;
-use saga_bench::measure::RunSettings;
+use saga_bench::measure::{PostgresDurability, RunSettings};
 use saga_bench::recovery::{self, RecoverySettings, RestartSettings};
 use saga_bench::table::thousands;
 use saga_bench::{Settings, matrix};
@@ -59,6 +59,11 @@ struct Args {
     /// Do not run `cargo build` for the service binaries; use those next to this binary.
     #[arg(long)]
     no_build: bool,
+    /// Rows on PostgreSQL: `durable` turns fsync, synchronous commit and full-page writes on
+    /// (as sled fsyncs, and as a production server runs); `throwaway` leaves them off, as
+    /// test servers run.
+    #[arg(long, value_enum, default_value = "durable")]
+    postgres_durability: PostgresDurability,
     /// Extra flags for the coordinator, after `--`.
     #[arg(last = true, value_name = "COORDINATOR_ARGS")]
     coordinator_args: Vec<OsString>,
@@ -107,15 +112,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
-    if let Some(dir) = &args.bin_dir {
-        // SAFETY: single-threaded still; nothing else reads the environment concurrently.
-        unsafe { std::env::set_var(binaries::BIN_DIR_ENV, dir) };
+    if let Some(dir) = args.bin_dir.clone() {
+        binaries::use_bin_dir(dir).expect("chosen once, here");
     }
-    if std::env::var_os("RUST_LOG").is_none() {
-        // An `info` line per finished saga would be part of what is measured.
-        // SAFETY: as above.
-        unsafe { std::env::set_var("RUST_LOG", "warn") };
-    }
+    // An `info` line per finished saga would be part of what is measured.
+    process::use_log_filter("warn").expect("chosen once, here");
     let built = if args.no_build {
         binaries::SERVICES
             .iter()
@@ -170,17 +171,19 @@ fn main() -> ExitCode {
         duration_s: duration,
         warmup_s: warmup,
         profile,
-        rust_log: std::env::var("RUST_LOG").unwrap_or_default(),
+        rust_log: process::log_filter(),
         coordinator_args: args
             .coordinator_args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
+        postgres_durability: args.postgres_durability.name().into(),
     };
     let run_settings = RunSettings {
         duration: Duration::from_secs_f64(duration),
         warmup: Duration::from_secs_f64(warmup),
         coordinator_args: args.coordinator_args.clone(),
+        postgres_durability: args.postgres_durability,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -54,12 +54,15 @@ pub struct RestartMetrics {
     pub cpu_to_ready_s: Option<f64>,
     /// VmRSS and VmHWM (the peak so far) when ready.
     pub rss_at_ready_mb: Option<f64>,
+    /// VmHWM when ready.
     pub peak_rss_at_ready_mb: Option<f64>,
     /// VmRSS and VmHWM after the settle time.
     pub rss_settled_mb: Option<f64>,
+    /// VmHWM after the settle time.
     pub peak_rss_mb: Option<f64>,
     /// The `sagas_active` gauge when ready and after the settle time; both must be `sagas`.
     pub active_at_ready: Option<f64>,
+    /// The gauge after the settle time.
     pub active_settled: Option<f64>,
     /// `coordinator_log_bytes_total` after the settle time: what resuming wrote to the log.
     pub recovery_log_bytes: Option<f64>,
@@ -89,6 +92,7 @@ pub async fn measure(
         listen: ports::free_addr()?,
         health_path: "/readyz".into(),
         extra_args,
+        log_filter: None,
     })?;
     // Recovery writes to the log, so every run starts from its own copy.
     seed::copy_dir(seeded, process.data_dir())?;

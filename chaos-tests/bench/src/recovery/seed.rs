@@ -35,6 +35,7 @@ const UNUSED_BASE_URL: &str = "http://127.0.0.1:9";
 /// What seeding wrote.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SeedReport {
+    /// Sagas written.
     pub sagas: usize,
     /// Registering, writing every saga and the final flush.
     pub seconds: f64,
