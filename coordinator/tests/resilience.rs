@@ -466,3 +466,48 @@ on_both_stores! {
         coordinator.shutdown().await;
     }
 }
+
+/// A crash can leave a submission's idempotency key on disk without its first event (sled
+/// persists its trees independently; the submission was never acknowledged). The key must
+/// stay usable: the next submission with it starts the saga, instead of a `404` for good.
+#[tokio::test]
+async fn a_key_left_without_its_saga_by_a_crash_starts_a_new_saga() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let (fake, addr) = FakeParticipant::start().await;
+    register(&client, "p", addr, json!({})).await;
+    one_step_workflow(&client, "w", "p", "s").await;
+    coordinator.shutdown().await;
+    // What the crash left: the key, naming a saga that is nowhere in the log.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let db = loop {
+        match sled::open(dir.path()) {
+            Ok(db) => break db,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    db.open_tree("idempotency")
+        .unwrap()
+        .insert("order-7", "01a22cbe-0000-7000-8000-000000000000")
+        .unwrap();
+    db.flush().unwrap();
+    drop(db);
+
+    let coordinator = start(dir.path(), None).await;
+    let client = CoordinatorClient::new(coordinator.url());
+    let first = client
+        .submit("w", json!({"n": 1}), Some("order-7"), Some(10_000))
+        .await
+        .expect("the key starts a saga");
+    assert_eq!(first.saga.state, SagaState::Committed);
+    assert_ne!(first.saga.id, "01a22cbe-0000-7000-8000-000000000000");
+    let again = client
+        .submit("w", json!({"n": 1}), Some("order-7"), Some(10_000))
+        .await
+        .unwrap();
+    assert_eq!(again.saga.id, first.saga.id, "and names it from then on");
+    assert_eq!(fake.count(Phase::Action), 1);
+    coordinator.shutdown().await;
+}

@@ -209,6 +209,11 @@ impl Runtime {
     pub(crate) async fn claim_orphans(self: &Arc<Self>) -> Result<usize, RuntimeError> {
         let incarnation = self.incarnation();
         let ids = self.store.claim_orphans(CLAIM_BATCH).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // Their participants may have been registered through another instance only.
+        self.registry.refresh().await?;
         // Each resume reads the saga from the store: a few at a time, so a large claim
         // (an instance with thousands of sagas died) takes round trips, not their sum.
         let mut resumes = futures::stream::iter(ids)
@@ -237,7 +242,7 @@ impl Runtime {
             return Ok(false);
         }
         let Some((mut saga, seq)) = self.store.load(id).await? else {
-            tracing::error!(saga = %id, "active index names a saga with no snapshot; skipped");
+            tracing::warn!(saga = %id, "saga not in the log (a submission lost in a crash before it was acknowledged); skipped");
             return Ok(false);
         };
         if saga.is_settled() {

@@ -293,6 +293,8 @@ impl Runtime {
         if self.is_shutting_down() || !self.store.take_over(id).await? {
             return Ok(None);
         }
+        // Its participants may have been registered through another instance only.
+        self.registry.refresh().await?;
         self.resume(id).await?;
         Ok(self.active.get(id))
     }

@@ -295,10 +295,12 @@ impl Shared {
             .await;
         match outcome {
             Ok(created) => {
-                // A settled saga is no longer driven by anyone.
+                // A settled saga is no longer driven by anyone, once its last write is in: the
+                // settling round and its snapshot are queued apart and may land in two
+                // batches, and the snapshot still needs the epoch to pass the fencing check.
                 let mut held = self.held.lock().expect("held lock poisoned");
                 for (id, summary) in summaries.iter() {
-                    if !summary.active {
+                    if !summary.active && summary.snapshot.is_some() {
                         held.remove(id);
                     }
                 }
