@@ -256,14 +256,18 @@ impl Shared {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO instances (id, expires_at) VALUES ($1, now() + make_interval(secs => $2))",
+                &client.prepare_cached("INSERT INTO instances (id, expires_at) VALUES ($1, now() + make_interval(secs => $2))").await?,
                 &[&id, &self.lease.as_secs_f64()],
             )
             .await?;
         // Rows of instances long gone are of no use to anyone.
         client
             .execute(
-                "DELETE FROM instances WHERE expires_at < now() - interval '1 hour'",
+                &client
+                    .prepare_cached(
+                        "DELETE FROM instances WHERE expires_at < now() - interval '1 hour'",
+                    )
+                    .await?,
                 &[],
             )
             .await?;
@@ -351,12 +355,12 @@ impl Shared {
             // A retried commit finds its own rows: `ON CONFLICT DO NOTHING` and the owner check.
             let inserted = tx
                 .query(
-                    "INSERT INTO sagas (id, workflow, state, created_at, updated_at, idempotency_key, business_key, owner, epoch, active)
+                    &tx.prepare_cached("INSERT INTO sagas (id, workflow, state, created_at, updated_at, idempotency_key, business_key, owner, epoch, active)
                      SELECT id, workflow, 'running', at, at, key, business_key, $6, 1, true
                      FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[])
                           AS n(id, workflow, at, key, business_key)
                      ON CONFLICT DO NOTHING
-                     RETURNING id",
+                     RETURNING id").await.map_err(db)?,
                     &[&ids, &workflows, &at, &keys, &business_keys, &me],
                 )
                 .await
@@ -364,7 +368,9 @@ impl Shared {
             let mut ours: HashSet<String> = inserted.iter().map(|r| r.get(0)).collect();
             let already: Vec<String> = tx
                 .query(
-                    "SELECT id FROM sagas WHERE id = ANY($1) AND owner = $2",
+                    &tx.prepare_cached("SELECT id FROM sagas WHERE id = ANY($1) AND owner = $2")
+                        .await
+                        .map_err(db)?,
                     &[&ids, &me],
                 )
                 .await
@@ -380,7 +386,11 @@ impl Shared {
                 .collect();
             let existing: HashMap<String, String> = tx
                 .query(
-                    "SELECT idempotency_key, id FROM sagas WHERE idempotency_key = ANY($1)",
+                    &tx.prepare_cached(
+                        "SELECT idempotency_key, id FROM sagas WHERE idempotency_key = ANY($1)",
+                    )
+                    .await
+                    .map_err(db)?,
                     &[&taken_keys],
                 )
                 .await
@@ -406,9 +416,13 @@ impl Shared {
                 }
             }
             tx.execute(
-                "INSERT INTO events (saga_id, seq, record)
+                &tx.prepare_cached(
+                    "INSERT INTO events (saga_id, seq, record)
                  SELECT id, 0, record FROM UNNEST($1::text[], $2::bytea[]) AS f(id, record)
                  ON CONFLICT DO NOTHING",
+                )
+                .await
+                .map_err(db)?,
                 &[&first_ids, &first_rounds],
             )
             .await
@@ -428,7 +442,7 @@ impl Shared {
         if !written.is_empty() {
             let rows = tx
                 .query(
-                    "SELECT id, owner, epoch FROM sagas WHERE id = ANY($1) ORDER BY id FOR SHARE",
+                    &tx.prepare_cached("SELECT id, owner, epoch FROM sagas WHERE id = ANY($1) ORDER BY id FOR SHARE").await.map_err(db)?,
                     &[&written],
                 )
                 .await
@@ -458,9 +472,13 @@ impl Shared {
             let seqs: Vec<i64> = rounds.iter().map(|(_, seq, _)| *seq).collect();
             let records: Vec<&[u8]> = rounds.iter().map(|(_, _, r)| r.as_slice()).collect();
             tx.execute(
-                "INSERT INTO events (saga_id, seq, record)
+                &tx.prepare_cached(
+                    "INSERT INTO events (saga_id, seq, record)
                  SELECT * FROM UNNEST($1::text[], $2::int8[], $3::bytea[])
                  ON CONFLICT DO NOTHING",
+                )
+                .await
+                .map_err(db)?,
                 &[&ids, &seqs, &records],
             )
             .await
@@ -494,13 +512,13 @@ impl Shared {
                 &snapshot_seqs,
             ];
             tx.execute(
-                "UPDATE sagas AS s SET state = u.state, updated_at = u.updated_at,
+                &tx.prepare_cached("UPDATE sagas AS s SET state = u.state, updated_at = u.updated_at,
                         active = u.active, finished_at = u.finished_at,
                         snapshot = COALESCE(u.snapshot, s.snapshot),
                         snapshot_seq = COALESCE(u.snapshot_seq, s.snapshot_seq)
                  FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::bool[], $5::int8[], $6::bytea[], $7::int8[])
                       AS u(id, state, updated_at, active, finished_at, snapshot, snapshot_seq)
-                 WHERE s.id = u.id",
+                 WHERE s.id = u.id").await.map_err(db)?,
                 &params,
             )
             .await
@@ -541,13 +559,18 @@ impl Shared {
         // delete the saga between them, leaving a row without its events.
         let rows = client
             .query(
-                "WITH s AS (SELECT snapshot, snapshot_seq FROM sagas WHERE id = $1)
+                &client
+                    .prepare_cached(
+                        "WITH s AS (SELECT snapshot, snapshot_seq FROM sagas WHERE id = $1)
                  SELECT -1::int8, snapshot, snapshot_seq FROM s
                  UNION ALL
                  SELECT e.seq, e.record, NULL FROM events e, s
                  WHERE e.saga_id = $1 AND (e.seq = 0 OR e.seq >=
                      CASE WHEN s.snapshot IS NULL THEN 0 ELSE s.snapshot_seq + 1 END)
                  ORDER BY 1",
+                    )
+                    .await
+                    .map_err(db)?,
                 &[&saga_id],
             )
             .await
@@ -668,7 +691,12 @@ impl SagaReads for PgStore {
             let client = self.shared.pool.get().await.map_err(pool)?;
             let rows = client
                 .query(
-                    "SELECT seq, record FROM events WHERE saga_id = $1 ORDER BY seq",
+                    &client
+                        .prepare_cached(
+                            "SELECT seq, record FROM events WHERE saga_id = $1 ORDER BY seq",
+                        )
+                        .await
+                        .map_err(db)?,
                     &[&saga_id],
                 )
                 .await
@@ -697,7 +725,9 @@ impl SagaReads for PgStore {
             let until = filter.created_until.map(|t| t as i64);
             let rows = client
                 .query(
-                    "SELECT id FROM sagas
+                    &client
+                        .prepare_cached(
+                            "SELECT id FROM sagas
                      WHERE ($1::text IS NULL OR state = $1)
                        AND ($2::text IS NULL OR workflow = $2)
                        AND ($3::int8 IS NULL OR created_at >= $3)
@@ -705,6 +735,9 @@ impl SagaReads for PgStore {
                        AND ($5::text IS NULL OR id > $5)
                        AND ($7::text IS NULL OR business_key = $7)
                      ORDER BY id LIMIT $6",
+                        )
+                        .await
+                        .map_err(db)?,
                     &[
                         &state,
                         &filter.workflow,
@@ -737,7 +770,13 @@ impl SagaReads for PgStore {
         Box::pin(async move {
             let client = self.shared.pool.get().await.map_err(pool)?;
             let row = client
-                .query_opt("SELECT id FROM sagas WHERE idempotency_key = $1", &[&key])
+                .query_opt(
+                    &client
+                        .prepare_cached("SELECT id FROM sagas WHERE idempotency_key = $1")
+                        .await
+                        .map_err(db)?,
+                    &[&key],
+                )
                 .await
                 .map_err(db)?;
             Ok(row.map(|r| r.get(0)))
@@ -749,9 +788,14 @@ impl SagaReads for PgStore {
             let client = self.shared.pool.get().await.map_err(pool)?;
             let deleted = client
                 .execute(
-                    "DELETE FROM sagas WHERE id IN (
+                    &client
+                        .prepare_cached(
+                            "DELETE FROM sagas WHERE id IN (
                         SELECT id FROM sagas WHERE NOT active AND finished_at < $1
                         ORDER BY finished_at LIMIT $2)",
+                        )
+                        .await
+                        .map_err(db)?,
                     &[&(finished_before as i64), &(limit as i64)],
                 )
                 .await
@@ -768,7 +812,9 @@ impl Ownership for PgStore {
             let client = self.shared.pool.get().await.map_err(pool)?;
             let rows = client
                 .query(
-                    "WITH orphans AS (
+                    &client
+                        .prepare_cached(
+                            "WITH orphans AS (
                         SELECT s.id FROM sagas s
                         WHERE s.active AND NOT EXISTS (
                             SELECT 1 FROM instances i WHERE i.id = s.owner AND i.expires_at > now())
@@ -777,6 +823,9 @@ impl Ownership for PgStore {
                      UPDATE sagas s SET owner = $1, epoch = s.epoch + 1
                      FROM orphans o WHERE s.id = o.id
                      RETURNING s.id, s.epoch",
+                        )
+                        .await
+                        .map_err(db)?,
                     &[&me, &(limit as i64)],
                 )
                 .await
@@ -801,8 +850,8 @@ impl Ownership for PgStore {
             let client = self.shared.pool.get().await.map_err(pool)?;
             let row = client
                 .query_opt(
-                    "UPDATE sagas SET owner = $1, epoch = epoch + 1 WHERE id = $2 AND active
-                     RETURNING epoch",
+                    &client.prepare_cached("UPDATE sagas SET owner = $1, epoch = epoch + 1 WHERE id = $2 AND active
+                     RETURNING epoch").await.map_err(db)?,
                     &[&me, &saga_id],
                 )
                 .await
@@ -829,8 +878,13 @@ impl Ownership for PgStore {
             let client = self.shared.pool.get().await.map_err(pool)?;
             let renewed = client
                 .execute(
-                    "UPDATE instances SET expires_at = now() + make_interval(secs => $2)
+                    &client
+                        .prepare_cached(
+                            "UPDATE instances SET expires_at = now() + make_interval(secs => $2)
                      WHERE id = $1 AND expires_at > now()",
+                        )
+                        .await
+                        .map_err(db)?,
                     &[&me, &lease.as_secs_f64()],
                 )
                 .await
@@ -862,7 +916,10 @@ impl Ownership for PgStore {
             let client = self.shared.pool.get().await.map_err(pool)?;
             client
                 .execute(
-                    "UPDATE instances SET expires_at = now() WHERE id = $1",
+                    &client
+                        .prepare_cached("UPDATE instances SET expires_at = now() WHERE id = $1")
+                        .await
+                        .map_err(db)?,
                     &[&me],
                 )
                 .await
@@ -883,7 +940,11 @@ async fn registry_write(
     let changed = tx.execute(sql, params).await.map_err(db)?;
     if changed > 0 {
         tx.execute(
-            "UPDATE registry_generation SET generation = generation + 1 WHERE id = 1",
+            &tx.prepare_cached(
+                "UPDATE registry_generation SET generation = generation + 1 WHERE id = 1",
+            )
+            .await
+            .map_err(db)?,
             &[],
         )
         .await
@@ -916,7 +977,13 @@ impl RegistryStore for PgStore {
         Box::pin(async move {
             let client = self.shared.pool.get().await.map_err(pool)?;
             let rows = client
-                .query("SELECT name, spec FROM participants ORDER BY name", &[])
+                .query(
+                    &client
+                        .prepare_cached("SELECT name, spec FROM participants ORDER BY name")
+                        .await
+                        .map_err(db)?,
+                    &[],
+                )
                 .await
                 .map_err(db)?;
             rows.iter()
@@ -964,8 +1031,13 @@ impl RegistryStore for PgStore {
             let client = self.shared.pool.get().await.map_err(pool)?;
             let rows = client
                 .query(
-                    "SELECT DISTINCT ON (name) name, version, spec FROM workflows
+                    &client
+                        .prepare_cached(
+                            "SELECT DISTINCT ON (name) name, version, spec FROM workflows
                      ORDER BY name, version DESC",
+                        )
+                        .await
+                        .map_err(db)?,
                     &[],
                 )
                 .await
@@ -992,7 +1064,12 @@ impl RegistryStore for PgStore {
             let client = self.shared.pool.get().await.map_err(pool)?;
             let row = client
                 .query_opt(
-                    "SELECT spec FROM workflows WHERE name = $1 AND version = $2",
+                    &client
+                        .prepare_cached(
+                            "SELECT spec FROM workflows WHERE name = $1 AND version = $2",
+                        )
+                        .await
+                        .map_err(db)?,
                     &[&name, &(version as i32)],
                 )
                 .await
@@ -1009,7 +1086,13 @@ impl RegistryStore for PgStore {
         Box::pin(async move {
             let client = self.shared.pool.get().await.map_err(pool)?;
             let row = client
-                .query_opt("SELECT spec FROM workflow_files WHERE name = $1", &[&name])
+                .query_opt(
+                    &client
+                        .prepare_cached("SELECT spec FROM workflow_files WHERE name = $1")
+                        .await
+                        .map_err(db)?,
+                    &[&name],
+                )
                 .await
                 .map_err(db)?;
             row.map(|r| {
@@ -1029,8 +1112,13 @@ impl RegistryStore for PgStore {
             let client = self.shared.pool.get().await.map_err(pool)?;
             client
                 .execute(
-                    "INSERT INTO workflow_files (name, spec) VALUES ($1, $2)
+                    &client
+                        .prepare_cached(
+                            "INSERT INTO workflow_files (name, spec) VALUES ($1, $2)
                      ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec",
+                        )
+                        .await
+                        .map_err(db)?,
                     &[&name, &format::encode_workflow(spec)],
                 )
                 .await
@@ -1044,7 +1132,10 @@ impl RegistryStore for PgStore {
             let client = self.shared.pool.get().await.map_err(pool)?;
             let row = client
                 .query_one(
-                    "SELECT generation FROM registry_generation WHERE id = 1",
+                    &client
+                        .prepare_cached("SELECT generation FROM registry_generation WHERE id = 1")
+                        .await
+                        .map_err(db)?,
                     &[],
                 )
                 .await
