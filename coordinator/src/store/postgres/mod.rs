@@ -287,7 +287,11 @@ impl Shared {
         let rounds = Arc::new(batch.rounds);
         let summaries = Arc::new(batch.summaries);
         let creates: Vec<&NewSaga> = batch.creates.iter().collect();
-        let attempt = || self.commit(&creates, &rounds, &summaries);
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let attempt = || {
+            let retry = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0;
+            self.commit(&creates, &rounds, &summaries, retry)
+        };
         let outcome = attempt
             .retry(
                 ExponentialBuilder::default()
@@ -340,6 +344,7 @@ impl Shared {
         creates: &[&NewSaga],
         rounds: &[(String, i64, Vec<u8>)],
         summaries: &HashMap<String, Summary>,
+        retry: bool,
     ) -> Result<HashMap<String, Creation>, StoreError> {
         let me = self.instance();
         let mut client = self.pool.get().await.map_err(pool)?;
@@ -352,7 +357,7 @@ impl Shared {
             let keys: Vec<Option<&str>> = creates.iter().map(|c| c.key.as_deref()).collect();
             let business_keys: Vec<Option<&str>> =
                 creates.iter().map(|c| c.business_key.as_deref()).collect();
-            // A retried commit finds its own rows: `ON CONFLICT DO NOTHING` and the owner check.
+            // Idempotent, for a retried commit: `ON CONFLICT DO NOTHING` and the owner check.
             let inserted = tx
                 .query(
                     &tx.prepare_cached("INSERT INTO sagas (id, workflow, state, created_at, updated_at, idempotency_key, business_key, owner, epoch, active)
@@ -366,19 +371,22 @@ impl Shared {
                 .await
                 .map_err(db)?;
             let mut ours: HashSet<String> = inserted.iter().map(|r| r.get(0)).collect();
-            let already: Vec<String> = tx
-                .query(
-                    &tx.prepare_cached("SELECT id FROM sagas WHERE id = ANY($1) AND owner = $2")
+            // A retried commit whose first attempt did commit finds its own rows taken by the
+            // insert above.
+            if retry {
+                let already = tx
+                    .query(
+                        &tx.prepare_cached(
+                            "SELECT id FROM sagas WHERE id = ANY($1) AND owner = $2",
+                        )
                         .await
                         .map_err(db)?,
-                    &[&ids, &me],
-                )
-                .await
-                .map_err(db)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            ours.extend(already);
+                        &[&ids, &me],
+                    )
+                    .await
+                    .map_err(db)?;
+                ours.extend(already.iter().map(|r| r.get::<_, String>(0)));
+            }
             let taken_keys: Vec<&str> = creates
                 .iter()
                 .filter(|c| !ours.contains(&c.id))
@@ -429,8 +437,10 @@ impl Shared {
             .map_err(db)?;
         }
 
-        // Fencing: lock the rows written (in id order, so batches never deadlock) and keep the
-        // writes of sagas whose epoch this instance still holds.
+        // Fencing: one conditional UPDATE writes each saga's summary where this instance still
+        // holds the epoch it drives the saga under, and locks those rows until the commit (a
+        // take-over's epoch bump waits for it, or this UPDATE sees the bump and skips the row).
+        // Only the sagas it updated get their rounds appended.
         let mut written: Vec<&str> = rounds
             .iter()
             .map(|(id, _, _)| id.as_str())
@@ -440,22 +450,61 @@ impl Shared {
         written.dedup();
         let mut allowed = HashSet::new();
         if !written.is_empty() {
+            let held = self.held.lock().expect("held lock poisoned").clone();
+            let fenced: Vec<(&str, i64, Option<&Summary>)> = written
+                .iter()
+                .filter_map(|id| Some((*id, *held.get(*id)?, summaries.get(*id))))
+                .collect();
+            let ids: Vec<&str> = fenced.iter().map(|(id, _, _)| *id).collect();
+            let epochs: Vec<i64> = fenced.iter().map(|(_, epoch, _)| *epoch).collect();
+            let field = |f: &dyn Fn(&Summary) -> Option<i64>| -> Vec<Option<i64>> {
+                fenced.iter().map(|(_, _, s)| s.and_then(f)).collect()
+            };
+            let states: Vec<Option<&str>> =
+                fenced.iter().map(|(_, _, s)| s.map(|s| s.state)).collect();
+            let updated = field(&|s| Some(s.updated_at));
+            let active: Vec<Option<bool>> =
+                fenced.iter().map(|(_, _, s)| s.map(|s| s.active)).collect();
+            let finished = field(&|s| s.finished_at);
+            let snapshots: Vec<Option<&[u8]>> = fenced
+                .iter()
+                .map(|(_, _, s)| s.and_then(|s| s.snapshot.as_ref().map(|(_, b)| b.as_slice())))
+                .collect();
+            let snapshot_seqs = field(&|s| s.snapshot.as_ref().map(|(seq, _)| *seq));
+            let params: [&(dyn ToSql + Sync); 9] = [
+                &ids,
+                &epochs,
+                &states,
+                &updated,
+                &active,
+                &finished,
+                &snapshots,
+                &snapshot_seqs,
+                &me,
+            ];
             let rows = tx
                 .query(
-                    &tx.prepare_cached("SELECT id, owner, epoch FROM sagas WHERE id = ANY($1) ORDER BY id FOR SHARE").await.map_err(db)?,
-                    &[&written],
+                    &tx.prepare_cached(
+                        "UPDATE sagas AS s SET state = COALESCE(u.state, s.state),
+                            updated_at = COALESCE(u.updated_at, s.updated_at),
+                            active = COALESCE(u.active, s.active),
+                            finished_at = COALESCE(u.finished_at, s.finished_at),
+                            snapshot = COALESCE(u.snapshot, s.snapshot),
+                            snapshot_seq = COALESCE(u.snapshot_seq, s.snapshot_seq)
+                         FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::bool[],
+                                     $6::int8[], $7::bytea[], $8::int8[])
+                              AS u(id, epoch, state, updated_at, active, finished_at, snapshot,
+                                   snapshot_seq)
+                         WHERE s.id = u.id AND s.owner = $9 AND s.epoch = u.epoch
+                         RETURNING s.id",
+                    )
+                    .await
+                    .map_err(db)?,
+                    &params,
                 )
                 .await
                 .map_err(db)?;
-            let held = self.held.lock().expect("held lock poisoned").clone();
-            for row in rows {
-                let id: String = row.get(0);
-                let owner: Option<String> = row.get(1);
-                let epoch: i64 = row.get(2);
-                if owner.as_deref() == Some(me.as_str()) && held.get(&id) == Some(&epoch) {
-                    allowed.insert(id);
-                }
-            }
+            allowed.extend(rows.iter().map(|r| r.get::<_, String>(0)));
             let mut lost = self.lost.lock().expect("lost lock poisoned");
             for id in &written {
                 if !allowed.contains(*id) && lost.insert(id.to_string()) {
@@ -480,46 +529,6 @@ impl Shared {
                 .await
                 .map_err(db)?,
                 &[&ids, &seqs, &records],
-            )
-            .await
-            .map_err(db)?;
-        }
-        let summaries: Vec<(&String, &Summary)> = summaries
-            .iter()
-            .filter(|(id, _)| allowed.contains(*id))
-            .collect();
-        if !summaries.is_empty() {
-            let ids: Vec<&str> = summaries.iter().map(|(id, _)| id.as_str()).collect();
-            let states: Vec<&str> = summaries.iter().map(|(_, s)| s.state).collect();
-            let updated: Vec<i64> = summaries.iter().map(|(_, s)| s.updated_at).collect();
-            let active: Vec<bool> = summaries.iter().map(|(_, s)| s.active).collect();
-            let finished: Vec<Option<i64>> = summaries.iter().map(|(_, s)| s.finished_at).collect();
-            let snapshots: Vec<Option<&[u8]>> = summaries
-                .iter()
-                .map(|(_, s)| s.snapshot.as_ref().map(|(_, b)| b.as_slice()))
-                .collect();
-            let snapshot_seqs: Vec<Option<i64>> = summaries
-                .iter()
-                .map(|(_, s)| s.snapshot.as_ref().map(|(seq, _)| *seq))
-                .collect();
-            let params: [&(dyn ToSql + Sync); 7] = [
-                &ids,
-                &states,
-                &updated,
-                &active,
-                &finished,
-                &snapshots,
-                &snapshot_seqs,
-            ];
-            tx.execute(
-                &tx.prepare_cached("UPDATE sagas AS s SET state = u.state, updated_at = u.updated_at,
-                        active = u.active, finished_at = u.finished_at,
-                        snapshot = COALESCE(u.snapshot, s.snapshot),
-                        snapshot_seq = COALESCE(u.snapshot_seq, s.snapshot_seq)
-                 FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::bool[], $5::int8[], $6::bytea[], $7::int8[])
-                      AS u(id, state, updated_at, active, finished_at, snapshot, snapshot_seq)
-                 WHERE s.id = u.id").await.map_err(db)?,
-                &params,
             )
             .await
             .map_err(db)?;
@@ -720,34 +729,47 @@ impl SagaReads for PgStore {
     ) -> StoreFuture<'a, SagaPage> {
         Box::pin(async move {
             let client = self.shared.pool.get().await.map_err(pool)?;
+            // Only the filters given, as literal conditions, so the planner can use an index
+            // for each (one cached statement per combination); `active` for the states of an
+            // unsettled saga lets it read only the sagas in flight.
             let state = filter.state.map(|s| s.as_str());
             let from = filter.created_from.map(|t| t as i64);
             let until = filter.created_until.map(|t| t as i64);
+            let page = limit as i64 + 1;
+            let mut conditions: Vec<String> = Vec::new();
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+            let given: [(&str, Option<&(dyn ToSql + Sync)>); 6] = [
+                ("state = ", state.as_ref().map(|v| v as _)),
+                ("workflow = ", filter.workflow.as_ref().map(|v| v as _)),
+                (
+                    "business_key = ",
+                    filter.business_key.as_ref().map(|v| v as _),
+                ),
+                ("created_at >= ", from.as_ref().map(|v| v as _)),
+                ("created_at < ", until.as_ref().map(|v| v as _)),
+                ("id > ", cursor.as_ref().map(|v| v as _)),
+            ];
+            for (test, param) in given {
+                if let Some(param) = param {
+                    params.push(param);
+                    conditions.push(format!("{test}${}", params.len()));
+                }
+            }
+            if filter.state.is_some_and(|s| !s.is_terminal()) {
+                conditions.push("active".into());
+            }
+            params.push(&page);
+            let sql = format!(
+                "SELECT id FROM sagas {} ORDER BY id LIMIT ${}",
+                if conditions.is_empty() {
+                    String::new()
+                } else {
+                    format!("WHERE {}", conditions.join(" AND "))
+                },
+                params.len()
+            );
             let rows = client
-                .query(
-                    &client
-                        .prepare_cached(
-                            "SELECT id FROM sagas
-                     WHERE ($1::text IS NULL OR state = $1)
-                       AND ($2::text IS NULL OR workflow = $2)
-                       AND ($3::int8 IS NULL OR created_at >= $3)
-                       AND ($4::int8 IS NULL OR created_at < $4)
-                       AND ($5::text IS NULL OR id > $5)
-                       AND ($7::text IS NULL OR business_key = $7)
-                     ORDER BY id LIMIT $6",
-                        )
-                        .await
-                        .map_err(db)?,
-                    &[
-                        &state,
-                        &filter.workflow,
-                        &from,
-                        &until,
-                        &cursor,
-                        &(limit as i64 + 1),
-                        &filter.business_key,
-                    ],
-                )
+                .query(&client.prepare_cached(&sql).await.map_err(db)?, &params)
                 .await
                 .map_err(db)?;
             drop(client);
@@ -786,20 +808,28 @@ impl SagaReads for PgStore {
     fn expire_finished(&self, finished_before: Millis, limit: usize) -> StoreFuture<'_, usize> {
         Box::pin(async move {
             let client = self.shared.pool.get().await.map_err(pool)?;
+            // Events go with their saga in the same statement (the events table has no foreign
+            // key: checking one on every append costs a lock on the saga's row).
             let deleted = client
-                .execute(
+                .query_one(
                     &client
                         .prepare_cached(
-                            "DELETE FROM sagas WHERE id IN (
-                        SELECT id FROM sagas WHERE NOT active AND finished_at < $1
-                        ORDER BY finished_at LIMIT $2)",
+                            "WITH gone AS (
+                        DELETE FROM sagas WHERE id IN (
+                            SELECT id FROM sagas WHERE NOT active AND finished_at < $1
+                            ORDER BY finished_at LIMIT $2)
+                        RETURNING id),
+                     events_gone AS (
+                        DELETE FROM events e USING gone WHERE e.saga_id = gone.id)
+                     SELECT count(*) FROM gone",
                         )
                         .await
                         .map_err(db)?,
                     &[&(finished_before as i64), &(limit as i64)],
                 )
                 .await
-                .map_err(db)?;
+                .map_err(db)?
+                .get::<_, i64>(0);
             Ok(deleted as usize)
         })
     }
