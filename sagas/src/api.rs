@@ -401,14 +401,16 @@ pub struct ParticipantView {
     pub in_flight: u64,
     /// Calls waiting for a bulkhead slot (at most the policy's `queue_capacity`).
     pub queued: u64,
-    /// Error rate and latency of its last calls from this coordinator.
+    /// Error rate and latency of its last calls from this coordinator. Absent from the
+    /// answers of coordinators older than this field: then all zero.
+    #[serde(default)]
     pub recent: RecentCalls,
 }
 
 /// The last calls (at most 256) one coordinator sent to a participant: what its error rate
 /// and latency look like now. Calls the circuit breaker or the bulkhead refused are not
 /// counted; they never reached the participant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecentCalls {
     /// Calls in the window.

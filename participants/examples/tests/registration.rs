@@ -27,6 +27,8 @@ async fn put_participant(
         let body = json!({"error": {"code": "unavailable", "message": "starting"}});
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
+    // Answers as a coordinator from before `recent` was added to the view: the SDK must
+    // still read it.
     let mut view = serde_json::to_value(&spec).unwrap();
     view["name"] = json!(name);
     view["circuit"] = json!("closed");
@@ -148,6 +150,35 @@ async fn a_refused_registration_is_not_retried() {
         .await
         .expect("a refusal ends registration instead of retrying for ever");
     assert!(!registered);
+    assert_eq!(*attempts.lock().unwrap(), 1);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_accepted_registration_with_an_unreadable_answer_counts_as_registered() {
+    // A coordinator of another version accepts the registration (200) with a body this SDK
+    // cannot read: the registration is stored, so the participant must neither give up nor
+    // send it again.
+    let attempts = Arc::new(Mutex::new(0));
+    let counted = attempts.clone();
+    let app = Router::new().route(
+        "/v1/participants/{name}",
+        put(move || {
+            let counted = counted.clone();
+            async move {
+                *counted.lock().unwrap() += 1;
+                (
+                    StatusCode::OK,
+                    Json(json!({"name": "wallet", "shape": "unknown"})),
+                )
+            }
+        }),
+    );
+    let (running, _dir) = wallet_registering_with(app).await;
+    let registered = registration_within_deadline(&running)
+        .await
+        .expect("registered within the deadline");
+    assert!(registered, "a 200 is an accepted registration");
     assert_eq!(*attempts.lock().unwrap(), 1);
     running.shutdown().await;
 }
