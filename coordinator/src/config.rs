@@ -14,6 +14,7 @@ use sagas::RetryPolicy;
 use crate::alerts::AlertOptions;
 use crate::engine::EngineOptions;
 use crate::otlp::OtlpOptions;
+use crate::outbound::AllowedTarget;
 use crate::runtime::RuntimeOptions;
 use crate::store::StoreOptions;
 
@@ -68,6 +69,17 @@ pub struct CoordinatorOptions {
     /// The alert webhook (`alerts.webhook`, default none: alerts are only logged) and how
     /// alerts are delivered to it.
     pub alerts: AlertOptions,
+    /// API tokens and their scopes (TOML, see `auth`); every route but the health probes and
+    /// the API's documents then needs a token. Default: none, the API is open (the
+    /// coordinator warns at start-up).
+    pub auth_file: Option<PathBuf>,
+    /// Keys that sign branch calls, completion callbacks and alert webhooks (`Saga-Signature`,
+    /// see `sagas::signing`): the first signs. Default: none, calls are not signed.
+    pub signing_keys: Vec<sagas::SigningKey>,
+    /// Where branch calls, callbacks and alerts may go besides the always-refused link-local,
+    /// unspecified and metadata targets: networks and host names. Default: empty, anywhere
+    /// else.
+    pub allow_outbound: Vec<AllowedTarget>,
 }
 
 /// How completion callbacks are sent. How many attempts before one is abandoned is the
@@ -132,6 +144,9 @@ impl Default for CoordinatorOptions {
             log_format: LogFormat::Text,
             otlp: OtlpOptions::default(),
             alerts: AlertOptions::default(),
+            auth_file: None,
+            signing_keys: Vec::new(),
+            allow_outbound: Vec::new(),
         }
     }
 }
@@ -316,6 +331,34 @@ pub struct CoordinatorArgs {
     /// completion callback is abandoned; retried with backoff [default: alerts are only logged].
     #[arg(long, env = "COORDINATOR_ALERT_WEBHOOK", value_name = "URL")]
     pub alert_webhook: Option<String>,
+    /// API tokens with their scopes (TOML: [[tokens]] name, sha256, scopes); every route but
+    /// /healthz, /readyz and the API's documents then needs `Authorization: Bearer TOKEN`
+    /// [default: none, the API is open].
+    #[arg(long, env = "COORDINATOR_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Signs every branch call, completion callback and alert webhook with this key
+    /// (Saga-Signature: HMAC-SHA256); repeat for rotation: the first signs, participants may
+    /// hold any. ID is 1 to 64 of [A-Za-z0-9_.-]; prefer the environment variable
+    /// (comma-separated) to keep the secret out of the process list [default: calls unsigned].
+    #[arg(
+        long = "signing-key",
+        env = "COORDINATOR_SIGNING_KEYS",
+        value_name = "ID:SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub signing_keys: Vec<sagas::SigningKey>,
+    /// Branch calls, callbacks and alerts may only go to these networks (CIDR or address) and
+    /// host names; repeatable or comma-separated. Link-local (169.254.0.0/16, fe80::/10),
+    /// unspecified (0.0.0.0, ::) and cloud metadata targets are refused either way [default:
+    /// anywhere else].
+    #[arg(
+        long,
+        env = "COORDINATOR_ALLOW_OUTBOUND",
+        value_name = "CIDR|HOST",
+        value_delimiter = ','
+    )]
+    pub allow_outbound: Vec<AllowedTarget>,
 }
 
 impl CoordinatorArgs {
@@ -371,6 +414,15 @@ impl CoordinatorArgs {
         }
         if let Some(v) = self.alert_webhook {
             o.alerts.webhook = Some(v);
+        }
+        if let Some(v) = self.auth_file {
+            o.auth_file = Some(v);
+        }
+        if !self.signing_keys.is_empty() {
+            o.signing_keys = self.signing_keys;
+        }
+        if !self.allow_outbound.is_empty() {
+            o.allow_outbound = self.allow_outbound;
         }
         options
     }

@@ -98,6 +98,10 @@ pub async fn submit(
     if let Some(url) = &request.callback_url {
         sagas::limits::check_http_url("callback_url", url, true)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let guard = state.runtime.dispatcher().outbound().guard();
+        guard
+            .check_url("callback_url", url)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     if let Some(key) = &request.business_key {
         sagas::limits::check_business_key("business_key", key)
