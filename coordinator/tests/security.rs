@@ -518,3 +518,63 @@ async fn allow_outbound_narrows_targets_and_is_checked_on_the_resolved_address()
     assert!(refused.is_some(), "{events:#?}");
     coordinator.shutdown().await;
 }
+
+#[tokio::test]
+async fn oversized_deep_or_misnamed_input_gets_4xx_never_a_500() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = setup::start(&dir.path().join("c")).await;
+    let base = coordinator.url();
+    let client = CoordinatorClient::new(base.clone());
+    let (_fake, addr) = FakeParticipant::start().await;
+    setup::register(&client, "p", addr, json!({})).await;
+    setup::one_step_workflow(&client, "w", "p", "s").await;
+
+    let huge = json!({"workflow": "w", "input": {"blob": "x".repeat(3 << 20)}});
+    let (status, _, body) = call(&base, Method::POST, "/v1/sagas", None, Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    let deep = format!(
+        r#"{{"workflow": "w", "input": {}1{}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/sagas"))
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    let steps: Vec<Value> = (0..300)
+        .map(|i| json!({"name": format!("s{i}"), "participant": "p", "action": "s"}))
+        .collect();
+    let (status, _, body) = call(
+        &base,
+        Method::PUT,
+        "/v1/workflows/many",
+        None,
+        Some(json!({"steps": steps})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    for name in ["a%2Fb", "-dash-first", "dot..%0A"] {
+        let spec = serde_json::to_value(setup::participant_spec(addr, json!({}))).unwrap();
+        let (status, _, body) = call(
+            &base,
+            Method::PUT,
+            &format!("/v1/participants/{name}"),
+            None,
+            Some(spec),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+    }
+    // Still serving.
+    let (status, _, _) = call(&base, Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    coordinator.shutdown().await;
+}

@@ -92,6 +92,8 @@ pub async fn submit(
         ));
     }
     let key = idempotency_key(&headers)?;
+    sagas::limits::check_json_depth("input", request.input.get())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if request.workflow.trim().is_empty() {
         return Err(ApiError::bad_request("workflow must name a workflow"));
     }
