@@ -80,6 +80,14 @@ pub struct CoordinatorOptions {
     /// unspecified and metadata targets: networks and host names. Default: empty, anywhere
     /// else.
     pub allow_outbound: Vec<AllowedTarget>,
+    /// Serve the API over HTTPS with this PEM certificate chain (with `tls_key`). Default:
+    /// none, plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// A PEM bundle of certificate authorities that `https://` participants, callbacks and the
+    /// alert webhook may be signed by, besides the system's roots. Default: none.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// How completion callbacks are sent. How many attempts before one is abandoned is the
@@ -147,6 +155,9 @@ impl Default for CoordinatorOptions {
             auth_file: None,
             signing_keys: Vec::new(),
             allow_outbound: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            ca_cert: None,
         }
     }
 }
@@ -247,6 +258,12 @@ impl CoordinatorOptions {
             Duration::from_millis(1),
             Duration::from_secs(60),
         )?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError {
+                option: "--tls-cert",
+                rule: "--tls-cert and --tls-key go together".into(),
+            });
+        }
         self.alerts.validate()?;
         self.engine.validate().map_err(|rule| ConfigError {
             option: "engine",
@@ -359,6 +376,26 @@ pub struct CoordinatorArgs {
         value_delimiter = ','
     )]
     pub allow_outbound: Vec<AllowedTarget>,
+    /// Serve the API over HTTPS: PEM certificate chain (needs --tls-key) [default: plain HTTP].
+    #[arg(
+        long,
+        env = "COORDINATOR_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "COORDINATOR_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// PEM bundle of certificate authorities trusted for https:// participants, callbacks and
+    /// the alert webhook, besides the system's roots [default: the system's roots only].
+    #[arg(long, env = "COORDINATOR_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl CoordinatorArgs {
@@ -423,6 +460,15 @@ impl CoordinatorArgs {
         }
         if !self.allow_outbound.is_empty() {
             o.allow_outbound = self.allow_outbound;
+        }
+        if let Some(v) = self.tls_cert {
+            o.tls_cert = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            o.tls_key = Some(v);
+        }
+        if let Some(v) = self.ca_cert {
+            o.ca_cert = Some(v);
         }
         options
     }

@@ -15,7 +15,8 @@
 //! API v1), `config` and `server` (options and start-up), `clock`, `telemetry` (Prometheus),
 //! `trace_context` (which W3C trace a saga belongs to) and `otlp` (span export), `alerts` (the
 //! alert webhook: [`Alert`] is its JSON body), `views` (engine state as API bodies), `dashboard` (the operator UI at `/ui`), `auth`
-//! (API tokens and their scopes), `outbound` (where calls may go: the SSRF guard; signing).
+//! (API tokens and their scopes), `outbound` (where calls may go: the SSRF guard; signing), `tls` (HTTPS for the API, extra
+//! CAs for outbound calls).
 
 pub(crate) mod alerts;
 pub(crate) mod api;
@@ -34,6 +35,7 @@ pub(crate) mod store;
 pub(crate) mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 pub(crate) mod trace_context;
 pub(crate) mod views;
 

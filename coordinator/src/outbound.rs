@@ -218,6 +218,8 @@ pub struct Outbound {
     guard: Arc<OutboundGuard>,
     keys: Option<SigningKeys>,
     local_address: Option<IpAddr>,
+    /// Certificate authorities trusted besides the system's (`--ca-cert`).
+    ca_certs: Vec<reqwest::Certificate>,
 }
 
 impl Outbound {
@@ -232,7 +234,14 @@ impl Outbound {
             guard: Arc::new(guard),
             keys,
             local_address,
+            ca_certs: Vec::new(),
         }
+    }
+
+    /// Also trusts `certs` for `https://` targets (a private CA), besides the system's roots.
+    pub fn trusting(mut self, certs: Vec<reqwest::Certificate>) -> Outbound {
+        self.ca_certs = certs;
+        self
     }
 
     /// No guard beyond the always-refused addresses, no signing: for tests and embedding.
@@ -245,10 +254,11 @@ impl Outbound {
         &self.guard
     }
 
-    /// `builder` with the local address and the guarded resolver. A URL naming an address
+    /// `builder` with the local address, the guarded resolver and the extra CAs. A URL naming an address
     /// (no resolution) is checked in [`Outbound::check_target`] before it is sent.
     pub fn client(&self, builder: reqwest::ClientBuilder) -> reqwest::Client {
         builder
+            .tls_certs_merge(self.ca_certs.iter().cloned())
             .local_address(self.local_address)
             .dns_resolver(Arc::new(GuardedResolver {
                 guard: self.guard.clone(),

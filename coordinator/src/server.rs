@@ -20,6 +20,7 @@ use crate::registry::{FileLoad, Registry, RegistryError};
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::{PgError, PgOptions, PgStore, SledStore, StoreError};
+use crate::tls::{TlsError, TlsListener};
 use sagas::SigningKeys;
 
 /// Why a coordinator did not start.
@@ -60,11 +61,16 @@ pub enum StartError {
     /// The auth file (`--auth-file`) cannot be read or breaks a rule.
     #[error(transparent)]
     Auth(#[from] AuthFileError),
+    /// A TLS file (`--tls-cert`, `--tls-key`, `--ca-cert`) cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A coordinator that is serving. Stop it with [`RunningCoordinator::shutdown`].
 pub struct RunningCoordinator {
     addr: SocketAddr,
+    /// `https` with `--tls-cert`, else `http`.
+    scheme: &'static str,
     runtime: Arc<Runtime>,
     /// Ends the HTTP server's graceful shutdown.
     stop_http: oneshot::Sender<()>,
@@ -82,6 +88,14 @@ pub struct RunningCoordinator {
 pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, StartError> {
     config.validate()?;
     let tokens = load_tokens(&config)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let ca_certs = match &config.ca_cert {
+        Some(path) => crate::tls::ca_certificates(path)?,
+        None => Vec::new(),
+    };
     // First, so that the registry can declare its workflows' and participants' series.
     crate::telemetry::handle();
     // Bound first: the address names this instance in alerts and spans.
@@ -113,7 +127,8 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         OutboundGuard::new(config.allow_outbound.clone()),
         SigningKeys::new(config.signing_keys.clone()),
         config.outbound_address,
-    );
+    )
+    .trusting(ca_certs);
     match &config.signing_keys[..] {
         [] => tracing::info!("outbound calls are not signed (no --signing-key)"),
         [signer, ..] => tracing::info!(
@@ -162,14 +177,31 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     // The dashboard sits beside the API, outside its middleware: it must load to ask for a token.
     let app = api::router(runtime.clone(), config.submit_rate_limit, tokens)
         .merge(crate::dashboard::routes());
-    let http = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let http = match tls {
+        Some(tls) => {
+            let listener =
+                TlsListener::new(listener, tls).map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "HTTPS server failed");
+                }
+            })
         }
-    });
+        None => tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }),
+    };
 
     let recovering = runtime.clone();
     tokio::spawn(async move {
@@ -184,9 +216,10 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         }
     });
 
-    tracing::info!(%addr, "coordinator listening on {addr}");
+    tracing::info!(%addr, "coordinator listening on {scheme}://{addr}");
     Ok(RunningCoordinator {
         addr,
+        scheme,
         runtime,
         stop_http,
         http,
@@ -283,9 +316,9 @@ impl RunningCoordinator {
         self.addr
     }
 
-    /// The API's base URL, e.g. `http://127.0.0.1:7700`.
+    /// The API's base URL, e.g. `http://127.0.0.1:7700` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops accepting submissions (503), lets in-flight calls finish within the grace period,
