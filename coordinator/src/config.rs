@@ -348,9 +348,9 @@ pub struct CoordinatorArgs {
     /// completion callback is abandoned; retried with backoff [default: alerts are only logged].
     #[arg(long, env = "COORDINATOR_ALERT_WEBHOOK", value_name = "URL")]
     pub alert_webhook: Option<String>,
-    /// API tokens with their scopes (TOML: [[tokens]] name, sha256, scopes); every route but
-    /// /healthz, /readyz and the API's documents then needs `Authorization: Bearer TOKEN`
-    /// [default: none, the API is open].
+    /// API tokens with their scopes (TOML: `[[tokens]]` with name, sha256, scopes); every
+    /// route but /healthz, /readyz and the API's documents then needs `Authorization: Bearer
+    /// TOKEN` [default: none, the API is open].
     #[arg(long, env = "COORDINATOR_AUTH_FILE", value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
     /// Signs every branch call, completion callback and alert webhook with this key

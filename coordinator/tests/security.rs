@@ -578,3 +578,43 @@ async fn oversized_deep_or_misnamed_input_gets_4xx_never_a_500() {
     assert_eq!(status, StatusCode::OK);
     coordinator.shutdown().await;
 }
+
+#[tokio::test]
+async fn alert_webhooks_carry_the_designed_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seen, hook) = recorder().await;
+    let coordinator = setup::start_with(&dir.path().join("c"), |o| {
+        o.signing_keys = vec!["alerts-key:s3cret-hook".parse().unwrap()];
+        o.alerts.webhook = Some(format!("http://{hook}/alerts?team=payments"));
+    })
+    .await;
+    let client = CoordinatorClient::new(coordinator.url());
+    // Two consecutive failures open the circuit, which is alerted.
+    let (flaky, addr) = FakeParticipant::start().await;
+    let policy = json!({
+        "circuit_breaker": {"failure_threshold": 2, "open_ms": 600000},
+        "retry": setup::fast_retry(1, 1000)
+    });
+    setup::register(&client, "flaky", addr, policy).await;
+    setup::one_step_workflow(&client, "w", "flaky", "s").await;
+    flaky.answer(Phase::Action, 500);
+    flaky.answer(Phase::Compensate, 500);
+    client.submit("w", json!({}), None, None).await.unwrap();
+    eventually("the alert arrives", || async {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.target.starts_with("/alerts"))
+    })
+    .await;
+    let alert = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s.target.starts_with("/alerts"))
+        .cloned()
+        .unwrap();
+    assert_eq!(alert.target, "/alerts?team=payments");
+    assert_signed(&alert, "alerts-key", b"s3cret-hook");
+    coordinator.shutdown().await;
+}
