@@ -355,8 +355,9 @@ pub struct CoordinatorArgs {
     pub auth_file: Option<PathBuf>,
     /// Signs every branch call, completion callback and alert webhook with this key
     /// (Saga-Signature: HMAC-SHA256); repeat for rotation: the first signs, participants may
-    /// hold any. ID is 1 to 64 of [A-Za-z0-9_.-]; prefer the environment variable
-    /// (comma-separated) to keep the secret out of the process list [default: calls unsigned].
+    /// hold any. ID is 1 to 64 of [A-Za-z0-9_.-], SECRET any text without a comma; prefer the
+    /// environment variable (comma-separated) to keep the secret out of the process list
+    /// [default: calls unsigned].
     #[arg(
         long = "signing-key",
         env = "COORDINATOR_SIGNING_KEYS",
@@ -537,6 +538,53 @@ mod tests {
         .unwrap();
         let linger = told.into_options().unwrap().store.flush.linger;
         assert_eq!(linger, Duration::from_micros(500));
+    }
+
+    #[test]
+    fn the_security_flags_overlay_the_defaults() {
+        let args = CoordinatorArgs::try_parse_from([
+            "coordinator",
+            "--auth-file",
+            "auth.toml",
+            "--signing-key",
+            "new:s3cret",
+            "--signing-key",
+            "old:before",
+            "--allow-outbound",
+            "10.0.0.0/8,wallet.internal",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+            "--ca-cert",
+            "ca.pem",
+        ])
+        .unwrap();
+        let options = args.into_options().unwrap();
+        assert_eq!(options.auth_file, Some(PathBuf::from("auth.toml")));
+        let ids: Vec<&str> = options.signing_keys.iter().map(|k| k.id()).collect();
+        assert_eq!(ids, ["new", "old"], "the first given signs");
+        assert_eq!(
+            options.allow_outbound,
+            vec![
+                AllowedTarget::Net("10.0.0.0/8".parse().unwrap()),
+                AllowedTarget::Host("wallet.internal".into())
+            ]
+        );
+        assert_eq!(options.tls_cert, Some(PathBuf::from("cert.pem")));
+        assert_eq!(options.ca_cert, Some(PathBuf::from("ca.pem")));
+        for bad in [
+            &["coordinator", "--tls-cert", "cert.pem"][..],
+            &["coordinator", "--signing-key", "no-secret"][..],
+            &["coordinator", "--allow-outbound", "not a host"][..],
+        ] {
+            assert!(CoordinatorArgs::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let half = CoordinatorOptions {
+            tls_key: Some("key.pem".into()),
+            ..CoordinatorOptions::default()
+        };
+        assert_eq!(half.validate().unwrap_err().option, "--tls-cert");
     }
 
     #[test]

@@ -82,8 +82,20 @@ impl OutboundGuard {
 
     /// Why `ip` may not be called, if it may not.
     pub fn refuses_ip(&self, ip: IpAddr) -> Option<String> {
+        // An IPv4 address inside IPv6 (mapped ::ffff:a.b.c.d, or NAT64's 64:ff9b::/96) is
+        // judged as the IPv4 address it reaches.
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+                match v6.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None if nat64 => IpAddr::V4(std::net::Ipv4Addr::from(
+                        (u32::from(s[6]) << 16) | u32::from(s[7]),
+                    )),
+                    None => ip,
+                }
+            }
             v4 => v4,
         };
         let always_refused = match ip {
@@ -310,6 +322,9 @@ mod tests {
             "http://0.0.0.0:7701",
             "http://[::]:7701",
             "http://[::ffff:169.254.169.254]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://2852039166/",
+            "http://0/",
             "http://metadata.google.internal/computeMetadata/v1",
             "http://METADATA.google.internal./",
         ] {
