@@ -618,3 +618,39 @@ async fn alert_webhooks_carry_the_designed_signature() {
     assert_signed(&alert, "alerts-key", b"s3cret-hook");
     coordinator.shutdown().await;
 }
+
+/// The first `lines` lines the binary logs with `args`, then it is killed.
+fn first_log_lines(args: &[&str], dir: &Path, lines: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let seen: Vec<String> = stderr.lines().take(lines).map(Result::unwrap).collect();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    seen
+}
+
+#[test]
+fn the_binary_warns_loudly_when_the_api_is_open_and_not_when_tokens_are_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // Start-up logs a handful of lines before "listening"; the warning comes first.
+    let open = first_log_lines(&[], &dir.path().join("open"), 2).join("\n");
+    assert!(open.contains("AUTHENTICATION IS OFF"), "{open}");
+    let auth = auth_file(dir.path());
+    let guarded = first_log_lines(
+        &["--auth-file", auth.to_str().unwrap()],
+        &dir.path().join("guarded"),
+        2,
+    )
+    .join("\n");
+    assert!(!guarded.contains("AUTHENTICATION IS OFF"), "{guarded}");
+    assert!(guarded.contains("API tokens required"), "{guarded}");
+}
