@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::ConfigError;
+use crate::outbound::Outbound;
 use crate::telemetry;
 
 /// What an alert is about.
@@ -250,7 +251,7 @@ impl Alerts {
         options: &AlertOptions,
         instance: String,
         clock: Clock,
-        outbound_address: Option<std::net::IpAddr>,
+        outbound: &Outbound,
     ) -> (Alerts, Option<AlertWorker>) {
         let Some(url) = options.webhook.clone() else {
             return (Alerts::disabled(instance, clock), None);
@@ -260,13 +261,11 @@ impl Alerts {
             capacity: options.queue_capacity,
             added: Notify::new(),
         });
-        let http = reqwest::Client::builder()
-            .local_address(outbound_address)
-            .build()
-            .expect("a reqwest client with static settings always builds");
+        let http = outbound.client(reqwest::Client::builder());
         let stop = CancellationToken::new();
         let delivery = Delivery {
             http,
+            outbound: outbound.clone(),
             url,
             options: options.clone(),
         };
@@ -331,6 +330,8 @@ impl AlertWorker {
 /// The delivery loop's means: the client, the webhook and the retry budget.
 struct Delivery {
     http: reqwest::Client,
+    /// Where alerts may go, and their signing.
+    outbound: Outbound,
     url: String,
     options: AlertOptions,
 }
@@ -381,8 +382,12 @@ impl Delivery {
     }
 
     async fn attempt(&self, body: &[u8]) -> Result<(), AlertError> {
-        let request = build_request(&self.http, &self.url, body.to_vec(), self.options.timeout)
+        let mut request = build_request(&self.http, &self.url, body.to_vec(), self.options.timeout)
             .map_err(|e| AlertError::Transport(e.to_string()))?;
+        self.outbound
+            .check_target(&request)
+            .map_err(AlertError::Transport)?;
+        self.outbound.sign(&mut request);
         let response = self
             .http
             .execute(request)
@@ -397,9 +402,8 @@ impl Delivery {
     }
 }
 
-/// The webhook request for one alert's exact body bytes. Signed calls (see "Security" in the
-/// design) add their `Saga-Signature` header here, computed over these bytes and this URL's
-/// path: nothing changes the body after this point.
+/// The webhook request for one alert's exact body bytes; signed after this (`Outbound::sign`)
+/// over these bytes and this URL's path and query: nothing changes the body after that.
 fn build_request(
     http: &reqwest::Client,
     url: &str,

@@ -14,6 +14,7 @@ use sagas::RetryPolicy;
 use crate::alerts::AlertOptions;
 use crate::engine::EngineOptions;
 use crate::otlp::OtlpOptions;
+use crate::outbound::AllowedTarget;
 use crate::runtime::RuntimeOptions;
 use crate::store::StoreOptions;
 
@@ -68,6 +69,25 @@ pub struct CoordinatorOptions {
     /// The alert webhook (`alerts.webhook`, default none: alerts are only logged) and how
     /// alerts are delivered to it.
     pub alerts: AlertOptions,
+    /// API tokens and their scopes (TOML, see `auth`); every route but the health probes and
+    /// the API's documents then needs a token. Default: none, the API is open (the
+    /// coordinator warns at start-up).
+    pub auth_file: Option<PathBuf>,
+    /// Keys that sign branch calls, completion callbacks and alert webhooks (`Saga-Signature`,
+    /// see `sagas::signing`): the first signs. Default: none, calls are not signed.
+    pub signing_keys: Vec<sagas::SigningKey>,
+    /// Where branch calls, callbacks and alerts may go besides the always-refused link-local,
+    /// unspecified and metadata targets: networks and host names. Default: empty, anywhere
+    /// else.
+    pub allow_outbound: Vec<AllowedTarget>,
+    /// Serve the API over HTTPS with this PEM certificate chain (with `tls_key`). Default:
+    /// none, plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// A PEM bundle of certificate authorities that `https://` participants, callbacks and the
+    /// alert webhook may be signed by, besides the system's roots. Default: none.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// How completion callbacks are sent. How many attempts before one is abandoned is the
@@ -132,6 +152,12 @@ impl Default for CoordinatorOptions {
             log_format: LogFormat::Text,
             otlp: OtlpOptions::default(),
             alerts: AlertOptions::default(),
+            auth_file: None,
+            signing_keys: Vec::new(),
+            allow_outbound: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            ca_cert: None,
         }
     }
 }
@@ -232,6 +258,12 @@ impl CoordinatorOptions {
             Duration::from_millis(1),
             Duration::from_secs(60),
         )?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError {
+                option: "--tls-cert",
+                rule: "--tls-cert and --tls-key go together".into(),
+            });
+        }
         self.alerts.validate()?;
         self.engine.validate().map_err(|rule| ConfigError {
             option: "engine",
@@ -316,6 +348,55 @@ pub struct CoordinatorArgs {
     /// completion callback is abandoned; retried with backoff [default: alerts are only logged].
     #[arg(long, env = "COORDINATOR_ALERT_WEBHOOK", value_name = "URL")]
     pub alert_webhook: Option<String>,
+    /// API tokens with their scopes (TOML: `[[tokens]]` with name, sha256, scopes); every
+    /// route but /healthz, /readyz and the API's documents then needs `Authorization: Bearer
+    /// TOKEN` [default: none, the API is open].
+    #[arg(long, env = "COORDINATOR_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Signs every branch call, completion callback and alert webhook with this key
+    /// (Saga-Signature: HMAC-SHA256); repeat for rotation: the first signs, participants may
+    /// hold any. ID is 1 to 64 of [A-Za-z0-9_.-], SECRET any text without a comma; prefer the
+    /// environment variable (comma-separated) to keep the secret out of the process list
+    /// [default: calls unsigned].
+    #[arg(
+        long = "signing-key",
+        env = "COORDINATOR_SIGNING_KEYS",
+        value_name = "ID:SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub signing_keys: Vec<sagas::SigningKey>,
+    /// Branch calls, callbacks and alerts may only go to these networks (CIDR or address) and
+    /// host names; repeatable or comma-separated. Link-local (169.254.0.0/16, fe80::/10),
+    /// unspecified (0.0.0.0, ::) and cloud metadata targets are refused either way [default:
+    /// anywhere else].
+    #[arg(
+        long,
+        env = "COORDINATOR_ALLOW_OUTBOUND",
+        value_name = "CIDR|HOST",
+        value_delimiter = ','
+    )]
+    pub allow_outbound: Vec<AllowedTarget>,
+    /// Serve the API over HTTPS: PEM certificate chain (needs --tls-key) [default: plain HTTP].
+    #[arg(
+        long,
+        env = "COORDINATOR_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "COORDINATOR_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// PEM bundle of certificate authorities trusted for https:// participants, callbacks and
+    /// the alert webhook, besides the system's roots [default: the system's roots only].
+    #[arg(long, env = "COORDINATOR_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl CoordinatorArgs {
@@ -371,6 +452,24 @@ impl CoordinatorArgs {
         }
         if let Some(v) = self.alert_webhook {
             o.alerts.webhook = Some(v);
+        }
+        if let Some(v) = self.auth_file {
+            o.auth_file = Some(v);
+        }
+        if !self.signing_keys.is_empty() {
+            o.signing_keys = self.signing_keys;
+        }
+        if !self.allow_outbound.is_empty() {
+            o.allow_outbound = self.allow_outbound;
+        }
+        if let Some(v) = self.tls_cert {
+            o.tls_cert = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            o.tls_key = Some(v);
+        }
+        if let Some(v) = self.ca_cert {
+            o.ca_cert = Some(v);
         }
         options
     }
@@ -439,6 +538,53 @@ mod tests {
         .unwrap();
         let linger = told.into_options().unwrap().store.flush.linger;
         assert_eq!(linger, Duration::from_micros(500));
+    }
+
+    #[test]
+    fn the_security_flags_overlay_the_defaults() {
+        let args = CoordinatorArgs::try_parse_from([
+            "coordinator",
+            "--auth-file",
+            "auth.toml",
+            "--signing-key",
+            "new:s3cret",
+            "--signing-key",
+            "old:before",
+            "--allow-outbound",
+            "10.0.0.0/8,wallet.internal",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+            "--ca-cert",
+            "ca.pem",
+        ])
+        .unwrap();
+        let options = args.into_options().unwrap();
+        assert_eq!(options.auth_file, Some(PathBuf::from("auth.toml")));
+        let ids: Vec<&str> = options.signing_keys.iter().map(|k| k.id()).collect();
+        assert_eq!(ids, ["new", "old"], "the first given signs");
+        assert_eq!(
+            options.allow_outbound,
+            vec![
+                AllowedTarget::Net("10.0.0.0/8".parse().unwrap()),
+                AllowedTarget::Host("wallet.internal".into())
+            ]
+        );
+        assert_eq!(options.tls_cert, Some(PathBuf::from("cert.pem")));
+        assert_eq!(options.ca_cert, Some(PathBuf::from("ca.pem")));
+        for bad in [
+            &["coordinator", "--tls-cert", "cert.pem"][..],
+            &["coordinator", "--signing-key", "no-secret"][..],
+            &["coordinator", "--allow-outbound", "not a host"][..],
+        ] {
+            assert!(CoordinatorArgs::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let half = CoordinatorOptions {
+            tls_key: Some("key.pem".into()),
+            ..CoordinatorOptions::default()
+        };
+        assert_eq!(half.validate().unwrap_err().option, "--tls-cert");
     }
 
     #[test]

@@ -14,16 +14,20 @@
 //! `runtime` (one task per active saga running the engine's driver; recovery), `api` (HTTP
 //! API v1), `config` and `server` (options and start-up), `clock`, `telemetry` (Prometheus),
 //! `trace_context` (which W3C trace a saga belongs to) and `otlp` (span export), `alerts` (the
-//! alert webhook: [`Alert`] is its JSON body), `views` (engine state as API bodies), `dashboard` (the operator UI at `/ui`).
+//! alert webhook: [`Alert`] is its JSON body), `views` (engine state as API bodies), `dashboard` (the operator UI at `/ui`), `auth`
+//! (API tokens and their scopes), `outbound` (where calls may go: the SSRF guard; signing), `tls` (HTTPS for the API, extra
+//! CAs for outbound calls).
 
 pub(crate) mod alerts;
 pub(crate) mod api;
+pub mod auth;
 pub(crate) mod clock;
 pub mod config;
 pub mod dashboard;
 pub(crate) mod dispatch;
 pub mod engine;
 pub(crate) mod otlp;
+pub mod outbound;
 pub(crate) mod registry;
 pub(crate) mod runtime;
 pub(crate) mod server;
@@ -31,6 +35,7 @@ pub(crate) mod store;
 pub(crate) mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 pub(crate) mod trace_context;
 pub(crate) mod views;
 

@@ -10,13 +10,18 @@ use tokio::task::JoinHandle;
 
 use crate::alerts::{AlertWorker, Alerts};
 use crate::api;
+use crate::auth::{AuthFileError, Tokens};
 use crate::clock::Clock;
 use crate::config::{ConfigError, CoordinatorOptions};
+use crate::dispatch::Reporting;
 use crate::otlp::{OtlpError, SpanExport};
+use crate::outbound::{Outbound, OutboundGuard};
 use crate::registry::{FileLoad, Registry, RegistryError};
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::{PgError, PgOptions, PgStore, SledStore, StoreError};
+use crate::tls::{TlsError, TlsListener};
+use sagas::SigningKeys;
 
 /// Why a coordinator did not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,11 +58,19 @@ pub enum StartError {
     /// Span export (`--otlp-endpoint`) cannot be set up.
     #[error(transparent)]
     Otlp(#[from] OtlpError),
+    /// The auth file (`--auth-file`) cannot be read or breaks a rule.
+    #[error(transparent)]
+    Auth(#[from] AuthFileError),
+    /// A TLS file (`--tls-cert`, `--tls-key`, `--ca-cert`) cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A coordinator that is serving. Stop it with [`RunningCoordinator::shutdown`].
 pub struct RunningCoordinator {
     addr: SocketAddr,
+    /// `https` with `--tls-cert`, else `http`.
+    scheme: &'static str,
     runtime: Arc<Runtime>,
     /// Ends the HTTP server's graceful shutdown.
     stop_http: oneshot::Sender<()>,
@@ -74,6 +87,15 @@ pub struct RunningCoordinator {
 /// background (`/readyz` turns 200 when done).
 pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, StartError> {
     config.validate()?;
+    let tokens = load_tokens(&config)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let ca_certs = match &config.ca_cert {
+        Some(path) => crate::tls::ca_certificates(path)?,
+        None => Vec::new(),
+    };
     // First, so that the registry can declare its workflows' and participants' series.
     crate::telemetry::handle();
     // Bound first: the address names this instance in alerts and spans.
@@ -101,8 +123,21 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     let joined = clock.now();
     let store = open_store(&config).await?;
     let registry = Arc::new(Registry::load(store.clone()).await?);
-    let (alerts, alert_worker) =
-        Alerts::start(&config.alerts, instance, clock, config.outbound_address);
+    let outbound = Outbound::new(
+        OutboundGuard::new(config.allow_outbound.clone()),
+        SigningKeys::new(config.signing_keys.clone()),
+        config.outbound_address,
+    )
+    .trusting(ca_certs);
+    match &config.signing_keys[..] {
+        [] => tracing::info!("outbound calls are not signed (no --signing-key)"),
+        [signer, ..] => tracing::info!(
+            kid = signer.id(),
+            keys = config.signing_keys.len(),
+            "outbound calls signed (Saga-Signature)"
+        ),
+    }
+    let (alerts, alert_worker) = Alerts::start(&config.alerts, instance, clock, &outbound);
     if let Some(webhook) = &config.alerts.webhook {
         tracing::info!(%webhook, "alerts go to the webhook");
     }
@@ -112,8 +147,11 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         clock,
         joined,
         &config,
-        alerts,
-        spans.clone(),
+        Reporting {
+            alerts,
+            spans: spans.clone(),
+        },
+        outbound,
     );
     // First of all, before the rest of start-up can take longer than the lease.
     runtime.start_lease_keeping(config.lease);
@@ -137,16 +175,33 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
 
     let (stop_http, stopped) = oneshot::channel::<()>();
     // The dashboard sits beside the API, outside its middleware: it must load to ask for a token.
-    let app =
-        api::router(runtime.clone(), config.submit_rate_limit).merge(crate::dashboard::routes());
-    let http = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
+    let app = api::router(runtime.clone(), config.submit_rate_limit, tokens)
+        .merge(crate::dashboard::routes());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let http = match tls {
+        Some(tls) => {
+            let listener =
+                TlsListener::new(listener, tls).map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "HTTPS server failed");
+                }
+            })
         }
-    });
+        None => tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }),
+    };
 
     let recovering = runtime.clone();
     tokio::spawn(async move {
@@ -161,9 +216,10 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         }
     });
 
-    tracing::info!(%addr, "coordinator listening on {addr}");
+    tracing::info!(%addr, "coordinator listening on {scheme}://{addr}");
     Ok(RunningCoordinator {
         addr,
+        scheme,
         runtime,
         stop_http,
         http,
@@ -171,6 +227,26 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
         alerts: alert_worker,
         spans,
     })
+}
+
+/// The API tokens of `--auth-file`; without one, a loud warning that anyone who reaches the
+/// port may do anything.
+fn load_tokens(config: &CoordinatorOptions) -> Result<Option<Arc<Tokens>>, StartError> {
+    let Some(path) = &config.auth_file else {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF: no --auth-file, so anyone who can reach the API may submit \
+             sagas, abort them, register participants and change workflows. Give --auth-file \
+             FILE outside a trusted test setup (README, \"Security\")"
+        );
+        return Ok(None);
+    };
+    let tokens = Tokens::load(path)?;
+    if tokens.is_empty() {
+        tracing::warn!(file = %path.display(), "the auth file holds no token: every protected route answers 401");
+    } else {
+        tracing::info!(file = %path.display(), tokens = tokens.len(), "API tokens required");
+    }
+    Ok(Some(Arc::new(tokens)))
 }
 
 /// The store: PostgreSQL, shared by a cluster, when a database URL is given; else the embedded
@@ -240,9 +316,9 @@ impl RunningCoordinator {
         self.addr
     }
 
-    /// The API's base URL, e.g. `http://127.0.0.1:7700`.
+    /// The API's base URL, e.g. `http://127.0.0.1:7700` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops accepting submissions (503), lets in-flight calls finish within the grace period,

@@ -420,3 +420,51 @@ async fn the_dashboard_asks_for_a_token_when_the_api_wants_one() {
     );
     browser.close().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_works_against_a_coordinator_checking_api_tokens() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let digest: String = sha2::Sha256::digest(b"dashboard-token")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let auth = dir.path().join("auth.toml");
+    let file = format!("[[tokens]]\nname = \"ops\"\nsha256 = \"{digest}\"\nscopes = [\"read\"]\n");
+    std::fs::write(&auth, file).unwrap();
+    let coordinator =
+        setup::start_with(&dir.path().join("c"), |o| o.auth_file = Some(auth.clone())).await;
+    let browser = browser().await;
+    browser
+        .goto(&format!("{}/ui", coordinator.url()))
+        .await
+        .unwrap();
+    expect(
+        &browser,
+        browser.wait_for_element("#token-dialog[open]").await,
+    )
+    .await;
+    browser
+        .find(Locator::Css("#token-input"))
+        .await
+        .unwrap()
+        .send_keys("dashboard-token")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#token-save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    expect(
+        &browser,
+        browser
+            .wait_for_text("main .empty", |t| t.contains("No sagas match"))
+            .await,
+    )
+    .await;
+    browser.close().await;
+    coordinator.shutdown().await;
+}

@@ -13,7 +13,9 @@
 //!   extractor `branch::Branch` (feature `axum`);
 //! - [`registration`]: registers the participant with the coordinator in the background,
 //!   retrying with backoff until it answers;
-//! - [`policy`]: a resilience policy read from a JSON or YAML file, for registration.
+//! - [`policy`]: a resilience policy read from a JSON or YAML file, for registration;
+//! - [`signature`]: checking the coordinator's `Saga-Signature` on branch calls (`401` when
+//!   bad or stale); the axum middleware `signature::require_signature` (feature `axum`).
 //!
 //! Features: `sled` (the sled store) and `axum` (extractor, `IntoResponse` for replies and
 //! errors), both on by default. With `--no-default-features` neither sled nor axum is built.
@@ -29,6 +31,7 @@ pub mod input;
 pub mod policy;
 pub mod registration;
 pub mod reply;
+pub mod signature;
 #[cfg(feature = "sled")]
 pub mod sled_store;
 pub mod store;
@@ -36,6 +39,7 @@ pub mod store;
 pub use barrier::{Barrier, BarrierError, BarrierRecord, PhaseKind};
 pub use input::BranchInput;
 pub use reply::{BranchReply, Rejection};
+pub use signature::SignatureCheck;
 #[cfg(feature = "sled")]
 pub use sled_store::{SledStore, SledTx};
 pub use store::{BarrierStore, BarrierTx, StoreError, TxError};

@@ -76,6 +76,29 @@ impl CoordinatorClient {
         Self::with_http(base_url, http)
     }
 
+    /// [`CoordinatorClient::new`] sending `token` as `Authorization: Bearer <token>` with every
+    /// request (a coordinator with `--auth-file`); `None` sends none.
+    ///
+    /// Errors: the token has characters an HTTP header cannot carry.
+    pub fn with_token(
+        base_url: impl Into<String>,
+        token: Option<&str>,
+    ) -> Result<Self, reqwest::header::InvalidHeaderValue> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(120))
+            .default_headers(headers)
+            .build()
+            .expect("a reqwest client with static settings always builds");
+        Ok(Self::with_http(base_url, http))
+    }
+
     /// [`CoordinatorClient::new`] with your own `reqwest` client (timeouts, TLS, proxy).
     pub fn with_http(base_url: impl Into<String>, http: reqwest::Client) -> Self {
         CoordinatorClient {

@@ -9,7 +9,8 @@
 //! - [`participant`]: participant registration (`ParticipantSpec`, endpoints, policy);
 //! - [`wire`]: the branch call protocol (coordinator -> participant): phases, body, headers;
 //! - [`api`]: request and response bodies of the coordinator's HTTP API v1;
-//! - [`client`]: an async HTTP client for the coordinator API.
+//! - [`client`]: an async HTTP client for the coordinator API;
+//! - [`signing`]: `Saga-Signature`, the HMAC the coordinator signs its outbound calls with.
 
 pub mod api;
 pub mod builder;
@@ -17,6 +18,7 @@ pub mod client;
 pub mod limits;
 pub mod participant;
 pub mod raw_json;
+pub mod signing;
 pub mod wire;
 pub mod workflow;
 
@@ -25,5 +27,6 @@ pub use client::{ClientError, CoordinatorClient};
 pub use limits::FieldError;
 pub use participant::{ActionEndpoints, ParticipantPolicy, ParticipantSpec};
 pub use raw_json::RawJson;
+pub use signing::{SignatureError, SigningKey, SigningKeys};
 pub use wire::{BranchRequest, Phase, StepKind};
 pub use workflow::{RetryPolicy, StepSpec, WorkflowError, WorkflowSpec};

@@ -124,6 +124,42 @@ pub const QUEUE_CAPACITY: RangeInclusive<u32> = 0..=1_000_000;
 pub const RATE_PER_SEC: RangeInclusive<u32> = 1..=1_000_000;
 /// Consecutive failures that open a circuit (`failure_threshold`).
 pub const FAILURE_THRESHOLD: RangeInclusive<u32> = 1..=1_000_000;
+/// Deepest nesting of arrays and objects in a saga's input. The input travels to every
+/// participant, whose JSON parser may recurse once per level (serde_json stops at 128).
+pub const MAX_INPUT_DEPTH: usize = 64;
+
+/// Checks that the JSON `text` nests arrays and objects at most [`MAX_INPUT_DEPTH`] deep.
+/// `text` must already be valid JSON (brackets inside strings are not counted).
+pub fn check_json_depth(field: &str, text: &str) -> Result<(), FieldError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_INPUT_DEPTH {
+                    return Err(FieldError::new(
+                        field,
+                        format!("must nest arrays and objects at most {MAX_INPUT_DEPTH} deep"),
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Steps in one workflow.
 pub const MAX_STEPS: usize = 256;
 
@@ -214,6 +250,16 @@ pub fn check_http_url(field: &str, url: &str, allow_query: bool) -> Result<(), F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_depth_is_counted_outside_strings() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        check_json_depth("input", &deep(MAX_INPUT_DEPTH)).unwrap();
+        let err = check_json_depth("input", &deep(MAX_INPUT_DEPTH + 1)).unwrap_err();
+        assert_eq!(err.field, "input");
+        let brackets_in_strings = format!(r#"{{"a": "{}", "b": "\\\"[["}}"#, "[".repeat(500));
+        check_json_depth("input", &brackets_in_strings).unwrap();
+    }
 
     #[test]
     fn names() {

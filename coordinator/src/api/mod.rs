@@ -20,6 +20,7 @@ use utoipa_axum::routes;
 
 pub use error::ApiError;
 
+use crate::auth::{self, Tokens};
 use crate::runtime::Runtime;
 
 /// Shared state of every handler.
@@ -31,7 +32,13 @@ pub struct AppState {
 }
 
 /// The API router. `submit_rate_limit`: submissions per second, `None` for unlimited.
-pub fn router(runtime: Arc<Runtime>, submit_rate_limit: Option<std::num::NonZeroU32>) -> Router {
+/// `tokens`: the API tokens every route but the health probes and documents then needs;
+/// `None` leaves the API open.
+pub fn router(
+    runtime: Arc<Runtime>,
+    submit_rate_limit: Option<std::num::NonZeroU32>,
+    tokens: Option<Arc<Tokens>>,
+) -> Router {
     let submit_limiter = submit_rate_limit.map(|rate| {
         Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
             rate,
@@ -41,9 +48,15 @@ pub fn router(runtime: Arc<Runtime>, submit_rate_limit: Option<std::num::NonZero
         runtime,
         submit_limiter,
     };
-    let (api, document) = documented_routes().with_state(state).split_for_parts();
-    api.merge(openapi::routes(document))
-        .fallback(|| async { ApiError::not_found("no such route") })
+    let (api, mut document) = documented_routes().with_state(state).split_for_parts();
+    openapi::declare_security(&mut document);
+    let api = api
+        .merge(openapi::routes(document))
+        .fallback(|| async { ApiError::not_found("no such route") });
+    match tokens {
+        Some(tokens) => api.layer(axum::middleware::from_fn_with_state(tokens, auth::check)),
+        None => api,
+    }
 }
 
 /// Every API route, each with its OpenAPI description: serving a route means documenting it.

@@ -6,8 +6,12 @@
 //! its assets compiled into the binary (no CDN: it works offline).
 
 use axum::Router;
+use axum::http::Method;
 use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::{IntoResponses, OpenApi};
+
+use crate::auth::{Requirement, requirement};
 
 use sagas::api::{ErrorBody, ErrorDetail};
 
@@ -39,6 +43,57 @@ pub const REFERENCE_PATH: &str = "/docs";
 )]
 pub struct ApiDoc;
 
+/// The security scheme's name in the document.
+const BEARER: &str = "bearer";
+
+/// Declares the API tokens in `document`: a bearer security scheme, and on every operation
+/// but the open ones (the same rule the middleware follows, `auth::requirement`) the scheme
+/// and the `401` and `403` answers. Every operation that takes a body also declares `413`.
+pub fn declare_security(document: &mut Document) {
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "An API token from the coordinator's --auth-file, whose scopes include \
+                     the route's: read (GET), submit (POST /v1/sagas), operate (operator \
+                     actions), admin (participants, workflows). Without --auth-file the API \
+                     is open.",
+                ))
+                .build(),
+        ),
+    );
+    for (path, item) in document.paths.paths.iter_mut() {
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let responses = &mut operation.responses.responses;
+            if operation.request_body.is_some() {
+                for (status, response) in PayloadTooLarge::responses() {
+                    responses.entry(status).or_insert(response);
+                }
+            }
+            if requirement(&method, path) == Requirement::Open {
+                continue;
+            }
+            operation.security = Some(vec![SecurityRequirement::new::<_, [&str; 0], &str>(
+                BEARER,
+                [],
+            )]);
+            responses.extend(Unauthorized::responses());
+            responses.extend(Forbidden::responses());
+        }
+    }
+}
+
 /// The routes serving the document and the reference page for `document`.
 pub fn routes(document: Document) -> Router {
     Router::from(utoipa_swagger_ui::SwaggerUi::new(REFERENCE_PATH).url(DOCUMENT_PATH, document))
@@ -51,6 +106,21 @@ pub fn routes(document: Document) -> Router {
 #[response(status = 400)]
 #[allow(dead_code)]
 pub struct BadRequest(ErrorBody);
+
+/// No API token, or one the coordinator does not know (with `--auth-file`).
+#[derive(IntoResponses)]
+#[response(
+    status = 401,
+    headers(("WWW-Authenticate" = String, description = "Bearer challenge (RFC 6750)"))
+)]
+#[allow(dead_code)]
+pub struct Unauthorized(ErrorBody);
+
+/// The API token lacks the scope this route needs.
+#[derive(IntoResponses)]
+#[response(status = 403)]
+#[allow(dead_code)]
+pub struct Forbidden(ErrorBody);
 
 /// Nothing by that name or id.
 #[derive(IntoResponses)]

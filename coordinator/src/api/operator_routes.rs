@@ -1,8 +1,8 @@
 //! Operator actions on sagas: abort, retry, retry now, resolve a step by hand, bulk retry.
 //! Each is recorded in the saga's events with who asked and the reason given.
 
-use axum::Json;
 use axum::extract::{Path, State};
+use axum::{Extension, Json};
 
 use sagas::api::{BulkRetry, OperatorNote, ResolveStep, SagaQuery, SagaState, SagaView};
 
@@ -12,6 +12,7 @@ use super::openapi::{
 };
 use super::sagas_routes::filter_of;
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::runtime::{Action, Operator};
 use crate::views::saga_view;
 
@@ -20,8 +21,12 @@ const MAX_REASON: usize = 1_000;
 /// Longest name of who asks, in characters.
 const MAX_BY: usize = 128;
 
-/// The operator request `action` from `note`; `400` for an unusable note.
-fn operator(action: Action, note: OperatorNote) -> Result<Operator, ApiError> {
+/// Who made an operator request: the API token, when the coordinator checks tokens.
+type AskedBy = Option<Extension<Caller>>;
+
+/// The operator request `action` from `note`; `400` for an unusable note. With API tokens the
+/// token's name is recorded as who asked, whatever the note says.
+fn operator(action: Action, note: OperatorNote, caller: AskedBy) -> Result<Operator, ApiError> {
     let check = |field: &str, text: &str, max: usize| {
         if text.chars().count() > max || text.chars().any(char::is_control) {
             Err(ApiError::bad_request(format!(
@@ -37,12 +42,16 @@ fn operator(action: Action, note: OperatorNote) -> Result<Operator, ApiError> {
     if let Some(by) = &note.by {
         check("by", by, MAX_BY)?;
     }
-    Ok(Operator {
-        action,
-        by: note
+    let by = match caller {
+        Some(Extension(caller)) => caller.name.to_string(),
+        None => note
             .by
             .filter(|b| !b.trim().is_empty())
             .unwrap_or_else(|| "anonymous".into()),
+    };
+    Ok(Operator {
+        action,
+        by,
         reason: note.reason.filter(|r| !r.trim().is_empty()),
     })
 }
@@ -52,10 +61,11 @@ async fn act(
     id: &str,
     action: Action,
     note: OperatorNote,
+    caller: AskedBy,
 ) -> Result<Json<SagaView>, ApiError> {
     let saga = state
         .runtime
-        .operator_request(id, operator(action, note)?)
+        .operator_request(id, operator(action, note, caller)?)
         .await?;
     Ok(Json(saga_view(&saga)))
 }
@@ -69,9 +79,10 @@ async fn act(
 pub async fn abort(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    caller: AskedBy,
     OptionalJson(note): OptionalJson<OperatorNote>,
 ) -> Result<Json<SagaView>, ApiError> {
-    act(&state, &id, Action::Abort, note).await
+    act(&state, &id, Action::Abort, note, caller).await
 }
 
 /// Resumes a stuck saga where it stopped, with a fresh retry budget.
@@ -83,9 +94,10 @@ pub async fn abort(
 pub async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    caller: AskedBy,
     OptionalJson(note): OptionalJson<OperatorNote>,
 ) -> Result<Json<SagaView>, ApiError> {
-    act(&state, &id, Action::Retry, note).await
+    act(&state, &id, Action::Retry, note, caller).await
 }
 
 /// Makes a call that waits on its backoff now.
@@ -97,9 +109,10 @@ pub async fn retry(
 pub async fn retry_now(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    caller: AskedBy,
     OptionalJson(note): OptionalJson<OperatorNote>,
 ) -> Result<Json<SagaView>, ApiError> {
-    act(&state, &id, Action::RetryNow, note).await
+    act(&state, &id, Action::RetryNow, note, caller).await
 }
 
 /// Records that a person settled a step by hand (a refund issued, stock fixed); the saga goes
@@ -114,6 +127,7 @@ pub async fn retry_now(
 pub async fn resolve(
     State(state): State<AppState>,
     Path((id, step)): Path<(String, String)>,
+    caller: AskedBy,
     ApiJson(body): ApiJson<ResolveStep>,
 ) -> Result<Json<SagaView>, ApiError> {
     if body.reason.trim().is_empty() {
@@ -140,7 +154,7 @@ pub async fn resolve(
         step: index,
         resolution: body.resolution,
     };
-    act(&state, &id, action, note).await
+    act(&state, &id, action, note, caller).await
 }
 
 /// Resumes every stuck saga the filters match (`state` must be `stuck` or absent).
@@ -151,6 +165,7 @@ pub async fn resolve(
 pub async fn bulk_retry(
     State(state): State<AppState>,
     ApiQuery(mut query): ApiQuery<SagaQuery>,
+    caller: AskedBy,
     OptionalJson(note): OptionalJson<OperatorNote>,
 ) -> Result<Json<BulkRetry>, ApiError> {
     match query.state.as_deref() {
@@ -162,6 +177,6 @@ pub async fn bulk_retry(
         }
     }
     let (filter, _, _) = filter_of(query)?;
-    let operator = operator(Action::Retry, note)?;
+    let operator = operator(Action::Retry, note, caller)?;
     Ok(Json(state.runtime.bulk_retry(&filter, &operator).await?))
 }

@@ -36,6 +36,10 @@ pub async fn put(
     Path(name): Path<String>,
     ApiJson(spec): ApiJson<ParticipantSpec>,
 ) -> Result<Json<ParticipantView>, ApiError> {
+    let guard = state.runtime.dispatcher().outbound().guard();
+    guard
+        .check_url("base_url", &spec.base_url)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let spec = state
         .runtime
         .registry()

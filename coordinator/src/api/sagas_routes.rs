@@ -92,11 +92,17 @@ pub async fn submit(
         ));
     }
     let key = idempotency_key(&headers)?;
+    sagas::limits::check_json_depth("input", request.input.get())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if request.workflow.trim().is_empty() {
         return Err(ApiError::bad_request("workflow must name a workflow"));
     }
     if let Some(url) = &request.callback_url {
         sagas::limits::check_http_url("callback_url", url, true)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let guard = state.runtime.dispatcher().outbound().guard();
+        guard
+            .check_url("callback_url", url)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     if let Some(key) = &request.business_key {

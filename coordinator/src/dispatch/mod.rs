@@ -39,6 +39,7 @@ use crate::clock::Clock;
 use crate::config::CallbackOptions;
 use crate::engine::{CallOutcome, CallRef, Event, Input, Millis, Saga};
 use crate::otlp::SpanExport;
+use crate::outbound::Outbound;
 use crate::registry::Registry;
 use crate::telemetry::Circuit;
 use lane::{Lane, LaneStats};
@@ -56,6 +57,8 @@ pub struct Dispatcher {
     alerts: Alerts,
     /// Span export, when on.
     spans: Option<SpanExport>,
+    /// Where calls may go, and their signing.
+    outbound: Outbound,
 }
 
 /// Everything needed to send one call, taken from the saga so the call can run on its own task.
@@ -156,21 +159,20 @@ pub struct Reporting {
 
 impl Dispatcher {
     /// A dispatcher for the participants of `registry`, sending callbacks as `callbacks` says,
-    /// from `outbound_address` when given, reporting to `reporting`.
+    /// where and as `outbound` allows (guarded, signed), reporting to `reporting`.
     pub fn new(
         registry: Arc<Registry>,
         clock: Clock,
         callbacks: CallbackOptions,
-        outbound_address: Option<std::net::IpAddr>,
+        outbound: Outbound,
         reporting: Reporting,
     ) -> Dispatcher {
-        let http = reqwest::Client::builder()
-            .local_address(outbound_address)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build()
-            .expect("a reqwest client with static settings always builds");
+        let http = outbound.client(
+            reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(256),
+        );
         Dispatcher {
             http,
             registry,
@@ -179,7 +181,13 @@ impl Dispatcher {
             callbacks,
             alerts: reporting.alerts,
             spans: reporting.spans,
+            outbound,
         }
+    }
+
+    /// Where calls may go, and their signing.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
     }
 
     /// What a participant's breaker transitions do: move its gauge; and when it opens from
@@ -323,7 +331,13 @@ impl Dispatcher {
                 .unwrap_or(spec.effective_policy().timeout_ms),
         );
         let request = match self.request(branch, &spec.base_url, path, timeout, traceparent) {
-            Ok(request) => request,
+            Ok(mut request) => {
+                if let Err(error) = self.outbound.check_target(&request) {
+                    return Exchange::failed(CallOutcome::NotSent, error);
+                }
+                self.outbound.sign(&mut request);
+                request
+            }
             // Nothing left this process: no compensation owed, no fault of the participant.
             Err(e) => {
                 let error = format!("request cannot be built, not sent: {}", error_chain(&e));
@@ -462,14 +476,26 @@ impl Dispatcher {
             )
         });
         let traceparent = span.as_ref().map_or(trace, crate::otlp::context_of);
-        let result = self
+        let request = self
             .http
             .post(url)
             .timeout(self.callbacks.timeout)
             .header(HEADER_TRACEPARENT, traceparent.to_string())
             .json(body)
-            .send()
-            .await;
+            .build();
+        let result = match request {
+            Ok(mut request) => match self.outbound.check_target(&request) {
+                Ok(()) => {
+                    self.outbound.sign(&mut request);
+                    self.http
+                        .execute(request)
+                        .await
+                        .map_err(|e| error_chain(&e))
+                }
+                Err(refused) => Err(refused),
+            },
+            Err(e) => Err(error_chain(&e)),
+        };
         let (delivered, http_status, error) = match result {
             Ok(response) if response.status().is_success() => {
                 (true, Some(response.status().as_u16()), None)
@@ -478,7 +504,7 @@ impl Dispatcher {
                 let status = response.status().as_u16();
                 (false, Some(status), Some(format!("HTTP {status}")))
             }
-            Err(e) => (false, None, Some(error_chain(&e))),
+            Err(e) => (false, None, Some(e)),
         };
         if let Some(span) = span {
             let outcome = if delivered { "delivered" } else { "failed" };

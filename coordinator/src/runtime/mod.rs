@@ -48,6 +48,7 @@ use crate::config::CoordinatorOptions;
 use crate::dispatch::{Dispatcher, Reporting};
 use crate::engine::{EngineError, EngineOptions, Event, Millis, Saga};
 use crate::otlp::SpanExport;
+use crate::outbound::Outbound;
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::store::{SagaFilter, SagaPage, StoreError};
@@ -132,8 +133,8 @@ pub struct Runtime {
 
 impl Runtime {
     /// A runtime over `store` and `registry`, reading time from `clock`, with the runtime,
-    /// engine and callback parts of `options`, alerting to `alerts` and exporting spans to
-    /// `spans` when given. `joined`: when (by `clock`) the request that joined a clustered
+    /// engine and callback parts of `options`, alerting and exporting spans as `reporting`
+    /// says, calling out as `outbound` allows. `joined`: when (by `clock`) the request that joined a clustered
     /// store was sent; its lease counts from then, however long start-up took since.
     pub fn new(
         store: Arc<dyn Store>,
@@ -141,9 +142,10 @@ impl Runtime {
         clock: Clock,
         joined: Millis,
         options: &CoordinatorOptions,
-        alerts: Alerts,
-        spans: Option<SpanExport>,
+        reporting: Reporting,
+        outbound: Outbound,
     ) -> Arc<Runtime> {
+        let Reporting { alerts, spans } = reporting;
         // A single instance holds its lease forever.
         let lease_valid_until = if store.clustered() {
             crate::clock::later(joined, options.lease.mul_f64(lease::TRUSTED_SHARE))
@@ -155,7 +157,7 @@ impl Runtime {
                 registry.clone(),
                 clock,
                 options.callbacks.clone(),
-                options.outbound_address,
+                outbound,
                 Reporting {
                     alerts: alerts.clone(),
                     spans: spans.clone(),

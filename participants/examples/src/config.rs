@@ -40,6 +40,8 @@ struct EnvNames {
     no_work: &'static str,
     policy: &'static str,
     log_format: &'static str,
+    coordinator_token: &'static str,
+    signing_key: &'static str,
 }
 
 macro_rules! env_names {
@@ -53,6 +55,8 @@ macro_rules! env_names {
             no_work: concat!($prefix, "_NO_WORK"),
             policy: concat!($prefix, "_POLICY"),
             log_format: concat!($prefix, "_LOG_FORMAT"),
+            coordinator_token: concat!($prefix, "_COORDINATOR_TOKEN"),
+            signing_key: concat!($prefix, "_SIGNING_KEYS"),
         }
     };
 }
@@ -159,6 +163,21 @@ pub struct ParticipantArgs {
     /// object per line.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// API token to register with (a coordinator started with --auth-file; the token needs the
+    /// `admin` scope), sent as `Authorization: Bearer TOKEN`. Prefer the environment variable:
+    /// a flag shows in the process list.
+    #[arg(long, value_name = "TOKEN", hide_env_values = true)]
+    pub coordinator_token: Option<String>,
+    /// Accept only branch calls signed with this key (the coordinator's --signing-key,
+    /// ID:SECRET); repeat or comma-separate for rotation. Unsigned, wrongly signed or stale
+    /// (> 5 min) calls get 401.
+    #[arg(
+        long = "signing-key",
+        value_name = "ID:SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub signing_keys: Vec<sagas::SigningKey>,
 }
 
 impl ParticipantArgs {
@@ -186,6 +205,8 @@ impl ParticipantArgs {
             .mut_arg("no_work", |a| a.env(env.no_work))
             .mut_arg("policy", |a| a.env(env.policy))
             .mut_arg("log_format", |a| a.env(env.log_format))
+            .mut_arg("coordinator_token", |a| a.env(env.coordinator_token))
+            .mut_arg("signing_keys", |a| a.env(env.signing_key))
     }
 
     /// Parses the process arguments for `kind`; prints help or errors and exits like clap does.
@@ -229,6 +250,8 @@ impl ParticipantArgs {
                 Some(path) => Some(policy::load(path)?),
                 None => None,
             },
+            coordinator_token: self.coordinator_token.filter(|t| !t.trim().is_empty()),
+            signing_keys: self.signing_keys,
         };
         config.validate()?;
         Ok(config)
@@ -260,6 +283,10 @@ pub struct ParticipantConfig {
     /// The policy sent on registration; `None` sends none, so the coordinator keeps the one it
     /// has.
     pub policy: Option<ParticipantPolicy>,
+    /// The API token registration sends (`Authorization: Bearer`); `None` sends none.
+    pub coordinator_token: Option<String>,
+    /// The keys a branch call must be signed with (any one); empty: calls are not checked.
+    pub signing_keys: Vec<sagas::SigningKey>,
 }
 
 impl ParticipantConfig {
@@ -274,6 +301,8 @@ impl ParticipantConfig {
             barrier: BarrierMode::Enforced,
             no_work: false,
             policy: None,
+            coordinator_token: None,
+            signing_keys: Vec::new(),
         }
     }
 
@@ -319,6 +348,11 @@ impl ParticipantConfig {
         if let Some(policy) = &self.policy {
             policy.validate().map_err(ConfigError::InvalidPolicy)?;
         }
+        if let Some(token) = &self.coordinator_token
+            && axum::http::HeaderValue::from_str(&format!("Bearer {token}")).is_err()
+        {
+            return Err(ConfigError::CoordinatorToken);
+        }
         Ok(())
     }
 }
@@ -348,6 +382,9 @@ pub enum ConfigError {
     /// The `--policy` file cannot be read, does not parse, or a field breaks its rule.
     #[error("--policy: {0}")]
     Policy(#[from] PolicyFileError),
+    /// `--coordinator-token` has characters an HTTP header cannot carry.
+    #[error("--coordinator-token has characters an HTTP header cannot carry")]
+    CoordinatorToken,
     /// A policy set in code breaks a rule.
     #[error("policy: field {}: {}", .0.field, .0.rule)]
     InvalidPolicy(sagas::FieldError),

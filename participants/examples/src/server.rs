@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use participants::branch::MAX_BODY_BYTES;
 use participants::registration::Registration;
+use participants::signature::{SignatureCheck, require_signature};
 use participants::{Barrier, BranchReply, SledStore};
 use sagas::wire::Phase;
 use sagas::{ActionEndpoints, CoordinatorClient, ParticipantSpec};
@@ -210,6 +211,19 @@ pub(crate) async fn start(
         FaultInjector::new(plan, branch_paths(&spec), stop_requested.clone())
     });
     let with_faults = injector.is_some();
+    // Inside the fault layer: an injected fault answers before the signature is checked, as a
+    // broken network would.
+    if let Some(keys) = sagas::SigningKeys::new(config.signing_keys.clone()) {
+        tracing::info!(
+            keys = config.signing_keys.len(),
+            "branch calls must be signed (Saga-Signature)"
+        );
+        let check = SignatureCheck::new(keys).only(branch_paths(&spec));
+        routes = routes.layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(check),
+            require_signature,
+        ));
+    }
     if let Some(injector) = injector {
         routes = injector.install(routes);
     }
@@ -248,15 +262,14 @@ pub(crate) async fn start(
                 .await
         })
     };
-    let registration = Registration::spawn(
-        config
-            .coordinator_urls
-            .iter()
-            .map(|url| CoordinatorClient::new(url.clone()))
-            .collect(),
-        kind.name().to_string(),
-        spec,
-    );
+    let mut coordinators = Vec::with_capacity(config.coordinator_urls.len());
+    for url in &config.coordinator_urls {
+        let client =
+            CoordinatorClient::with_token(url.clone(), config.coordinator_token.as_deref())
+                .map_err(|_| ConfigError::CoordinatorToken)?;
+        coordinators.push(client);
+    }
+    let registration = Registration::spawn(coordinators, kind.name().to_string(), spec);
     tracing::info!(
         participant = kind.name(),
         addr = %local_addr,

@@ -47,7 +47,12 @@ impl CliError {
             } => CliError::Api {
                 status,
                 code,
-                message,
+                // The coordinator checks API tokens: say where sagactl takes one.
+                message: if status == 401 {
+                    format!("{message} (give sagactl a token with --token or SAGACTL_TOKEN)")
+                } else {
+                    message
+                },
             },
             ClientError::Transport(error) => {
                 // reqwest's own message repeats the request URL; its innermost cause says

@@ -735,3 +735,34 @@ async fn the_token_travels_as_a_bearer_header() {
     );
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_with_api_tokens_answers_only_with_the_token() {
+    const TOKEN: &str = "sagactl-test-token";
+    // printf %s sagactl-test-token | sha256sum
+    const HASH: &str = "b5bb0ad4d883449e350c2323ea76d6972ef4c6d8e9d15384455ce2add52884f6";
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.toml");
+    let file = format!("[[tokens]]\nname = \"cli\"\nsha256 = \"{HASH}\"\nscopes = [\"read\"]\n");
+    std::fs::write(&auth, file).unwrap();
+    let mut options = coordinator::CoordinatorOptions::ephemeral(dir.path().join("c"));
+    options.auth_file = Some(auth);
+    let running = coordinator::start(options).await.unwrap();
+    let url = running.url();
+
+    let refused = sagactl_env(&["sagas", "list"], &[("SAGACTL_COORDINATOR", &url)]).await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("unauthorized") && refused.stderr.contains("SAGACTL_TOKEN"),
+        "{}",
+        refused.stderr
+    );
+    let listed = sagactl_env(
+        &["sagas", "list", "--output", "json"],
+        &[("SAGACTL_COORDINATOR", &url), ("SAGACTL_TOKEN", TOKEN)],
+    )
+    .await
+    .ok();
+    assert!(listed.json()["sagas"].is_array(), "{}", listed.stdout);
+    running.shutdown().await;
+}
