@@ -34,7 +34,6 @@ async fn put_participant(
     view["circuit"] = json!("closed");
     view["in_flight"] = json!(0);
     view["queued"] = json!(0);
-    view["recent"] = json!({"calls": 0, "failed": 0, "error_rate": 0.0});
     (StatusCode::OK, Json(view))
 }
 
