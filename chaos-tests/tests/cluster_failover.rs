@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
+use anyhow::{Context, bail, ensure};
 use chaos_tests::database::Ownership;
 use chaos_tests::polling;
 use chaos_tests::steady_load::{LoadShape, SteadyLoad};
@@ -97,7 +97,7 @@ async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
     let load = SteadyLoad::start(clients, &shape);
 
     // Kill while the victim drives sagas.
-    polling::until(
+    let holding = polling::until(
         "the victim to hold sagas",
         Duration::from_secs(60),
         POLL,
@@ -105,7 +105,15 @@ async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
             Ok((database.active_sagas_of(&victim).await?.len() >= KILL_WHEN_HOLDING).then_some(()))
         },
     )
-    .await?;
+    .await;
+    if let Err(e) = holding {
+        // Say who held what, so that a rare failure can be told apart from a slow machine.
+        let by_owner = database.active_by_owner().await?;
+        bail!(
+            "{e:#}; active sagas by owner: {by_owner:?}; settled so far: {}",
+            load.settled()
+        );
+    }
     let killed_at = Instant::now();
     cluster.coordinator_mut(VICTIM).kill()?;
     let held_ids = database.active_sagas_of(&victim).await?;
@@ -144,13 +152,20 @@ async fn scenario(cluster: &mut Cluster) -> anyhow::Result<()> {
     )
     .await?;
     let records = load.finish().await?;
-    polling::until(
+    let all_settled = polling::until(
         "every saga to settle",
         Duration::from_secs(60),
         POLL,
         async || Ok((database.active_sagas().await? == 0).then_some(())),
     )
-    .await?;
+    .await;
+    if let Err(e) = all_settled {
+        let by_owner = database.active_by_owner().await?;
+        let live = database.live_instances().await?;
+        bail!(
+            "{e:#}; still active by owner: {by_owner:?}; live instances: {live:?}; victim: {victim}"
+        );
+    }
 
     // Who finished the victim's sagas: others, after a claim (a higher epoch). Only the
     // victim's own last commit, in flight when it died, may have settled one of them.
