@@ -161,7 +161,11 @@ pub async fn run(settings: &SoakSettings) -> anyhow::Result<SoakResult> {
                     samples.push(sample(&watched, start.elapsed().as_secs_f64()));
                 }
                 _ = &mut stopped => {
-                    samples.push(sample(&watched, start.elapsed().as_secs_f64()));
+                    // The end, unless a sample was just taken.
+                    let t_s = start.elapsed().as_secs_f64();
+                    if samples.last().is_none_or(|last| t_s - last.t_s >= 1.0) {
+                        samples.push(sample(&watched, t_s));
+                    }
                     return samples;
                 }
             }
