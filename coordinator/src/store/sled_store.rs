@@ -215,9 +215,11 @@ impl SledStore {
     }
 
     /// Replaces the rounds and snapshot of a settled saga by one settled record (written
-    /// first, so a reader that misses the rounds finds it), then removes the rounds. Returns
-    /// `false`, writing nothing, when its rounds are not all there (numbered 0 to `seq`,
-    /// starting with its `Created`): the caller then keeps a plain snapshot.
+    /// first, so a reader that misses the rounds finds it), then removes the rounds. A saga
+    /// compacted already (saved again once settled) keeps the events of its record, with any
+    /// round appended since. Returns `false`, writing nothing, when its events are not all
+    /// there (numbered 0 to `seq`, starting with its `Created`): the caller then keeps a plain
+    /// snapshot.
     fn compact_settled(&self, saga: &Saga, seq: u64) -> Result<bool, StoreError> {
         let prefix = event_prefix(&saga.id);
         let mut keys = Vec::new();
@@ -227,7 +229,12 @@ impl SledStore {
             keys.push(key);
             Ok((first, value))
         });
-        let events = expand(rounds)?;
+        let mut events = expand(rounds)?;
+        if let Some((_, mut recorded)) = self.read_settled(&saga.id)? {
+            let next = recorded.len() as u64;
+            recorded.extend(events.into_iter().filter(|(n, _)| *n >= next));
+            events = recorded;
+        }
         let complete = matches!(events.first(), Some((0, Event::Created(_))))
             && events.last().is_some_and(|(last, _)| *last == seq)
             && events.iter().enumerate().all(|(i, (n, _))| i as u64 == *n);

@@ -83,6 +83,12 @@ async fn a_settled_saga_leaves_one_record_and_reads_the_same() {
         create(&store, "s2", Some("k1")).await,
         Creation::Existing("s1".into())
     );
+    // Saved again once settled: still the one record, never a snapshot without its events.
+    store.save_snapshot(&saga, 4).unwrap();
+    assert!(super::format::is_settled_record(
+        &store.saga_record("s1").unwrap()
+    ));
+    assert_eq!(store.events("s1").await.unwrap(), events_before);
     // A round left behind by a crash between the settled record and the removal.
     store.append(&saga, 4, &rounds[2]).unwrap();
     assert_eq!(store.events("s1").await.unwrap(), events_before);
