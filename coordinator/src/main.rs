@@ -9,11 +9,20 @@ use tracing_subscriber::EnvFilter;
 
 // The saga path allocates many small, short-lived buffers across threads; mimalloc handles
 // that pattern with less contention than glibc's allocator.
+#[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// `--features dhat-heap`: every allocation counted by call stack, `dhat-heap.json` written at
+// shutdown (peak and end-of-run live bytes per site); see the README's memory section.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOCATOR: dhat::Alloc = dhat::Alloc;
+
 #[tokio::main]
 async fn main() {
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let config = match CoordinatorArgs::parse().into_options() {
         Ok(options) => options,
         Err(e) => {

@@ -24,6 +24,22 @@ use crate::store::{BarrierStore, BarrierTx, StoreError, TxError};
 /// Name of the sled tree holding the barrier records.
 pub const BARRIER_TREE: &str = "barrier";
 
+/// sled's page cache for a participant's database, in bytes (16 MiB), as the coordinator's.
+/// sled's own default is 1 GiB: a participant under steady load grows towards it (measured:
+/// an example participant from 49 to 459 MB in a 10-minute soak).
+pub const CACHE_BYTES: u64 = 16 << 20;
+
+/// Opens (or creates) a participant's sled database in `dir` with a [`CACHE_BYTES`] cache.
+/// Blocking (sled reads its log); call it once at start-up.
+///
+/// Errors: sled could not open the database (locked by another process, corrupt, I/O).
+pub fn open_database(dir: &std::path::Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_BYTES)
+        .open()
+}
+
 /// A [`BarrierStore`] over one sled database: the barrier tree and one business tree.
 /// Cheap to clone (shared).
 #[derive(Clone, Debug)]

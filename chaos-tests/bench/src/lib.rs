@@ -23,6 +23,8 @@
 //! - [`prometheus`]: counters from the coordinator's `/metrics`;
 //! - [`summary`]: medians per row, the cost of aborts against committing;
 //! - [`recovery`]: the recovery suite: seeded sagas in flight, timed restarts, memory;
+//! - [`soak`]: the soak suite: minutes at steady load, RSS and disk of every process sampled,
+//!   growth after the warm-up;
 //! - [`table`]: `results.md` and the progress lines;
 //! - [`chart`]: the chart, `throughput_p99.svg`;
 //! - [`machine`]: what it ran on.
@@ -42,6 +44,7 @@ pub mod measure;
 pub mod procfs;
 pub mod prometheus;
 pub mod recovery;
+pub mod soak;
 pub mod summary;
 pub mod table;
 pub mod wire;
@@ -55,6 +58,7 @@ use machine::Machine;
 use matrix::Suite;
 use measure::RunSettings;
 use recovery::{RecoveryResult, RecoverySettings};
+use soak::{SoakResult, SoakSettings};
 use summary::{AbortCost, RowResult};
 
 /// Everything measured, for tools.
@@ -98,6 +102,9 @@ pub struct BenchResults {
     /// The recovery suite, when selected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryResult>,
+    /// The soak suite, when selected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakResult>,
     /// Why the benchmark stopped before the last row (a cluster that did not start, a load
     /// that failed, seeding the recovery suite failed); the rows before it are complete.
     pub error: Option<String>,
@@ -110,6 +117,7 @@ impl BenchResults {
         self.stopped_early().is_none()
             && self.rows.iter().all(|r| r.median.failed_runs == 0)
             && self.recovery.as_ref().is_none_or(RecoveryResult::ok)
+            && self.soak.as_ref().is_none_or(|s| s.ok)
     }
 
     /// Why the benchmark could not run to the end, if it could not: a row's error or one of
@@ -154,6 +162,7 @@ pub async fn run(
     settings: Settings,
     run_settings: &RunSettings,
     recovery: Option<&RecoverySettings>,
+    soak: Option<&SoakSettings>,
 ) -> BenchResults {
     let mut results = BenchResults {
         machine: Machine::detect(),
@@ -161,6 +170,7 @@ pub async fn run(
         rows: Vec::new(),
         abort_costs: Vec::new(),
         recovery: None,
+        soak: None,
         error: None,
     };
     let runs = results.settings.runs;
@@ -190,6 +200,14 @@ pub async fn run(
         match recovery::run(settings).await {
             Ok(recovery) => results.recovery = Some(recovery),
             Err(e) => results.error = Some(format!("recovery suite: {e:#}")),
+        }
+    }
+    if let Some(settings) = soak
+        && results.error.is_none()
+    {
+        match soak::run(settings).await {
+            Ok(soak) => results.soak = Some(soak),
+            Err(e) => results.error = Some(format!("soak suite: {e:#}")),
         }
     }
     results

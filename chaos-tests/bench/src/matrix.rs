@@ -19,6 +19,7 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::recovery::SUITE as RECOVERY_SUITE;
+use crate::soak::SUITE as SOAK_SUITE;
 
 /// What the participants do with a branch call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -201,6 +202,8 @@ pub struct Selection {
     pub suites: Vec<Suite>,
     /// Whether the recovery suite runs.
     pub recovery: bool,
+    /// Whether the soak suite runs: only when named (it takes minutes).
+    pub soak: bool,
 }
 
 /// Keeps the suites and rows named in `only` (a suite's name selects all its rows, `recovery`
@@ -211,6 +214,7 @@ pub fn select(suites: Vec<Suite>, only: &[String]) -> anyhow::Result<Selection> 
         return Ok(Selection {
             suites,
             recovery: true,
+            soak: false,
         });
     }
     let known: BTreeSet<&str> = suites
@@ -218,7 +222,7 @@ pub fn select(suites: Vec<Suite>, only: &[String]) -> anyhow::Result<Selection> 
         .flat_map(|s| {
             std::iter::once(s.name.as_str()).chain(s.rows.iter().map(|r| r.name.as_str()))
         })
-        .chain([RECOVERY_SUITE])
+        .chain([RECOVERY_SUITE, SOAK_SUITE])
         .collect();
     let unknown: Vec<&str> = only
         .iter()
@@ -243,6 +247,7 @@ pub fn select(suites: Vec<Suite>, only: &[String]) -> anyhow::Result<Selection> 
             })
             .collect(),
         recovery: wanted(RECOVERY_SUITE),
+        soak: wanted(SOAK_SUITE),
     })
 }
 

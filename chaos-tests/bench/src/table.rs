@@ -97,6 +97,9 @@ pub fn markdown(results: &BenchResults) -> String {
         if let Some(recovery) = &results.recovery {
             recovery_section(&mut out, recovery, &s.profile);
         }
+        if let Some(soak) = &results.soak {
+            let _ = writeln!(out, "\n{}", crate::soak::markdown(soak));
+        }
         error_line(&mut out, results);
         return out;
     }
@@ -211,6 +214,9 @@ pub fn markdown(results: &BenchResults) -> String {
     postgres_section(&mut out, results);
     if let Some(recovery) = &results.recovery {
         recovery_section(&mut out, recovery, &s.profile);
+    }
+    if let Some(soak) = &results.soak {
+        let _ = writeln!(out, "\n{}", crate::soak::markdown(soak));
     }
     error_line(&mut out, results);
     out
@@ -513,6 +519,7 @@ mod tests {
             abort_costs: abort_costs(&rows),
             rows,
             recovery,
+            soak: None,
             error: None,
         }
     }

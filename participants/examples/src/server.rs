@@ -146,9 +146,11 @@ pub(crate) async fn start(
         source,
     })?;
     // Blocking, but only once at start-up, before this participant serves anything.
-    let db = sled::open(&config.data_dir).map_err(|source| ParticipantError::OpenDatabase {
-        path: config.data_dir.clone(),
-        source,
+    let db = participants::sled_store::open_database(&config.data_dir).map_err(|source| {
+        ParticipantError::OpenDatabase {
+            path: config.data_dir.clone(),
+            source,
+        }
     })?;
     let ledger = Ledger {
         barrier: Barrier::new(SledStore::open(&db, tree)?),

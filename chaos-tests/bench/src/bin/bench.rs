@@ -11,6 +11,7 @@
 //!     cargo run --release -p saga-bench --bin bench -- --quick
 //!     cargo run --release -p saga-bench --bin bench -- --only 64c,overhead -- --retention-secs 60
 //!     cargo run --release -p saga-bench --bin bench -- --only recovery --runs 3
+//!     cargo run --release -p saga-bench --bin bench -- --only soak --soak-minutes 4
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use chaos_tests::{binaries, process};
 use clap::Parser;
 use saga_bench::measure::{PostgresDurability, RunSettings};
 use saga_bench::recovery::{self, RecoverySettings, RestartSettings};
+use saga_bench::soak::{self, SoakSettings};
 use saga_bench::table::thousands;
 use saga_bench::{Settings, matrix};
 
@@ -40,6 +42,9 @@ struct Args {
     /// Sagas in flight for the recovery suite [default: 100000; --quick: 10000].
     #[arg(long, value_name = "N")]
     recovery_sagas: Option<usize>,
+    /// Minutes of load of the soak suite (`--only soak`; never part of the default matrix).
+    #[arg(long, default_value_t = 4.0, value_name = "MINUTES")]
+    soak_minutes: f64,
     /// Smoke run: 1 run of 2 s per row after 0.5 s of warm-up, 10,000 sagas to recover
     /// (explicit flags still win).
     #[arg(long)]
@@ -90,6 +95,14 @@ fn main() -> ExitCode {
             let rows: Vec<&str> = suite.rows.iter().map(|r| r.name.as_str()).collect();
             println!("{:<12} {}: {}", suite.name, rows.join(", "), suite.about);
         }
+        if selection.soak {
+            println!(
+                "{:<12} {} min at 32 clients, 10 % aborts: RSS and disk of every process every \
+                 30 s, growth after 60 s",
+                soak::SUITE,
+                args.soak_minutes
+            );
+        }
         if selection.recovery {
             println!(
                 "{:<12} {} sagas in flight: restart the coordinator, time to /readyz, RSS, \
@@ -99,6 +112,10 @@ fn main() -> ExitCode {
             );
         }
         return ExitCode::SUCCESS;
+    }
+    if selection.soak && !(args.soak_minutes > 0.0 && args.soak_minutes.is_finite()) {
+        eprintln!("bench: --soak-minutes must be positive");
+        return ExitCode::from(2);
     }
     if selection.recovery && recovery_sagas == 0 {
         eprintln!("bench: --recovery-sagas must be positive");
@@ -148,6 +165,9 @@ fn main() -> ExitCode {
         let per_100k = recovery_sagas as f64 / 100_000.0;
         estimate += per_100k * 5.0 + runs as f64 * (3.0 + per_100k * 4.0);
     }
+    if selection.soak {
+        estimate += args.soak_minutes * 60.0 + 10.0;
+    }
     let mut what = Vec::new();
     if rows > 0 {
         what.push(format!(
@@ -159,6 +179,9 @@ fn main() -> ExitCode {
             "recovery of {} sagas in flight × {runs} run(s)",
             thousands(recovery_sagas as f64)
         ));
+    }
+    if selection.soak {
+        what.push(format!("soak of {} min", args.soak_minutes));
     }
     eprintln!(
         "bench: {}, about {:.0} min; results in {}",
@@ -203,11 +226,17 @@ fn main() -> ExitCode {
             ..RestartSettings::default()
         },
     });
+    let soak_settings = selection.soak.then(|| SoakSettings {
+        duration: Duration::from_secs_f64(args.soak_minutes * 60.0),
+        coordinator_args: args.coordinator_args.clone(),
+        ..SoakSettings::default()
+    });
     let results = runtime.block_on(saga_bench::run(
         &suites,
         settings,
         &run_settings,
         recovery_settings.as_ref(),
+        soak_settings.as_ref(),
     ));
 
     match saga_bench::write_outputs(&results, &suites, &args.out) {
