@@ -5,7 +5,9 @@
 //! and the coordinator's disk per finished saga. A figure to read, not a timed test: the
 //! suite fails only when the books are wrong or the run could not be made.
 //!
-//!     cargo run --release -p saga-bench --bin bench -- --only soak --soak-minutes 4
+//! ```sh
+//! cargo run --release -p saga-bench --bin bench -- --only soak --soak-minutes 4
+//! ```
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
