@@ -4,17 +4,12 @@
 //!
 //! - `log-v0.json` was written by the coordinator before the format had a version (commit
 //!   371c733): bare JSON records, inputs as JSON values.
-//! - `log-v1.json` is format version 1 (a version byte, inputs as text), written by the
-//!   generator below before settled sagas were compacted (commit bd105a7).
-//! - `log-v2.json` is what today's store writes: version 1 rounds and snapshots, and the
-//!   settled saga as one version 2 record (state, plan, every event), written by
-//!   `regenerate_the_current_fixture` below (`REGENERATE_LOG_FIXTURE=1 cargo test -p
-//!   coordinator --test log_format -- --ignored`).
+//! - `log-v1.json` is format version 1 (a version byte, inputs as text), written by
+//!   `regenerate_the_version_1_fixture` below (`REGENERATE_LOG_FIXTURE=1 cargo test -p
+//!   coordinator --test log_format -- --ignored`). Never regenerate it to make a failing test
+//!   pass: a failure here means existing data would no longer load.
 //!
-//! Never regenerate a fixture to make a failing test pass: a failure here means existing data
-//! would no longer load. A new format version gets a new fixture file and test.
-//!
-//! All hold the same three sagas: committed with its callback delivered (settled, snapshot),
+//! Both hold the same three sagas: committed with its callback delivered (settled, snapshot),
 //! stuck rolling back after a rejected try (no snapshot), and rolling back after a refused call
 //! with a snapshot taken mid-flight and a round after it; plus a participant and two versions of
 //! a workflow.
@@ -192,26 +187,8 @@ async fn a_log_in_format_version_1_still_loads() {
     check_fixture(1).await;
 }
 
-#[tokio::test]
-async fn a_log_in_format_version_2_still_loads() {
-    let text = std::fs::read_to_string(fixture_path(2)).unwrap();
-    assert!(
-        text.contains(r#""\u0002{"#),
-        "the settled saga is one version 2 record"
-    );
-    let rounds_of_committed: String = format!("{COMMITTED}/")
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert!(
-        !text.contains(&rounds_of_committed),
-        "and its rounds are gone"
-    );
-    check_fixture(2).await;
-}
-
 // ---------------------------------------------------------------------------------------------
-// The generator of `log-v2.json` (the same sagas as `log-v0.json`, written by the same steps)
+// The generator of `log-v1.json` (the same sagas as `log-v0.json`, written by the same steps)
 // ---------------------------------------------------------------------------------------------
 
 fn plan() -> Arc<Plan> {
@@ -313,8 +290,8 @@ async fn write(
 }
 
 #[tokio::test]
-#[ignore = "writes tests/data/log-v2.json; run only to add a fixture for a new format version"]
-async fn regenerate_the_current_fixture() {
+#[ignore = "writes tests/data/log-v1.json; run only to add a fixture for a new format version"]
+async fn regenerate_the_version_1_fixture() {
     assert_eq!(
         std::env::var("REGENERATE_LOG_FIXTURE").as_deref(),
         Ok("1"),
@@ -466,7 +443,7 @@ async fn regenerate_the_current_fixture() {
         trees.insert(name.into(), records.into());
     }
     std::fs::write(
-        fixture_path(2),
+        fixture_path(1),
         serde_json::to_string_pretty(&trees).unwrap() + "\n",
     )
     .unwrap();

@@ -15,12 +15,6 @@
 //! means): `business_key` (none), `callback_max_attempts` (12), `traceparent` (none: the saga id
 //! is the trace id). An older coordinator reading a newer record ignores them.
 //!
-//! - **version 2** (written today for settled sagas only): byte `0x02`, then one record holding
-//!   a settled saga whole ([`encode_settled`]): its final state, its plan and every event after
-//!   its `Created`, which the state rebuilds. It replaces the saga's snapshot and rounds when the
-//!   saga settles, so that a finished saga leaves one key in the log rather than one per round
-//!   plus a snapshot. Rounds and snapshots of running sagas stay version 1.
-//!
 //! Any other first byte below `0x20` is the version of a newer format: decoding fails with
 //! [`FormatError::UnknownVersion`] rather than guessing. The record types mirror the engine's
 //! events and state field by field; `tests/log_format.rs` reads checked-in bytes of every
@@ -41,11 +35,8 @@ use crate::engine::{
     PlanStep, Saga, StepState, StepStatus,
 };
 
-/// The version this coordinator writes for rounds, snapshots and registry records.
+/// The version this coordinator writes.
 pub const CURRENT_VERSION: u8 = 1;
-
-/// The version of a settled saga's record ([`encode_settled`]): byte `0x02`, then JSON.
-pub const SETTLED_VERSION: u8 = 2;
 
 /// Why stored bytes could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +63,7 @@ pub enum FormatError {
 /// The version of a stored value and the JSON after its prefix.
 fn split_version(bytes: &[u8]) -> Result<(u8, &[u8]), FormatError> {
     match bytes.first() {
-        Some(&version @ (CURRENT_VERSION | SETTLED_VERSION)) => Ok((version, &bytes[1..])),
+        Some(&CURRENT_VERSION) => Ok((CURRENT_VERSION, &bytes[1..])),
         // Version 0 has no prefix: it is JSON from its first byte.
         Some(b'[' | b'{' | b' ' | b'\n' | b'\t' | b'\r') => Ok((0, bytes)),
         Some(&found) if found < 0x20 => Err(FormatError::UnknownVersion { found }),
@@ -92,11 +83,7 @@ fn parse<T: DeserializeOwned>(version: u8, json: &[u8]) -> Result<T, FormatError
 }
 
 fn write<T: Serialize>(record: &T) -> Vec<u8> {
-    write_as(CURRENT_VERSION, record)
-}
-
-fn write_as<T: Serialize>(version: u8, record: &T) -> Vec<u8> {
-    let mut bytes = vec![version];
+    let mut bytes = vec![CURRENT_VERSION];
     serde_json::to_writer(&mut bytes, record).expect("log records are plain data");
     bytes
 }
@@ -516,56 +503,44 @@ struct StepRecord {
 pub fn encode_snapshot(saga: &Saga, seq: u64) -> Vec<u8> {
     write(&SnapshotRecord {
         seq,
-        saga: saga_record(saga),
+        saga: SagaRecord {
+            id: saga.id.clone(),
+            workflow: saga.workflow.clone(),
+            workflow_version: saga.workflow_version,
+            input: input_field(&saga.input),
+            callback_url: saga.callback_url.clone(),
+            idempotency_key: saga.idempotency_key.clone(),
+            business_key: saga.business_key.clone(),
+            callback_max_attempts: saga.callback_max_attempts,
+            traceparent: traceparent_field(saga.trace),
+            created_at: saga.created_at,
+            updated_at: saga.updated_at,
+            lifecycle: saga.lifecycle,
+            steps: saga
+                .steps
+                .iter()
+                .map(|s| StepRecord {
+                    status: s.status,
+                    attempts: s.attempts,
+                    sent: s.sent,
+                    last_phase: s.last_phase,
+                    last_error: s.last_error.clone(),
+                    rejected: s.rejected,
+                    resolved: s.resolved,
+                })
+                .collect(),
+            error: saga.error.clone(),
+            callback: saga.callback,
+        },
     })
-}
-
-fn saga_record(saga: &Saga) -> SagaRecord {
-    SagaRecord {
-        id: saga.id.clone(),
-        workflow: saga.workflow.clone(),
-        workflow_version: saga.workflow_version,
-        input: input_field(&saga.input),
-        callback_url: saga.callback_url.clone(),
-        idempotency_key: saga.idempotency_key.clone(),
-        business_key: saga.business_key.clone(),
-        callback_max_attempts: saga.callback_max_attempts,
-        traceparent: traceparent_field(saga.trace),
-        created_at: saga.created_at,
-        updated_at: saga.updated_at,
-        lifecycle: saga.lifecycle,
-        steps: saga
-            .steps
-            .iter()
-            .map(|s| StepRecord {
-                status: s.status,
-                attempts: s.attempts,
-                sent: s.sent,
-                last_phase: s.last_phase,
-                last_error: s.last_error.clone(),
-                rejected: s.rejected,
-                resolved: s.resolved,
-            })
-            .collect(),
-        error: saga.error.clone(),
-        callback: saga.callback,
-    }
 }
 
 /// A stored snapshot: the saga (with an empty plan, which the caller restores from the first
 /// event) and the sequence number of the last event it includes.
 pub fn decode_snapshot(bytes: &[u8]) -> Result<(Saga, u64), FormatError> {
     let (version, json) = split_version(bytes)?;
-    if version == SETTLED_VERSION {
-        let (saga, events) = decode_settled(bytes)?;
-        return Ok((saga, events.last().map_or(0, |(seq, _)| *seq)));
-    }
     let SnapshotRecord { seq, saga } = parse(version, json)?;
-    Ok((saga_from(version, saga)?, seq))
-}
-
-fn saga_from(version: u8, saga: SagaRecord) -> Result<Saga, FormatError> {
-    Ok(Saga {
+    let saga = Saga {
         input: input_from(version, saga.input)?,
         id: saga.id,
         workflow: saga.workflow,
@@ -594,77 +569,8 @@ fn saga_from(version: u8, saga: SagaRecord) -> Result<Saga, FormatError> {
             .collect(),
         error: saga.error,
         callback: saga.callback,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Settled sagas (version 2)
-// ---------------------------------------------------------------------------------------------
-
-/// A settled saga in one record (format version 2): its final state, its plan and every event
-/// after the first, which is rebuilt from the state (a saga's `Created` event holds nothing the
-/// state and plan do not: id, workflow, version, input, callback, keys, trace, `created_at`).
-///
-/// One record instead of a snapshot plus one record per round: sled keeps an in-memory
-/// page-table entry for every leaf of at most 16 keys, so the keys a finished saga leaves
-/// behind are what its history costs in memory (see `docs/ARCHITECTURE.md`, "On disk").
-#[derive(Debug, Serialize, Deserialize)]
-struct SettledRecord {
-    saga: SagaRecord,
-    plan: PlanRecord,
-    /// Events from sequence 1 on, in order.
-    events: Vec<EventRecord>,
-}
-
-/// The record of a settled `saga` whose events, numbered from 0, are `events` (the first is
-/// its `Created`, left out of the record). Written in place of its snapshot when it settles.
-pub fn encode_settled(saga: &Saga, events: &[Event]) -> Vec<u8> {
-    write_as(
-        SETTLED_VERSION,
-        &SettledRecord {
-            saga: saga_record(saga),
-            plan: PlanRecord::from(&*saga.plan),
-            events: events.iter().skip(1).map(EventRecord::from).collect(),
-        },
-    )
-}
-
-/// A settled saga's record: the saga (with its plan) and every event with its sequence number,
-/// from its `Created` (sequence 0) on. [`FormatError::Malformed`] for a record of another
-/// version.
-pub fn decode_settled(bytes: &[u8]) -> Result<(Saga, Vec<(u64, Event)>), FormatError> {
-    let (version, json) = split_version(bytes)?;
-    if version != SETTLED_VERSION {
-        return Err(malformed(version)(format!(
-            "a settled saga's record is version {SETTLED_VERSION}"
-        )));
-    }
-    let record: SettledRecord = parse(version, json)?;
-    let mut saga = saga_from(version, record.saga)?;
-    saga.plan = Arc::new(Plan::from(record.plan));
-    let created = Created {
-        id: saga.id.clone(),
-        workflow: saga.workflow.clone(),
-        workflow_version: saga.workflow_version,
-        input: saga.input.clone(),
-        callback_url: saga.callback_url.clone(),
-        idempotency_key: saga.idempotency_key.clone(),
-        business_key: saga.business_key.clone(),
-        callback_max_attempts: saga.callback_max_attempts,
-        plan: saga.plan.clone(),
-        trace: saga.trace,
-        at: saga.created_at,
     };
-    let mut events = vec![(0, Event::Created(Box::new(created)))];
-    for (seq, record) in (1..).zip(record.events) {
-        events.push((seq, record.into_event(version)?));
-    }
-    Ok((saga, events))
-}
-
-/// Whether stored saga bytes are a settled saga's record (version 2) rather than a snapshot.
-pub fn is_settled_record(bytes: &[u8]) -> bool {
-    bytes.first() == Some(&SETTLED_VERSION)
+    Ok((saga, seq))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -733,44 +639,11 @@ mod tests {
     }
 
     #[test]
-    fn a_settled_record_holds_every_event_and_the_saga_without_repeating_the_first() {
-        let mut created = one_step("s1", Some("k"));
-        created.input = RawJson::from_text(r#"{"big": 123456789012345678901234567890}"#).unwrap();
-        created.business_key = Some("o-1".into());
-        let mut saga = Saga::create(&created).unwrap();
-        let events = vec![
-            Event::Created(Box::new(created.clone())),
-            Event::Resumed { at: 7 },
-            Event::Resumed { at: 9 },
-        ];
-        for event in &events[1..] {
-            saga.apply(event).unwrap();
-        }
-        let bytes = encode_settled(&saga, &events);
-        assert!(is_settled_record(&bytes));
-        assert_eq!(bytes[0], SETTLED_VERSION);
-        let text = String::from_utf8_lossy(&bytes);
-        assert_eq!(
-            text.matches("123456789012345678901234567890").count(),
-            1,
-            "{text}"
-        );
-        let (read, read_events) = decode_settled(&bytes).unwrap();
-        assert_eq!(read, saga);
-        let numbered: Vec<(u64, Event)> = (0..).zip(events).collect();
-        assert_eq!(read_events, numbered);
-        let (as_snapshot, seq) = decode_snapshot(&bytes).unwrap();
-        assert_eq!((as_snapshot.id.as_str(), seq), ("s1", 2));
-        assert!(!is_settled_record(&encode_snapshot(&saga, 2)));
-        assert!(decode_settled(&encode_snapshot(&saga, 2)).is_err());
-    }
-
-    #[test]
     fn a_newer_version_is_refused_with_a_clear_error() {
         let mut bytes = encode_round(&[Event::Resumed { at: 5 }]);
-        bytes[0] = 3;
+        bytes[0] = 2;
         let err = decode_round(&bytes).unwrap_err();
-        assert!(matches!(err, FormatError::UnknownVersion { found: 3 }));
+        assert!(matches!(err, FormatError::UnknownVersion { found: 2 }));
         assert!(
             err.to_string().contains("newer than this coordinator"),
             "{err}"

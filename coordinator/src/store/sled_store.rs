@@ -43,12 +43,10 @@ pub struct SledStore {
     /// For a synchronous flush ([`SledStore::flush_blocking`]).
     #[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
     db: sled::Db,
-    /// `{saga_id}/{first seq: u64 BE}` -> the events of one round, numbered from `first seq`;
-    /// removed when the saga settles (its settled record holds them).
+    /// `{saga_id}/{first seq: u64 BE}` -> the events of one round, numbered from `first seq`.
     events: sled::Tree,
-    /// `{saga_id}` -> snapshot: the saga state and the sequence number it includes, written
-    /// every [`super::SNAPSHOT_EVERY`] events of a long-running saga; once the saga settles,
-    /// its settled record (format version 2: state, plan and every event) instead.
+    /// `{saga_id}` -> snapshot: the saga state and the sequence number it includes. Written
+    /// when a saga settles, and every [`super::SNAPSHOT_EVERY`] events of a long-running one.
     sagas: sled::Tree,
     /// `{saga_id}` -> empty, for sagas not yet terminal.
     active: sled::Tree,
@@ -197,73 +195,8 @@ impl SledStore {
         Ok(SagaPage { sagas, next_cursor })
     }
 
-    /// Whether the saga's first event was written: its first round, or (once it settled) its
-    /// settled record, which holds every event.
     fn has_created(&self, saga_id: &str) -> Result<bool, StoreError> {
-        Ok(self.events.contains_key(event_key(saga_id, 0))?
-            || self.sagas.contains_key(saga_id.as_bytes())?)
-    }
-
-    /// The settled record of `saga_id`, when it has one: the saga and all its events.
-    fn read_settled(&self, saga_id: &str) -> Result<Option<SettledSaga>, StoreError> {
-        match self.sagas.get(saga_id.as_bytes())? {
-            Some(bytes) if format::is_settled_record(&bytes) => Ok(Some(
-                format::decode_settled(&bytes).map_err(corrupt("sagas"))?,
-            )),
-            _ => Ok(None),
-        }
-    }
-
-    /// Replaces the rounds and snapshot of a settled saga by one settled record (written
-    /// first, so a reader that misses the rounds finds it), then removes the rounds. A saga
-    /// compacted already (saved again once settled) keeps the events of its record, with any
-    /// round appended since. Returns `false`, writing nothing, when its events are not all
-    /// there (numbered 0 to `seq`, starting with its `Created`): the caller then keeps a plain
-    /// snapshot.
-    fn compact_settled(&self, saga: &Saga, seq: u64) -> Result<bool, StoreError> {
-        let prefix = event_prefix(&saga.id);
-        let mut keys = Vec::new();
-        let rounds = self.events.scan_prefix(&prefix).map(|item| {
-            let (key, value) = item?;
-            let first = event_seq(&key, prefix.len())?;
-            keys.push(key);
-            Ok((first, value))
-        });
-        let mut events = expand(rounds)?;
-        if let Some((_, mut recorded)) = self.read_settled(&saga.id)? {
-            let next = recorded.len() as u64;
-            recorded.extend(events.into_iter().filter(|(n, _)| *n >= next));
-            events = recorded;
-        }
-        let complete = matches!(events.first(), Some((0, Event::Created(_))))
-            && events.last().is_some_and(|(last, _)| *last == seq)
-            && events.iter().enumerate().all(|(i, (n, _))| i as u64 == *n);
-        if !complete {
-            return Ok(false);
-        }
-        let events: Vec<Event> = events.into_iter().map(|(_, event)| event).collect();
-        let value = format::encode_settled(saga, &events);
-        telemetry::log_written(saga.id.len() + value.len());
-        self.sagas.insert(saga.id.as_bytes(), value)?;
-        let mut batch = sled::Batch::default();
-        for key in keys {
-            batch.remove(key);
-        }
-        self.events.apply_batch(batch)?;
-        Ok(true)
-    }
-
-    /// How many rounds of `saga_id` the `events` tree holds.
-    #[cfg(test)]
-    pub(super) fn rounds_stored(&self, saga_id: &str) -> usize {
-        self.events.scan_prefix(event_prefix(saga_id)).count()
-    }
-
-    /// The bytes the `sagas` tree holds for `saga_id`.
-    #[cfg(test)]
-    pub(super) fn saga_record(&self, saga_id: &str) -> Option<Vec<u8>> {
-        let value = self.sagas.get(saga_id.as_bytes()).expect("read");
-        value.map(|v| v.to_vec())
+        Ok(self.events.contains_key(event_key(saga_id, 0))?)
     }
 
     /// What a crash can leave behind: a key claimed for a saga whose first event was lost.
@@ -335,14 +268,10 @@ impl SledStore {
         Ok(())
     }
 
-    /// A settled saga is compacted into one record ([`SledStore::compact_settled`]); any other
-    /// gets a snapshot.
     fn write_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError> {
-        if !(saga.is_settled() && self.compact_settled(saga, seq)?) {
-            let value = format::encode_snapshot(saga, seq);
-            telemetry::log_written(saga.id.len() + value.len());
-            self.sagas.insert(saga.id.as_bytes(), value)?;
-        }
+        let value = format::encode_snapshot(saga, seq);
+        telemetry::log_written(saga.id.len() + value.len());
+        self.sagas.insert(saga.id.as_bytes(), value)?;
         if saga.is_settled() {
             self.active.remove(saga.id.as_bytes())?;
             let mut key = saga.updated_at.to_be_bytes().to_vec();
@@ -387,40 +316,15 @@ impl SledStore {
         Ok(expired)
     }
 
-    /// The settled record first; else the rounds, and if the saga settled while they were
-    /// read (its rounds removed meanwhile), the settled record after all.
     fn read_events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
-        if let Some((_, events)) = self.read_settled(saga_id)? {
-            return Ok(events);
-        }
         let prefix = event_prefix(saga_id);
-        let rounds = expand(self.events.scan_prefix(&prefix).map(|item| {
+        expand(self.events.scan_prefix(&prefix).map(|item| {
             let (key, value) = item?;
             Ok((event_seq(&key, prefix.len())?, value))
-        }));
-        match self.read_settled(saga_id)? {
-            Some((_, events)) => Ok(events),
-            None => rounds,
-        }
+        }))
     }
 
-    /// Like [`SledStore::read_events`]: the settled record, else the snapshot and rounds, else
-    /// (settled meanwhile) the settled record.
     fn read_saga(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
-        if let Some(settled) = self.read_settled(saga_id)? {
-            return Ok(Some(last_of(settled)));
-        }
-        let read = self.read_unsettled(saga_id);
-        if matches!(read, Ok(Some(_))) {
-            return read;
-        }
-        match self.read_settled(saga_id)? {
-            Some(settled) => Ok(Some(last_of(settled))),
-            None => read,
-        }
-    }
-
-    fn read_unsettled(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
         let snapshot = self.sagas.get(saga_id.as_bytes())?;
         let (records, from) = match &snapshot {
             Some(bytes) => {
@@ -777,15 +681,6 @@ impl RegistryStore for SledStore {
     fn registry_generation(&self) -> StoreFuture<'_, u64> {
         ready(Ok(0))
     }
-}
-
-/// A settled saga and its events, numbered.
-type SettledSaga = (Saga, Vec<(u64, Event)>);
-
-/// The saga of a settled record with the sequence number of its last event.
-fn last_of((saga, events): SettledSaga) -> (Saga, u64) {
-    let last = events.last().map_or(0, |(seq, _)| *seq);
-    (saga, last)
 }
 
 /// `{business key}\0{saga id}`: every saga of a key sits under the prefix `{key}\0`.
