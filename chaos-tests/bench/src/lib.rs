@@ -27,6 +27,7 @@
 //!   growth after the warm-up;
 //! - [`table`]: `results.md` and the progress lines;
 //! - [`chart`]: the chart, `throughput_p99.svg`;
+//! - [`soak_chart`]: the soak's chart, `soak.svg`;
 //! - [`machine`]: what it ran on.
 //!
 //! [`run`] runs every selected row `runs` times, then the recovery suite if selected, and
@@ -45,6 +46,7 @@ pub mod procfs;
 pub mod prometheus;
 pub mod recovery;
 pub mod soak;
+pub mod soak_chart;
 pub mod summary;
 pub mod table;
 pub mod wire;
@@ -67,6 +69,8 @@ pub const JSON_FILE: &str = "results.json";
 pub const MARKDOWN_FILE: &str = "results.md";
 /// Throughput and p99 against clients.
 pub const CHART_FILE: &str = "throughput_p99.svg";
+/// The soak's RSS and disk against time.
+pub const SOAK_CHART_FILE: &str = "soak.svg";
 
 /// How the benchmark was run, recorded with the results.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -242,10 +246,12 @@ pub struct Outputs {
     pub markdown: PathBuf,
     /// `None` when no load row ran (only the recovery suite): nothing to draw.
     pub chart: Option<PathBuf>,
+    /// `soak.svg`, when the soak suite ran.
+    pub soak_chart: Option<PathBuf>,
 }
 
-/// Writes `results.json`, `results.md` and, when load rows ran, `throughput_p99.svg` into
-/// `out` (created if missing); returns the markdown too, for stdout.
+/// Writes `results.json`, `results.md`, when load rows ran `throughput_p99.svg`, and when the
+/// soak ran `soak.svg` into `out` (created if missing); returns the markdown too, for stdout.
 pub fn write_outputs(
     results: &BenchResults,
     suites: &[Suite],
@@ -256,6 +262,7 @@ pub fn write_outputs(
         json: out.join(JSON_FILE),
         markdown: out.join(MARKDOWN_FILE),
         chart: (!results.rows.is_empty()).then(|| out.join(CHART_FILE)),
+        soak_chart: results.soak.is_some().then(|| out.join(SOAK_CHART_FILE)),
     };
     let write = |path: &Path, content: &[u8]| {
         std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))
@@ -263,6 +270,16 @@ pub fn write_outputs(
     write(&outputs.json, &serde_json::to_vec_pretty(results)?)?;
     let markdown = table::markdown(results);
     write(&outputs.markdown, markdown.as_bytes())?;
+    if let (Some(path), Some(soak)) = (&outputs.soak_chart, &results.soak) {
+        let subtitle = format!(
+            "{} build, {} clients, {:.0} % aborts; {}",
+            results.settings.profile,
+            soak.clients,
+            soak.abort_ratio * 100.0,
+            results.machine.describe()
+        );
+        write(path, soak_chart::render(soak, &subtitle)?.as_bytes())?;
+    }
     let Some(chart) = &outputs.chart else {
         return Ok((outputs, markdown));
     };

@@ -282,6 +282,7 @@ pub fn markdown(result: &SoakResult) -> String {
         result.warmup_s,
         if result.ok { "clean" } else { "WRONG" },
     );
+    md.push_str("![RSS and disk of every process over the soak](soak.svg)\n\n");
     let names: Vec<&str> = result
         .samples
         .first()

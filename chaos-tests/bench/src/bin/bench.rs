@@ -242,11 +242,13 @@ fn main() -> ExitCode {
     match saga_bench::write_outputs(&results, &suites, &args.out) {
         Ok((outputs, markdown)) => {
             println!("{markdown}");
-            let (json, md) = (outputs.json.display(), outputs.markdown.display());
-            match &outputs.chart {
-                Some(chart) => eprintln!("bench: wrote {json}, {md} and {}", chart.display()),
-                None => eprintln!("bench: wrote {json} and {md}"),
-            }
+            let written: Vec<String> = [Some(&outputs.json), Some(&outputs.markdown)]
+                .into_iter()
+                .chain([outputs.chart.as_ref(), outputs.soak_chart.as_ref()])
+                .flatten()
+                .map(|path| path.display().to_string())
+                .collect();
+            eprintln!("bench: wrote {}", written.join(", "));
         }
         Err(e) => {
             eprintln!("bench: {e:#}");
