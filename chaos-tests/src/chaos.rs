@@ -397,6 +397,7 @@ struct Live {
 /// Runs one chaos run to the end and returns its report. Errors only when the harness cannot
 /// do its job (a process does not come back up); broken invariants are in the report.
 pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
+    let _turn = crate::cluster::ONE_CLUSTER_AT_A_TIME.lock().await;
     let started_at = Instant::now();
     let workflows = tempfile::Builder::new()
         .prefix("chaos-workflows-")
@@ -685,6 +686,14 @@ async fn client_loop(
             _ => 0,
         };
     }
+}
+
+/// A test's setting from the environment variable `name` (a number), else `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A fault mix for one phase of the proxy in front of `participant`.

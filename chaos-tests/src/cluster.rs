@@ -37,6 +37,12 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const TAIL_LINES: usize = 40;
 
 /// What a coordinator logs once it joined a cluster, with `instance=ID`.
+/// The tests of one test binary start their clusters one at a time ([`Cluster::run_test_with`],
+/// [`crate::chaos::run`]): two clusters of real processes, each with leases and timeouts of
+/// a second or less, starve each other's timers on a 2-core machine (a 300 ms lease expired
+/// while another test claimed 2,000 sagas beside it).
+pub(crate) static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const JOINED_LINE: &str = "joined the cluster on PostgreSQL";
 /// One of the example participants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -278,6 +284,7 @@ impl Cluster {
         options: ClusterOptions,
         scenario: impl AsyncFnOnce(&mut Cluster) -> anyhow::Result<T>,
     ) -> T {
+        let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
         let mut cluster = match Cluster::start_with(options).await {
             Ok(cluster) => cluster,
             Err(e) => panic!("{e:#}"),

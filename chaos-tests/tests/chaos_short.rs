@@ -9,23 +9,13 @@
 
 use std::time::Duration;
 
-use chaos_tests::chaos::{self, ChaosConfig, FaultProfile};
-
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use chaos_tests::chaos::{self, ChaosConfig, FaultProfile, env_u64};
 
 /// About 60 s of SIGKILLs (every ~3 s, every process at least twice) and network faults
 /// (latency, resets, blackholes, dropped replies) under 12 clients; then every saga must settle
 /// and every invariant hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_chaos_run_keeps_every_invariant() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let duration = Duration::from_secs(env_u64("CHAOS_DURATION_SECS", 60).max(5));
     let config = ChaosConfig {
         seed: env_u64("CHAOS_SEED", 1),
@@ -62,7 +52,6 @@ async fn short_chaos_run_keeps_every_invariant() {
 /// twice. The checker must say so, naming the accounts and the amounts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checker_catches_participants_without_a_barrier() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let config = ChaosConfig {
         seed: 7,
         duration: Duration::from_secs(10),

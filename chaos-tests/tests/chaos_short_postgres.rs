@@ -9,15 +9,8 @@
 
 use std::time::Duration;
 
-use chaos_tests::chaos::{self, ChaosConfig, FaultProfile};
+use chaos_tests::chaos::{self, ChaosConfig, FaultProfile, env_u64};
 use chaos_tests::cluster::{CoordinatorStore, PostgresOptions};
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// About 45 s of SIGKILLs (every ~1.5 s, over six processes: every one at least twice) and
 /// network faults under 12 clients spread over three coordinators.

@@ -17,18 +17,12 @@ use futures::StreamExt;
 const POLL: Duration = Duration::from_millis(10);
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The tests run one at a time: each starts a cluster and a PostgreSQL server, and some time
-/// leases of 300 ms to 1 s, which another test's cluster on the same two cores (2,000 sagas
-/// claimed at once) can starve into expiring.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// A participant registered through one instance is unknown to the API of the others
 /// (`GET /v1/participants/{name}` is 404) until they refresh their registry, which only a
 /// submission does: "any instance answers any API call with the same result" does not hold
 /// for the registry's reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_through_one_instance_is_visible_on_the_others() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     Cluster::run_test_with(
         ClusterOptions::postgres(2, Duration::from_secs(1)),
         async |cluster| {
@@ -70,7 +64,6 @@ async fn a_registration_through_one_instance_is_visible_on_the_others() {
 /// gets the slot's last state instead of waiting on through the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_ms_outlasts_a_take_over() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let options = ClusterOptions {
         // Every call takes 2 s: the saga is still running when the abort comes.
         order_args: vec!["--faults".into(), "delay_ms=2000".into()],
@@ -116,7 +109,6 @@ async fn wait_ms_outlasts_a_take_over() {
 /// `/metrics`. A few in 10,000 sagas with 64 clients (the benchmark's `not terminal`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_instance_never_fences_itself() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let options = ClusterOptions {
         wallet_args: vec!["--no-work".into()],
         order_args: vec!["--no-work".into()],
@@ -175,7 +167,6 @@ async fn a_lone_instance_never_fences_itself() {
 /// orphans it claimed. Here: a 300 ms lease and a debug build.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_starting_instance_keeps_its_first_lease() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     Cluster::run_test_with(
         ClusterOptions::postgres(1, Duration::from_millis(300)),
         async |cluster| {
@@ -209,7 +200,6 @@ async fn a_starting_instance_keeps_its_first_lease() {
 /// claims them (1,000 per pass) with a 1 s lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claiming_many_sagas_does_not_cost_the_claimer_its_lease() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     const SAGAS: usize = 2_000;
     // Every create_order call hangs, and the order participant's policy keeps it that way:
     // no call times out within the test (so its circuit never opens and no saga rolls back)

@@ -40,21 +40,7 @@ pub fn saga_view(saga: &Saga) -> SagaView {
 
 pub fn event_view(saga: &Saga, seq: u64, event: &Event) -> EventView {
     let step_name = |i: usize| saga.plan.steps.get(i).map(|s| s.name.clone());
-    let mut view = EventView {
-        seq,
-        at: rfc3339(event.at()),
-        kind: event.name().into(),
-        step: None,
-        phase: None,
-        attempt: None,
-        outcome: None,
-        http_status: None,
-        latency_ms: None,
-        error: None,
-        by: None,
-        reason: None,
-        resolution: None,
-    };
+    let mut view = EventView::new(seq, rfc3339(event.at()), event.name());
     match event {
         Event::CallStarted { call, .. } => {
             view.step = step_name(call.step);

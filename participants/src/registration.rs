@@ -41,12 +41,8 @@ async fn register_with_any<'a>(
             // Accepted, with an answer this SDK cannot read (a coordinator of another
             // version): the registration is stored all the same, so asking again would only
             // repeat it.
-            Err(sagas::ClientError::Api {
-                status,
-                ref message,
-                ..
-            }) if (200..300).contains(&status) => {
-                tracing::warn!(participant = %name, coordinator = %coordinator.base_url(), %message, "registered, but the coordinator's answer could not be read");
+            Err(e) if e.was_accepted() => {
+                tracing::warn!(participant = %name, coordinator = %coordinator.base_url(), error = %e, "registered, but the coordinator's answer could not be read");
                 return Ok(coordinator);
             }
             Err(e) if e.is_retryable() => {

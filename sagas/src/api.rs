@@ -73,18 +73,19 @@ impl SagaState {
         }
     }
 
+    /// Every state, in the order a saga meets them.
+    pub const ALL: [SagaState; 6] = [
+        SagaState::Running,
+        SagaState::Confirming,
+        SagaState::Committed,
+        SagaState::Compensating,
+        SagaState::Aborted,
+        SagaState::Stuck,
+    ];
+
     /// The state whose wire name ([`SagaState::as_str`]) is `s`; `None` for anything else.
     pub fn parse(s: &str) -> Option<SagaState> {
-        [
-            SagaState::Running,
-            SagaState::Confirming,
-            SagaState::Committed,
-            SagaState::Compensating,
-            SagaState::Aborted,
-            SagaState::Stuck,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == s)
+        SagaState::ALL.into_iter().find(|state| state.as_str() == s)
     }
 }
 
@@ -342,6 +343,28 @@ pub struct EventView {
     /// `compensated`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Resolution>,
+}
+
+impl EventView {
+    /// An entry with only what every event has: its sequence number, time (RFC 3339) and
+    /// `type`; the fields of its kind are filled in by the caller.
+    pub fn new(seq: u64, at: impl Into<String>, kind: impl Into<String>) -> EventView {
+        EventView {
+            seq,
+            at: at.into(),
+            kind: kind.into(),
+            step: None,
+            phase: None,
+            attempt: None,
+            outcome: None,
+            http_status: None,
+            latency_ms: None,
+            error: None,
+            by: None,
+            reason: None,
+            resolution: None,
+        }
+    }
 }
 
 /// The filters of `GET /v1/sagas` (query parameters); every one is optional and all given must

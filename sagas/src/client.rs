@@ -46,6 +46,12 @@ impl ClientError {
             ClientError::Api { status, .. } => *status == 429 || *status >= 500,
         }
     }
+
+    /// True when the coordinator accepted the request (a `2xx`) and only its answer could
+    /// not be read (`bad_response`: a coordinator of another version): what it did is done.
+    pub fn was_accepted(&self) -> bool {
+        matches!(self, ClientError::Api { status, .. } if (200..300).contains(status))
+    }
 }
 
 /// What `submit` returns: the HTTP status (`202` running, `200` terminal) and the saga.

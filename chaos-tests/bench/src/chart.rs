@@ -11,7 +11,8 @@ const SIZE: (u32, u32) = (900, 760);
 /// Where each series writes its values, relative to the point: series at the same
 /// concurrency do not write over each other.
 const VALUE_OFFSETS: [(i32, i32); 4] = [(6, -20), (6, 6), (-44, -20), (-44, 6)];
-const COLORS: [RGBColor; 5] = [
+/// Line colours, in series order (also the soak chart's).
+pub(crate) const COLORS: [RGBColor; 5] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -41,18 +42,30 @@ pub struct Series {
 
 /// The chart as an SVG document; `subtitle` goes under the title (how it was measured).
 pub fn render(series: &[Series], subtitle: &str) -> anyhow::Result<String> {
+    svg_document(SIZE, |root| draw(root, series, subtitle))
+}
+
+/// What a drawing function returns (plotters' errors are of several types).
+pub(crate) type DrawResult = Result<(), Box<dyn std::error::Error>>;
+/// The whole SVG canvas a drawing function draws on.
+pub(crate) type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// An SVG document of `size` pixels drawn by `draw` on a canvas of its own.
+///
+/// Errors: `draw` failed, or the document could not be finished.
+pub(crate) fn svg_document(
+    size: (u32, u32),
+    draw: impl FnOnce(&Area<'_>) -> DrawResult,
+) -> anyhow::Result<String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        draw(&root, series, subtitle).map_err(|e| anyhow::anyhow!("drawing the chart: {e}"))?;
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw(&root).map_err(|e| anyhow::anyhow!("drawing the chart: {e}"))?;
         root.present()
             .map_err(|e| anyhow::anyhow!("writing the chart: {e}"))?;
     }
     Ok(svg)
 }
-
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
-type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
 fn draw(root: &Area<'_>, series: &[Series], subtitle: &str) -> DrawResult {
     root.fill(&WHITE)?;

@@ -4,18 +4,10 @@
 
 use plotters::prelude::*;
 
+use crate::chart::{Area, COLORS, DrawResult, svg_document};
 use crate::soak::SoakResult;
 
 const SIZE: (u32, u32) = (900, 760);
-const COLORS: [RGBColor; 4] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-];
-
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
-type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
 /// One line: a process's values against seconds into the load.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,15 +22,7 @@ struct Line {
 pub fn render(result: &SoakResult, subtitle: &str) -> anyhow::Result<String> {
     let rss = lines(result, |p| p.rss_mb);
     let disk = lines(result, |p| Some(p.disk_mb));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        draw(&root, &rss, &disk, result, subtitle)
-            .map_err(|e| anyhow::anyhow!("drawing the soak chart: {e}"))?;
-        root.present()
-            .map_err(|e| anyhow::anyhow!("writing the soak chart: {e}"))?;
-    }
-    Ok(svg)
+    svg_document(SIZE, |root| draw(root, &rss, &disk, result, subtitle))
 }
 
 /// One line per process (in the samples' order) of `value`, leaving out unreadable samples.

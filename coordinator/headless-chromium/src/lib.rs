@@ -244,14 +244,19 @@ impl Browser {
     /// [`WAIT_TIMEOUT`]).
     pub async fn wait_for_element(&self, css: &str) -> Result<Element, Error> {
         self.poll(&format!("an element matching {css:?}"), async || {
-            Ok(self
-                .client
-                .find_all(Locator::Css(css))
-                .await?
-                .into_iter()
-                .next())
+            self.first(css).await
         })
         .await
+    }
+
+    /// The first element matching `css` now, if any (no waiting).
+    async fn first(&self, css: &str) -> Result<Option<Element>, Error> {
+        Ok(self
+            .client
+            .find_all(Locator::Css(css))
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// Clicks the first element matching `css` once there is one, finding it again if the
@@ -260,13 +265,7 @@ impl Browser {
         self.poll(
             &format!("a clickable element matching {css:?}"),
             async || {
-                let Some(element) = self
-                    .client
-                    .find_all(Locator::Css(css))
-                    .await?
-                    .into_iter()
-                    .next()
-                else {
+                let Some(element) = self.first(css).await? else {
                     return Ok(None);
                 };
                 match element.click().await {
@@ -291,13 +290,7 @@ impl Browser {
         let mut last = None;
         let waited = self
             .poll(&format!("the text of {css:?} to match"), async || {
-                let Some(element) = self
-                    .client
-                    .find_all(Locator::Css(css))
-                    .await?
-                    .into_iter()
-                    .next()
-                else {
+                let Some(element) = self.first(css).await? else {
                     return Ok(None);
                 };
                 match element.text().await {

@@ -172,15 +172,30 @@ impl SledStore {
         limit: usize,
     ) -> Result<SagaPage, StoreError> {
         let prefix = business_key_entry(business_key, "");
+        let ids = self
+            .business_keys
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|entry| Ok(String::from_utf8_lossy(&entry?[prefix.len()..]).into_owned()));
+        let after_cursor = ids.filter(|id: &Result<String, StoreError>| {
+            !matches!((id, cursor), (Ok(id), Some(c)) if id.as_str() <= c)
+        });
+        self.page_of(after_cursor, filter, limit)
+    }
+
+    /// The first `limit` sagas of `ids` (in that order) that `filter` keeps, loaded; sagas
+    /// gone meanwhile (retention) or not yet written are passed over. `next_cursor` is the
+    /// last one's id when more may follow.
+    fn page_of(
+        &self,
+        ids: impl Iterator<Item = Result<String, StoreError>>,
+        filter: &SagaFilter,
+        limit: usize,
+    ) -> Result<SagaPage, StoreError> {
         let mut sagas = Vec::new();
         let mut next_cursor = None;
-        for entry in self.business_keys.scan_prefix(&prefix).keys() {
-            let entry = entry?;
-            let id = String::from_utf8_lossy(&entry[prefix.len()..]).into_owned();
-            if cursor.is_some_and(|c| id.as_str() <= c) {
-                continue;
-            }
-            let Some((saga, _)) = self.read_saga(&id)? else {
+        for id in ids {
+            let Some((saga, _)) = self.read_saga(&id?)? else {
                 continue;
             };
             if !filter.matches(&saga) {
@@ -393,37 +408,26 @@ impl SledStore {
         };
         let mut settled = after(&self.sagas).keys().peekable();
         let mut active = after(&self.active).keys().peekable();
-        let mut sagas = Vec::new();
-        let mut next_cursor = None;
-        loop {
-            // The smaller of the two next ids; a saga in both (settling right now) once.
+        // The smaller of the two next ids; a saga in both (settling right now) once.
+        let ids = std::iter::from_fn(move || {
             let id = match (settled.peek(), active.peek()) {
-                (None, None) => break,
-                (Some(Err(_)), _) => settled.next().expect("peeked")?,
-                (_, Some(Err(_))) => active.next().expect("peeked")?,
+                (None, None) => return None,
+                (Some(Err(_)), _) => settled.next(),
+                (_, Some(Err(_))) => active.next(),
                 (Some(Ok(s)), Some(Ok(a))) if s == a => {
                     active.next();
-                    settled.next().expect("peeked")?
+                    settled.next()
                 }
-                (Some(Ok(s)), Some(Ok(a))) if s < a => settled.next().expect("peeked")?,
-                (Some(Ok(_)), None) => settled.next().expect("peeked")?,
-                (_, Some(Ok(_))) => active.next().expect("peeked")?,
-            };
-            let id = String::from_utf8_lossy(&id).into_owned();
-            // Gone meanwhile (retention) or not yet written: nothing to show.
-            let Some((saga, _)) = self.read_saga(&id)? else {
-                continue;
-            };
-            if !filter.matches(&saga) {
-                continue;
-            }
-            if sagas.len() == limit {
-                next_cursor = sagas.last().map(|s: &Saga| s.id.clone());
-                break;
-            }
-            sagas.push(saga);
-        }
-        Ok(SagaPage { sagas, next_cursor })
+                (Some(Ok(s)), Some(Ok(a))) if s < a => settled.next(),
+                (Some(Ok(_)), None) => settled.next(),
+                (_, Some(Ok(_))) => active.next(),
+            }?;
+            Some(
+                id.map(|id| String::from_utf8_lossy(&id).into_owned())
+                    .map_err(StoreError::from),
+            )
+        });
+        self.page_of(ids, filter, limit)
     }
 
     fn read_key(&self, key: &str) -> Result<Option<String>, StoreError> {

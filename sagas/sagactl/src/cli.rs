@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sagas::api::{Resolution, SagaState};
 
@@ -116,34 +117,10 @@ pub enum SagasCommand {
     BulkRetry(BulkRetryArgs),
 }
 
-/// A saga state, as the `--state` filter takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StateArg {
-    /// Forward phases running.
-    Running,
-    /// Decided to commit; confirming.
-    Confirming,
-    /// Finished: committed.
-    Committed,
-    /// Decided to roll back; compensating.
-    Compensating,
-    /// Finished: rolled back.
-    Aborted,
-    /// Needs an operator.
-    Stuck,
-}
-
-impl From<StateArg> for SagaState {
-    fn from(state: StateArg) -> SagaState {
-        match state {
-            StateArg::Running => SagaState::Running,
-            StateArg::Confirming => SagaState::Confirming,
-            StateArg::Committed => SagaState::Committed,
-            StateArg::Compensating => SagaState::Compensating,
-            StateArg::Aborted => SagaState::Aborted,
-            StateArg::Stuck => SagaState::Stuck,
-        }
-    }
+/// `--state`: a saga state by its wire name, the possible values listed in `--help`.
+fn state_parser() -> impl TypedValueParser<Value = SagaState> {
+    PossibleValuesParser::new(SagaState::ALL.map(SagaState::as_str))
+        .map(|name| SagaState::parse(&name).expect("only possible values get here"))
 }
 
 /// Filters shared by `sagas list` and `sagas bulk-retry`.
@@ -167,8 +144,8 @@ pub struct FilterArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only sagas in this state.
-    #[arg(long, value_enum)]
-    pub state: Option<StateArg>,
+    #[arg(long, value_name = "STATE", value_parser = state_parser())]
+    pub state: Option<SagaState>,
     /// Workflow, business key and time range.
     #[command(flatten)]
     pub filter: FilterArgs,

@@ -1,9 +1,7 @@
 //! `sagactl sagas ...`: list, get, events, and the operator actions (abort, retry, retry-now,
 //! resolve, bulk-retry).
 
-use sagas::api::{
-    BulkRetry, OperatorNote, ResolveStep, SagaList, SagaQuery, SagaState, SagaView, StepView,
-};
+use sagas::api::{BulkRetry, OperatorNote, ResolveStep, SagaList, SagaQuery, SagaView, StepView};
 
 use sagas::StepKind;
 
@@ -68,7 +66,7 @@ fn query(filter: FilterArgs) -> SagaQuery {
 /// `sagas list`: one page, or with `--all` every page from `--cursor` on, as one list.
 async fn list(session: &Session, args: ListArgs) -> Result<String, CliError> {
     let mut query = query(args.filter);
-    query.state = args.state.map(|s| SagaState::from(s).as_str().to_string());
+    query.state = args.state.map(|s| s.as_str().to_string());
     query.limit = args.limit;
     query.cursor = args.cursor;
     let mut page = session

@@ -270,21 +270,7 @@ mod tests {
     use sagas::wire::Phase;
 
     fn event(seq: u64, at: &str, kind: &str) -> EventView {
-        EventView {
-            seq,
-            at: at.into(),
-            kind: kind.into(),
-            step: None,
-            phase: None,
-            attempt: None,
-            outcome: None,
-            http_status: None,
-            latency_ms: None,
-            error: None,
-            by: None,
-            reason: None,
-            resolution: None,
-        }
+        EventView::new(seq, at, kind)
     }
 
     #[test]
