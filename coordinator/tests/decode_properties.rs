@@ -10,18 +10,41 @@ use coordinator::testing::format;
 use proptest::prelude::*;
 use serde_json::Value;
 
-/// The values of one tree of the checked-in version-1 log.
+/// The values of one tree of the checked-in logs of versions 1 and 2.
 fn fixture_values(tree: &str) -> Vec<Vec<u8>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/log-v1.json");
-    let text = std::fs::read_to_string(path).expect("the checked-in log");
-    let trees: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
-    trees[tree]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|record| record[1].as_str().unwrap().as_bytes().to_vec())
-        .filter(|value| !value.is_empty())
+    let mut values = Vec::new();
+    for version in [1, 2] {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/log-v{version}.json"));
+        let text = std::fs::read_to_string(path).expect("the checked-in log");
+        let trees: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+        let Some(records) = trees.get(tree).and_then(Value::as_array) else {
+            continue;
+        };
+        values.extend(records.iter().map(|record| match &record[1] {
+            Value::String(text) => text.as_bytes().to_vec(),
+            binary => hex_decode(binary["hex"].as_str().unwrap()),
+        }));
+    }
+    values.retain(|value| !value.is_empty());
+    values
+}
+
+fn hex_decode(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect()
+}
+
+/// The plans of the checked-in version-2 log, so that its event records decode in full.
+fn fixture_plans() -> format::PlanTable {
+    let plans = format::PlanTable::default();
+    for record in fixture_values("plans") {
+        let plan = format::decode_plan(&record).expect("a plan of the checked-in log");
+        plans.insert(std::sync::Arc::new(plan));
+    }
+    plans
 }
 
 /// One way a stored record gets damaged.
@@ -69,7 +92,9 @@ fn damaged(record: &[u8], damage: &Damage) -> Vec<u8> {
 
 /// Every decoder on `bytes`: each must return, whatever it returns.
 fn decode_everything(bytes: &[u8]) {
-    let _ = format::decode_round(bytes);
+    let _ = format::decode_round(bytes, &format::NoPlans);
+    let _ = format::decode_round(bytes, &fixture_plans());
+    let _ = format::decode_plan(bytes);
     let _ = format::decode_snapshot(bytes);
     let _ = format::decode_participant(bytes);
     let _ = format::decode_workflow(bytes);
@@ -77,8 +102,9 @@ fn decode_everything(bytes: &[u8]) {
 
 #[test]
 fn the_seeds_are_records_that_decode() {
+    let plans = fixture_plans();
     for record in fixture_values("events") {
-        format::decode_round(&record).expect("a round of the checked-in log");
+        format::decode_round(&record, &plans).expect("a round of the checked-in log");
     }
     for record in fixture_values("participants") {
         format::decode_participant(&record).expect("a participant of the checked-in log");
@@ -98,7 +124,7 @@ proptest! {
 
     #[test]
     fn a_damaged_record_decodes_or_is_refused(
-        tree in prop_oneof![Just("events"), Just("sagas"), Just("participants"), Just("workflows")],
+        tree in prop_oneof![Just("events"), Just("plans"), Just("sagas"), Just("participants"), Just("workflows")],
         pick in any::<prop::sample::Index>(),
         damage in damage(),
     ) {

@@ -800,9 +800,10 @@ impl Sim {
             ));
             self.log.truncate(cut);
         }
-        // Through the store's on-disk format, as a restart reads it.
-        let encoded = coordinator::testing::format::encode_round(&self.log);
-        let decoded = coordinator::testing::format::decode_round(&encoded)
+        // Through the embedded store's on-disk format (version 2), as a restart reads it.
+        let plans = coordinator::testing::format::PlanTable::default();
+        let encoded = plans.encode(&self.log);
+        let decoded = coordinator::testing::format::decode_round(&encoded, &plans)
             .map_err(|e| format!("log does not decode: {e}"))?;
         if decoded != self.log {
             return Err("log changed through the on-disk format".into());

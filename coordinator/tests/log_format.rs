@@ -4,12 +4,15 @@
 //!
 //! - `log-v0.json` was written by the coordinator before the format had a version (commit
 //!   371c733): bare JSON records, inputs as JSON values.
-//! - `log-v1.json` is format version 1 (a version byte, inputs as text), written by
-//!   `regenerate_the_version_1_fixture` below (`REGENERATE_LOG_FIXTURE=1 cargo test -p
-//!   coordinator --test log_format -- --ignored`). Never regenerate it to make a failing test
-//!   pass: a failure here means existing data would no longer load.
+//! - `log-v1.json` is format version 1 (a version byte, inputs as text), written by the
+//!   generator below at commit fc5c318.
+//! - `log-v2.json` is format version 2 (compact binary events, values that are not UTF-8 stored
+//!   as `{"hex": ...}`, plans in their own tree, each saga's log one record), written by
+//!   `regenerate_the_newest_fixture` below (`REGENERATE_LOG_FIXTURE=2 cargo test -p coordinator
+//!   --test log_format -- --ignored`). Never regenerate a fixture to make a failing test pass:
+//!   a failure here means existing data would no longer load.
 //!
-//! Both hold the same three sagas: committed with its callback delivered (settled, snapshot),
+//! All hold the same three sagas: committed with its callback delivered (settled, snapshot),
 //! stuck rolling back after a rejected try (no snapshot), and rolling back after a refused call
 //! with a snapshot taken mid-flight and a round after it; plus a participant and two versions of
 //! a workflow.
@@ -31,9 +34,10 @@ use serde_json::{Value, json};
 const COMMITTED: &str = "0190b6c8-0000-7000-8000-000000000001";
 const STUCK: &str = "0190b6c8-0000-7000-8000-000000000002";
 const ROLLING_BACK: &str = "0190b6c8-0000-7000-8000-000000000003";
-const TREES: [&str; 7] = [
+const TREES: [&str; 8] = [
     "events",
     "sagas",
+    "plans",
     "active",
     "idempotency",
     "finished",
@@ -54,7 +58,10 @@ fn restore_fixture(version: u8, dir: &Path) {
         let tree = db.open_tree(&name).unwrap();
         for record in records.as_array().unwrap() {
             let key = hex_decode(record[0].as_str().unwrap());
-            let value = record[1].as_str().unwrap().as_bytes().to_vec();
+            let value = match &record[1] {
+                Value::String(text) => text.as_bytes().to_vec(),
+                binary => hex_decode(binary["hex"].as_str().unwrap()),
+            };
             tree.insert(key, value).unwrap();
         }
     }
@@ -187,6 +194,21 @@ async fn a_log_in_format_version_1_still_loads() {
     check_fixture(1).await;
 }
 
+#[tokio::test]
+async fn a_log_in_format_version_2_still_loads() {
+    let text = std::fs::read_to_string(fixture_path(2)).unwrap();
+    let trees: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    let logs = trees["events"].as_array().unwrap();
+    assert_eq!(logs.len(), 3, "each saga's log is one record");
+    assert!(
+        logs.iter()
+            .all(|log| log[1]["hex"].as_str().unwrap().starts_with("02")),
+        "version 2 records start with their version byte"
+    );
+    assert_eq!(trees["plans"].as_array().unwrap().len(), 1);
+    check_fixture(2).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The generator of `log-v1.json` (the same sagas as `log-v0.json`, written by the same steps)
 // ---------------------------------------------------------------------------------------------
@@ -290,12 +312,13 @@ async fn write(
 }
 
 #[tokio::test]
-#[ignore = "writes tests/data/log-v1.json; run only to add a fixture for a new format version"]
-async fn regenerate_the_version_1_fixture() {
+#[ignore = "writes tests/data/log-v{newest}.json; run only to add a fixture for a new format version"]
+async fn regenerate_the_newest_fixture() {
+    let newest = coordinator::testing::format::NEWEST_VERSION;
     assert_eq!(
         std::env::var("REGENERATE_LOG_FIXTURE").as_deref(),
-        Ok("1"),
-        "set REGENERATE_LOG_FIXTURE=1 to overwrite the checked-in fixture"
+        Ok(newest.to_string().as_str()),
+        "set REGENERATE_LOG_FIXTURE={newest} to overwrite the checked-in fixture"
     );
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
@@ -436,14 +459,18 @@ async fn regenerate_the_version_1_fixture() {
             .iter()
             .map(|item| {
                 let (k, v) = item.unwrap();
-                let key: String = k.iter().map(|b| format!("{b:02x}")).collect();
-                json!([key, String::from_utf8(v.to_vec()).unwrap()])
+                let hex =
+                    |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+                match String::from_utf8(v.to_vec()) {
+                    Ok(text) => json!([hex(&k), text]),
+                    Err(_) => json!([hex(&k), {"hex": hex(&v)}]),
+                }
             })
             .collect();
         trees.insert(name.into(), records.into());
     }
     std::fs::write(
-        fixture_path(1),
+        fixture_path(newest),
         serde_json::to_string_pretty(&trees).unwrap() + "\n",
     )
     .unwrap();

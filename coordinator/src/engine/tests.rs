@@ -389,15 +389,23 @@ fn replay_rebuilds_the_same_state() {
         log.push(event);
     }
     assert_eq!(saga.lifecycle, Lifecycle::Committed);
-    // One event per stored round, through the on-disk format.
-    let decoded: Vec<Event> = log
-        .iter()
-        .flat_map(|e| {
-            let bytes = crate::store::format::encode_round(std::slice::from_ref(e));
-            crate::store::format::decode_round(&bytes).unwrap()
-        })
-        .collect();
-    assert_eq!(Saga::replay(&decoded).unwrap(), saga);
+    // One event per stored round, through both on-disk formats (JSON and compact).
+    use crate::store::format::{NoPlans, PlanTable, decode_round, encode_round};
+    let plans = PlanTable::default();
+    for compact in [false, true] {
+        let decoded: Vec<Event> = log
+            .iter()
+            .flat_map(|e| {
+                let one = std::slice::from_ref(e);
+                if compact {
+                    decode_round(&plans.encode(one), &plans).unwrap()
+                } else {
+                    decode_round(&encode_round(one), &NoPlans).unwrap()
+                }
+            })
+            .collect();
+        assert_eq!(Saga::replay(&decoded).unwrap(), saga);
+    }
 }
 
 #[test]

@@ -1,10 +1,15 @@
 //! The on-disk format of the saga log: what the store writes, separate from the engine's
 //! in-memory types, with an explicit version.
 //!
-//! Every value the store writes (a round of events, a snapshot, a participant, a workflow
-//! version) starts with one byte, its format version, followed by JSON:
+//! Every value the store writes (a saga's events, a snapshot, a participant, a workflow
+//! version) starts with one byte, its format version:
 //!
-//! - **version 1** (written today): byte `0x01`, then the record. A saga's input is stored as
+//! - **version 2** (written today by the embedded store, for events only): byte `0x02`, then
+//!   compact binary chunks of events, the plan named by reference ([`compact`]'s docs). One
+//!   record holds a saga's whole log; `decode_round` reads it like a round that starts at
+//!   sequence 0.
+//! - **version 1** (written today for snapshots, plans and registry records, and for every
+//!   record of the PostgreSQL store): byte `0x01`, then the record as JSON. A saga's input is stored as
 //!   a JSON *string* holding the submitted text, so that no number or key order is changed on
 //!   the way through the log (JSON numbers read back through serde's buffering of tagged enums
 //!   would be rounded to 64-bit floats).
@@ -35,8 +40,18 @@ use crate::engine::{
     PlanStep, Saga, StepState, StepStatus,
 };
 
-/// The version this coordinator writes.
+pub mod compact;
+pub use compact::{NoPlans, PlanRef, PlanSource, append_chunk, decode_plan, encode_plan};
+#[cfg(any(test, feature = "testing"))]
+pub use compact::{PlanTable, encode_events};
+
+/// The version of the JSON records this coordinator writes (snapshots, registry records, and
+/// every record of the PostgreSQL store).
 pub const CURRENT_VERSION: u8 = 1;
+
+/// The newest version this coordinator reads: version 2, the compact event records of the
+/// embedded store ([`encode_events`]).
+pub const NEWEST_VERSION: u8 = compact::VERSION;
 
 /// Why stored bytes could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +59,7 @@ pub enum FormatError {
     /// Written by a newer coordinator.
     #[error(
         "record format version {found} is newer than this coordinator reads (up to \
-         {CURRENT_VERSION}): run a newer coordinator"
+         {NEWEST_VERSION}): run a newer coordinator"
     )]
     UnknownVersion {
         /// The version byte found.
@@ -66,6 +81,10 @@ fn split_version(bytes: &[u8]) -> Result<(u8, &[u8]), FormatError> {
         Some(&CURRENT_VERSION) => Ok((CURRENT_VERSION, &bytes[1..])),
         // Version 0 has no prefix: it is JSON from its first byte.
         Some(b'[' | b'{' | b' ' | b'\n' | b'\t' | b'\r') => Ok((0, bytes)),
+        Some(&compact::VERSION) => Err(FormatError::Malformed {
+            version: compact::VERSION,
+            message: "a version-2 record where only events are version 2".into(),
+        }),
         Some(&found) if found < 0x20 => Err(FormatError::UnknownVersion { found }),
         _ => Err(FormatError::Malformed {
             version: 0,
@@ -444,8 +463,12 @@ pub fn encode_round(events: &[Event]) -> Vec<u8> {
     write(&records)
 }
 
-/// The events of a stored round, in order.
-pub fn decode_round(bytes: &[u8]) -> Result<Vec<Event>, FormatError> {
+/// The events of a stored round, in order, of any version; `plans` resolves the plan of a
+/// version-2 first event.
+pub fn decode_round(bytes: &[u8], plans: &dyn PlanSource) -> Result<Vec<Event>, FormatError> {
+    if let Some((&compact::VERSION, body)) = bytes.split_first() {
+        return compact::decode_events(body, plans);
+    }
     let (version, json) = split_version(bytes)?;
     let records: Vec<EventRecord> = parse(version, json)?;
     records.into_iter().map(|r| r.into_event(version)).collect()
@@ -612,7 +635,7 @@ mod tests {
         let events = vec![Event::Created(Box::new(created.clone()))];
         let bytes = encode_round(&events);
         assert_eq!(bytes[0], CURRENT_VERSION);
-        let read = decode_round(&bytes).unwrap();
+        let read = decode_round(&bytes, &NoPlans).unwrap();
         let Event::Created(read) = &read[0] else {
             panic!("not created: {read:?}")
         };
@@ -627,7 +650,7 @@ mod tests {
             TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
         assert!(created.trace.is_some());
         let bytes = encode_round(&[Event::Created(Box::new(created.clone()))]);
-        let read = decode_round(&bytes).unwrap();
+        let read = decode_round(&bytes, &NoPlans).unwrap();
         assert_eq!(read, vec![Event::Created(Box::new(created.clone()))]);
         let saga = Saga::create(&created).unwrap();
         let (loaded, seq) = decode_snapshot(&encode_snapshot(&saga, 3)).unwrap();
@@ -641,15 +664,15 @@ mod tests {
     #[test]
     fn a_newer_version_is_refused_with_a_clear_error() {
         let mut bytes = encode_round(&[Event::Resumed { at: 5 }]);
-        bytes[0] = 2;
-        let err = decode_round(&bytes).unwrap_err();
-        assert!(matches!(err, FormatError::UnknownVersion { found: 2 }));
+        bytes[0] = 3;
+        let err = decode_round(&bytes, &NoPlans).unwrap_err();
+        assert!(matches!(err, FormatError::UnknownVersion { found: 3 }));
         assert!(
             err.to_string().contains("newer than this coordinator"),
             "{err}"
         );
         assert!(matches!(
-            decode_round(b"garbage"),
+            decode_round(b"garbage", &NoPlans),
             Err(FormatError::Malformed { .. })
         ));
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::StoreError;
-use super::format;
+use super::format::{self, PlanSource};
 use crate::engine::{EngineError, Event, Plan, Saga};
 
 /// A stored snapshot with the saga's first round, which holds the plan the snapshot leaves out.
@@ -18,6 +18,7 @@ pub(super) struct SnapshotRecords<'a> {
 /// those after it (rounds are appended before a snapshot is taken, so none straddles it).
 pub(super) fn rebuild<R: AsRef<[u8]>>(
     saga_id: &str,
+    plans: &dyn PlanSource,
     snapshot: Option<SnapshotRecords<'_>>,
     rounds: impl IntoIterator<Item = Result<(u64, R), StoreError>>,
 ) -> Result<Option<(Saga, u64)>, StoreError> {
@@ -29,14 +30,14 @@ pub(super) fn rebuild<R: AsRef<[u8]>>(
         Some(records) => {
             let (mut saga, seq) =
                 format::decode_snapshot(records.snapshot).map_err(corrupt("sagas"))?;
-            saga.plan = plan_of(saga_id, records.first_round)?;
+            saga.plan = plan_of(saga_id, records.first_round, plans)?;
             (Some(saga), seq)
         }
         None => (None, 0),
     };
     for round in rounds {
         let (first, record) = round?;
-        let events = format::decode_round(record.as_ref()).map_err(corrupt("events"))?;
+        let events = format::decode_round(record.as_ref(), plans).map_err(corrupt("events"))?;
         for (seq, event) in (first..).zip(events) {
             match (&mut saga, &event) {
                 (Some(saga), _) => saga.apply(&event).map_err(unreplayable)?,
@@ -61,20 +62,25 @@ pub(super) fn rebuild<R: AsRef<[u8]>>(
 
 /// Every event of a saga from its rounds (each with its first sequence number), in order.
 pub(super) fn expand<R: AsRef<[u8]>>(
+    plans: &dyn PlanSource,
     rounds: impl IntoIterator<Item = Result<(u64, R), StoreError>>,
 ) -> Result<Vec<(u64, Event)>, StoreError> {
     let mut events = Vec::new();
     for round in rounds {
         let (first, record) = round?;
-        let decoded = format::decode_round(record.as_ref()).map_err(corrupt("events"))?;
+        let decoded = format::decode_round(record.as_ref(), plans).map_err(corrupt("events"))?;
         events.extend((first..).zip(decoded));
     }
     Ok(events)
 }
 
 /// The plan in a saga's first round.
-pub(super) fn plan_of(saga_id: &str, first_round: &[u8]) -> Result<Arc<Plan>, StoreError> {
-    let round = format::decode_round(first_round).map_err(corrupt("events"))?;
+pub(super) fn plan_of(
+    saga_id: &str,
+    first_round: &[u8],
+    plans: &dyn PlanSource,
+) -> Result<Arc<Plan>, StoreError> {
+    let round = format::decode_round(first_round, plans).map_err(corrupt("events"))?;
     match round.into_iter().next() {
         Some(Event::Created(created)) => Ok(created.plan),
         _ => Err(StoreError::Corrupt {

@@ -1,20 +1,29 @@
-//! [`SagaLog`] and [`RegistryStore`] on sled. Values are [`super::format`] records (a version
-//! byte, then JSON): easy to inspect with any sled tool, and small next to the fsync that
-//! dominates a write.
+//! [`SagaLog`] and [`RegistryStore`] on sled. Values are [`super::format`] records: a saga's
+//! events in the compact version 2 (its plan stored once, in the `plans` tree), registry
+//! records in JSON (version 1).
+//!
+//! **One key per saga for its whole life.** A saga's log is one `events` record, `{saga_id}`,
+//! that each round extends by a chunk; settling adds nothing but the `finished` entry and takes
+//! the `active` one away. A finished saga thus costs four keys (its log, `finished`, its
+//! idempotency and business keys) where version 1 wrote one per round plus a snapshot: sled's
+//! memory grows with its number of pages and a leaf holds at most 16 keys, so keys retained are
+//! memory retained (`docs/ARCHITECTURE.md`, "Memory and disk"). Logs written before version 2
+//! (`{saga_id}/{first seq}` rounds and snapshots in `sagas`) are read as they are, and a saga
+//! that was running in such a log goes on in rounds.
 
+use std::collections::HashMap;
 use std::path::Path;
-
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sagas::{ParticipantSpec, WorkflowSpec};
 
-use super::format;
+use super::format::{self, FormatError, PlanRef, PlanSource};
 use super::replay::{SnapshotRecords, corrupt, expand, rebuild};
 use super::{
     Creation, Lease, Ownership, RegistryStore, SagaFilter, SagaLog, SagaPage, SagaReads,
     StoreError, StoreFuture, VersionWrite, ready,
 };
-use crate::engine::{Created, Event, Millis, Saga};
+use crate::engine::{Created, Event, Millis, Plan, Saga};
 use crate::telemetry;
 use group_commit::{FlushPolicy, GroupCommit};
 
@@ -43,11 +52,17 @@ pub struct SledStore {
     /// For a synchronous flush ([`SledStore::flush_blocking`]).
     #[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
     db: sled::Db,
-    /// `{saga_id}/{first seq: u64 BE}` -> the events of one round, numbered from `first seq`.
+    /// `{saga_id}` -> the saga's whole log: every event from sequence 0, one version-2 chunk
+    /// per round. In logs written before version 2: `{saga_id}/{first seq: u64 BE}` -> the
+    /// events of one round, numbered from `first seq`.
     events: sled::Tree,
-    /// `{saga_id}` -> snapshot: the saga state and the sequence number it includes. Written
-    /// when a saga settles, and every [`super::SNAPSHOT_EVERY`] events of a long-running one.
+    /// Only in logs written before version 2: `{saga_id}` -> snapshot, the saga state and the
+    /// sequence number it includes (a version-2 log is replayed whole: it is one record).
     sagas: sled::Tree,
+    /// `{plan ref}` -> a plan (version-1 JSON), written once, before the first record naming it.
+    plans: sled::Tree,
+    /// Plans this process wrote or read (see [`PlanCache`]).
+    plan_cache: Mutex<PlanCache>,
     /// `{saga_id}` -> empty, for sagas not yet terminal.
     active: sled::Tree,
     /// idempotency key -> saga id.
@@ -71,7 +86,20 @@ pub struct SledStore {
     claimed: std::sync::atomic::AtomicBool,
 }
 
-/// `{saga_id}/`: every event key of the saga starts with it.
+/// Plans by reference, so that each is stored once and decoded once.
+#[derive(Default)]
+struct PlanCache {
+    /// Every plan this process wrote or read, for decoding.
+    by_ref: HashMap<PlanRef, Arc<Plan>>,
+    /// The plans written last, by pointer: the registry shares one `Arc<Plan>` among the sagas
+    /// of a workflow version, so a write usually finds its reference without hashing.
+    recent: Vec<(Arc<Plan>, PlanRef)>,
+}
+
+/// Plans remembered by pointer; more are hashed again (and found in `by_ref`).
+const RECENT_PLANS: usize = 64;
+
+/// `{saga_id}/`: every round key of a saga in a log written before version 2 starts with it.
 fn event_prefix(saga_id: &str) -> Vec<u8> {
     let mut prefix = Vec::with_capacity(saga_id.len() + 9);
     prefix.extend_from_slice(saga_id.as_bytes());
@@ -113,6 +141,8 @@ impl SledStore {
         Ok(SledStore {
             events: db.open_tree("events")?,
             sagas: db.open_tree("sagas")?,
+            plans: db.open_tree("plans")?,
+            plan_cache: Mutex::default(),
             active: db.open_tree("active")?,
             idempotency: db.open_tree("idempotency")?,
             business_keys: db.open_tree("business_keys")?,
@@ -149,10 +179,10 @@ impl SledStore {
     /// The first event and the active-index entry. The event goes first: a crash can keep a
     /// prefix of the writes, and an active entry without its event would name nothing.
     fn insert_created(&self, saga_id: &str, first: &Event) -> Result<(), StoreError> {
-        let key = event_key(saga_id, 0);
-        let value = format::encode_round(std::slice::from_ref(first));
-        telemetry::log_written(key.len() + value.len() + saga_id.len());
-        self.events.insert(key, value)?;
+        let mut value = vec![format::NEWEST_VERSION];
+        self.append_chunk(&mut value, std::slice::from_ref(first))?;
+        telemetry::log_written(2 * saga_id.len() + value.len());
+        self.events.insert(saga_id.as_bytes(), value)?;
         if let Event::Created(created) = first
             && let Some(business_key) = &created.business_key
         {
@@ -211,7 +241,82 @@ impl SledStore {
     }
 
     fn has_created(&self, saga_id: &str) -> Result<bool, StoreError> {
-        Ok(self.events.contains_key(event_key(saga_id, 0))?)
+        Ok(self.events.contains_key(saga_id.as_bytes())?
+            || self.events.contains_key(event_key(saga_id, 0))?)
+    }
+
+    /// The reference of `plan`, stored first if this process has not stored it yet.
+    fn plan_ref(&self, plan: &Arc<Plan>) -> Result<PlanRef, StoreError> {
+        let cache = self.plan_cache.lock().expect("plan cache poisoned");
+        if let Some((_, plan_ref)) = cache.recent.iter().find(|(p, _)| Arc::ptr_eq(p, plan)) {
+            return Ok(*plan_ref);
+        }
+        let (plan_ref, bytes) = format::encode_plan(plan);
+        let known = cache.by_ref.contains_key(&plan_ref);
+        drop(cache);
+        if !known {
+            // Insert-if-absent: a reference names one plan forever.
+            if let Err(existing) =
+                self.plans
+                    .compare_and_swap(plan_ref.0, None as Option<&[u8]>, Some(&bytes[..]))?
+                && existing.current.as_deref() != Some(&bytes[..])
+            {
+                return Err(StoreError::Corrupt {
+                    tree: "plans",
+                    message: format!("two plans share the reference {:02x?}", plan_ref.0),
+                });
+            }
+            telemetry::log_written(plan_ref.0.len() + bytes.len());
+        }
+        let mut cache = self.plan_cache.lock().expect("plan cache poisoned");
+        cache.by_ref.insert(plan_ref, plan.clone());
+        if cache.recent.len() == RECENT_PLANS {
+            cache.recent.remove(0);
+        }
+        cache.recent.push((plan.clone(), plan_ref));
+        Ok(plan_ref)
+    }
+
+    /// Appends `events` to a version-2 record as one chunk, the plan of a `Created` among them
+    /// stored first.
+    fn append_chunk(&self, record: &mut Vec<u8>, events: &[Event]) -> Result<(), StoreError> {
+        let mut refs = Vec::new();
+        for event in events {
+            if let Event::Created(created) = event {
+                refs.push((Arc::as_ptr(&created.plan), self.plan_ref(&created.plan)?));
+            }
+        }
+        format::append_chunk(record, events, |plan| {
+            refs.iter()
+                .find(|(p, _)| std::ptr::eq(*p, plan))
+                .map_or_else(|| format::encode_plan(plan).0, |(_, r)| *r)
+        });
+        Ok(())
+    }
+
+    /// How many keys each tree holds, by tree name (tests count what a saga leaves behind).
+    #[cfg(test)]
+    pub(super) fn key_counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        [
+            ("events", &self.events),
+            ("sagas", &self.sagas),
+            ("plans", &self.plans),
+            ("active", &self.active),
+            ("finished", &self.finished),
+            ("idempotency", &self.idempotency),
+            ("business_keys", &self.business_keys),
+        ]
+        .into_iter()
+        .map(|(name, tree)| (name, tree.len()))
+        .collect()
+    }
+
+    /// A round as a coordinator of format version 1 wrote it.
+    #[cfg(test)]
+    pub(super) fn insert_version_1_round(&self, saga_id: &str, first_seq: u64, events: &[Event]) {
+        self.events
+            .insert(event_key(saga_id, first_seq), format::encode_round(events))
+            .expect("insert");
     }
 
     /// What a crash can leave behind: a key claimed for a saga whose first event was lost.
@@ -276,24 +381,42 @@ impl SledStore {
         if events.is_empty() {
             return Ok(());
         }
-        let key = event_key(saga_id, first_seq);
-        let value = format::encode_round(events);
-        telemetry::log_written(key.len() + value.len());
-        self.events.insert(key, value)?;
+        // Only this saga's task writes its log, so reading and writing it back is no race.
+        match self.events.get(saga_id.as_bytes())? {
+            Some(log) => {
+                let mut value = log.to_vec();
+                let before = value.len();
+                self.append_chunk(&mut value, events)?;
+                telemetry::log_written(saga_id.len() + value.len() - before);
+                self.events.insert(saga_id.as_bytes(), value)?;
+            }
+            // A saga begun in a log written before version 2 goes on in rounds.
+            None => {
+                let key = event_key(saga_id, first_seq);
+                let mut value = vec![format::NEWEST_VERSION];
+                self.append_chunk(&mut value, events)?;
+                telemetry::log_written(key.len() + value.len());
+                self.events.insert(key, value)?;
+            }
+        }
         Ok(())
     }
 
+    /// A version-2 log is one record that a load replays whole, so a running saga needs no
+    /// snapshot; a settled one gets its `finished` entry and leaves the active index (in that
+    /// order: a crash in between leaves it active, and recovery, finding it settled, comes back
+    /// here). A snapshot of a log written before version 2 goes with it.
     fn write_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError> {
-        let value = format::encode_snapshot(saga, seq);
-        telemetry::log_written(saga.id.len() + value.len());
-        self.sagas.insert(saga.id.as_bytes(), value)?;
-        if saga.is_settled() {
-            self.active.remove(saga.id.as_bytes())?;
-            let mut key = saga.updated_at.to_be_bytes().to_vec();
-            key.extend_from_slice(saga.id.as_bytes());
-            telemetry::log_written(key.len());
-            self.finished.insert(key, &[])?;
+        let _ = seq;
+        if !saga.is_settled() {
+            return Ok(());
         }
+        let mut key = saga.updated_at.to_be_bytes().to_vec();
+        key.extend_from_slice(saga.id.as_bytes());
+        telemetry::log_written(key.len());
+        self.finished.insert(key, &[])?;
+        self.sagas.remove(saga.id.as_bytes())?;
+        self.active.remove(saga.id.as_bytes())?;
         Ok(())
     }
 
@@ -306,18 +429,34 @@ impl SledStore {
         {
             let (key, _) = item?;
             let id = String::from_utf8_lossy(&key[8..]).into_owned();
-            if let Some(bytes) = self.sagas.get(id.as_bytes())? {
-                let (saga, _) = format::decode_snapshot(&bytes).map_err(corrupt("sagas"))?;
-                if let Some(k) = &saga.idempotency_key {
+            let keys = match self.events.get(id.as_bytes())? {
+                Some(log) => {
+                    let events = format::decode_round(&log, self).map_err(corrupt("events"))?;
+                    match events.into_iter().next() {
+                        Some(Event::Created(c)) => Some((c.idempotency_key, c.business_key)),
+                        _ => None,
+                    }
+                }
+                None => self
+                    .sagas
+                    .get(id.as_bytes())?
+                    .map(|bytes| format::decode_snapshot(&bytes).map_err(corrupt("sagas")))
+                    .transpose()?
+                    .map(|(saga, _)| (saga.idempotency_key, saga.business_key)),
+            };
+            if let Some((idempotency_key, business_key)) = keys {
+                if let Some(k) = &idempotency_key {
                     self.idempotency.remove(k.as_bytes())?;
                 }
-                if let Some(k) = &saga.business_key {
+                if let Some(k) = &business_key {
                     self.business_keys.remove(business_key_entry(k, &id))?;
                 }
             }
-            // The saga's row first: a reader finds the row, then the events, then (if they
-            // are gone) checks the row again, so it sees the saga whole or not at all. The
+            // A version-2 log is one key: it is there or not. In an older log the saga's
+            // snapshot goes first: a reader finds the snapshot, then the rounds, then (if they
+            // are gone) checks the snapshot again, so it sees the saga whole or not at all. The
             // `finished` entry last: after a crash in between, the next sweep finishes the job.
+            self.events.remove(id.as_bytes())?;
             self.sagas.remove(id.as_bytes())?;
             let prefix = event_prefix(&id);
             let mut batch = sled::Batch::default();
@@ -332,14 +471,28 @@ impl SledStore {
     }
 
     fn read_events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
+        if let Some(log) = self.events.get(saga_id.as_bytes())? {
+            return expand(self, std::iter::once(Ok((0, log))));
+        }
         let prefix = event_prefix(saga_id);
-        expand(self.events.scan_prefix(&prefix).map(|item| {
-            let (key, value) = item?;
-            Ok((event_seq(&key, prefix.len())?, value))
-        }))
+        expand(
+            self,
+            self.events.scan_prefix(&prefix).map(|item| {
+                let (key, value) = item?;
+                Ok((event_seq(&key, prefix.len())?, value))
+            }),
+        )
     }
 
     fn read_saga(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
+        if let Some(log) = self.events.get(saga_id.as_bytes())? {
+            return rebuild(saga_id, self, None, std::iter::once(Ok((0, log))));
+        }
+        self.read_rounds(saga_id)
+    }
+
+    /// A saga of a log written before version 2: its snapshot and the rounds after it.
+    fn read_rounds(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
         let snapshot = self.sagas.get(saga_id.as_bytes())?;
         let (records, from) = match &snapshot {
             Some(bytes) => {
@@ -377,7 +530,7 @@ impl SledStore {
                 snapshot,
                 first_round,
             });
-        rebuild(saga_id, snapshot, rounds)
+        rebuild(saga_id, self, snapshot, rounds)
     }
 
     fn read_active_ids(&self) -> Result<Vec<String>, StoreError> {
@@ -388,8 +541,9 @@ impl SledStore {
             .collect()
     }
 
-    /// Active sagas have no snapshot, so the listing merges the active index with the
-    /// snapshots (both keyed by saga id) and loads each saga.
+    /// Every saga has its first event in `events` (as its whole log `{id}`, or as round
+    /// `{id}/0` in a log written before version 2), so the listing walks that tree's keys in id
+    /// order, each saga once, and loads each saga.
     fn read_page(
         &self,
         filter: &SagaFilter,
@@ -399,33 +553,26 @@ impl SledStore {
         if let Some(business_key) = &filter.business_key {
             return self.read_page_by_business_key(business_key, filter, cursor, limit);
         }
-        let after = |tree: &sled::Tree| match cursor {
-            Some(c) => tree.range::<&[u8], _>((
+        let keys = match cursor {
+            Some(c) => self.events.range::<&[u8], _>((
                 std::ops::Bound::Excluded(c.as_bytes()),
                 std::ops::Bound::Unbounded,
             )),
-            None => tree.iter(),
+            None => self.events.iter(),
         };
-        let mut settled = after(&self.sagas).keys().peekable();
-        let mut active = after(&self.active).keys().peekable();
-        // The smaller of the two next ids; a saga in both (settling right now) once.
-        let ids = std::iter::from_fn(move || {
-            let id = match (settled.peek(), active.peek()) {
-                (None, None) => return None,
-                (Some(Err(_)), _) => settled.next(),
-                (_, Some(Err(_))) => active.next(),
-                (Some(Ok(s)), Some(Ok(a))) if s == a => {
-                    active.next();
-                    settled.next()
-                }
-                (Some(Ok(s)), Some(Ok(a))) if s < a => settled.next(),
-                (Some(Ok(_)), None) => settled.next(),
-                (_, Some(Ok(_))) => active.next(),
-            }?;
-            Some(
-                id.map(|id| String::from_utf8_lossy(&id).into_owned())
-                    .map_err(StoreError::from),
-            )
+        let mut last: Option<Vec<u8>> = cursor.map(|c| c.as_bytes().to_vec());
+        let ids = keys.keys().filter_map(move |key| {
+            let key = match key {
+                Ok(key) => key,
+                Err(e) => return Some(Err(StoreError::from(e))),
+            };
+            // A saga id never holds '/': what follows the first one is a round's number.
+            let id = key.split(|&b| b == b'/').next().unwrap_or(&key);
+            if last.as_deref() == Some(id) {
+                return None;
+            }
+            last = Some(id.to_vec());
+            Some(Ok(String::from_utf8_lossy(id).into_owned()))
         });
         self.page_of(ids, filter, limit)
     }
@@ -435,6 +582,38 @@ impl SledStore {
             .idempotency
             .get(key)?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+}
+
+/// Plans of version-2 records: from this process's cache, else the `plans` tree.
+impl PlanSource for SledStore {
+    fn plan(&self, plan_ref: PlanRef) -> Result<Arc<Plan>, FormatError> {
+        let cached = self
+            .plan_cache
+            .lock()
+            .expect("plan cache poisoned")
+            .by_ref
+            .get(&plan_ref)
+            .cloned();
+        if let Some(plan) = cached {
+            return Ok(plan);
+        }
+        let missing = |message: String| FormatError::Malformed {
+            version: format::NEWEST_VERSION,
+            message,
+        };
+        let bytes = self
+            .plans
+            .get(plan_ref.0)
+            .map_err(|e| missing(format!("reading plan {:02x?}: {e}", plan_ref.0)))?
+            .ok_or_else(|| missing(format!("plan {:02x?} is not stored", plan_ref.0)))?;
+        let plan = Arc::new(format::decode_plan(&bytes)?);
+        self.plan_cache
+            .lock()
+            .expect("plan cache poisoned")
+            .by_ref
+            .insert(plan_ref, plan.clone());
+        Ok(plan)
     }
 }
 

@@ -24,3 +24,103 @@ async fn a_key_claim_lost_in_a_crash_is_taken_over() {
     );
     assert!(store.load("s3").await.unwrap().is_some());
 }
+
+/// The events that take the one-step saga `created(...)` to committed, from sequence 1.
+fn commit_round() -> Vec<crate::engine::Event> {
+    use crate::engine::{CallRef, Decision, Event};
+    let call = CallRef {
+        step: 0,
+        phase: sagas::Phase::Action,
+        attempt: 1,
+    };
+    vec![
+        Event::CallStarted { call, at: 1_001 },
+        crate::engine::fixtures::ended_ok(call, 1_002),
+        Event::Decided {
+            decision: Decision::Commit,
+            at: 1_002,
+        },
+        Event::Finished { at: 1_002 },
+    ]
+}
+
+#[tokio::test]
+async fn a_finished_saga_is_one_log_record_and_three_index_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let id = "0190b6c8-0000-7000-8000-00000000000a";
+    let first = created(id, Some("ka"));
+    store.create(&first, Some("ka")).await.unwrap();
+    let mut saga = crate::engine::Saga::create(&first).unwrap();
+    // Two rounds, as a saga that waited between them writes them.
+    let events = commit_round();
+    for (first_seq, round) in [(1, &events[..2]), (3, &events[2..])] {
+        for e in round {
+            saga.apply(e).unwrap();
+        }
+        store.append(&saga, first_seq, round).unwrap();
+    }
+    assert!(saga.is_settled());
+    store.save_snapshot(&saga, 4).unwrap();
+    store.flush().await.unwrap();
+
+    let counts = store.key_counts();
+    let expected = [
+        ("events", 1),
+        ("sagas", 0),
+        ("plans", 1),
+        ("active", 0),
+        ("finished", 1),
+        ("idempotency", 1),
+        ("business_keys", 0),
+    ];
+    assert_eq!(counts, expected.into_iter().collect(), "{counts:?}");
+
+    let (loaded, seq) = store.load(id).await.unwrap().unwrap();
+    assert_eq!((loaded, seq), (saga, 4));
+    let mut all = vec![crate::engine::Event::Created(Box::new(first))];
+    all.extend(events);
+    let read: Vec<_> = store.events(id).await.unwrap();
+    assert_eq!(read, (0..).zip(all).collect::<Vec<_>>());
+
+    // The key still names its saga: a resubmission finds it, nothing new is made.
+    assert_eq!(
+        create(&store, "0190b6c8-0000-7000-8000-0000000000ff", Some("ka")).await,
+        Creation::Existing(id.into())
+    );
+    // A second saga of the same workflow adds no plan.
+    create(&store, "0190b6c8-0000-7000-8000-00000000000b", None).await;
+    assert_eq!(store.key_counts()["plans"], 1);
+}
+
+#[tokio::test]
+async fn a_saga_begun_in_a_version_1_log_goes_on_in_rounds_and_reads_whole() {
+    use super::SagaFilter;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let id = "0190b6c8-0000-7000-8000-00000000000c";
+    let first = created(id, None);
+    let mut saga = crate::engine::Saga::create(&first).unwrap();
+    let events = commit_round();
+    // Written by a coordinator of format version 1: its first two rounds.
+    store.insert_version_1_round(id, 0, &[crate::engine::Event::Created(Box::new(first))]);
+    store.insert_version_1_round(id, 1, &events[..2]);
+    for e in &events {
+        saga.apply(e).unwrap();
+    }
+    // Today's coordinator goes on.
+    store.append(&saga, 3, &events[2..]).unwrap();
+    store.save_snapshot(&saga, 4).unwrap();
+
+    let (loaded, seq) = store.load(id).await.unwrap().unwrap();
+    assert_eq!((loaded, seq), (saga, 4));
+    assert_eq!(store.events(id).await.unwrap().len(), 5);
+    let page = store.list(&SagaFilter::default(), None, 10).await.unwrap();
+    assert_eq!(
+        page.sagas.len(),
+        1,
+        "listed once though it has three round keys"
+    );
+    assert_eq!(store.expire_finished(u64::MAX, 10).await.unwrap(), 1);
+    assert_eq!(store.key_counts()["events"], 0);
+}

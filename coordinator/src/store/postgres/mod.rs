@@ -32,6 +32,7 @@ use group_commit::{FlushPolicy, GroupCommit};
 use sagas::{ParticipantSpec, WorkflowSpec};
 
 use super::format;
+use super::format::NoPlans;
 use super::replay::{SnapshotRecords, corrupt, expand, rebuild};
 use super::{
     Creation, Lease, Ownership, RegistryStore, SagaFilter, SagaLog, SagaPage, SagaReads,
@@ -606,9 +607,14 @@ impl Shared {
                     snapshot,
                     first_round: &first_round,
                 };
-                rebuild(saga_id, Some(snapshot), records.into_iter().map(Ok))
+                rebuild(
+                    saga_id,
+                    &NoPlans,
+                    Some(snapshot),
+                    records.into_iter().map(Ok),
+                )
             }
-            None => rebuild(saga_id, None, records.into_iter().map(Ok)),
+            None => rebuild(saga_id, &NoPlans, None, records.into_iter().map(Ok)),
         }
     }
 }
@@ -711,6 +717,7 @@ impl SagaReads for PgStore {
                 .await
                 .map_err(db)?;
             expand(
+                &NoPlans,
                 rows.iter()
                     .map(|r| Ok((r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)))),
             )
