@@ -110,6 +110,12 @@ pub struct SoakResult {
     pub growth: Vec<Growth>,
     /// The coordinator's data directory at the end divided by the finished sagas, in bytes.
     pub coordinator_disk_bytes_per_saga: Option<f64>,
+    /// VmRSS (MiB) of the coordinator started again on the soak's data directory (every saga
+    /// retained, none active), once it is ready and a second has passed: what history costs a
+    /// restart.
+    pub restart_rss_mb: Option<f64>,
+    /// The same for a coordinator started on an empty data directory, for comparison.
+    pub idle_rss_mb: Option<f64>,
     /// The books were clean and no must-abort saga committed.
     pub ok: bool,
 }
@@ -123,6 +129,7 @@ pub async fn run(settings: &SoakSettings) -> anyhow::Result<SoakResult> {
     let mut cluster = Cluster::start_with(options)
         .await
         .context("soak: starting the cluster")?;
+    let idle_rss_mb = settled_rss(&cluster).await;
     let mut watched = vec![(
         "coordinator".to_string(),
         cluster.coordinator(0).process().pid(),
@@ -185,6 +192,11 @@ pub async fn run(settings: &SoakSettings) -> anyhow::Result<SoakResult> {
     .await
     .context("soak: the load")?;
     let samples = sampler.await.context("soak: the sampler")?;
+    cluster
+        .restart_coordinator()
+        .await
+        .context("soak: restarting the coordinator on its history")?;
+    let restart_rss_mb = settled_rss(&cluster).await;
     drop(cluster);
 
     let json = report.json;
@@ -206,8 +218,20 @@ pub async fn run(settings: &SoakSettings) -> anyhow::Result<SoakResult> {
         samples,
         growth,
         coordinator_disk_bytes_per_saga,
+        restart_rss_mb,
+        idle_rss_mb,
         ok: report.ok,
     })
+}
+
+/// The first coordinator's VmRSS (MiB) a second after it answered `/readyz`.
+async fn settled_rss(cluster: &Cluster) -> Option<f64> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster
+        .coordinator(0)
+        .process()
+        .pid()
+        .and_then(procfs::rss_mb)
 }
 
 fn sample(watched: &[(String, Option<u32>, PathBuf)], t_s: f64) -> Sample {
@@ -323,6 +347,13 @@ pub fn markdown(result: &SoakResult) -> String {
             "\nCoordinator disk per finished saga: {bytes:.0} bytes.\n"
         ));
     }
+    if let (Some(restart), Some(idle)) = (result.restart_rss_mb, result.idle_rss_mb) {
+        md.push_str(&format!(
+            "\nCoordinator restarted on this history (nothing active): {restart:.1} MiB RSS once \
+             ready; on an empty data directory: {idle:.1} MiB; {:.0} bytes per retained saga.\n",
+            (restart - idle) * 1024.0 * 1024.0 / result.finished.max(1) as f64
+        ));
+    }
     md
 }
 
@@ -369,6 +400,8 @@ mod tests {
             samples: samples.to_vec(),
             growth,
             coordinator_disk_bytes_per_saga: Some(41943.04),
+            restart_rss_mb: Some(60.0),
+            idle_rss_mb: Some(50.0),
             ok: true,
         });
         assert!(
@@ -376,6 +409,11 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("41943 bytes"), "{md}");
+        // 10 MiB over 1,000 retained sagas.
+        assert!(
+            md.contains("60.0 MiB RSS") && md.contains("10486 bytes per retained saga"),
+            "{md}"
+        );
     }
 
     #[test]

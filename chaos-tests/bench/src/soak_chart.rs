@@ -154,6 +154,8 @@ mod tests {
             ],
             growth: Vec::new(),
             coordinator_disk_bytes_per_saga: None,
+            restart_rss_mb: None,
+            idle_rss_mb: None,
             ok: true,
         }
     }
