@@ -292,12 +292,20 @@ where
         let deleted = store.transaction(|tx| {
             let mut deleted = 0u64;
             for branch in page.iter().filter(|b| settled(&b.saga_id)) {
-                let Some(record) = tx.record(&branch.saga_id, &branch.step)? else {
+                let Some(mut record) = tx.record(&branch.saga_id, &branch.step)? else {
                     continue;
                 };
-                // Written again since it was listed (a late call): young again, kept.
-                if record.written_at.is_some_and(|t| t > cutoff) {
-                    continue;
+                match record.written_at {
+                    // Written again since it was listed (a late call): young again, kept.
+                    Some(t) if t > cutoff => continue,
+                    Some(_) => {}
+                    // Rewritten without its time (by an older version of this SDK): its age
+                    // is unknown, so it ages from now, like any record first seen untimed.
+                    None => {
+                        record.written_at = Some(now);
+                        tx.put_record(&branch.saga_id, &branch.step, &record)?;
+                        continue;
+                    }
                 }
                 forget.forget(tx, branch, &record)?;
                 tx.remove_record(&branch.saga_id, &branch.step)?;

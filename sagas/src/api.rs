@@ -417,6 +417,7 @@ pub const MAX_STATE_IDS: usize = 1_000;
 #[serde(deny_unknown_fields)]
 pub struct SagaStatesQuery {
     /// Saga ids; duplicates are answered once.
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub ids: Vec<String>,
 }
 
