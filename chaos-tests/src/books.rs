@@ -15,6 +15,12 @@
 //!
 //! Points are checked per account, so a test that wants to pin a double award on one saga gives
 //! each saga its own account, or distinct point values.
+//!
+//! The check reads every saga's order after the run, so it needs the participants' retention
+//! (`--retention-secs`, default 1 hour) to be longer than the run and its check: the order
+//! participant deletes a settled saga's order once its records are that old, and a committed
+//! saga whose order was swept reads as [`Violation::OrderMissing`]. Barrier records are not
+//! read, and balances are never swept.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

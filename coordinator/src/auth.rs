@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Only the token's SHA-256 is stored; a presented token is hashed and compared with every
-//! stored hash in constant time. Scopes do not imply each other: `read` (every `GET`), `submit`
+//! stored hash in constant time. Scopes do not imply each other: `read` (every `GET`, and `POST /v1/sagas/states`), `submit`
 //! (`POST /v1/sagas`), `operate` (abort, retry, retry-now, resolve, bulk retry), `admin`
 //! (`PUT` participants and workflows). A request without a known token is `401` with
 //! `WWW-Authenticate: Bearer`; a known token without the route's scope is `403`. The health
@@ -38,7 +38,8 @@ const REALM: &str = "saga-coordinator";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
-    /// Every `GET`: sagas, events, participants, workflows, metrics.
+    /// Every `GET`: sagas, events, participants, workflows, metrics; and `POST
+    /// /v1/sagas/states` (a batch of saga states, what participants' retention sweeps ask).
     Read,
     /// `POST /v1/sagas`.
     Submit,
@@ -252,6 +253,8 @@ pub fn requirement(method: &Method, path: &str) -> Requirement {
     match *method {
         Method::GET | Method::HEAD => Requirement::Scope(Scope::Read),
         Method::POST if path == "/v1/sagas" => Requirement::Scope(Scope::Submit),
+        // A read in a POST (the ids travel in the body): participants' retention sweeps.
+        Method::POST if path == "/v1/sagas/states" => Requirement::Scope(Scope::Read),
         Method::POST if path.starts_with("/v1/sagas/") => Requirement::Scope(Scope::Operate),
         Method::PUT if under("/v1/participants") || under("/v1/workflows") => {
             Requirement::Scope(Scope::Admin)
@@ -408,6 +411,11 @@ mod tests {
             (Method::GET, "/metrics", Requirement::Scope(Scope::Read)),
             (Method::GET, "/v1/sagas/x", Requirement::Scope(Scope::Read)),
             (Method::POST, "/v1/sagas", Requirement::Scope(Scope::Submit)),
+            (
+                Method::POST,
+                "/v1/sagas/states",
+                Requirement::Scope(Scope::Read),
+            ),
             (
                 Method::POST,
                 "/v1/sagas/x/abort",

@@ -803,3 +803,70 @@ on_both_stores! {
         s.coordinator.shutdown().await;
     }
 }
+
+on_both_stores! {
+    /// `POST /v1/sagas/states` answers every asked id in one request: committed, aborted,
+    /// stuck, running as the saga views name them, `unknown` for an id the coordinator does
+    /// not hold; more than 1000 ids is `400` naming the limit.
+    async fn saga_states_answers_a_batch_of_ids() {
+        let s = setup(2).await;
+        let committed = s.run(json!({"n": 1})).await.saga;
+        assert_eq!(committed.state, SagaState::Committed);
+        s.fake.answer(Phase::Try, 409);
+        let aborted = s.run(json!({"n": 2})).await.saga;
+        assert_eq!(aborted.state, SagaState::Aborted);
+        s.fake.answer(Phase::Compensate, 500);
+        let stuck = s.submit(json!({"n": 3}), None, Some(0)).await.saga;
+        let stuck = wait_terminal(&s.client, &stuck.id).await;
+        assert_eq!(stuck.state, SagaState::Stuck);
+        s.fake.answer(Phase::Try, 200);
+        s.fake.hold(Phase::Try);
+        let running = s.submit(json!({"n": 4}), None, Some(0)).await.saga;
+        // The held try keeps it running while it is asked about.
+        wait_for(Duration::from_secs(10), async || {
+            if s.fake.count(Phase::Try) >= 1 { Ok(()) } else { Err("try not called yet".to_string()) }
+        })
+        .await;
+
+        let ids: Vec<String> = [&committed.id, &aborted.id, &stuck.id, &running.id]
+            .into_iter()
+            .cloned()
+            .chain(["no-such-saga".to_string(), committed.id.clone()])
+            .collect();
+        let answer = s.client.saga_states(&ids).await.unwrap();
+        use sagas::api::ReportedState;
+        let expected = [
+            (committed.id.clone(), ReportedState::Committed),
+            (aborted.id.clone(), ReportedState::Aborted),
+            (stuck.id.clone(), ReportedState::Stuck),
+            (running.id.clone(), ReportedState::Running),
+            ("no-such-saga".to_string(), ReportedState::Unknown),
+        ];
+        assert_eq!(answer.states, expected.into_iter().collect(), "{answer:?}");
+        // The names are the saga views' own.
+        let raw: Value = reqwest::Client::new()
+            .post(format!("{}/v1/sagas/states", s.coordinator.url()))
+            .json(&json!({"ids": [committed.id, stuck.id]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            raw,
+            json!({"states": {(committed.id.as_str()): "committed", (stuck.id.as_str()): "stuck"}})
+        );
+
+        assert!(s.client.saga_states(&[]).await.unwrap().states.is_empty());
+        let many: Vec<String> = (0..1_000).map(|i| format!("id-{i}")).collect();
+        assert_eq!(s.client.saga_states(&many).await.unwrap().states.len(), 1_000);
+        let too_many: Vec<String> = (0..1_001).map(|i| format!("id-{i}")).collect();
+        let (status, code) = api_error(s.client.saga_states(&too_many).await.unwrap_err());
+        assert_eq!((status, code.as_str()), (400, "bad_request"));
+        let err = s.client.saga_states(&too_many).await.unwrap_err().to_string();
+        assert!(err.contains("at most 1000"), "{err}");
+        s.fake.release_all();
+        s.coordinator.shutdown().await;
+    }
+}

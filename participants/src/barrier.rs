@@ -110,6 +110,14 @@ pub struct BarrierRecord {
     /// The reply of the undo phase (`cancel`/`compensate`), including a null compensation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<BranchReply>,
+    /// When a branch call last wrote or read this record, in milliseconds since the Unix
+    /// epoch: every call that finds the record (a replayed duplicate, a refused phase)
+    /// stamps it again, so the record's age is the time since the coordinator last reached
+    /// this branch. The retention sweep ([`crate::retention`]) deletes a record only once it
+    /// is old enough. `None` in records written before this field existed; the store gives
+    /// those the time it first sees them ([`BarrierStore::aged`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_at: Option<u64>,
 }
 
 /// The three kinds of branch phase, as the barrier treats them.
@@ -247,13 +255,26 @@ impl<S: BarrierStore> Barrier<S> {
         F: Fn(&S::Tx<'_>, BranchInput<'_>) -> Result<Value, TxError>,
     {
         let (saga_id, step) = (req.saga_id.as_str(), req.step.as_str());
+        let now = crate::retention::unix_millis();
         let outcome = self.store.transaction(|tx| {
-            let mut record = tx.record(saga_id, step)?.unwrap_or_default();
+            let found = tx.record(saga_id, step)?;
+            let existed = found.is_some();
+            let mut record = found.unwrap_or_default();
             if let Some(stored) = record.reply_mut(kind).clone() {
+                // A duplicate: the coordinator still reaches this branch, so the record's age
+                // starts again (retention keeps it at least its minimum age from now).
+                record.written_at = Some(now);
+                tx.put_record(saga_id, step, &record)?;
                 return Ok(stored);
             }
             let reply = match kind.decide(&record, req) {
-                Decision::Refuse(reply) => return Ok(reply),
+                Decision::Refuse(reply) => {
+                    if existed {
+                        record.written_at = Some(now);
+                        tx.put_record(saga_id, step, &record)?;
+                    }
+                    return Ok(reply);
+                }
                 Decision::Record(reply) => reply,
                 Decision::Apply => {
                     let input = match kind {
@@ -268,6 +289,7 @@ impl<S: BarrierStore> Barrier<S> {
                 }
             };
             *record.reply_mut(kind) = Some(reply.clone());
+            record.written_at = Some(now);
             tx.put_record(saga_id, step, &record)?;
             Ok(reply)
         });
@@ -289,10 +311,13 @@ impl<S: BarrierStore> Barrier<S> {
         rejection: &Rejection,
     ) -> Result<BranchReply, BarrierError> {
         let (saga_id, step) = (req.saga_id.as_str(), req.step.as_str());
+        let now = crate::retention::unix_millis();
         let outcome = self.store.transaction(|tx| {
             let mut record = tx.record(saga_id, step)?.unwrap_or_default();
-            if let Some(stored) = &record.forward {
-                return Ok(stored.clone());
+            record.written_at = Some(now);
+            if let Some(stored) = record.forward.clone() {
+                tx.put_record(saga_id, step, &record)?;
+                return Ok(stored);
             }
             let reply = if record.undo.is_some() {
                 hanging_reply(req)

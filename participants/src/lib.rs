@@ -14,6 +14,9 @@
 //! - [`registration`]: registers the participant with the coordinator in the background,
 //!   retrying with backoff until it answers;
 //! - [`policy`]: a resilience policy read from a JSON or YAML file, for registration;
+//! - [`retention`]: the background sweep that deletes the barrier records (and the business
+//!   records that go with them) of sagas the coordinator has settled, once they are old
+//!   enough (default 1 hour); the rule is in the module docs;
 //! - [`signature`]: checking the coordinator's `Saga-Signature` on branch calls (`401` when
 //!   bad or stale); the axum middleware `signature::require_signature` (feature `axum`).
 //!
@@ -31,6 +34,7 @@ pub mod input;
 pub mod policy;
 pub mod registration;
 pub mod reply;
+pub mod retention;
 pub mod signature;
 #[cfg(feature = "sled")]
 pub mod sled_store;
@@ -39,7 +43,8 @@ pub mod store;
 pub use barrier::{Barrier, BarrierError, BarrierRecord, PhaseKind};
 pub use input::BranchInput;
 pub use reply::{BranchReply, Rejection};
+pub use retention::{Retention, RetentionTask};
 pub use signature::SignatureCheck;
 #[cfg(feature = "sled")]
 pub use sled_store::{SledStore, SledTx};
-pub use store::{BarrierStore, BarrierTx, StoreError, TxError};
+pub use store::{AgedBranch, BarrierStore, BarrierTx, StoreError, TxError};

@@ -2,7 +2,14 @@
 //!
 //! Barrier records live in the tree [`BARRIER_TREE`], one key per branch; business data in one
 //! business tree named at [`SledStore::open`]. A transaction spans both trees, so sled makes
-//! racing phases of one branch conflict on the record's key and re-runs the loser. sled
+//! racing phases of one branch conflict on the record's key and re-runs the loser.
+//!
+//! For retention, the tree [`AGE_TREE`] indexes the records by the time they were last written
+//! (`written_at` as 8 big-endian bytes, then the record's key; empty values), kept in the same
+//! transaction as the record, so [`BarrierStore::aged`] reads the oldest first without
+//! scanning every record. Records written before they carried their time are indexed once, at
+//! the first [`BarrierStore::aged`] of a database, with the time of that call (a marker in
+//! [`META_TREE`] says it was done). sled
 //! buffers writes; [`BarrierStore::durable`] flushes them through the workspace's group commit
 //! (`group-commit`), without lingering: a participant's flushes are short and its callers
 //! few, and lingering measured slower at 16 clients.
@@ -19,10 +26,18 @@ use sled::transaction::{
 
 use crate::barrier::BarrierRecord;
 use crate::reply::Rejection;
-use crate::store::{BarrierStore, BarrierTx, StoreError, TxError};
+use crate::store::{AgedBranch, BarrierStore, BarrierTx, StoreError, TxError};
 
 /// Name of the sled tree holding the barrier records.
 pub const BARRIER_TREE: &str = "barrier";
+/// Name of the sled tree indexing the barrier records by the time they were last written.
+pub const AGE_TREE: &str = "barrier_by_age";
+/// Name of the sled tree of the store's own bookkeeping (whether old records were indexed).
+pub const META_TREE: &str = "barrier_meta";
+/// Key in [`META_TREE`] present once records without a time have been indexed.
+const LEGACY_INDEXED: &[u8] = b"legacy_records_indexed";
+/// Records given a time per transaction while indexing old records.
+const LEGACY_CHUNK: usize = 256;
 
 /// sled's page cache for a participant's database, in bytes (16 MiB), as the coordinator's.
 /// sled's own default is 1 GiB: a participant under steady load grows towards it (measured:
@@ -46,6 +61,8 @@ pub fn open_database(dir: &std::path::Path) -> Result<sled::Db, sled::Error> {
 pub struct SledStore {
     db: sled::Db,
     records: sled::Tree,
+    ages: sled::Tree,
+    meta: sled::Tree,
     business: sled::Tree,
     commit: GroupCommit,
 }
@@ -71,6 +88,8 @@ impl SledStore {
         Ok(SledStore {
             db: db.clone(),
             records: db.open_tree(BARRIER_TREE)?,
+            ages: db.open_tree(AGE_TREE)?,
+            meta: db.open_tree(META_TREE)?,
             business: db.open_tree(business)?,
             commit,
         })
@@ -95,13 +114,19 @@ impl BarrierStore for SledStore {
     where
         F: Fn(&SledTx<'_>) -> Result<T, TxError>,
     {
-        let outcome = (&self.records, &self.business).transaction(|(records, business)| {
-            work(&SledTx { records, business }).map_err(|e| match e {
-                // sled re-runs the closure.
-                TxError::Conflict => ConflictableTransactionError::Conflict,
-                other => ConflictableTransactionError::Abort(other),
-            })
-        });
+        let outcome =
+            (&self.records, &self.ages, &self.business).transaction(|(records, ages, business)| {
+                work(&SledTx {
+                    records,
+                    ages,
+                    business,
+                })
+                .map_err(|e| match e {
+                    // sled re-runs the closure.
+                    TxError::Conflict => ConflictableTransactionError::Conflict,
+                    other => ConflictableTransactionError::Abort(other),
+                })
+            });
         match outcome {
             Ok(value) => Ok(value),
             Err(TransactionError::Abort(e)) => Err(e),
@@ -112,6 +137,99 @@ impl BarrierStore for SledStore {
     fn durable(&self) -> impl Future<Output = Result<(), GroupCommitError>> + Send {
         self.commit.flush()
     }
+
+    fn aged(
+        &self,
+        before: u64,
+        after: Option<&AgedBranch>,
+        limit: usize,
+    ) -> Result<Vec<AgedBranch>, StoreError> {
+        self.index_legacy_records()?;
+        let start = match after {
+            Some(last) => {
+                let mut key = age_key(last.written_at, &record_key(&last.saga_id, &last.step));
+                // The smallest key after `last`'s.
+                key.push(0);
+                std::ops::Bound::Included(key)
+            }
+            None => std::ops::Bound::Unbounded,
+        };
+        let end = std::ops::Bound::Excluded(before.to_be_bytes().to_vec());
+        let mut out = Vec::new();
+        for entry in self.ages.range::<Vec<u8>, _>((start, end)).take(limit) {
+            let (key, _) = entry.map_err(StoreError::backend)?;
+            out.push(decode_age_key(&key)?);
+        }
+        Ok(out)
+    }
+}
+
+impl SledStore {
+    /// Gives every record without a time (written before records carried one) the time now,
+    /// and indexes it; once per database (a marker in [`META_TREE`] remembers it).
+    fn index_legacy_records(&self) -> Result<(), StoreError> {
+        if self
+            .meta
+            .contains_key(LEGACY_INDEXED)
+            .map_err(StoreError::backend)?
+        {
+            return Ok(());
+        }
+        let now = crate::retention::unix_millis();
+        let mut untimed = Vec::new();
+        let mut indexed = 0u64;
+        let mut flush = |untimed: &mut Vec<sled::IVec>| -> Result<(), StoreError> {
+            let outcome = (&self.records, &self.ages).transaction(|(records, ages)| {
+                for key in untimed.iter() {
+                    let Some(bytes) = records.get(key)? else {
+                        continue;
+                    };
+                    let mut record: BarrierRecord = match serde_json::from_slice(&bytes) {
+                        Ok(record) => record,
+                        // Left alone: the barrier reports it when its branch is called.
+                        Err(_) => continue,
+                    };
+                    if record.written_at.is_some() {
+                        continue;
+                    }
+                    record.written_at = Some(now);
+                    let encoded = serde_json::to_vec(&record).expect("a record always encodes");
+                    records.insert(key, encoded)?;
+                    ages.insert(age_key(now, key), &[] as &[u8])?;
+                }
+                Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(())
+            });
+            outcome.map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::backend(e),
+                TransactionError::Abort(never) => match never {},
+            })?;
+            indexed += untimed.len() as u64;
+            untimed.clear();
+            Ok(())
+        };
+        for entry in self.records.iter() {
+            let (key, bytes) = entry.map_err(StoreError::backend)?;
+            let untimed_record = serde_json::from_slice::<BarrierRecord>(&bytes)
+                .is_ok_and(|record| record.written_at.is_none());
+            if untimed_record {
+                untimed.push(key);
+                if untimed.len() >= LEGACY_CHUNK {
+                    flush(&mut untimed)?;
+                }
+            }
+        }
+        flush(&mut untimed)?;
+        self.meta
+            .insert(LEGACY_INDEXED, &[] as &[u8])
+            .map_err(StoreError::backend)?;
+        if indexed > 0 {
+            tracing::info!(
+                records = indexed,
+                "barrier records without a time now age from now"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// One open sled transaction: the barrier record and the business tree. Business closures
@@ -119,6 +237,7 @@ impl BarrierStore for SledStore {
 /// [`SledTx::store`] (JSON records); `?` turns sled's transactional errors into [`TxError`].
 pub struct SledTx<'t> {
     records: &'t TransactionalTree,
+    ages: &'t TransactionalTree,
     business: &'t TransactionalTree,
 }
 
@@ -152,6 +271,34 @@ impl SledTx<'_> {
         self.business.insert(key, bytes)?;
         Ok(())
     }
+
+    /// Deletes the record at `key` of the business tree (nothing if absent), e.g. when the
+    /// retention sweep forgets a settled saga.
+    ///
+    /// Errors: [`TxError::Conflict`] / [`TxError::Storage`] from sled.
+    pub fn remove(&self, key: &str) -> Result<(), TxError> {
+        self.business.remove(key)?;
+        Ok(())
+    }
+
+    /// The time (`written_at`) of the stored record at `key`, if there is one with a time.
+    fn stored_time(&self, key: &[u8], saga_id: &str, step: &str) -> Result<Option<u64>, TxError> {
+        match self.records.get(key)? {
+            None => Ok(None),
+            Some(bytes) => {
+                let record: BarrierRecord =
+                    serde_json::from_slice(&bytes).map_err(|e| corrupt(saga_id, step, e))?;
+                Ok(record.written_at)
+            }
+        }
+    }
+}
+
+fn corrupt(saga_id: &str, step: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: format!("barrier record of step {step:?} in saga {saga_id:?}"),
+        reason: e.to_string(),
+    }
 }
 
 impl BarrierTx for SledTx<'_> {
@@ -173,7 +320,26 @@ impl BarrierTx for SledTx<'_> {
             what: format!("barrier record of step {step:?} in saga {saga_id:?}"),
             reason: format!("does not encode: {e}"),
         })?;
-        self.records.insert(record_key(saga_id, step), bytes)?;
+        let key = record_key(saga_id, step);
+        let previous = self.stored_time(&key, saga_id, step)?;
+        if previous != record.written_at {
+            if let Some(previous) = previous {
+                self.ages.remove(age_key(previous, &key))?;
+            }
+            if let Some(now) = record.written_at {
+                self.ages.insert(age_key(now, &key), &[] as &[u8])?;
+            }
+        }
+        self.records.insert(key, bytes)?;
+        Ok(())
+    }
+
+    fn remove_record(&self, saga_id: &str, step: &str) -> Result<(), TxError> {
+        let key = record_key(saga_id, step);
+        if let Some(previous) = self.stored_time(&key, saga_id, step)? {
+            self.ages.remove(age_key(previous, &key))?;
+        }
+        self.records.remove(key)?;
         Ok(())
     }
 }
@@ -185,6 +351,39 @@ impl From<UnabortableTransactionError> for TxError {
             UnabortableTransactionError::Storage(e) => StoreError::backend(e).into(),
         }
     }
+}
+
+/// `written_at (u64 BE) ++ record key`: the age index orders records by time.
+fn age_key(written_at: u64, record_key: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + record_key.len());
+    key.extend_from_slice(&written_at.to_be_bytes());
+    key.extend_from_slice(record_key);
+    key
+}
+
+/// The branch and time an age index key names.
+fn decode_age_key(key: &[u8]) -> Result<AgedBranch, StoreError> {
+    let bad = |reason: &str| StoreError::Corrupt {
+        what: format!("barrier age index key {key:?}"),
+        reason: reason.to_string(),
+    };
+    let (time, record) = key
+        .split_at_checked(8)
+        .ok_or_else(|| bad("shorter than 8 bytes"))?;
+    let written_at = u64::from_be_bytes(time.try_into().expect("8 bytes"));
+    let (len, rest) = record
+        .split_at_checked(4)
+        .ok_or_else(|| bad("no saga id length"))?;
+    let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+    let (saga_id, step) = rest
+        .split_at_checked(len)
+        .ok_or_else(|| bad("saga id cut short"))?;
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|_| bad("not UTF-8"));
+    Ok(AgedBranch {
+        saga_id: text(saga_id)?,
+        step: text(step)?,
+        written_at,
+    })
 }
 
 /// `len(saga_id) (u32 BE) ++ saga_id ++ step`: unambiguous for any strings.

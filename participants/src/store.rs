@@ -6,7 +6,9 @@
 //! ([`BarrierStore::transaction`]), whose handle ([`BarrierStore::Tx`]) reads and writes
 //! barrier records ([`BarrierTx`]) and is also handed to the business closure, which reads and
 //! writes its own data through it; plus a way to make committed transactions durable
-//! ([`BarrierStore::durable`]).
+//! ([`BarrierStore::durable`]). For retention ([`crate::retention`]) a backend also lists
+//! branches by the age of their record ([`BarrierStore::aged`]) and deletes records
+//! ([`BarrierTx::remove_record`]).
 //!
 //! The transaction is a synchronous closure that the backend may run several times: sled
 //! re-runs it on a conflict, a SQL backend (`postgres`, `rusqlite`, diesel, or tokio-postgres
@@ -85,6 +87,26 @@ pub trait BarrierTx {
     ///
     /// Errors: as [`BarrierTx::record`].
     fn put_record(&self, saga_id: &str, step: &str, record: &BarrierRecord) -> Result<(), TxError>;
+
+    /// Deletes the record of branch `(saga_id, step)` (nothing if there is none), and the
+    /// backend's age index entry of it. Only the retention sweep calls it, once the
+    /// coordinator has settled the saga (see [`crate::retention`]).
+    ///
+    /// Errors: as [`BarrierTx::record`].
+    fn remove_record(&self, saga_id: &str, step: &str) -> Result<(), TxError>;
+}
+
+/// A branch whose record was last written at `written_at`, as [`BarrierStore::aged`] lists
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgedBranch {
+    /// Its saga.
+    pub saga_id: String,
+    /// Its step.
+    pub step: String,
+    /// When its record was last written ([`BarrierRecord::written_at`]), in milliseconds since
+    /// the Unix epoch.
+    pub written_at: u64,
 }
 
 /// A storage backend for the barrier: local transactions over barrier records and business
@@ -117,4 +139,24 @@ pub trait BarrierStore: Send + Sync {
     /// Errors: the flush failed or the flusher stopped ([`GroupCommitError`]); the writes may
     /// then be lost on a crash, so no reply depending on them may leave.
     fn durable(&self) -> impl Future<Output = Result<(), GroupCommitError>> + Send;
+
+    /// Up to `limit` branches whose record was last written before `before` (milliseconds
+    /// since the Unix epoch), oldest first, starting after `after` (the last one of the
+    /// previous page; `None` from the start). What the retention sweep pages through, so a
+    /// backend keeps an index by age (sled: a tree keyed by time) rather than scanning every
+    /// record. Read outside any transaction: a listed record may have been written again or
+    /// deleted since, so the sweep reads it again in its transaction.
+    ///
+    /// A record stored before records carried their time (no
+    /// [`BarrierRecord::written_at`]) has no age yet: the backend gives it the time it first
+    /// sees it (it is then listed once `before` passes that time), never an older one.
+    ///
+    /// Errors: [`StoreError`] when the backend fails or an index entry does not decode; the
+    /// sweep stops and tries again at its next run.
+    fn aged(
+        &self,
+        before: u64,
+        after: Option<&AgedBranch>,
+        limit: usize,
+    ) -> Result<Vec<AgedBranch>, StoreError>;
 }

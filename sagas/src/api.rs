@@ -407,6 +407,76 @@ pub struct SagaList {
     pub next_cursor: Option<String>,
 }
 
+/// Most ids one `POST /v1/sagas/states` may ask about; more is `400`.
+pub const MAX_STATE_IDS: usize = 1_000;
+
+/// Body of `POST /v1/sagas/states`: the sagas whose states to look up, at most
+/// [`MAX_STATE_IDS`] (an empty list is fine). An unknown field is `400`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SagaStatesQuery {
+    /// Saga ids; duplicates are answered once.
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
+    pub ids: Vec<String>,
+}
+
+/// A saga's state as `POST /v1/sagas/states` reports it: a [`SagaState`] by its wire name, or
+/// `unknown` when the coordinator holds no saga with that id (never created, or removed by the
+/// coordinator's retention, which removes only `committed` and `aborted` sagas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReportedState {
+    /// [`SagaState::Running`].
+    Running,
+    /// [`SagaState::Confirming`].
+    Confirming,
+    /// [`SagaState::Committed`] (terminal).
+    Committed,
+    /// [`SagaState::Compensating`].
+    Compensating,
+    /// [`SagaState::Aborted`] (terminal).
+    Aborted,
+    /// [`SagaState::Stuck`]: an operator may resume it at any time.
+    Stuck,
+    /// The coordinator holds no saga with this id.
+    Unknown,
+}
+
+impl ReportedState {
+    /// `committed`, `aborted` or `unknown`: the coordinator will send nothing more for the
+    /// saga. A participant may then forget the saga's records (once they are old enough: a
+    /// call sent before may still be on its way).
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            ReportedState::Committed | ReportedState::Aborted | ReportedState::Unknown
+        )
+    }
+}
+
+impl From<SagaState> for ReportedState {
+    fn from(state: SagaState) -> Self {
+        match state {
+            SagaState::Running => ReportedState::Running,
+            SagaState::Confirming => ReportedState::Confirming,
+            SagaState::Committed => ReportedState::Committed,
+            SagaState::Compensating => ReportedState::Compensating,
+            SagaState::Aborted => ReportedState::Aborted,
+            SagaState::Stuck => ReportedState::Stuck,
+        }
+    }
+}
+
+/// Answer of `POST /v1/sagas/states`: every asked id with its state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SagaStates {
+    /// Saga id -> its state; every id of the request is present.
+    pub states: std::collections::BTreeMap<String, ReportedState>,
+}
+
 /// A registered participant with its live dispatcher state: `GET /v1/participants/{name}`
 /// and the answer of `PUT /v1/participants/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

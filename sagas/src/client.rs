@@ -8,7 +8,8 @@ use thiserror::Error;
 
 use crate::api::{
     BulkRetry, ErrorBody, OperatorNote, ParticipantList, ParticipantView, ResolveStep, SagaEvents,
-    SagaList, SagaQuery, SagaView, SubmitSaga, WorkflowList, WorkflowView,
+    SagaList, SagaQuery, SagaStates, SagaStatesQuery, SagaView, SubmitSaga, WorkflowList,
+    WorkflowView,
 };
 use crate::participant::ParticipantSpec;
 use crate::workflow::WorkflowSpec;
@@ -232,6 +233,19 @@ impl CoordinatorClient {
         let resp = self
             .http
             .get(format!("{}/v1/sagas/{id}", self.base_url))
+            .send()
+            .await?;
+        Ok(Self::decode(resp).await?.1)
+    }
+
+    /// `POST /v1/sagas/states`: the state of each of `ids` (at most
+    /// [`MAX_STATE_IDS`](crate::api::MAX_STATE_IDS), else `400`), `unknown` for an id the
+    /// coordinator does not hold. Needs the `read` scope on a coordinator with `--auth-file`.
+    pub async fn saga_states(&self, ids: &[String]) -> Result<SagaStates, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/sagas/states", self.base_url))
+            .json(&SagaStatesQuery { ids: ids.to_vec() })
             .send()
             .await?;
         Ok(Self::decode(resp).await?.1)

@@ -68,6 +68,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(workflows::put, workflows::get))
         .routes(routes!(sagas_routes::submit, sagas_routes::list))
         .routes(routes!(sagas_routes::get))
+        .routes(routes!(sagas_routes::states))
         .routes(routes!(sagas_routes::events))
         .routes(routes!(operator_routes::bulk_retry))
         .routes(routes!(operator_routes::abort))

@@ -58,8 +58,8 @@ pub fn declare_security(document: &mut Document) {
                 .scheme(HttpAuthScheme::Bearer)
                 .description(Some(
                     "An API token from the coordinator's --auth-file, whose scopes include \
-                     the route's: read (GET), submit (POST /v1/sagas), operate (operator \
-                     actions), admin (participants, workflows). Without --auth-file the API \
+                     the route's: read (GET, and POST /v1/sagas/states), submit (POST \
+                     /v1/sagas), operate (operator actions), admin (participants, workflows). Without --auth-file the API \
                      is open.",
                 ))
                 .build(),

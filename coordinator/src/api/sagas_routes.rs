@@ -9,7 +9,11 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use sagas::api::{SagaEvents, SagaList, SagaQuery, SagaState, SagaView, SubmitSaga};
+use futures::{StreamExt, TryStreamExt};
+use sagas::api::{
+    MAX_STATE_IDS, ReportedState, SagaEvents, SagaList, SagaQuery, SagaState, SagaStates,
+    SagaStatesQuery, SagaView, SubmitSaga,
+};
 
 use super::extract::{ApiJson, ApiQuery};
 use super::openapi::{
@@ -26,6 +30,8 @@ const MAX_WAIT_MS: u64 = 60_000;
 const MAX_KEY_LEN: usize = 256;
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1_000;
+/// How many sagas `POST /v1/sagas/states` loads at a time.
+const STATE_LOOKUPS_IN_FLIGHT: usize = 16;
 
 /// Query parameters of `POST /v1/sagas`.
 #[derive(Deserialize, IntoParams)]
@@ -224,4 +230,41 @@ pub async fn list(
         sagas: page.sagas.iter().map(saga_view).collect(),
         next_cursor: page.next_cursor,
     }))
+}
+
+/// The states of many sagas at once: what a participant's retention sweep asks before it
+/// forgets the records of settled sagas (one request per batch instead of one per saga).
+/// Every asked id is in the answer, `unknown` when this coordinator (or its cluster) holds no
+/// saga with that id. At most 1000 ids; an empty list is answered with no states.
+#[utoipa::path(post, path = "/v1/sagas/states", tag = "sagas",
+    request_body = SagaStatesQuery,
+    responses(
+        (status = 200, description = "The state of every asked id", body = SagaStates),
+        BadRequest, UnsupportedMediaType, Unavailable))]
+pub async fn states(
+    State(state): State<AppState>,
+    ApiJson(query): ApiJson<SagaStatesQuery>,
+) -> Result<Json<SagaStates>, ApiError> {
+    if query.ids.len() > MAX_STATE_IDS {
+        return Err(ApiError::bad_request(format!(
+            "ids: at most {MAX_STATE_IDS} ids per request (got {})",
+            query.ids.len()
+        )));
+    }
+    let mut ids = query.ids;
+    ids.sort_unstable();
+    ids.dedup();
+    let runtime = &state.runtime;
+    let states = futures::stream::iter(ids)
+        .map(|id| async move {
+            let reported = match runtime.get(&id).await? {
+                Some(saga) => ReportedState::from(saga.lifecycle.api_state()),
+                None => ReportedState::Unknown,
+            };
+            Ok::<_, ApiError>((id, reported))
+        })
+        .buffer_unordered(STATE_LOOKUPS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    Ok(Json(SagaStates { states }))
 }

@@ -6,8 +6,10 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use participants::Retention;
 use participants::policy::{self, PolicyFileError};
 use sagas::ParticipantPolicy;
 use thiserror::Error;
@@ -42,6 +44,8 @@ struct EnvNames {
     log_format: &'static str,
     coordinator_token: &'static str,
     signing_key: &'static str,
+    retention: &'static str,
+    retention_sweep: &'static str,
 }
 
 macro_rules! env_names {
@@ -57,6 +61,8 @@ macro_rules! env_names {
             log_format: concat!($prefix, "_LOG_FORMAT"),
             coordinator_token: concat!($prefix, "_COORDINATOR_TOKEN"),
             signing_key: concat!($prefix, "_SIGNING_KEYS"),
+            retention: concat!($prefix, "_RETENTION_SECS"),
+            retention_sweep: concat!($prefix, "_RETENTION_SWEEP_SECS"),
         }
     };
 }
@@ -178,6 +184,17 @@ pub struct ParticipantArgs {
         hide_env_values = true
     )]
     pub signing_keys: Vec<sagas::SigningKey>,
+    /// Retention: the barrier records of a saga the coordinator has settled (committed,
+    /// aborted, or no longer known to it), and the participant's own records of that saga (the
+    /// order a saga created), are deleted once last written at least SECS seconds ago. Stuck
+    /// and running sagas keep theirs. 0 keeps everything forever. Account balances are never
+    /// deleted. The coordinator token (if any) needs the `read` scope for the sweep. Keep it
+    /// longer than a chaos or `loadgen --verify` run: their books check reads the orders.
+    #[arg(long, value_name = "SECS", default_value_t = Retention::DEFAULT_MIN_AGE.as_secs())]
+    pub retention_secs: u64,
+    /// Seconds between two retention sweeps.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub retention_sweep_secs: u64,
 }
 
 impl ParticipantArgs {
@@ -207,6 +224,8 @@ impl ParticipantArgs {
             .mut_arg("log_format", |a| a.env(env.log_format))
             .mut_arg("coordinator_token", |a| a.env(env.coordinator_token))
             .mut_arg("signing_keys", |a| a.env(env.signing_key))
+            .mut_arg("retention_secs", |a| a.env(env.retention))
+            .mut_arg("retention_sweep_secs", |a| a.env(env.retention_sweep))
     }
 
     /// Parses the process arguments for `kind`; prints help or errors and exits like clap does.
@@ -252,6 +271,11 @@ impl ParticipantArgs {
             },
             coordinator_token: self.coordinator_token.filter(|t| !t.trim().is_empty()),
             signing_keys: self.signing_keys,
+            retention: (self.retention_secs > 0).then(|| Retention {
+                min_age: Duration::from_secs(self.retention_secs),
+                sweep_every: Duration::from_secs(self.retention_sweep_secs),
+                ..Retention::default()
+            }),
         };
         config.validate()?;
         Ok(config)
@@ -287,6 +311,9 @@ pub struct ParticipantConfig {
     pub coordinator_token: Option<String>,
     /// The keys a branch call must be signed with (any one); empty: calls are not checked.
     pub signing_keys: Vec<sagas::SigningKey>,
+    /// Retention of the barrier records and business records of settled sagas (see
+    /// `participants::retention`); `None` keeps everything.
+    pub retention: Option<Retention>,
 }
 
 impl ParticipantConfig {
@@ -303,6 +330,7 @@ impl ParticipantConfig {
             policy: None,
             coordinator_token: None,
             signing_keys: Vec::new(),
+            retention: Some(Retention::default()),
         }
     }
 
@@ -348,6 +376,9 @@ impl ParticipantConfig {
         if let Some(policy) = &self.policy {
             policy.validate().map_err(ConfigError::InvalidPolicy)?;
         }
+        if let Some(retention) = &self.retention {
+            retention.validate().map_err(ConfigError::Retention)?;
+        }
         if let Some(token) = &self.coordinator_token
             && axum::http::HeaderValue::from_str(&format!("Bearer {token}")).is_err()
         {
@@ -385,6 +416,9 @@ pub enum ConfigError {
     /// `--coordinator-token` has characters an HTTP header cannot carry.
     #[error("--coordinator-token has characters an HTTP header cannot carry")]
     CoordinatorToken,
+    /// The retention settings break a rule (`--retention-sweep-secs 0`).
+    #[error("--retention-sweep-secs: {0}")]
+    Retention(participants::retention::RetentionError),
     /// A policy set in code breaks a rule.
     #[error("policy: field {}: {}", .0.field, .0.rule)]
     InvalidPolicy(sagas::FieldError),
@@ -561,6 +595,48 @@ mod tests {
             err.to_string().contains("field retry.max_ms"),
             "the message names the field: {err}"
         );
+    }
+
+    #[test]
+    fn retention_defaults_to_an_hour_and_zero_turns_it_off() {
+        let parse = |args: &[&str]| {
+            ParticipantArgs::try_parse_from_for(ParticipantKind::Order, args)
+                .unwrap()
+                .into_config(ParticipantKind::Order)
+        };
+        assert_eq!(
+            parse(&["order"]).unwrap().retention,
+            Some(Retention::default())
+        );
+        let set = parse(&[
+            "order",
+            "--retention-secs",
+            "90",
+            "--retention-sweep-secs",
+            "5",
+        ])
+        .unwrap()
+        .retention
+        .unwrap();
+        assert_eq!(
+            (set.min_age, set.sweep_every),
+            (Duration::from_secs(90), Duration::from_secs(5))
+        );
+        assert_eq!(
+            parse(&["order", "--retention-secs", "0"])
+                .unwrap()
+                .retention,
+            None
+        );
+        assert!(matches!(
+            parse(&["order", "--retention-sweep-secs", "0"]),
+            Err(ConfigError::Retention(_))
+        ));
+        let help = ParticipantArgs::command_for(ParticipantKind::Order)
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("ORDER_RETENTION_SECS"), "{help}");
+        assert!(help.contains("ORDER_RETENTION_SWEEP_SECS"), "{help}");
     }
 
     #[test]

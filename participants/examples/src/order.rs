@@ -8,6 +8,10 @@
 //!   `{"order_id", "account", "amount"}`;
 //! - `GET /orders/{id}` -> `{"status", "account", "amount"}` (404 if unknown);
 //! - `GET /orders` -> `{id: {"status", "account", "amount"}}`.
+//!
+//! Retention (`--retention-secs`, default 1 hour): the order of a saga the coordinator has
+//! settled is deleted with the saga's barrier record, once that record is old enough; `GET
+//! /orders/{id}` then answers 404.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +19,9 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use participants::{BranchInput, BranchReply, PhaseKind, Rejection, SledTx, TxError};
+use participants::{
+    AgedBranch, BarrierRecord, BranchInput, BranchReply, PhaseKind, Rejection, SledTx, TxError,
+};
 use sagas::ActionEndpoints;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -101,6 +107,7 @@ pub async fn start(config: ParticipantConfig) -> Result<RunningParticipant, Part
         ORDERS_TREE,
         actions(),
         routes,
+        forget_order,
     )
     .await
 }
@@ -135,6 +142,32 @@ fn cancel_order(tx: &SledTx<'_>, input: BranchInput<'_>) -> Result<Value, TxErro
     order.status = OrderStatus::Cancelled;
     tx.store(&order_id, &order)?;
     Ok(json!({"order_id": order_id, "status": order.status}))
+}
+
+/// Retention: the order a settled saga created goes with the saga's barrier record, in the
+/// sweep's transaction. The record names it: a successful `create` stored its input (a
+/// rejected one, `order_exists`, created nothing and names another saga's order). The order
+/// is deleted only if it still is the one that input describes.
+fn forget_order(tx: &SledTx<'_>, _: &AgedBranch, record: &BarrierRecord) -> Result<(), TxError> {
+    let created = record.forward.as_ref().is_some_and(BranchReply::is_success);
+    let Some(input) = record.forward_input.as_ref().filter(|_| created) else {
+        return Ok(());
+    };
+    let Ok(CreateInput {
+        order_id,
+        account,
+        amount,
+    }) = CreateInput::parse(BranchInput::new(input))
+    else {
+        return Ok(());
+    };
+    if let Some(order) = tx.load::<Order>(&order_id)?
+        && order.account == account
+        && order.amount == amount
+    {
+        tx.remove(&order_id)?;
+    }
+    Ok(())
 }
 
 async fn get_order(

@@ -6,6 +6,9 @@
 //! - `POST /award`, `POST /award/compensate`: branch calls, input `{"account", "points"}`;
 //! - `GET /points/{account}` -> `{"points"}` (`{"points": 0}` for an account never awarded);
 //! - `GET /points` -> `{account: {"points"}}`.
+//!
+//! Retention (`--retention-secs`, default 1 hour) deletes only the barrier records of settled
+//! sagas: balances are shared by every saga and never deleted.
 
 use std::collections::BTreeMap;
 
@@ -78,6 +81,7 @@ pub async fn start(config: ParticipantConfig) -> Result<RunningParticipant, Part
         POINTS_TREE,
         actions(),
         routes,
+        server::no_business_records,
     )
     .await
 }

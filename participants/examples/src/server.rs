@@ -15,8 +15,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use participants::branch::MAX_BODY_BYTES;
 use participants::registration::Registration;
+use participants::retention::{CoordinatorStates, RetentionTask};
 use participants::signature::{SignatureCheck, require_signature};
-use participants::{Barrier, BranchReply, SledStore};
+use participants::{AgedBranch, Barrier, BarrierRecord, BranchReply, SledStore, SledTx, TxError};
 use sagas::wire::Phase;
 use sagas::{ActionEndpoints, CoordinatorClient, ParticipantSpec};
 use serde_json::json;
@@ -79,7 +80,10 @@ pub struct RunningParticipant {
     local_addr: SocketAddr,
     url: String,
     db: sled::Db,
+    barrier: Barrier<SledStore>,
     registration: Registration,
+    /// The retention sweep; `None` when retention is off.
+    retention: Option<RetentionTask>,
     /// Set to `true` to stop: ends graceful shutdown's wait and cuts injected hangs short.
     stopping: watch::Sender<bool>,
     serving: JoinHandle<std::io::Result<()>>,
@@ -106,10 +110,27 @@ impl RunningParticipant {
         &self.registration
     }
 
+    /// The barrier over the participant's store (its records, its business tree).
+    pub fn barrier(&self) -> &Barrier<SledStore> {
+        &self.barrier
+    }
+
+    /// The retention sweep, `None` when retention is off (`--retention-secs 0`).
+    pub fn retention(&self) -> Option<&RetentionTask> {
+        self.retention.as_ref()
+    }
+
     /// Stops accepting requests, lets in-flight ones finish, stops registering and flushes
     /// the database. Failures are logged: there is nothing a caller could do about them.
     pub async fn shutdown(self) {
         self.registration.stop();
+        if let Some(retention) = self.retention {
+            retention.shutdown().await;
+        }
+        // The server's handle on the store is then the last: when the server ends, the store's
+        // group-commit flusher (which holds the database) stops before this returns, so the
+        // database can be opened again at once.
+        drop(self.barrier);
         let _ = self.stopping.send(true);
         match self.serving.await {
             Ok(Ok(())) => {}
@@ -131,14 +152,31 @@ const BRANCH_PHASES: [Phase; 5] = [
     Phase::Compensate,
 ];
 
+/// What a participant deletes of its own with the barrier records of a settled saga (see
+/// `participants::retention::Forget`).
+pub(crate) type ForgetBusiness =
+    fn(&SledTx<'_>, &AgedBranch, &BarrierRecord) -> Result<(), TxError>;
+
+/// For a participant without per-saga business records (balances are shared by sagas and
+/// never deleted): nothing to delete besides the barrier records.
+pub(crate) fn no_business_records(
+    _: &SledTx<'_>,
+    _: &AgedBranch,
+    _: &BarrierRecord,
+) -> Result<(), TxError> {
+    Ok(())
+}
+
 /// Opens the database and the business tree `tree`, binds, starts registering `actions` (with
-/// the configured policy, if any) and serves `routes`. Logs one `listening on {addr}` line.
+/// the configured policy, if any) and serves `routes`; sweeps the records of settled sagas
+/// (with `forget`'s) when retention is on. Logs one `listening on {addr}` line.
 pub(crate) async fn start(
     kind: ParticipantKind,
     config: ParticipantConfig,
     tree: &str,
     actions: BTreeMap<String, ActionEndpoints>,
     routes: Router<Ledger>,
+    forget: ForgetBusiness,
 ) -> Result<RunningParticipant, ParticipantError> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ParticipantError::DataDir {
@@ -152,8 +190,9 @@ pub(crate) async fn start(
             source,
         }
     })?;
+    let barrier = Barrier::new(SledStore::open(&db, tree)?);
     let ledger = Ledger {
-        barrier: Barrier::new(SledStore::open(&db, tree)?),
+        barrier: barrier.clone(),
         mode: config.barrier,
     };
     if config.barrier == BarrierMode::UnsafeDisabled {
@@ -271,6 +310,19 @@ pub(crate) async fn start(
                 .map_err(|_| ConfigError::CoordinatorToken)?;
         coordinators.push(client);
     }
+    let retention = config.retention.map(|retention| {
+        tracing::info!(
+            min_age_secs = retention.min_age.as_secs(),
+            sweep_every_secs = retention.sweep_every.as_secs(),
+            "retention on: records of settled sagas are deleted once old enough"
+        );
+        RetentionTask::spawn(
+            barrier.store().clone(),
+            CoordinatorStates::new(coordinators.clone()),
+            forget,
+            retention,
+        )
+    });
     let registration = Registration::spawn(coordinators, kind.name().to_string(), spec);
     tracing::info!(
         participant = kind.name(),
@@ -286,7 +338,9 @@ pub(crate) async fn start(
         local_addr,
         url,
         db,
+        barrier,
         registration,
+        retention,
         stopping,
         serving,
     })

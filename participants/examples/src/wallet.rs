@@ -9,6 +9,9 @@
 //! - `POST /accounts/{id}/deposit` `{"amount"}`: creates or funds an account, returns it;
 //! - `GET /accounts/{id}` -> `{"balance", "frozen"}` (404 if unknown);
 //! - `GET /accounts` -> `{id: {"balance", "frozen"}}`.
+//!
+//! Retention (`--retention-secs`, default 1 hour) deletes only the barrier records of settled
+//! sagas: balances are shared by every saga and never deleted.
 
 use std::collections::BTreeMap;
 
@@ -93,6 +96,7 @@ pub async fn start(config: ParticipantConfig) -> Result<RunningParticipant, Part
         ACCOUNTS_TREE,
         actions(),
         routes,
+        server::no_business_records,
     )
     .await
 }
