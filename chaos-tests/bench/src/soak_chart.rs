@@ -156,6 +156,7 @@ mod tests {
             coordinator_disk_bytes_per_saga: None,
             restart_rss_mb: None,
             idle_rss_mb: None,
+            participant_retention_s: None,
             ok: true,
         }
     }

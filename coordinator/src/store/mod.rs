@@ -120,9 +120,11 @@ impl SagaFilter {
 /// Events are appended in *rounds*: everything one decision round of a saga recorded is one
 /// record, so a saga costs a handful of writes, not one per event. The first event alone
 /// describes the saga (it holds the plan), so an active saga needs no snapshot: its state is
-/// the fold of its events. A snapshot is written when the saga settles (for listing and
-/// retention) and whenever the events since the last one grow past
-/// [`crate::engine::EngineOptions::snapshot_every`], which bounds the work of a load.
+/// the fold of its events. The runtime asks for a snapshot when the saga settles (for listing
+/// and retention) and whenever the events since the last one grow past
+/// [`crate::engine::EngineOptions::snapshot_every`], which bounds the work of a load. A store
+/// that reads a saga's whole log in one record (sled, format version 2) keeps no snapshot:
+/// for it a settled saga's snapshot is its `finished` entry and leaving the active index.
 pub trait SagaLog: Send + Sync + 'static {
     /// Creates a saga driven by this instance: claims its idempotency key (if any), writes its
     /// first event (sequence 0) and marks it active. Durable when the future resolves
@@ -132,8 +134,9 @@ pub trait SagaLog: Send + Sync + 'static {
     /// them (stores may keep a summary of it for listing). [`StoreError::Fenced`] when this
     /// instance no longer drives the saga.
     fn append(&self, saga: &Saga, first_seq: u64, events: &[Event]) -> Result<(), StoreError>;
-    /// Stores the saga's state as of event `seq`, the last appended. A settled saga (terminal,
-    /// callback delivered or abandoned) also leaves the active index.
+    /// Stores the saga's state as of event `seq`, the last appended (or nothing, where the log
+    /// itself is as quick to load). A settled saga (terminal, callback delivered or abandoned)
+    /// also leaves the active index and is marked for retention.
     fn save_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError>;
     /// Makes every write issued before the call durable.
     fn flush(&self) -> StoreFuture<'_, ()>;

@@ -45,6 +45,11 @@ struct Args {
     /// Minutes of load of the soak suite (`--only soak`; never part of the default matrix).
     #[arg(long, default_value_t = 4.0, value_name = "MINUTES")]
     soak_minutes: f64,
+    /// Soak suite: the participants' retention (`--retention-secs` of wallet, order and
+    /// points, swept every 5 s), so that it applies within the soak [default: theirs, an hour].
+    /// Shorter than the soak, the books cannot be checked afterwards (settled orders are gone).
+    #[arg(long, value_name = "SECS")]
+    soak_participant_retention_secs: Option<u64>,
     /// Smoke run: 1 run of 2 s per row after 0.5 s of warm-up, 10,000 sagas to recover
     /// (explicit flags still win).
     #[arg(long)]
@@ -229,6 +234,9 @@ fn main() -> ExitCode {
     let soak_settings = selection.soak.then(|| SoakSettings {
         duration: Duration::from_secs_f64(args.soak_minutes * 60.0),
         coordinator_args: args.coordinator_args.clone(),
+        participant_retention: args
+            .soak_participant_retention_secs
+            .map(Duration::from_secs),
         ..SoakSettings::default()
     });
     let results = runtime.block_on(saga_bench::run(
