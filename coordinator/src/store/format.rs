@@ -463,6 +463,21 @@ pub fn encode_round(events: &[Event]) -> Vec<u8> {
     write(&records)
 }
 
+/// The idempotency and business keys of a saga from the first record of its log (a version-2
+/// log, or the first round of an older one), without resolving its plan.
+pub fn created_keys(bytes: &[u8]) -> Result<(Option<String>, Option<String>), FormatError> {
+    if let Some((&compact::VERSION, body)) = bytes.split_first() {
+        return compact::created_keys(body);
+    }
+    match decode_round(bytes, &NoPlans)?.into_iter().next() {
+        Some(Event::Created(c)) => Ok((c.idempotency_key, c.business_key)),
+        _ => Err(FormatError::Malformed {
+            version: CURRENT_VERSION,
+            message: "the first round does not start with created".into(),
+        }),
+    }
+}
+
 /// The events of a stored round, in order, of any version; `plans` resolves the plan of a
 /// version-2 first event.
 pub fn decode_round(bytes: &[u8], plans: &dyn PlanSource) -> Result<Vec<Event>, FormatError> {

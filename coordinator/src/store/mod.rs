@@ -122,7 +122,8 @@ impl SagaFilter {
 /// describes the saga (it holds the plan), so an active saga needs no snapshot: its state is
 /// the fold of its events. The runtime asks for a snapshot when the saga settles (for listing
 /// and retention) and whenever the events since the last one grow past
-/// [`crate::engine::EngineOptions::snapshot_every`], which bounds the work of a load. A store
+/// [`crate::engine::EngineOptions::snapshot_every`], which bounds the work of a load on
+/// PostgreSQL. A store
 /// that reads a saga's whole log in one record (sled, format version 2) keeps no snapshot:
 /// for it a settled saga's snapshot is its `finished` entry and leaving the active index.
 pub trait SagaLog: Send + Sync + 'static {

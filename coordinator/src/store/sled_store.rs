@@ -96,6 +96,11 @@ struct PlanCache {
     recent: Vec<(Arc<Plan>, PlanRef)>,
 }
 
+/// Past this many bytes a saga's log record is no longer rewritten: its later rounds get keys
+/// of their own (`{saga_id}/{first seq}`), so a saga that retries for hours costs each round's
+/// bytes, not the whole log again every round.
+const LOG_RECORD_MAX: usize = 16 << 10;
+
 /// Plans remembered by pointer; more are hashed again (and found in `by_ref`).
 const RECENT_PLANS: usize = 64;
 
@@ -181,7 +186,7 @@ impl SledStore {
     fn insert_created(&self, saga_id: &str, first: &Event) -> Result<(), StoreError> {
         let mut value = vec![format::NEWEST_VERSION];
         self.append_chunk(&mut value, std::slice::from_ref(first))?;
-        telemetry::log_written(2 * saga_id.len() + value.len());
+        telemetry::log_written(saga_id.len() + value.len());
         self.events.insert(saga_id.as_bytes(), value)?;
         if let Event::Created(created) = first
             && let Some(business_key) = &created.business_key
@@ -247,14 +252,27 @@ impl SledStore {
 
     /// The reference of `plan`, stored first if this process has not stored it yet.
     fn plan_ref(&self, plan: &Arc<Plan>) -> Result<PlanRef, StoreError> {
-        let cache = self.plan_cache.lock().expect("plan cache poisoned");
-        if let Some((_, plan_ref)) = cache.recent.iter().find(|(p, _)| Arc::ptr_eq(p, plan)) {
-            return Ok(*plan_ref);
+        {
+            let cache = self.plan_cache.lock().expect("plan cache poisoned");
+            if let Some((_, r)) = cache.recent.iter().find(|(p, _)| Arc::ptr_eq(p, plan)) {
+                return Ok(*r);
+            }
         }
         let (plan_ref, bytes) = format::encode_plan(plan);
-        let known = cache.by_ref.contains_key(&plan_ref);
-        drop(cache);
-        if !known {
+        let known = self
+            .plan_cache
+            .lock()
+            .expect("plan cache poisoned")
+            .by_ref
+            .get(&plan_ref)
+            .map(|cached| **cached == **plan);
+        if known == Some(false) {
+            return Err(StoreError::Corrupt {
+                tree: "plans",
+                message: format!("two plans share the reference {:02x?}", plan_ref.0),
+            });
+        }
+        if known.is_none() {
             // Insert-if-absent: a reference names one plan forever.
             if let Err(existing) =
                 self.plans
@@ -316,6 +334,20 @@ impl SledStore {
     pub(super) fn insert_version_1_round(&self, saga_id: &str, first_seq: u64, events: &[Event]) {
         self.events
             .insert(event_key(saga_id, first_seq), format::encode_round(events))
+            .expect("insert");
+    }
+
+    /// An active-index entry (what a crash in the middle of settling leaves).
+    #[cfg(test)]
+    pub(super) fn mark_active(&self, saga_id: &str) {
+        self.active.insert(saga_id.as_bytes(), &[]).expect("insert");
+    }
+
+    /// A raw value under a saga's log key (a damaged record, say).
+    #[cfg(test)]
+    pub(super) fn overwrite_log(&self, saga_id: &str, value: &[u8]) {
+        self.events
+            .insert(saga_id.as_bytes(), value)
             .expect("insert");
     }
 
@@ -383,15 +415,15 @@ impl SledStore {
         }
         // Only this saga's task writes its log, so reading and writing it back is no race.
         match self.events.get(saga_id.as_bytes())? {
-            Some(log) => {
+            Some(log) if log.len() < LOG_RECORD_MAX => {
                 let mut value = log.to_vec();
-                let before = value.len();
                 self.append_chunk(&mut value, events)?;
-                telemetry::log_written(saga_id.len() + value.len() - before);
+                telemetry::log_written(saga_id.len() + value.len());
                 self.events.insert(saga_id.as_bytes(), value)?;
             }
-            // A saga begun in a log written before version 2 goes on in rounds.
-            None => {
+            // A saga begun in a log written before version 2, or whose log outgrew one record
+            // (a settle phase waiting out a long outage), goes on in rounds.
+            _ => {
                 let key = event_key(saga_id, first_seq);
                 let mut value = vec![format::NEWEST_VERSION];
                 self.append_chunk(&mut value, events)?;
@@ -429,24 +461,28 @@ impl SledStore {
         {
             let (key, _) = item?;
             let id = String::from_utf8_lossy(&key[8..]).into_owned();
-            let keys = match self.events.get(id.as_bytes())? {
-                Some(log) => {
-                    let events = format::decode_round(&log, self).map_err(corrupt("events"))?;
-                    match events.into_iter().next() {
-                        Some(Event::Created(c)) => Some((c.idempotency_key, c.business_key)),
-                        _ => None,
-                    }
+            // The keys from the saga's first record; an unreadable one is reported and the
+            // saga removed all the same (retention must not stop at one bad record).
+            let first = match self.events.get(id.as_bytes())? {
+                Some(log) => Some(log),
+                None => self.events.get(event_key(&id, 0))?,
+            };
+            let keys = match first.as_deref().map(format::created_keys).transpose() {
+                Ok(keys) => keys,
+                Err(e) => {
+                    tracing::warn!(saga = %id, error = %e, "retention: the saga's first record does not decode; removed without its idempotency and business keys");
+                    None
                 }
-                None => self
-                    .sagas
-                    .get(id.as_bytes())?
-                    .map(|bytes| format::decode_snapshot(&bytes).map_err(corrupt("sagas")))
-                    .transpose()?
-                    .map(|(saga, _)| (saga.idempotency_key, saga.business_key)),
             };
             if let Some((idempotency_key, business_key)) = keys {
                 if let Some(k) = &idempotency_key {
-                    self.idempotency.remove(k.as_bytes())?;
+                    // Only while it names this saga: after a crash mid-sweep a new saga may
+                    // have claimed the key.
+                    let _ = self.idempotency.compare_and_swap(
+                        k.as_bytes(),
+                        Some(id.as_bytes()),
+                        None as Option<&[u8]>,
+                    )?;
                 }
                 if let Some(k) = &business_key {
                     self.business_keys.remove(business_key_entry(k, &id))?;
@@ -464,29 +500,53 @@ impl SledStore {
                 batch.remove(event_key?);
             }
             self.events.apply_batch(batch)?;
+            // Left behind if settling was cut short by a crash and the saga expired before
+            // recovery got to it.
+            self.active.remove(id.as_bytes())?;
             self.finished.remove(key)?;
             expired += 1;
         }
         Ok(expired)
     }
 
-    fn read_events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
-        if let Some(log) = self.events.get(saga_id.as_bytes())? {
-            return expand(self, std::iter::once(Ok((0, log))));
-        }
+    /// A saga's round records (`{saga_id}/{first seq}`) from `from` on, in order.
+    fn rounds_from(
+        &self,
+        saga_id: &str,
+        from: u64,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
         let prefix = event_prefix(saga_id);
-        expand(
-            self,
-            self.events.scan_prefix(&prefix).map(|item| {
+        self.events
+            .range(event_key(saga_id, from)..)
+            .take_while(move |item| {
+                item.as_ref()
+                    .map_or(true, |(key, _)| key.starts_with(&prefix))
+            })
+            .map(move |item| {
                 let (key, value) = item?;
-                Ok((event_seq(&key, prefix.len())?, value))
-            }),
-        )
+                Ok((event_seq(&key, saga_id.len() + 1)?, value))
+            })
+    }
+
+    /// A version-2 log and the rounds after it (if it outgrew one record), from sequence 0.
+    fn log_records(
+        &self,
+        saga_id: &str,
+        log: sled::IVec,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
+        std::iter::once(Ok((0, log))).chain(self.rounds_from(saga_id, 0))
+    }
+
+    fn read_events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
+        match self.events.get(saga_id.as_bytes())? {
+            Some(log) => expand(self, self.log_records(saga_id, log)),
+            None => expand(self, self.rounds_from(saga_id, 0)),
+        }
     }
 
     fn read_saga(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
         if let Some(log) = self.events.get(saga_id.as_bytes())? {
-            return rebuild(saga_id, self, None, std::iter::once(Ok((0, log))));
+            return rebuild(saga_id, self, None, self.log_records(saga_id, log));
         }
         self.read_rounds(saga_id)
     }
@@ -512,18 +572,7 @@ impl SledStore {
             }
             None => (None, 0),
         };
-        let prefix = event_prefix(saga_id);
-        let rounds = self
-            .events
-            .range(event_key(saga_id, from)..)
-            .take_while(|item| {
-                item.as_ref()
-                    .map_or(true, |(key, _)| key.starts_with(&prefix))
-            })
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((event_seq(&key, prefix.len())?, value))
-            });
+        let rounds = self.rounds_from(saga_id, from);
         let snapshot = records
             .as_ref()
             .map(|(snapshot, first_round)| SnapshotRecords {
@@ -568,7 +617,9 @@ impl SledStore {
             };
             // A saga id never holds '/': what follows the first one is a round's number.
             let id = key.split(|&b| b == b'/').next().unwrap_or(&key);
-            if last.as_deref() == Some(id) {
+            // Once each; and never at or before the cursor (an id that is a prefix of another
+            // followed by a byte below '/' sorts after it by its round keys).
+            if last.as_deref() == Some(id) || cursor.is_some_and(|c| id <= c.as_bytes()) {
                 return None;
             }
             last = Some(id.to_vec());

@@ -99,10 +99,12 @@ async fn a_saga_begun_in_a_version_1_log_goes_on_in_rounds_and_reads_whole() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let id = "0190b6c8-0000-7000-8000-00000000000c";
-    let first = created(id, None);
+    let mut first = created(id, Some("kc"));
+    first.business_key = Some("order-c".into());
     let mut saga = crate::engine::Saga::create(&first).unwrap();
     let events = commit_round();
-    // Written by a coordinator of format version 1: its first two rounds.
+    // Written by a coordinator of format version 1: its first two rounds (and its key).
+    store.claim_without_saga("kc", id);
     store.insert_version_1_round(id, 0, &[crate::engine::Event::Created(Box::new(first))]);
     store.insert_version_1_round(id, 1, &events[..2]);
     for e in &events {
@@ -122,5 +124,106 @@ async fn a_saga_begun_in_a_version_1_log_goes_on_in_rounds_and_reads_whole() {
         "listed once though it has three round keys"
     );
     assert_eq!(store.expire_finished(u64::MAX, 10).await.unwrap(), 1);
-    assert_eq!(store.key_counts()["events"], 0);
+    let counts = store.key_counts();
+    assert!(counts.values().all(|&n| n == 0), "nothing left: {counts:?}");
+}
+
+/// Settles `id` (one step, committed) in two rounds.
+async fn settle(store: &SledStore, id: &str, key: Option<&str>) -> crate::engine::Saga {
+    let first = created(id, key);
+    store.create(&first, key).await.unwrap();
+    let mut saga = crate::engine::Saga::create(&first).unwrap();
+    let events = commit_round();
+    for e in &events {
+        saga.apply(e).unwrap();
+    }
+    store.append(&saga, 1, &events).unwrap();
+    store.save_snapshot(&saga, 4).unwrap();
+    saga
+}
+
+#[tokio::test]
+async fn retention_passes_over_a_damaged_log_and_spares_a_key_claimed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let damaged = "0190b6c8-0000-7000-8000-0000000000d1";
+    let reclaimed = "0190b6c8-0000-7000-8000-0000000000d2";
+    let other = "0190b6c8-0000-7000-8000-0000000000d3";
+    settle(&store, damaged, Some("kd")).await;
+    settle(&store, reclaimed, Some("kr")).await;
+    settle(&store, other, Some("ko")).await;
+    store.overwrite_log(damaged, &[2, 0xff, 0xff]);
+    // A crash in an earlier sweep removed "kr" and a new saga claimed it.
+    store.claim_without_saga("kr", "0190b6c8-0000-7000-8000-0000000000ee");
+    assert_eq!(store.expire_finished(u64::MAX, 10).await.unwrap(), 3);
+    let counts = store.key_counts();
+    assert_eq!((counts["events"], counts["finished"]), (0, 0), "{counts:?}");
+    assert_eq!(
+        store.saga_for_key("kr").await.unwrap().as_deref(),
+        Some("0190b6c8-0000-7000-8000-0000000000ee"),
+        "the key names the new saga still"
+    );
+    assert_eq!(store.saga_for_key("ko").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_log_that_outgrows_one_record_goes_on_in_rounds_and_reads_whole() {
+    use crate::engine::{CallOutcome, CallRef, Event};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let id = "0190b6c8-0000-7000-8000-0000000000f1";
+    let first = created(id, None);
+    store.create(&first, None).await.unwrap();
+    let mut saga = crate::engine::Saga::create(&first).unwrap();
+    let mut seq = 1;
+    // A forward call refused for hours: a round per attempt, each with a long error.
+    for attempt in 1..=200u32 {
+        let call = CallRef {
+            step: 0,
+            phase: sagas::Phase::Action,
+            attempt,
+        };
+        let at = 1_000 + u64::from(attempt) * 100;
+        let round = vec![
+            Event::CallStarted { call, at },
+            Event::CallEnded {
+                call,
+                outcome: CallOutcome::Transient,
+                http_status: Some(503),
+                latency_ms: 1,
+                error: Some("x".repeat(200)),
+                retry_at: at + 100,
+                at,
+            },
+        ];
+        for e in &round {
+            saga.apply(e).unwrap();
+        }
+        store.append(&saga, seq, &round).unwrap();
+        seq += 2;
+    }
+    let counts = store.key_counts();
+    assert!(
+        counts["events"] > 1,
+        "later rounds in keys of their own: {counts:?}"
+    );
+    let (loaded, last) = store.load(id).await.unwrap().unwrap();
+    assert_eq!((loaded, last), (saga, seq - 1));
+    let events = store.events(id).await.unwrap();
+    assert_eq!(events.len() as u64, seq);
+    assert!(events.iter().enumerate().all(|(i, (s, _))| *s == i as u64));
+}
+
+#[tokio::test]
+async fn retention_also_clears_an_active_entry_a_crash_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let id = "0190b6c8-0000-7000-8000-0000000000a1";
+    let saga = settle(&store, id, None).await;
+    // As if the crash came after the finished entry but before the active one went.
+    store.mark_active(id);
+    assert_eq!(store.key_counts()["active"], 1);
+    assert!(saga.is_settled());
+    assert_eq!(store.expire_finished(u64::MAX, 10).await.unwrap(), 1);
+    assert_eq!(store.key_counts()["active"], 0);
 }

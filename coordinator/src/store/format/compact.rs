@@ -1,7 +1,7 @@
 //! Format version 2: a saga's events in a compact binary encoding, its plan by reference.
 //!
 //! A record is the byte `0x02` followed by one or more *chunks*, back to back: a chunk is the
-//! [postcard] encoding of a list of [`CompactEvent`]s (one round). Field names are not
+//! [postcard] encoding of a list of `CompactEvent`s (one round). Field names are not
 //! written, integers are varints, and every event's time is the difference from the event
 //! before it in its chunk (a chunk's first time is absolute), so a time costs one or two bytes
 //! instead of thirteen digits. Because a chunk stands alone, a saga's whole log can be one
@@ -12,8 +12,10 @@
 //! ([`PlanSource`]). A typical three-step saga's whole log is about 300 bytes this way, against
 //! about 3 KB in version 1, most of it the plan repeated in every saga.
 //!
-//! postcard is not self-describing: the types below ARE the format. Never reorder, remove or
-//! change a variant or field; a change is a new version.
+//! postcard is not self-describing: the types below ARE the format, and so are the enums they
+//! hold from elsewhere (`Phase`, `CallOutcome`, `Resolution`, encoded by variant position; a
+//! test here pins every position). Never reorder, remove or change a variant or field; a change
+//! is a new version.
 
 use std::sync::Arc;
 
@@ -196,6 +198,24 @@ pub fn append_chunk(record: &mut Vec<u8>, events: &[Event], plan_ref: impl Fn(&P
         .map(|event| compact(event, &mut clock, &plan_ref))
         .collect();
     postcard::to_io(&chunk, record).expect("writing to a Vec does not fail");
+}
+
+/// The idempotency and business keys of the saga whose log starts with `body` (a version-2
+/// record without its version byte), read from its first event without resolving its plan:
+/// what a retention sweep needs even where the plan is lost.
+pub(super) fn created_keys(body: &[u8]) -> Result<(Option<String>, Option<String>), FormatError> {
+    let (chunk, _): (Vec<CompactEvent>, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|e| FormatError::Malformed {
+            version: VERSION,
+            message: e.to_string(),
+        })?;
+    match chunk.into_iter().next() {
+        Some(CompactEvent::Created(c)) => Ok((c.idempotency_key, c.business_key)),
+        _ => Err(FormatError::Malformed {
+            version: VERSION,
+            message: "the log does not start with created".into(),
+        }),
+    }
 }
 
 /// The events of a version-2 record (without its version byte): every chunk's, in order.
@@ -486,5 +506,77 @@ impl PlanSource for PlanTable {
                 version: VERSION,
                 message: format!("plan {:02x?} is not in the table", plan.0),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sagas::Phase;
+
+    /// The enums from elsewhere that records hold are encoded by variant position: reordering
+    /// one would silently change what every stored log means.
+    #[test]
+    fn every_foreign_enum_keeps_its_position_in_the_format() {
+        let position = |bytes: Vec<u8>| bytes[0];
+        let phases = [
+            Phase::Try,
+            Phase::Confirm,
+            Phase::Cancel,
+            Phase::Action,
+            Phase::Compensate,
+        ];
+        for (i, phase) in phases.into_iter().enumerate() {
+            assert_eq!(position(postcard::to_allocvec(&phase).unwrap()), i as u8);
+        }
+        let outcomes = [
+            CallOutcome::Ok,
+            CallOutcome::Rejected,
+            CallOutcome::Transient,
+            CallOutcome::NotSent,
+            CallOutcome::Refused,
+        ];
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            assert_eq!(position(postcard::to_allocvec(&outcome).unwrap()), i as u8);
+        }
+        let resolutions = [
+            Resolution::Succeeded,
+            Resolution::Confirmed,
+            Resolution::Compensated,
+        ];
+        for (i, resolution) in resolutions.into_iter().enumerate() {
+            assert_eq!(
+                position(postcard::to_allocvec(&resolution).unwrap()),
+                i as u8
+            );
+        }
+    }
+
+    #[test]
+    fn times_round_trip_whatever_their_order_and_size() {
+        let call = CallRef {
+            step: 3,
+            phase: Phase::Cancel,
+            attempt: 7,
+        };
+        let events = vec![
+            Event::CallStarted { call, at: u64::MAX },
+            Event::CallEnded {
+                call,
+                outcome: CallOutcome::Transient,
+                http_status: None,
+                latency_ms: 5,
+                error: Some("x".into()),
+                retry_at: 0,
+                at: 1,
+            },
+            Event::Finished { at: 1 << 63 },
+        ];
+        let table = PlanTable::default();
+        let mut record = table.encode(&events);
+        append_chunk(&mut record, &events[..1], |_| PlanRef([0; 8]));
+        let read = decode_events(&record[1..], &table).unwrap();
+        assert_eq!(read[..3], events[..]);
+        assert_eq!(read[3], events[0]);
     }
 }
