@@ -3,9 +3,10 @@
 //! records in JSON (version 1).
 //!
 //! **One key per saga for its whole life.** A saga's log is one `events` record, `{saga_id}`,
-//! that each round extends by a chunk; settling adds nothing but the `finished` entry and takes
-//! the `active` one away. A finished saga thus costs four keys (its log, `finished`, its
-//! idempotency and business keys) where version 1 wrote one per round plus a snapshot: sled's
+//! that each round extends by a chunk; settling only takes the `active` entry away, and
+//! retention walks the logs in id (creation) order. A finished saga thus costs three keys (its
+//! log, its idempotency and business keys) where version 1 left one per round, a snapshot and a
+//! `finished` entry too: sled's
 //! memory grows with its number of pages and a leaf holds at most 16 keys, so keys retained are
 //! memory retained (`docs/ARCHITECTURE.md`, "Memory and disk"). Logs written before version 2
 //! (`{saga_id}/{first seq}` rounds and snapshots in `sagas`) are read as they are, and a saga
@@ -70,7 +71,8 @@ pub struct SledStore {
     /// `{business key}\0{saga_id}` -> empty: the sagas carrying a business key, in creation
     /// order.
     business_keys: sled::Tree,
-    /// `{finished at: u64 BE}{saga_id}` -> empty, for settled sagas, oldest first (retention).
+    /// `{finished at: u64 BE}{saga_id}` -> empty, for settled sagas of logs written before
+    /// version 2, oldest first (retention; version-2 logs are walked instead).
     finished: sled::Tree,
     participants: sled::Tree,
     /// `{name}\0{version: u32 BE}` -> workflow definition; written once per version.
@@ -435,23 +437,31 @@ impl SledStore {
     }
 
     /// A version-2 log is one record that a load replays whole, so a running saga needs no
-    /// snapshot; a settled one gets its `finished` entry and leaves the active index (in that
-    /// order: a crash in between leaves it active, and recovery, finding it settled, comes back
-    /// here). A snapshot of a log written before version 2 goes with it.
+    /// snapshot; a settled one leaves the active index (a crash before that leaves it active,
+    /// and recovery, finding it settled, comes back here). A saga of an older log also gets
+    /// its `finished` entry, first, and its snapshot goes.
     fn write_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError> {
         let _ = seq;
         if !saga.is_settled() {
             return Ok(());
         }
-        let mut key = saga.updated_at.to_be_bytes().to_vec();
-        key.extend_from_slice(saga.id.as_bytes());
-        telemetry::log_written(key.len());
-        self.finished.insert(key, &[])?;
+        // A version-2 log says itself when the saga finished (retention walks the logs); a saga
+        // of an older log is found through the `finished` index.
+        if !self.events.contains_key(saga.id.as_bytes())? {
+            let mut key = saga.updated_at.to_be_bytes().to_vec();
+            key.extend_from_slice(saga.id.as_bytes());
+            telemetry::log_written(key.len());
+            self.finished.insert(key, &[])?;
+        }
         self.sagas.remove(saga.id.as_bytes())?;
         self.active.remove(saga.id.as_bytes())?;
         Ok(())
     }
 
+    /// Settled sagas that finished before `finished_before`, at most `limit`: those of logs
+    /// written before version 2 through the `finished` index, then version-2 logs by walking
+    /// `events` in id order, which is creation order, up to the first saga created after the
+    /// cutoff (a version-2 saga has no `finished` entry: one key less per retained saga).
     fn delete_expired(&self, finished_before: Millis, limit: usize) -> Result<usize, StoreError> {
         let mut expired = 0;
         for item in self
@@ -460,53 +470,83 @@ impl SledStore {
             .take(limit)
         {
             let (key, _) = item?;
-            let id = String::from_utf8_lossy(&key[8..]).into_owned();
-            // The keys from the saga's first record; an unreadable one is reported and the
-            // saga removed all the same (retention must not stop at one bad record).
-            let first = match self.events.get(id.as_bytes())? {
-                Some(log) => Some(log),
-                None => self.events.get(event_key(&id, 0))?,
-            };
-            let keys = match first.as_deref().map(format::created_keys).transpose() {
-                Ok(keys) => keys,
-                Err(e) => {
-                    tracing::warn!(saga = %id, error = %e, "retention: the saga's first record does not decode; removed without its idempotency and business keys");
-                    None
-                }
-            };
-            if let Some((idempotency_key, business_key)) = keys {
-                if let Some(k) = &idempotency_key {
-                    // Only while it names this saga: after a crash mid-sweep a new saga may
-                    // have claimed the key.
-                    let _ = self.idempotency.compare_and_swap(
-                        k.as_bytes(),
-                        Some(id.as_bytes()),
-                        None as Option<&[u8]>,
-                    )?;
-                }
-                if let Some(k) = &business_key {
-                    self.business_keys.remove(business_key_entry(k, &id))?;
-                }
-            }
-            // A version-2 log is one key: it is there or not. In an older log the saga's
-            // snapshot goes first: a reader finds the snapshot, then the rounds, then (if they
-            // are gone) checks the snapshot again, so it sees the saga whole or not at all. The
-            // `finished` entry last: after a crash in between, the next sweep finishes the job.
-            self.events.remove(id.as_bytes())?;
-            self.sagas.remove(id.as_bytes())?;
-            let prefix = event_prefix(&id);
-            let mut batch = sled::Batch::default();
-            for event_key in self.events.scan_prefix(&prefix).keys() {
-                batch.remove(event_key?);
-            }
-            self.events.apply_batch(batch)?;
-            // Left behind if settling was cut short by a crash and the saga expired before
-            // recovery got to it.
-            self.active.remove(id.as_bytes())?;
+            self.remove_saga(&String::from_utf8_lossy(&key[8..]))?;
+            // Last: after a crash in between, the next sweep finishes the job.
             self.finished.remove(key)?;
             expired += 1;
         }
+        for item in self.events.iter() {
+            if expired == limit {
+                break;
+            }
+            let (key, log) = item?;
+            // Round keys (`{id}/{seq}`) belong to old logs, expired through `finished` above.
+            if key.contains(&b'/') {
+                continue;
+            }
+            let id = String::from_utf8_lossy(&key).into_owned();
+            let saga = match rebuild(&id, self, None, self.log_records(&id, log)) {
+                Ok(Some((saga, _))) => saga,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(saga = %id, error = %e, "retention: the saga's log does not load; kept");
+                    continue;
+                }
+            };
+            if saga.created_at >= finished_before {
+                break;
+            }
+            if saga.is_settled() && saga.updated_at < finished_before {
+                self.remove_saga(&id)?;
+                expired += 1;
+            }
+        }
         Ok(expired)
+    }
+
+    /// Removes a settled saga: its keys, then its log, rounds, snapshot and active entry.
+    fn remove_saga(&self, id: &str) -> Result<(), StoreError> {
+        // The keys from the saga's first record; an unreadable one is reported and the saga
+        // removed all the same (retention must not stop at one bad record).
+        let first = match self.events.get(id.as_bytes())? {
+            Some(log) => Some(log),
+            None => self.events.get(event_key(id, 0))?,
+        };
+        let keys = match first.as_deref().map(format::created_keys).transpose() {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!(saga = %id, error = %e, "retention: the saga's first record does not decode; removed without its idempotency and business keys");
+                None
+            }
+        };
+        if let Some((idempotency_key, business_key)) = keys {
+            if let Some(k) = &idempotency_key {
+                // Only while it names this saga: after a crash mid-sweep a new saga may have
+                // claimed the key.
+                let _ = self.idempotency.compare_and_swap(
+                    k.as_bytes(),
+                    Some(id.as_bytes()),
+                    None as Option<&[u8]>,
+                )?;
+            }
+            if let Some(k) = &business_key {
+                self.business_keys.remove(business_key_entry(k, id))?;
+            }
+        }
+        // A version-2 log is one key: it is there or not. In an older log the saga's snapshot
+        // goes first: a reader finds the snapshot, then the rounds, then (if they are gone)
+        // checks the snapshot again, so it sees the saga whole or not at all.
+        self.events.remove(id.as_bytes())?;
+        self.sagas.remove(id.as_bytes())?;
+        let mut batch = sled::Batch::default();
+        for event_key in self.events.scan_prefix(event_prefix(id)).keys() {
+            batch.remove(event_key?);
+        }
+        self.events.apply_batch(batch)?;
+        // Left behind if settling was cut short by a crash and the saga expired before
+        // recovery got to it.
+        self.active.remove(id.as_bytes())?;
+        Ok(())
     }
 
     /// A saga's round records (`{saga_id}/{first seq}`) from `from` on, in order.
