@@ -159,7 +159,10 @@ async fn retention_goes_past_a_damaged_log_and_spares_a_key_claimed_again() {
     // the sweep goes on past it.
     assert_eq!(store.expire_finished(u64::MAX, 10).await.unwrap(), 2);
     assert_eq!(store.key_counts()["events"], 1);
-    assert_eq!(store.saga_for_key("kd").await.unwrap().as_deref(), Some(damaged));
+    assert_eq!(
+        store.saga_for_key("kd").await.unwrap().as_deref(),
+        Some(damaged)
+    );
     assert_eq!(
         store.saga_for_key("kr").await.unwrap().as_deref(),
         Some("0190b6c8-0000-7000-8000-0000000000ee"),
