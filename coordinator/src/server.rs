@@ -66,6 +66,10 @@ pub enum StartError {
     Tls(#[from] TlsError),
 }
 
+/// How often the metrics recorder folds histogram samples into buckets (see
+/// `Runtime::start_metrics_upkeep`): often enough that samples between two upkeeps stay small.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// A coordinator that is serving. Stop it with [`RunningCoordinator::shutdown`].
 pub struct RunningCoordinator {
     addr: SocketAddr,
@@ -171,6 +175,7 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     let sweep_every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
     runtime.start_retention(retention, sweep_every);
     runtime.start_wakeups();
+    runtime.start_metrics_upkeep(METRICS_UPKEEP_EVERY);
     runtime.start_claiming(config.lease);
 
     let (stop_http, stopped) = oneshot::channel::<()>();
