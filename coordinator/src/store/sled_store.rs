@@ -64,6 +64,9 @@ pub struct SledStore {
     plans: sled::Tree,
     /// Plans this process wrote or read (see [`PlanCache`]).
     plan_cache: Mutex<PlanCache>,
+    /// Where the retention walk of `events` stopped at its limit, for the next call of the
+    /// same sweep; `None` when the last call walked to the end (the next starts over).
+    retention_walk: Mutex<Option<Vec<u8>>>,
     /// `{saga_id}` -> empty, for sagas not yet terminal.
     active: sled::Tree,
     /// idempotency key -> saga id.
@@ -150,6 +153,7 @@ impl SledStore {
             sagas: db.open_tree("sagas")?,
             plans: db.open_tree("plans")?,
             plan_cache: Mutex::default(),
+            retention_walk: Mutex::default(),
             active: db.open_tree("active")?,
             idempotency: db.open_tree("idempotency")?,
             business_keys: db.open_tree("business_keys")?,
@@ -475,15 +479,28 @@ impl SledStore {
             self.finished.remove(key)?;
             expired += 1;
         }
-        for item in self.events.iter() {
+        // Where the previous call of this sweep stopped at its limit (a sweep calls until
+        // nothing is left): each call goes on from there instead of replaying the same prefix.
+        let mut walk = self.retention_walk.lock().expect("retention walk poisoned");
+        let mut from = walk.take().unwrap_or_default();
+        loop {
             if expired == limit {
+                *walk = Some(from);
                 break;
             }
+            let Some(item) = self.events.range(from.clone()..).next() else {
+                break;
+            };
             let (key, log) = item?;
-            // Round keys (`{id}/{seq}`) belong to old logs, expired through `finished` above.
-            if key.contains(&b'/') {
+            // Round keys (`{id}/{seq}`): an old log's (expired through `finished` above) or a
+            // long log's tail (read with its log): skip every round of that saga at once.
+            if let Some(slash) = key.iter().position(|&b| b == b'/') {
+                from = key[..slash].to_vec();
+                from.push(b'/' + 1);
                 continue;
             }
+            from = key.to_vec();
+            from.push(0);
             let id = String::from_utf8_lossy(&key).into_owned();
             let saga = match rebuild(&id, self, None, self.log_records(&id, log)) {
                 Ok(Some((saga, _))) => saga,
@@ -533,12 +550,13 @@ impl SledStore {
                 self.business_keys.remove(business_key_entry(k, id))?;
             }
         }
-        // A version-2 log is one key: it is there or not. In an older log the saga's snapshot
-        // goes first: a reader finds the snapshot, then the rounds, then (if they are gone)
-        // checks the snapshot again, so it sees the saga whole or not at all.
-        self.events.remove(id.as_bytes())?;
+        // In an older log the saga's snapshot goes first: a reader finds the snapshot, then the
+        // rounds, then (if they are gone) checks the snapshot again, so it sees the saga whole
+        // or not at all. The log and every round in one batch (sled applies a batch whole): a
+        // log's tail of rounds never outlives it.
         self.sagas.remove(id.as_bytes())?;
         let mut batch = sled::Batch::default();
+        batch.remove(id.as_bytes());
         for event_key in self.events.scan_prefix(event_prefix(id)).keys() {
             batch.remove(event_key?);
         }

@@ -232,3 +232,44 @@ async fn retention_also_clears_an_active_entry_a_crash_left_behind() {
     assert_eq!(store.expire_finished(u64::MAX, 10).await.unwrap(), 1);
     assert_eq!(store.key_counts()["active"], 0);
 }
+
+#[tokio::test]
+async fn retention_in_slices_of_one_removes_every_settled_saga_of_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    // An old-format settled saga between version-2 ones, and one still running.
+    let ids: Vec<String> = (1..=4)
+        .map(|i| format!("0190b6c8-0000-7000-8000-00000000010{i}"))
+        .collect();
+    settle(&store, &ids[0], Some("k1")).await;
+    let first = created(&ids[1], None);
+    let mut old = crate::engine::Saga::create(&first).unwrap();
+    store.insert_version_1_round(
+        &ids[1],
+        0,
+        &[crate::engine::Event::Created(Box::new(first))],
+    );
+    let events = commit_round();
+    for e in &events {
+        old.apply(e).unwrap();
+    }
+    store.insert_version_1_round(&ids[1], 1, &events);
+    store.save_snapshot(&old, 4).unwrap();
+    settle(&store, &ids[2], Some("k3")).await;
+    store.create(&created(&ids[3], None), None).await.unwrap();
+
+    let mut removed = 0;
+    loop {
+        let n = store.expire_finished(u64::MAX, 1).await.unwrap();
+        assert!(n <= 1);
+        if n == 0 {
+            break;
+        }
+        removed += n;
+    }
+    assert_eq!(removed, 3);
+    let counts = store.key_counts();
+    assert_eq!(counts["events"], 1, "only the running saga: {counts:?}");
+    assert!(store.load(&ids[3]).await.unwrap().is_some());
+    assert_eq!(store.saga_for_key("k1").await.unwrap(), None);
+}
