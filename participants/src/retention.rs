@@ -142,6 +142,9 @@ pub enum LookupError {
     /// `read` scope; `404`/`405`: a coordinator without `POST /v1/sagas/states`).
     #[error(transparent)]
     Client(#[from] sagas::ClientError),
+    /// There is no coordinator to ask (an empty list was configured).
+    #[error("no coordinator to ask for saga states")]
+    NoCoordinator,
 }
 
 /// Where the sweep learns saga states: the coordinator, or a fake in tests.
@@ -164,9 +167,9 @@ pub struct CoordinatorStates {
 }
 
 impl CoordinatorStates {
-    /// Asks `coordinators` (at least one), e.g. the clients built for registration.
+    /// Asks `coordinators`, e.g. the clients built for registration; with none, every lookup
+    /// fails with [`LookupError::NoCoordinator`] (and nothing is deleted).
     pub fn new(coordinators: Vec<CoordinatorClient>) -> Self {
-        assert!(!coordinators.is_empty(), "retention needs a coordinator");
         CoordinatorStates { coordinators }
     }
 }
@@ -181,7 +184,7 @@ impl SagaStates for CoordinatorStates {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(last.expect("at least one coordinator").into())
+        Err(last.map_or(LookupError::NoCoordinator, LookupError::from))
     }
 }
 
@@ -553,6 +556,17 @@ mod tests {
         Retention::default()
     }
 
+    /// One sweep with the default retention, an hour (and a second) from now: every record
+    /// written so far is old enough.
+    async fn sweep_an_hour_later<F: Forget<SledStore>>(
+        barrier: &Barrier<SledStore>,
+        coordinator: &FakeCoordinator,
+        forget: &F,
+    ) -> Result<SweepReport, SweepError> {
+        let now = unix_millis() + HOUR + 1_000;
+        sweep(barrier.store(), coordinator, forget, &retention(), now).await
+    }
+
     /// The rule: old records of committed, aborted and unknown sagas go (with their business
     /// records); those of stuck, running and compensating sagas, and of sagas the answer
     /// leaves out, stay.
@@ -576,16 +590,9 @@ mod tests {
             .filter_map(|(id, s)| s.map(|s| (*id, s)))
             .collect();
         let coordinator = FakeCoordinator::answering(&answers);
-        let now = unix_millis() + HOUR + 1_000;
-        let report = sweep(
-            barrier.store(),
-            &coordinator,
-            &forget_order,
-            &retention(),
-            now,
-        )
-        .await
-        .unwrap();
+        let report = sweep_an_hour_later(&barrier, &coordinator, &forget_order)
+            .await
+            .unwrap();
         assert_eq!(
             report,
             SweepReport {
@@ -635,16 +642,9 @@ mod tests {
             fail: true,
             ..FakeCoordinator::answering(&[("s1", ReportedState::Committed)])
         };
-        let now = unix_millis() + HOUR + 1_000;
-        let err = sweep(
-            barrier.store(),
-            &coordinator,
-            &forget_order,
-            &retention(),
-            now,
-        )
-        .await
-        .unwrap_err();
+        let err = sweep_an_hour_later(&barrier, &coordinator, &forget_order)
+            .await
+            .unwrap_err();
         assert!(matches!(err, SweepError::Lookup(_)), "{err}");
         assert!(has_record(&barrier, "s1") && has_order(&barrier, "s1"));
     }
@@ -662,16 +662,9 @@ mod tests {
         let request = req("stuck", "create", Phase::Action);
         let first = barrier.forward(&request, counted).await.unwrap();
         let coordinator = FakeCoordinator::answering(&[("stuck", ReportedState::Stuck)]);
-        let now = unix_millis() + HOUR + 1_000;
-        let report = sweep(
-            barrier.store(),
-            &coordinator,
-            &forget_order,
-            &retention(),
-            now,
-        )
-        .await
-        .unwrap();
+        let report = sweep_an_hour_later(&barrier, &coordinator, &forget_order)
+            .await
+            .unwrap();
         assert_eq!((report.deleted, report.kept), (0, 1));
         let again = barrier.forward(&request, counted).await.unwrap();
         assert_eq!(again, first);
@@ -796,8 +789,7 @@ mod tests {
             forget_order(tx, branch, record)?;
             Err(Rejection::invariant("cannot forget").into())
         };
-        let now = unix_millis() + HOUR + 1_000;
-        let err = sweep(barrier.store(), &coordinator, &failing, &retention(), now)
+        let err = sweep_an_hour_later(&barrier, &coordinator, &failing)
             .await
             .unwrap_err();
         assert!(matches!(err, SweepError::Delete(_)), "{err}");

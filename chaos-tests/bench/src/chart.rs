@@ -5,6 +5,8 @@
 //! library is needed to build or render it.
 
 use plotters::coord::combinators::{BindKeyPoints, IntoLogRange};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 const SIZE: (u32, u32) = (900, 760);
@@ -81,6 +83,40 @@ fn draw(root: &Area<'_>, series: &[Series], subtitle: &str) -> DrawResult {
     Ok(())
 }
 
+/// A panel's chart: x against a linear y, drawing on an [`Area`].
+pub(crate) type Panel<'a, 'b, X> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, RangedCoordf64>>;
+
+/// A panel's chart: `x` against 0..`y_top`, with the mesh, labels and fonts every chart of
+/// the benchmark shares.
+pub(crate) fn axes<'a, 'b, X>(
+    area: &'a Area<'b>,
+    x: X,
+    y_top: f64,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<Panel<'a, 'b, X::CoordDescType>, Box<dyn std::error::Error>>
+where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .margin(14)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, 0.0..y_top)?;
+    chart
+        .configure_mesh()
+        .max_light_lines(2)
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()?;
+    Ok(chart)
+}
+
 /// One panel: `value` of every series against clients.
 fn panel(
     area: &Area<'_>,
@@ -96,21 +132,13 @@ fn panel(
     let x_max = clients.last().copied().unwrap_or(256.0).max(2.0);
     let y_max = points().map(value).fold(0.0, f64::max);
     let x_range = (0.8..x_max * 1.25).log_scale().with_key_points(clients);
-    let mut chart = ChartBuilder::on(area)
-        .margin(14)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(x_range, 0.0..(y_max * 1.2).max(1.0))?;
-    chart
-        .configure_mesh()
-        .max_light_lines(2)
-        .x_desc("concurrent clients (log scale)")
-        .y_desc(y_label)
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 18))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .draw()?;
+    let mut chart = axes(
+        area,
+        x_range,
+        (y_max * 1.2).max(1.0),
+        "concurrent clients (log scale)",
+        y_label,
+    )?;
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let xy: Vec<(f64, f64)> = s

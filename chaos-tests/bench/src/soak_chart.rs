@@ -4,7 +4,7 @@
 
 use plotters::prelude::*;
 
-use crate::chart::{Area, COLORS, DrawResult, svg_document};
+use crate::chart::{Area, COLORS, DrawResult, axes, svg_document};
 use crate::soak::SoakResult;
 
 const SIZE: (u32, u32) = (900, 760);
@@ -72,21 +72,7 @@ fn panel(area: &Area<'_>, lines: &[Line], y_label: &str, end_s: f64, warmup_s: f
         .flat_map(|l| l.points.iter().map(|&(_, v)| v))
         .fold(0.0, f64::max);
     let y_top = (y_max * 1.15).max(1.0);
-    let mut chart = ChartBuilder::on(area)
-        .margin(14)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0.0..end_s * 1.02, 0.0..y_top)?;
-    chart
-        .configure_mesh()
-        .max_light_lines(2)
-        .x_desc("seconds of load")
-        .y_desc(y_label)
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 18))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .draw()?;
+    let mut chart = axes(area, 0.0..end_s * 1.02, y_top, "seconds of load", y_label)?;
     if warmup_s > 0.0 && warmup_s < end_s {
         chart.draw_series(DashedLineSeries::new(
             vec![(warmup_s, 0.0), (warmup_s, y_top)],

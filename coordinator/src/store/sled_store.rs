@@ -474,7 +474,7 @@ impl SledStore {
             .take(limit)
         {
             let (key, _) = item?;
-            self.remove_saga(&String::from_utf8_lossy(&key[8..]))?;
+            self.remove_saga(&String::from_utf8_lossy(&key[8..]), None)?;
             // Last: after a crash in between, the next sweep finishes the job.
             self.finished.remove(key)?;
             expired += 1;
@@ -502,7 +502,7 @@ impl SledStore {
             from = key.to_vec();
             from.push(0);
             let id = String::from_utf8_lossy(&key).into_owned();
-            let saga = match rebuild(&id, self, None, self.log_records(&id, log)) {
+            let saga = match rebuild(&id, self, None, self.log_records(&id, log.clone())) {
                 Ok(Some((saga, _))) => saga,
                 Ok(None) => continue,
                 Err(e) => {
@@ -514,7 +514,7 @@ impl SledStore {
                 break;
             }
             if saga.is_settled() && saga.updated_at < finished_before {
-                self.remove_saga(&id)?;
+                self.remove_saga(&id, Some(log))?;
                 expired += 1;
             }
         }
@@ -522,12 +522,16 @@ impl SledStore {
     }
 
     /// Removes a settled saga: its keys, then its log, rounds, snapshot and active entry.
-    fn remove_saga(&self, id: &str) -> Result<(), StoreError> {
+    /// `log` is its version-2 log when the caller has read it already.
+    fn remove_saga(&self, id: &str, log: Option<sled::IVec>) -> Result<(), StoreError> {
         // The keys from the saga's first record; an unreadable one is reported and the saga
         // removed all the same (retention must not stop at one bad record).
-        let first = match self.events.get(id.as_bytes())? {
+        let first = match log {
             Some(log) => Some(log),
-            None => self.events.get(event_key(id, 0))?,
+            None => match self.events.get(id.as_bytes())? {
+                Some(log) => Some(log),
+                None => self.events.get(event_key(id, 0))?,
+            },
         };
         let keys = match first.as_deref().map(format::created_keys).transpose() {
             Ok(keys) => keys,

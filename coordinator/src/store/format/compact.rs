@@ -518,38 +518,18 @@ mod tests {
     /// one would silently change what every stored log means.
     #[test]
     fn every_foreign_enum_keeps_its_position_in_the_format() {
-        let position = |bytes: Vec<u8>| bytes[0];
-        let phases = [
-            Phase::Try,
-            Phase::Confirm,
-            Phase::Cancel,
-            Phase::Action,
-            Phase::Compensate,
-        ];
-        for (i, phase) in phases.into_iter().enumerate() {
-            assert_eq!(position(postcard::to_allocvec(&phase).unwrap()), i as u8);
+        /// Each value encodes as its index in `in_order`.
+        fn positions<T: Serialize>(in_order: &[T]) {
+            for (i, value) in in_order.iter().enumerate() {
+                assert_eq!(postcard::to_allocvec(value).unwrap()[0], i as u8);
+            }
         }
-        let outcomes = [
-            CallOutcome::Ok,
-            CallOutcome::Rejected,
-            CallOutcome::Transient,
-            CallOutcome::NotSent,
-            CallOutcome::Refused,
-        ];
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            assert_eq!(position(postcard::to_allocvec(&outcome).unwrap()), i as u8);
-        }
-        let resolutions = [
-            Resolution::Succeeded,
-            Resolution::Confirmed,
-            Resolution::Compensated,
-        ];
-        for (i, resolution) in resolutions.into_iter().enumerate() {
-            assert_eq!(
-                position(postcard::to_allocvec(&resolution).unwrap()),
-                i as u8
-            );
-        }
+        use Phase::*;
+        positions(&[Try, Confirm, Cancel, Action, Compensate]);
+        use CallOutcome::*;
+        positions(&[Ok, Rejected, Transient, NotSent, Refused]);
+        use Resolution::*;
+        positions(&[Succeeded, Confirmed, Compensated]);
     }
 
     #[test]
