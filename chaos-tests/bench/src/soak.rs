@@ -66,7 +66,9 @@ pub struct ProcessSample {
     pub name: String,
     /// VmRSS in MiB; `None` when the process could not be read.
     pub rss_mb: Option<f64>,
-    /// Bytes under its data directory, in MiB.
+    /// Space its data directory takes on the file system (allocated blocks, as `du` counts
+    /// them), in MiB: a file grown ahead of its data (redb doubles its file up to 4 GiB) takes
+    /// only what was written.
     pub disk_mb: f64,
 }
 
@@ -113,8 +115,11 @@ pub struct SoakResult {
     pub samples: Vec<Sample>,
     /// Per process, growth after the warm-up.
     pub growth: Vec<Growth>,
-    /// The coordinator's data directory at the end divided by the finished sagas, in bytes.
+    /// The coordinator's data directory at the end (allocated blocks) divided by the finished
+    /// sagas, in bytes.
     pub coordinator_disk_bytes_per_saga: Option<f64>,
+    /// The same with the files' lengths, space grown ahead of the data included.
+    pub coordinator_file_bytes_per_saga: Option<f64>,
     /// VmRSS (MiB) of the coordinator started again on the soak's data directory (every saga
     /// retained, none active), once it is ready and a second has passed: what history costs a
     /// restart.
@@ -154,10 +159,11 @@ pub async fn run(settings: &SoakSettings) -> anyhow::Result<SoakResult> {
         .await
         .context("soak: starting the cluster")?;
     let idle_rss_mb = settled_rss(&cluster).await;
+    let coordinator_dir = cluster.coordinator(0).process().data_dir().to_path_buf();
     let mut watched = vec![(
         "coordinator".to_string(),
         cluster.coordinator(0).process().pid(),
-        cluster.coordinator(0).process().data_dir().to_path_buf(),
+        coordinator_dir.clone(),
     )];
     for participant in Participant::ALL {
         let process = cluster.participant_process(participant);
@@ -219,6 +225,7 @@ pub async fn run(settings: &SoakSettings) -> anyhow::Result<SoakResult> {
     .await
     .context("soak: the load")?;
     let samples = sampler.await.context("soak: the sampler")?;
+    let coordinator_file_bytes = dir_bytes(&coordinator_dir, |m| m.len());
     cluster
         .restart_coordinator()
         .await
@@ -235,6 +242,8 @@ pub async fn run(settings: &SoakSettings) -> anyhow::Result<SoakResult> {
         .and_then(|s| s.processes.first())
         .filter(|_| finished > 0)
         .map(|c| c.disk_mb * 1024.0 * 1024.0 / finished as f64);
+    let coordinator_file_bytes_per_saga =
+        (finished > 0).then(|| coordinator_file_bytes as f64 / finished as f64);
     Ok(SoakResult {
         clients: settings.clients,
         abort_ratio: settings.abort_ratio,
@@ -245,6 +254,7 @@ pub async fn run(settings: &SoakSettings) -> anyhow::Result<SoakResult> {
         samples,
         growth,
         coordinator_disk_bytes_per_saga,
+        coordinator_file_bytes_per_saga,
         restart_rss_mb,
         idle_rss_mb,
         participant_retention_s: settings.participant_retention.map(|r| r.as_secs_f64()),
@@ -270,22 +280,28 @@ fn sample(watched: &[(String, Option<u32>, PathBuf)], t_s: f64) -> Sample {
             .map(|(name, pid, dir)| ProcessSample {
                 name: name.clone(),
                 rss_mb: pid.and_then(procfs::rss_mb),
-                disk_mb: dir_bytes(dir) as f64 / (1024.0 * 1024.0),
+                disk_mb: dir_bytes(dir, allocated_bytes) as f64 / (1024.0 * 1024.0),
             })
             .collect(),
     }
 }
 
-/// Bytes of every file under `dir` (0 for what cannot be read: a file removed meanwhile).
-fn dir_bytes(dir: &Path) -> u64 {
+/// Space a file takes on the file system: its allocated 512-byte blocks.
+fn allocated_bytes(metadata: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::blocks(metadata) * 512
+}
+
+/// `size` summed over every file under `dir` (0 for what cannot be read: a file removed
+/// meanwhile).
+fn dir_bytes(dir: &Path, size: fn(&std::fs::Metadata) -> u64) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     entries
         .flatten()
         .map(|entry| match entry.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&entry.path()),
-            Ok(m) => m.len(),
+            Ok(m) if m.is_dir() => dir_bytes(&entry.path(), size),
+            Ok(m) => size(&m),
             Err(_) => 0,
         })
         .sum()
@@ -379,8 +395,14 @@ pub fn markdown(result: &SoakResult) -> String {
     }
     if let Some(bytes) = result.coordinator_disk_bytes_per_saga {
         md.push_str(&format!(
-            "\nCoordinator disk per finished saga: {bytes:.0} bytes.\n"
+            "\nCoordinator disk per finished saga: {bytes:.0} bytes allocated"
         ));
+        if let Some(length) = result.coordinator_file_bytes_per_saga {
+            md.push_str(&format!(
+                " ({length:.0} bytes of file length, space grown ahead included)"
+            ));
+        }
+        md.push_str(".\n");
     }
     if let (Some(restart), Some(idle)) = (result.restart_rss_mb, result.idle_rss_mb) {
         md.push_str(&format!(
@@ -435,6 +457,7 @@ mod tests {
             samples: samples.to_vec(),
             growth,
             coordinator_disk_bytes_per_saga: Some(41943.04),
+            coordinator_file_bytes_per_saga: Some(50000.0),
             restart_rss_mb: Some(60.0),
             idle_rss_mb: Some(50.0),
             participant_retention_s: None,
@@ -444,7 +467,10 @@ mod tests {
             md.contains("| coordinator | 100.0 | 120.0 | +20.0 % | 20.0 |"),
             "{md}"
         );
-        assert!(md.contains("41943 bytes"), "{md}");
+        assert!(
+            md.contains("41943 bytes allocated (50000 bytes of file length"),
+            "{md}"
+        );
         // 10 MiB over 1,000 retained sagas.
         assert!(
             md.contains("60.0 MiB RSS") && md.contains("10486 bytes per retained saga"),
@@ -458,7 +484,13 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("a"), [0u8; 10]).unwrap();
         std::fs::write(dir.path().join("sub/b"), [0u8; 5]).unwrap();
-        assert_eq!(dir_bytes(dir.path()), 15);
-        assert_eq!(dir_bytes(&dir.path().join("missing")), 0);
+        assert_eq!(dir_bytes(dir.path(), |m| m.len()), 15);
+        assert_eq!(dir_bytes(&dir.path().join("missing"), |m| m.len()), 0);
+        // A file grown ahead of its data takes only the blocks written.
+        let sparse = std::fs::File::create(dir.path().join("sparse")).unwrap();
+        sparse.set_len(64 << 20).unwrap();
+        let allocated = dir_bytes(dir.path(), allocated_bytes);
+        assert!(allocated < 1 << 20, "{allocated} bytes allocated");
+        assert_eq!(dir_bytes(dir.path(), |m| m.len()), (64 << 20) + 15);
     }
 }

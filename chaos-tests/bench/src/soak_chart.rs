@@ -140,6 +140,7 @@ mod tests {
             ],
             growth: Vec::new(),
             coordinator_disk_bytes_per_saga: None,
+            coordinator_file_bytes_per_saga: None,
             restart_rss_mb: None,
             idle_rss_mb: None,
             participant_retention_s: None,
