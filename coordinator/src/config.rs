@@ -334,6 +334,11 @@ pub struct CoordinatorArgs {
     #[arg(long, env = "COORDINATOR_LOG_CACHE_MB", value_name = "MB",
         value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub log_cache_mb: Option<u64>,
+    /// Page cache of the settled archive (finished sagas of the embedded store), in MiB (1 to
+    /// 1048576) [default: 8]. All the memory retained history costs.
+    #[arg(long, env = "COORDINATOR_ARCHIVE_CACHE_MB", value_name = "MB",
+        value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub archive_cache_mb: Option<u64>,
     /// Local address to send branch calls and callbacks from [default: the system's choice].
     #[arg(long, env = "COORDINATOR_OUTBOUND_ADDRESS", value_name = "IP")]
     pub outbound_address: Option<std::net::IpAddr>,
@@ -440,6 +445,9 @@ impl CoordinatorArgs {
         }
         if let Some(v) = self.log_cache_mb {
             o.store.cache_bytes = v.saturating_mul(1 << 20);
+        }
+        if let Some(v) = self.archive_cache_mb {
+            o.store.archive_cache_bytes = v.saturating_mul(1 << 20);
         }
         if let Some(v) = self.outbound_address {
             o.outbound_address = Some(v);

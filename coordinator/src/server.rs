@@ -70,6 +70,10 @@ pub enum StartError {
 /// `Runtime::start_metrics_upkeep`): often enough that samples between two upkeeps stay small.
 const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
+/// How often settled sagas move to the embedded store's archive (`Runtime::start_archiving`):
+/// sled then holds about a second of settled sagas besides the active ones.
+const ARCHIVE_EVERY: Duration = Duration::from_secs(1);
+
 /// A coordinator that is serving. Stop it with [`RunningCoordinator::shutdown`].
 pub struct RunningCoordinator {
     addr: SocketAddr,
@@ -176,6 +180,7 @@ pub async fn start(config: CoordinatorOptions) -> Result<RunningCoordinator, Sta
     runtime.start_retention(retention, sweep_every);
     runtime.start_wakeups();
     runtime.start_metrics_upkeep(METRICS_UPKEEP_EVERY);
+    runtime.start_archiving(ARCHIVE_EVERY);
     runtime.start_claiming(config.lease);
 
     let (stop_http, stopped) = oneshot::channel::<()>();

@@ -32,6 +32,7 @@ pub mod names {
     pub const BRANCH_CALL_DURATION: &str = "coordinator_branch_call_duration_seconds";
     pub const LOG_BYTES: &str = "coordinator_log_bytes_total";
     pub const LOG_FLUSHES: &str = "coordinator_log_flushes_total";
+    pub const SAGAS_ARCHIVED: &str = "coordinator_sagas_archived_total";
     pub const LOG_FLUSH_BATCH: &str = "coordinator_log_flush_batch_size";
     pub const LOG_FLUSH_DURATION: &str = "coordinator_log_flush_duration_seconds";
     pub const SAGAS_IN_STATE: &str = "coordinator_sagas_in_state";
@@ -109,6 +110,10 @@ fn describe() {
         "Bytes (keys and values) the saga log wrote: events, snapshots, index entries."
     );
     describe_counter!(LOG_FLUSHES, "Group-commit flushes of the saga log.");
+    describe_counter!(
+        SAGAS_ARCHIVED,
+        "Settled sagas moved from the embedded log to its archive (0 on PostgreSQL)."
+    );
     describe_histogram!(LOG_FLUSH_BATCH, "Writers served by one group-commit flush.");
     describe_histogram!(
         LOG_FLUSH_DURATION,
@@ -153,6 +158,7 @@ fn describe() {
     gauge!(SAGAS_PARKED).increment(0.0);
     counter!(LOG_BYTES).increment(0);
     counter!(LOG_FLUSHES).increment(0);
+    counter!(SAGAS_ARCHIVED).increment(0);
     for kind in AlertKind::ALL {
         counter!(ALERTS_SENT, "kind" => kind.as_str()).increment(0);
         counter!(ALERTS_FAILED, "kind" => kind.as_str()).increment(0);
@@ -328,6 +334,11 @@ pub fn alert_dropped(kind: AlertKind) {
 /// Bytes (keys and values) the saga log handed to the store: events, snapshots, index entries.
 pub fn log_written(bytes: usize) {
     counter!(LOG_BYTES).increment(bytes as u64);
+}
+
+/// Settled sagas moved to the embedded store's archive.
+pub fn sagas_archived(count: usize) {
+    counter!(SAGAS_ARCHIVED).increment(count as u64);
 }
 
 /// One group-commit flush and how many waiters it served.

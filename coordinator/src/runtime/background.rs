@@ -1,5 +1,6 @@
 //! The runtime's background loops: waking parked sagas when they are due, removing settled
-//! sagas past their retention, and keeping the metrics recorder's memory bounded.
+//! sagas past their retention, moving settled sagas to the store's archive, and keeping the
+//! metrics recorder's memory bounded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,42 @@ impl Runtime {
                         }
                     }
                     tokio::task::yield_now().await;
+                }
+            }
+        });
+    }
+
+    /// Moves settled sagas off the log's hot structures every `every`, until shutdown (see
+    /// [`crate::store::SagaLog::archive_settled`]; a store without an archive does nothing).
+    /// On a blocking thread: a move ends in a durable commit.
+    pub fn start_archiving(self: &Arc<Self>, every: Duration) {
+        /// Sagas moved per commit: enough that a commit's fsync is shared by many.
+        const BATCH: usize = 10_000;
+        let runtime = self.clone();
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = runtime.shutdown.cancelled() => return,
+                }
+                loop {
+                    let store = runtime.store.clone();
+                    match tokio::task::spawn_blocking(move || store.archive_settled(BATCH)).await {
+                        Ok(Ok(moved)) => {
+                            crate::telemetry::sagas_archived(moved);
+                            if moved < BATCH {
+                                break;
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "moving settled sagas to the archive failed");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the archive task failed");
+                            break;
+                        }
+                    }
                 }
             }
         });

@@ -8,11 +8,13 @@
 //! - [`Ownership`]: which sagas this coordinator instance drives (leases, in a cluster);
 //! - [`RegistryStore`]: participants and workflow versions.
 //!
-//! [`SledStore`] implements them on an embedded sled database (one instance). Writes are
+//! [`SledStore`] implements them on an embedded sled database (one instance), with settled
+//! sagas moved to a redb file whose memory does not grow with them (`archive`). Writes are
 //! buffered: nothing is durable until [`SagaLog::flush`] returns, and group commit (the
 //! `group-commit` crate) turns the flushes of all concurrent sagas into one. Every error means
 //! the operation did not happen ([`StoreError`]).
 
+mod archive;
 pub mod format;
 pub mod postgres;
 mod replay;
@@ -41,6 +43,9 @@ pub enum StoreError {
     /// The embedded database failed (I/O, a lock held by another process).
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    /// The settled archive (`archive.redb`, finished sagas of the embedded store) failed.
+    #[error("archive: {0}")]
+    Archive(#[from] redb::Error),
     /// A stored record does not decode or does not replay.
     #[error("corrupt record in {tree}: {message}")]
     Corrupt {
@@ -141,6 +146,14 @@ pub trait SagaLog: Send + Sync + 'static {
     fn save_snapshot(&self, saga: &Saga, seq: u64) -> Result<(), StoreError>;
     /// Makes every write issued before the call durable.
     fn flush(&self) -> StoreFuture<'_, ()>;
+    /// Moves up to `limit` settled sagas off the log's hot structures into storage whose
+    /// memory does not grow with what it holds, and returns how many it moved; every read
+    /// still finds them. Durable when it returns. Blocks on I/O: call it from a blocking
+    /// thread. Stores whose retained history costs no memory do nothing (the default).
+    fn archive_settled(&self, limit: usize) -> Result<usize, StoreError> {
+        let _ = limit;
+        Ok(0)
+    }
     /// Whether a write of this saga was refused because another instance drives it now (the
     /// instance must stop driving it). Checked after a flush; always `false` on one instance.
     fn lost(&self, saga_id: &str) -> bool;

@@ -2,15 +2,14 @@
 //! events in the compact version 2 (its plan stored once, in the `plans` tree), registry
 //! records in JSON (version 1).
 //!
-//! **One key per saga for its whole life.** A saga's log is one `events` record, `{saga_id}`,
-//! that each round extends by a chunk; settling only takes the `active` entry away, and
-//! retention walks the logs in id (creation) order. A finished saga thus costs three keys (its
-//! log, its idempotency and business keys) where version 1 left one per round, a snapshot and a
-//! `finished` entry too: sled's
-//! memory grows with its number of pages and a leaf holds at most 16 keys, so keys retained are
-//! memory retained (`docs/ARCHITECTURE.md`, "Memory and disk"). Logs written before version 2
-//! (`{saga_id}/{first seq}` rounds and snapshots in `sagas`) are read as they are, and a saga
-//! that was running in such a log goes on in rounds.
+//! **One key per saga while it moves, none once it settled.** A saga's log is one `events`
+//! record, `{saga_id}`, that each round extends by a chunk; settling only takes the `active`
+//! entry away. Settled sagas then move to the [settled archive](super::archive) in batches
+//! ([`SagaLog::archive_settled`]), and every read looks in sled first, then there: sled's
+//! memory grows with its number of pages, cached or not, so sled holds only what is still
+//! moving (`docs/ARCHITECTURE.md`, "Memory and disk"). Logs written before version 2
+//! (`{saga_id}/{first seq}` rounds and snapshots in `sagas`) are read as they are, stay in sled
+//! until retention, and a saga that was running in such a log goes on in rounds.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use sagas::{ParticipantSpec, WorkflowSpec};
 
+use super::archive::{ArchivedSaga, SettledArchive};
 use super::format::{self, FormatError, PlanRef, PlanSource};
 use super::replay::{SnapshotRecords, corrupt, expand, rebuild};
 use super::{
@@ -34,6 +34,10 @@ pub struct StoreOptions {
     /// sled's page cache, in bytes. Default 16 MiB: sled's own default (1 GiB) would let pages
     /// read while resuming 100,000 sagas stay resident for good.
     pub cache_bytes: u64,
+    /// The settled archive's page cache, in bytes: all the memory that finished sagas cost,
+    /// however many are retained. Default 8 MiB (reads of finished sagas are rare; the
+    /// archive's writes are batched).
+    pub archive_cache_bytes: u64,
     /// Group commit: how flushes of concurrent sagas are batched. Default: linger 1 ms while
     /// busy, at most 64 writers per flush.
     pub flush: FlushPolicy,
@@ -43,6 +47,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             cache_bytes: 16 << 20,
+            archive_cache_bytes: 8 << 20,
             flush: FlushPolicy::default(),
         }
     }
@@ -67,6 +72,12 @@ pub struct SledStore {
     /// Where the retention walk of `events` stopped at its limit, for the next call of the
     /// same sweep; `None` when the last call walked to the end (the next starts over).
     retention_walk: Mutex<Option<Vec<u8>>>,
+    /// Settled sagas moved off sled (see [`super::archive`]): sled holds the active ones and
+    /// those settled since the last [`SagaLog::archive_settled`].
+    archive: SettledArchive,
+    /// Where the retention walk of the archive stopped at its limit, as
+    /// [`SledStore::retention_walk`] for `events`.
+    archive_retention_walk: Mutex<Option<String>>,
     /// `{saga_id}` -> empty, for sagas not yet terminal.
     active: sled::Tree,
     /// idempotency key -> saga id.
@@ -105,6 +116,9 @@ struct PlanCache {
 /// of their own (`{saga_id}/{first seq}`), so a saga that retries for hours costs each round's
 /// bytes, not the whole log again every round.
 const LOG_RECORD_MAX: usize = 16 << 10;
+
+/// The settled archive's file, in the store's directory beside sled's files.
+const ARCHIVE_FILE: &str = "archive.redb";
 
 /// Plans remembered by pointer; more are hashed again (and found in `by_ref`).
 const RECENT_PLANS: usize = 64;
@@ -154,6 +168,11 @@ impl SledStore {
             plans: db.open_tree("plans")?,
             plan_cache: Mutex::default(),
             retention_walk: Mutex::default(),
+            archive: SettledArchive::open(
+                &dir.join(ARCHIVE_FILE),
+                usize::try_from(options.archive_cache_bytes).unwrap_or(usize::MAX),
+            )?,
+            archive_retention_walk: Mutex::default(),
             active: db.open_tree("active")?,
             idempotency: db.open_tree("idempotency")?,
             business_keys: db.open_tree("business_keys")?,
@@ -221,7 +240,10 @@ impl SledStore {
         let after_cursor = ids.filter(|id: &Result<String, StoreError>| {
             !matches!((id, cursor), (Ok(id), Some(c)) if id.as_str() <= c)
         });
-        self.page_of(after_cursor, filter, limit)
+        let archived = archived_ids(cursor, |after, n| {
+            self.archive.business_key_ids_after(business_key, after, n)
+        });
+        self.page_of(merge_ids(after_cursor, archived), filter, limit)
     }
 
     /// The first `limit` sagas of `ids` (in that order) that `filter` keeps, loaded; sagas
@@ -253,7 +275,8 @@ impl SledStore {
 
     fn has_created(&self, saga_id: &str) -> Result<bool, StoreError> {
         Ok(self.events.contains_key(saga_id.as_bytes())?
-            || self.events.contains_key(event_key(saga_id, 0))?)
+            || self.events.contains_key(event_key(saga_id, 0))?
+            || self.archive.log(saga_id)?.is_some())
     }
 
     /// The reference of `plan`, stored first if this process has not stored it yet.
@@ -332,6 +355,10 @@ impl SledStore {
         ]
         .into_iter()
         .map(|(name, tree)| (name, tree.len()))
+        .chain([(
+            "archive",
+            usize::try_from(self.archive.len().expect("archive readable")).unwrap_or(usize::MAX),
+        )])
         .collect()
     }
 
@@ -355,6 +382,22 @@ impl SledStore {
         self.events
             .insert(saga_id.as_bytes(), value)
             .expect("insert");
+    }
+
+    /// What a crash in the middle of [`SledStore::archive_batch`] leaves: the saga archived
+    /// and still in sled.
+    #[cfg(test)]
+    pub(super) fn copy_to_archive(&self, saga_id: &str) {
+        let log = self.events.get(saga_id).expect("read").expect("a log");
+        let (idempotency_key, business_key) = format::created_keys(&log).expect("keys");
+        self.archive
+            .insert(&[ArchivedSaga {
+                id: saga_id.into(),
+                log: log.to_vec(),
+                idempotency_key,
+                business_key,
+            }])
+            .expect("archive");
     }
 
     /// What a crash can leave behind: a key claimed for a saga whose first event was lost.
@@ -405,6 +448,16 @@ impl SledStore {
                     expected = Some(existing);
                 }
             }
+        }
+        // The key was free in sled; it may name an archived saga (the archive is written
+        // before sled lets a key go, so a key moved meanwhile is found there).
+        if let Some(existing_id) = self.archive.saga_for_key(key)? {
+            let _ = self.idempotency.compare_and_swap(
+                key,
+                Some(saga_id.as_bytes()),
+                None as Option<&[u8]>,
+            )?;
+            return Ok(Creation::Existing(existing_id));
         }
         self.insert_created(saga_id, first)?;
         Ok(Creation::Created)
@@ -518,7 +571,136 @@ impl SledStore {
                 expired += 1;
             }
         }
+        drop(walk);
+        if expired < limit {
+            expired += self.delete_expired_archived(finished_before, limit - expired)?;
+        }
         Ok(expired)
+    }
+
+    /// [`SledStore::delete_expired`] in the archive: the same walk in id (creation) order, up
+    /// to the first saga created after the cutoff, its deletions in one transaction.
+    fn delete_expired_archived(
+        &self,
+        finished_before: Millis,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut walk = self
+            .archive_retention_walk
+            .lock()
+            .expect("retention walk poisoned");
+        let mut after = walk.take();
+        let mut expired = Vec::new();
+        'walk: loop {
+            let logs = self
+                .archive
+                .logs_after(after.as_deref(), ARCHIVE_LISTING_CHUNK)?;
+            if logs.is_empty() {
+                break;
+            }
+            for (id, log) in logs {
+                if expired.len() == limit {
+                    *walk = after;
+                    break 'walk;
+                }
+                after = Some(id.clone());
+                let saga = match rebuild(&id, self, None, [Ok::<_, StoreError>((0, &log))]) {
+                    Ok(Some((saga, _))) => saga,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(saga = %id, error = %e, "retention: the archived saga's log does not load; kept");
+                        continue;
+                    }
+                };
+                if saga.created_at >= finished_before {
+                    break 'walk;
+                }
+                if saga.updated_at < finished_before {
+                    expired.push(ArchivedSaga {
+                        id,
+                        idempotency_key: saga.idempotency_key.clone(),
+                        business_key: saga.business_key.clone(),
+                        log,
+                    });
+                }
+            }
+        }
+        self.archive.remove(&expired)?;
+        Ok(expired.len())
+    }
+
+    /// Moves up to `limit` settled sagas to the archive: walks `events` in id order, takes
+    /// each version-2 log whose saga is settled, writes them all to the archive in one durable
+    /// transaction, then lets sled go of each (its log, idempotency key and business key). A
+    /// crash in between leaves a saga in both, which reads and listings see once and the next
+    /// call moves again. Active sagas, logs that outgrew one record and logs written before
+    /// version 2 stay in sled, where retention finds them.
+    fn archive_batch(&self, limit: usize) -> Result<usize, StoreError> {
+        let mut sagas = Vec::new();
+        let mut logs = Vec::new();
+        let mut from: Vec<u8> = Vec::new();
+        while sagas.len() < limit {
+            let Some(item) = self.events.range(from.clone()..).next() else {
+                break;
+            };
+            let (key, log) = item?;
+            // Round keys (`{id}/{seq}`): an old log or a long log's tail, both staying.
+            if let Some(slash) = key.iter().position(|&b| b == b'/') {
+                from = key[..slash].to_vec();
+                from.push(b'/' + 1);
+                continue;
+            }
+            from = key.to_vec();
+            from.push(0);
+            if log.len() >= LOG_RECORD_MAX || self.active.contains_key(&key)? {
+                continue;
+            }
+            let id = String::from_utf8_lossy(&key).into_owned();
+            let saga = match rebuild(&id, self, None, [Ok::<_, StoreError>((0, &log))]) {
+                Ok(Some((saga, _))) if saga.is_settled() => saga,
+                // Not settled: a submission a crash cut short before it was acknowledged.
+                Ok(_) => continue,
+                Err(e) => {
+                    // Retention reports it (and keeps it) when its time comes.
+                    tracing::debug!(saga = %id, error = %e, "archive: the saga's log does not load; kept in sled");
+                    continue;
+                }
+            };
+            sagas.push(ArchivedSaga {
+                id,
+                log: log.to_vec(),
+                idempotency_key: saga.idempotency_key,
+                business_key: saga.business_key,
+            });
+            logs.push(log);
+        }
+        if sagas.is_empty() {
+            return Ok(0);
+        }
+        self.archive.insert(&sagas)?;
+        for (saga, log) in sagas.iter().zip(logs) {
+            // Only the log that was archived; one written since stays, to be archived again.
+            let removed = self.events.compare_and_swap(
+                saga.id.as_bytes(),
+                Some(&log),
+                None as Option<&[u8]>,
+            )?;
+            if removed.is_err() {
+                continue;
+            }
+            if let Some(key) = &saga.idempotency_key {
+                let _ = self.idempotency.compare_and_swap(
+                    key.as_bytes(),
+                    Some(saga.id.as_bytes()),
+                    None as Option<&[u8]>,
+                )?;
+            }
+            if let Some(key) = &saga.business_key {
+                self.business_keys
+                    .remove(business_key_entry(key, &saga.id))?;
+            }
+        }
+        Ok(sagas.len())
     }
 
     /// Removes a settled saga: its keys, then its log, rounds, snapshot and active entry.
@@ -599,16 +781,26 @@ impl SledStore {
         std::iter::once(Ok((0, log))).chain(self.rounds_from(saga_id, 0))
     }
 
+    /// Sled first, then the archive: a saga is archived before sled lets it go, so a saga
+    /// moved between the two reads is found in the second.
     fn read_events(&self, saga_id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
-        match self.events.get(saga_id.as_bytes())? {
-            Some(log) => expand(self, self.log_records(saga_id, log)),
-            None => expand(self, self.rounds_from(saga_id, 0)),
+        if let Some(log) = self.events.get(saga_id.as_bytes())? {
+            return expand(self, self.log_records(saga_id, log));
         }
+        if let Some(log) = self.archive.log(saga_id)? {
+            return expand(self, [Ok::<_, StoreError>((0, log))]);
+        }
+        expand(self, self.rounds_from(saga_id, 0))
     }
 
+    /// Sled first, then the archive (see [`SledStore::read_events`]), then a log written
+    /// before version 2.
     fn read_saga(&self, saga_id: &str) -> Result<Option<(Saga, u64)>, StoreError> {
         if let Some(log) = self.events.get(saga_id.as_bytes())? {
             return rebuild(saga_id, self, None, self.log_records(saga_id, log));
+        }
+        if let Some(log) = self.archive.log(saga_id)? {
+            return rebuild(saga_id, self, None, [Ok::<_, StoreError>((0, log))]);
         }
         self.read_rounds(saga_id)
     }
@@ -687,14 +879,21 @@ impl SledStore {
             last = Some(id.to_vec());
             Some(Ok(String::from_utf8_lossy(id).into_owned()))
         });
-        self.page_of(ids, filter, limit)
+        // Archived sagas are settled: a listing of running or stuck sagas need not walk them.
+        let archived = archived_ids(cursor, |after, n| {
+            if filter.state.is_some_and(|s| !s.is_terminal()) {
+                return Ok(Vec::new());
+            }
+            self.archive.ids_after(after, n)
+        });
+        self.page_of(merge_ids(ids, archived), filter, limit)
     }
 
     fn read_key(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .idempotency
-            .get(key)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        if let Some(id) = self.idempotency.get(key)? {
+            return Ok(Some(String::from_utf8_lossy(&id).into_owned()));
+        }
+        Ok(self.archive.saga_for_key(key)?)
     }
 }
 
@@ -751,6 +950,10 @@ impl SagaLog for SledStore {
 
     fn flush(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move { Ok(self.group_commit.flush().await?) })
+    }
+
+    fn archive_settled(&self, limit: usize) -> Result<usize, StoreError> {
+        self.archive_batch(limit)
     }
 
     fn lost(&self, _saga_id: &str) -> bool {
@@ -977,6 +1180,63 @@ impl RegistryStore for SledStore {
     fn registry_generation(&self) -> StoreFuture<'_, u64> {
         ready(Ok(0))
     }
+}
+
+/// How many ids a listing reads from the archive per read transaction.
+const ARCHIVE_LISTING_CHUNK: usize = 256;
+
+/// The archive's ids in order after `cursor`, read `ARCHIVE_LISTING_CHUNK` at a time by `fetch`
+/// (`fetch(after, n)`: up to `n` ids after `after`), so a listing reads no more than it pages.
+fn archived_ids<'a>(
+    cursor: Option<&str>,
+    mut fetch: impl FnMut(Option<&str>, usize) -> Result<Vec<String>, redb::Error> + 'a,
+) -> impl Iterator<Item = Result<String, StoreError>> + 'a {
+    let mut after = cursor.map(str::to_owned);
+    let mut chunk = Vec::<String>::new().into_iter();
+    let mut exhausted = false;
+    std::iter::from_fn(move || {
+        loop {
+            if let Some(id) = chunk.next() {
+                after = Some(id.clone());
+                return Some(Ok(id));
+            }
+            if exhausted {
+                return None;
+            }
+            match fetch(after.as_deref(), ARCHIVE_LISTING_CHUNK) {
+                Ok(ids) => {
+                    exhausted = ids.len() < ARCHIVE_LISTING_CHUNK;
+                    chunk = ids.into_iter();
+                }
+                Err(e) => {
+                    exhausted = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+    })
+}
+
+/// Two streams of ids in id order as one, each id once: a saga being archived is in both sled
+/// and the archive for a moment. An error is passed on as soon as it is met.
+fn merge_ids<E>(
+    a: impl Iterator<Item = Result<String, E>>,
+    b: impl Iterator<Item = Result<String, E>>,
+) -> impl Iterator<Item = Result<String, E>> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (None, None) => None,
+        (Some(Err(_)), _) | (Some(_), None) => a.next(),
+        (None, Some(_)) | (Some(Ok(_)), Some(Err(_))) => b.next(),
+        (Some(Ok(x)), Some(Ok(y))) => match x.cmp(y) {
+            std::cmp::Ordering::Less => a.next(),
+            std::cmp::Ordering::Greater => b.next(),
+            std::cmp::Ordering::Equal => {
+                b.next();
+                a.next()
+            }
+        },
+    })
 }
 
 /// `{business key}\0{saga id}`: every saga of a key sits under the prefix `{key}\0`.

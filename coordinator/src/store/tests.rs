@@ -73,6 +73,7 @@ async fn a_finished_saga_is_its_log_record_and_its_keys_nothing_more() {
         ("finished", 0),
         ("idempotency", 1),
         ("business_keys", 0),
+        ("archive", 0),
     ];
     assert_eq!(counts, expected.into_iter().collect(), "{counts:?}");
 
@@ -272,4 +273,155 @@ async fn retention_in_slices_of_one_removes_every_settled_saga_of_both_formats()
     assert_eq!(counts["events"], 1, "only the running saga: {counts:?}");
     assert!(store.load(&ids[3]).await.unwrap().is_some());
     assert_eq!(store.saga_for_key("k1").await.unwrap(), None);
+}
+
+/// A settled saga with a business key, settled as `settle` does.
+async fn settle_with_business_key(
+    store: &SledStore,
+    id: &str,
+    key: Option<&str>,
+    business_key: &str,
+) -> crate::engine::Saga {
+    let mut first = created(id, key);
+    first.business_key = Some(business_key.into());
+    store.create(&first, key).await.unwrap();
+    let mut saga = crate::engine::Saga::create(&first).unwrap();
+    let events = commit_round();
+    for e in &events {
+        saga.apply(e).unwrap();
+    }
+    store.append(&saga, 1, &events).unwrap();
+    store.save_snapshot(&saga, 4).unwrap();
+    saga
+}
+
+#[tokio::test]
+async fn a_settled_saga_moves_to_the_archive_and_reads_as_before() {
+    use super::SagaFilter;
+    let dir = tempfile::tempdir().unwrap();
+    let settled = "0190b6c8-0000-7000-8000-0000000000b1";
+    let running = "0190b6c8-0000-7000-8000-0000000000b2";
+    let later = "0190b6c8-0000-7000-8000-0000000000b3";
+    let by_business_key = SagaFilter {
+        business_key: Some("order-b".into()),
+        ..SagaFilter::default()
+    };
+    let ids = |page: super::SagaPage| page.sagas.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let store = SledStore::open(dir.path()).unwrap();
+    let saga = settle_with_business_key(&store, settled, Some("kb1"), "order-b").await;
+    let mut first = created(running, Some("kb2"));
+    first.business_key = Some("order-b".into());
+    store.create(&first, Some("kb2")).await.unwrap();
+    settle_with_business_key(&store, later, None, "order-b").await;
+    let events_before = store.events(settled).await.unwrap();
+
+    assert_eq!(store.archive_settled(1).unwrap(), 1, "one per call at most");
+    assert_eq!(store.archive_settled(100).unwrap(), 1);
+    assert_eq!(
+        store.archive_settled(100).unwrap(),
+        0,
+        "nothing left to move"
+    );
+    let counts = store.key_counts();
+    for (tree, n) in [
+        ("events", 1),
+        ("active", 1),
+        ("idempotency", 1),
+        ("business_keys", 1),
+        ("archive", 2),
+    ] {
+        assert_eq!(counts[tree], n, "{tree}: {counts:?}");
+    }
+
+    assert_eq!(store.load(settled).await.unwrap(), Some((saga, 4)));
+    assert_eq!(store.events(settled).await.unwrap(), events_before);
+    assert_eq!(
+        ids(store.list(&SagaFilter::default(), None, 10).await.unwrap()),
+        [settled, running, later],
+        "sled's and the archive's sagas in one id order"
+    );
+    let running_only = SagaFilter {
+        state: Some(sagas::api::SagaState::Running),
+        ..SagaFilter::default()
+    };
+    assert_eq!(
+        ids(store.list(&running_only, None, 10).await.unwrap()),
+        [running]
+    );
+    let first_page = store.list(&by_business_key, None, 2).await.unwrap();
+    assert_eq!(first_page.next_cursor.as_deref(), Some(running));
+    assert_eq!(ids(first_page), [settled, running]);
+    assert_eq!(
+        ids(store
+            .list(&by_business_key, Some(running), 2)
+            .await
+            .unwrap()),
+        [later]
+    );
+    assert_eq!(
+        store.saga_for_key("kb1").await.unwrap().as_deref(),
+        Some(settled)
+    );
+    // A resubmission with the archived saga's key finds it and claims nothing in sled.
+    assert_eq!(
+        create(&store, "0190b6c8-0000-7000-8000-0000000000bf", Some("kb1")).await,
+        Creation::Existing(settled.into())
+    );
+    assert_eq!(store.key_counts()["idempotency"], 1);
+
+    // Retention removes from the archive too.
+    assert_eq!(store.expire_finished(u64::MAX, 10).await.unwrap(), 2);
+    let counts = store.key_counts();
+    assert_eq!(counts["archive"], 0, "{counts:?}");
+    assert_eq!(store.load(settled).await.unwrap(), None);
+    assert_eq!(store.saga_for_key("kb1").await.unwrap(), None);
+    assert_eq!(
+        ids(store.list(&by_business_key, None, 10).await.unwrap()),
+        [running]
+    );
+    assert_eq!(
+        create(&store, "0190b6c8-0000-7000-8000-0000000000be", Some("kb1")).await,
+        Creation::Created,
+        "an expired saga's key is free again"
+    );
+}
+
+#[tokio::test]
+async fn a_move_cut_short_by_a_crash_is_read_once_and_finished_by_the_next() {
+    use super::SagaFilter;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let moved = "0190b6c8-0000-7000-8000-0000000000c1";
+    let expired = "0190b6c8-0000-7000-8000-0000000000c2";
+    let saga = settle_with_business_key(&store, moved, Some("kc1"), "order-c").await;
+    settle_with_business_key(&store, expired, Some("kc2"), "order-c").await;
+    // The archive's commit happened; sled's release of the sagas did not.
+    store.copy_to_archive(moved);
+    store.copy_to_archive(expired);
+    let counts = store.key_counts();
+    assert_eq!((counts["events"], counts["archive"]), (2, 2), "{counts:?}");
+    for filter in [
+        SagaFilter::default(),
+        SagaFilter {
+            business_key: Some("order-c".into()),
+            ..SagaFilter::default()
+        },
+    ] {
+        let page = store.list(&filter, None, 10).await.unwrap();
+        let ids: Vec<_> = page.sagas.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, [moved, expired], "each listed once: {filter:?}");
+    }
+
+    // The next move finishes the job; retention removes the saga from both.
+    assert_eq!(store.archive_settled(1).unwrap(), 1);
+    let counts = store.key_counts();
+    assert_eq!((counts["events"], counts["archive"]), (1, 2), "{counts:?}");
+    assert_eq!(store.load(moved).await.unwrap(), Some((saga, 4)));
+    store.expire_finished(u64::MAX, 10).await.unwrap();
+    let counts = store.key_counts();
+    let left: Vec<_> = counts
+        .iter()
+        .filter(|(tree, n)| **n > 0 && **tree != "plans")
+        .collect();
+    assert!(left.is_empty(), "nothing left: {counts:?}");
 }
