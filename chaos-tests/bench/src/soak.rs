@@ -225,6 +225,8 @@ pub async fn run(settings: &SoakSettings) -> anyhow::Result<SoakResult> {
     .await
     .context("soak: the load")?;
     let samples = sampler.await.context("soak: the sampler")?;
+    // Both at one moment (the archive moves sagas every second).
+    let coordinator_disk_bytes = dir_bytes(&coordinator_dir, allocated_bytes);
     let coordinator_file_bytes = dir_bytes(&coordinator_dir, |m| m.len());
     cluster
         .restart_coordinator()
@@ -237,11 +239,8 @@ pub async fn run(settings: &SoakSettings) -> anyhow::Result<SoakResult> {
     let outcome = |label: &str| json["outcomes"][label].as_u64().unwrap_or(0);
     let finished = outcome("committed") + outcome("aborted");
     let growth = growth(&samples, settings.warmup.as_secs_f64());
-    let coordinator_disk_bytes_per_saga = samples
-        .last()
-        .and_then(|s| s.processes.first())
-        .filter(|_| finished > 0)
-        .map(|c| c.disk_mb * 1024.0 * 1024.0 / finished as f64);
+    let coordinator_disk_bytes_per_saga =
+        (finished > 0).then(|| coordinator_disk_bytes as f64 / finished as f64);
     let coordinator_file_bytes_per_saga =
         (finished > 0).then(|| coordinator_file_bytes as f64 / finished as f64);
     Ok(SoakResult {

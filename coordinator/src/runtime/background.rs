@@ -38,19 +38,31 @@ impl Runtime {
                     _ = runtime.shutdown.cancelled() => return,
                 }
                 let cutoff = runtime.clock.now().saturating_sub(clock::millis(retention));
-                // In slices, so a large backlog never holds up the log for long.
+                // In slices, so a large backlog never holds up the log for long; on a blocking
+                // thread, since the embedded store's sweep reads and commits as it goes.
                 loop {
-                    match runtime.store.expire_finished(cutoff, 1_000).await {
-                        Ok(0) => break,
-                        Ok(n) => {
+                    let store = runtime.store.clone();
+                    let handle = tokio::runtime::Handle::current();
+                    let slice = tokio::task::spawn_blocking(move || {
+                        handle.block_on(store.expire_finished(cutoff, 1_000))
+                    });
+                    match slice.await {
+                        Ok(Ok(0)) => break,
+                        Ok(Ok(n)) => {
                             tracing::debug!(expired = n, "finished sagas past retention removed")
                         }
-                        Err(e) => {
+                        Ok(Err(e)) => {
                             tracing::error!(error = %e, "retention sweep failed");
                             break;
                         }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the retention task failed");
+                            break;
+                        }
                     }
-                    tokio::task::yield_now().await;
+                    if runtime.shutdown.is_cancelled() {
+                        return;
+                    }
                 }
             }
         });
@@ -69,7 +81,8 @@ impl Runtime {
                     _ = tokio::time::sleep(every) => {}
                     _ = runtime.shutdown.cancelled() => return,
                 }
-                loop {
+                // Batch after batch while they come full (a backlog), unless shutting down.
+                while !runtime.shutdown.is_cancelled() {
                     let store = runtime.store.clone();
                     match tokio::task::spawn_blocking(move || store.archive_settled(BATCH)).await {
                         Ok(Ok(moved)) => {

@@ -18,6 +18,7 @@
 //! checksummed header swap: after a crash the archive is as of the last commit). Errors are
 //! redb's: an error means the operation did not happen.
 
+use std::ops::Bound;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -87,6 +88,9 @@ impl SettledArchive {
 
     /// Adds `sagas` in one transaction (a saga archived before is replaced).
     pub fn insert(&self, sagas: &[ArchivedSaga]) -> Result<(), redb::Error> {
+        if sagas.is_empty() {
+            return Ok(());
+        }
         self.write(|logs, keys, business| {
             for saga in sagas {
                 logs.insert(saga.id.as_str(), saga.log.as_slice())?;
@@ -104,6 +108,9 @@ impl SettledArchive {
     /// Removes `sagas` in one transaction: each log and business-key entry, and each
     /// idempotency key while it still names that saga.
     pub fn remove(&self, sagas: &[ArchivedSaga]) -> Result<(), redb::Error> {
+        if sagas.is_empty() {
+            return Ok(());
+        }
         self.write(|logs, keys, business| {
             for saga in sagas {
                 logs.remove(saga.id.as_str())?;
@@ -161,27 +168,33 @@ impl SettledArchive {
             .collect()
     }
 
-    /// Up to `limit` ids of sagas in id order after `after` (from the first if `None`).
-    pub fn ids_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, redb::Error> {
+    /// Up to `limit` ids of sagas in id order after `after` (from the first if `None`) and at
+    /// most `upto` (to the last if `None`).
+    pub fn ids_in(
+        &self,
+        after: Option<&str>,
+        upto: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, redb::Error> {
         let tx = self.db.begin_read()?;
         let logs = tx.open_table(LOGS)?;
-        let range = match after {
-            Some(after) => {
-                logs.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))?
-            }
-            None => logs.range::<&str>(..)?,
-        };
+        let range = logs.range::<&str>((
+            after.map_or(Bound::Unbounded, Bound::Excluded),
+            upto.map_or(Bound::Unbounded, Bound::Included),
+        ))?;
         range
             .take(limit)
             .map(|item| Ok(item?.0.value().to_owned()))
             .collect()
     }
 
-    /// Up to `limit` ids of the sagas carrying `business_key`, in id order after `after`.
-    pub fn business_key_ids_after(
+    /// Up to `limit` ids of the sagas carrying `business_key`, in id order after `after` and at
+    /// most `upto`.
+    pub fn business_key_ids_in(
         &self,
         business_key: &str,
         after: Option<&str>,
+        upto: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, redb::Error> {
         let tx = self.db.begin_read()?;
@@ -190,24 +203,30 @@ impl SettledArchive {
         let start = business_key_entry(business_key, after.unwrap_or(""));
         let range = business.range::<&str>((
             if after.is_some() {
-                std::ops::Bound::Excluded(start.as_str())
+                Bound::Excluded(start.as_str())
             } else {
-                std::ops::Bound::Included(start.as_str())
+                Bound::Included(start.as_str())
             },
-            std::ops::Bound::Unbounded,
+            Bound::Unbounded,
         ))?;
         let mut ids = Vec::new();
         for item in range {
-            let (entry, ()) = item.map(|(k, v)| (k, v.value()))?;
+            let (entry, _) = item?;
             let Some(id) = entry.value().strip_prefix(prefix.as_str()) else {
                 break;
             };
-            ids.push(id.to_owned());
-            if ids.len() == limit {
+            if upto.is_some_and(|u| id > u) || ids.len() == limit {
                 break;
             }
+            ids.push(id.to_owned());
         }
         Ok(ids)
+    }
+
+    /// Whether the archive holds a saga.
+    pub fn contains(&self, saga_id: &str) -> Result<bool, redb::Error> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(LOGS)?.get(saga_id)?.is_some())
     }
 
     /// How many sagas the archive holds.
@@ -246,22 +265,32 @@ mod tests {
         assert_eq!(archive.log("b").unwrap(), Some(b"b".to_vec()));
         assert_eq!(archive.log("z").unwrap(), None);
         assert_eq!(archive.saga_for_key("k2").unwrap().as_deref(), Some("c"));
-        assert_eq!(archive.ids_after(None, 10).unwrap(), ["a", "b", "c"]);
-        assert_eq!(archive.ids_after(Some("a"), 1).unwrap(), ["b"]);
+        assert_eq!(archive.ids_in(None, None, 10).unwrap(), ["a", "b", "c"]);
+        assert_eq!(archive.ids_in(Some("a"), None, 1).unwrap(), ["b"]);
+        assert_eq!(archive.ids_in(None, Some("b"), 10).unwrap(), ["a", "b"]);
+        assert!(archive.contains("c").unwrap() && !archive.contains("z").unwrap());
         assert_eq!(
             archive.logs_after(Some("b"), 10).unwrap(),
             [("c".to_owned(), b"c".to_vec())]
         );
         // `order-1` is a prefix of `order-10`: its listing stops at its own entries.
         assert_eq!(
-            archive.business_key_ids_after("order-1", None, 10).unwrap(),
+            archive
+                .business_key_ids_in("order-1", None, None, 10)
+                .unwrap(),
             ["a", "b"]
         );
         assert_eq!(
             archive
-                .business_key_ids_after("order-1", Some("a"), 10)
+                .business_key_ids_in("order-1", Some("a"), None, 10)
                 .unwrap(),
             ["b"]
+        );
+        assert_eq!(
+            archive
+                .business_key_ids_in("order-1", None, Some("a"), 10)
+                .unwrap(),
+            ["a"]
         );
 
         // A key claimed again by a newer saga is not taken from it.
@@ -270,10 +299,12 @@ mod tests {
         assert_eq!(archive.saga_for_key("k1").unwrap().as_deref(), Some("d"));
         assert_eq!(archive.saga_for_key("k2").unwrap(), None);
         assert_eq!(
-            archive.business_key_ids_after("order-1", None, 10).unwrap(),
+            archive
+                .business_key_ids_in("order-1", None, None, 10)
+                .unwrap(),
             ["b"]
         );
-        assert_eq!(archive.ids_after(None, 10).unwrap(), ["b", "d"]);
+        assert_eq!(archive.ids_in(None, None, 10).unwrap(), ["b", "d"]);
         assert_eq!(archive.len().unwrap(), 2);
     }
 }

@@ -78,6 +78,11 @@ pub struct SledStore {
     /// Where the retention walk of the archive stopped at its limit, as
     /// [`SledStore::retention_walk`] for `events`.
     archive_retention_walk: Mutex<Option<String>>,
+    /// Which sagas the next [`SagaLog::archive_settled`] looks at.
+    archive_queue: Mutex<ArchiveQueue>,
+    /// Held by a move to the archive and by a retention sweep, so they never work on the same
+    /// saga at once.
+    maintenance: Mutex<()>,
     /// `{saga_id}` -> empty, for sagas not yet terminal.
     active: sled::Tree,
     /// idempotency key -> saga id.
@@ -101,6 +106,22 @@ pub struct SledStore {
     /// The active sagas were handed out for recovery (the first claim).
     claimed: std::sync::atomic::AtomicBool,
 }
+
+/// The sagas a move to the archive looks at.
+struct ArchiveQueue {
+    /// Sagas settled in this process since the last move, in the order they settled.
+    settled: Vec<String>,
+    /// Where a walk of `events` for settled sagas not in `settled` goes on: from the start
+    /// after opening (a crash forgets the queue), and after the queue overflowed.
+    scan_from: Option<Vec<u8>>,
+}
+
+/// Beyond this many queued sagas (the archive failing for a long time) the queue is dropped
+/// and the next move walks `events` instead.
+const ARCHIVE_QUEUE_MAX: usize = 100_000;
+
+/// A move to the archive stops taking sagas once their logs reach this many bytes.
+const ARCHIVE_BATCH_BYTES: usize = 16 << 20;
 
 /// Plans by reference, so that each is stored once and decoded once.
 #[derive(Default)]
@@ -173,6 +194,11 @@ impl SledStore {
                 usize::try_from(options.archive_cache_bytes).unwrap_or(usize::MAX),
             )?,
             archive_retention_walk: Mutex::default(),
+            archive_queue: Mutex::new(ArchiveQueue {
+                settled: Vec::new(),
+                scan_from: Some(Vec::new()),
+            }),
+            maintenance: Mutex::new(()),
             active: db.open_tree("active")?,
             idempotency: db.open_tree("idempotency")?,
             business_keys: db.open_tree("business_keys")?,
@@ -231,19 +257,66 @@ impl SledStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<SagaPage, StoreError> {
+        let ids = merged_ids(
+            cursor,
+            |after, n| self.business_key_ids_after(business_key, after, n),
+            |after, upto, n| {
+                self.archive
+                    .business_key_ids_in(business_key, after, upto, n)
+                    .map_err(StoreError::from)
+            },
+        );
+        self.page_of(ids, filter, limit)
+    }
+
+    /// Up to `n` ids of sagas in sled carrying `business_key`, in id order after `after`.
+    fn business_key_ids_after(
+        &self,
+        business_key: &str,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<String>, StoreError> {
         let prefix = business_key_entry(business_key, "");
-        let ids = self
-            .business_keys
-            .scan_prefix(&prefix)
+        let start = business_key_entry(business_key, after.unwrap_or(""));
+        let from = match after {
+            Some(_) => std::ops::Bound::Excluded(start),
+            None => std::ops::Bound::Included(start),
+        };
+        self.business_keys
+            .range((from, std::ops::Bound::Unbounded))
             .keys()
-            .map(|entry| Ok(String::from_utf8_lossy(&entry?[prefix.len()..]).into_owned()));
-        let after_cursor = ids.filter(|id: &Result<String, StoreError>| {
-            !matches!((id, cursor), (Ok(id), Some(c)) if id.as_str() <= c)
-        });
-        let archived = archived_ids(cursor, |after, n| {
-            self.archive.business_key_ids_after(business_key, after, n)
-        });
-        self.page_of(merge_ids(after_cursor, archived), filter, limit)
+            .take_while(|entry| entry.as_ref().map_or(true, |e| e.starts_with(&prefix)))
+            .take(n)
+            .map(|entry| Ok(String::from_utf8_lossy(&entry?[prefix.len()..]).into_owned()))
+            .collect()
+    }
+
+    /// Up to `n` ids of sagas with a log in sled, in id order after `after`, each once.
+    fn log_ids_after(&self, after: Option<&str>, n: usize) -> Result<Vec<String>, StoreError> {
+        let keys = match after {
+            Some(a) => self.events.range::<&[u8], _>((
+                std::ops::Bound::Excluded(a.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.events.iter(),
+        };
+        let mut ids: Vec<String> = Vec::new();
+        for key in keys.keys() {
+            let key = key?;
+            // A saga id never holds '/': what follows the first one is a round's number.
+            let id = key.split(|&b| b == b'/').next().unwrap_or(&key);
+            let id = String::from_utf8_lossy(id);
+            // Once each, and never at or before `after` (its own round keys follow it).
+            if ids.last().is_some_and(|last| *last == id) || after.is_some_and(|a| id.as_ref() <= a)
+            {
+                continue;
+            }
+            ids.push(id.into_owned());
+            if ids.len() == n {
+                break;
+            }
+        }
+        Ok(ids)
     }
 
     /// The first `limit` sagas of `ids` (in that order) that `filter` keeps, loaded; sagas
@@ -276,7 +349,7 @@ impl SledStore {
     fn has_created(&self, saga_id: &str) -> Result<bool, StoreError> {
         Ok(self.events.contains_key(saga_id.as_bytes())?
             || self.events.contains_key(event_key(saga_id, 0))?
-            || self.archive.log(saga_id)?.is_some())
+            || self.archive.contains(saga_id)?)
     }
 
     /// The reference of `plan`, stored first if this process has not stored it yet.
@@ -451,12 +524,16 @@ impl SledStore {
         }
         // The key was free in sled; it may name an archived saga (the archive is written
         // before sled lets a key go, so a key moved meanwhile is found there).
-        if let Some(existing_id) = self.archive.saga_for_key(key)? {
+        let archived = self.archive.saga_for_key(key);
+        if !matches!(archived, Ok(None)) {
+            // Named by an archived saga, or unknown: the claim goes (an error leaves nothing).
             let _ = self.idempotency.compare_and_swap(
                 key,
                 Some(saga_id.as_bytes()),
                 None as Option<&[u8]>,
             )?;
+        }
+        if let Some(existing_id) = archived? {
             return Ok(Creation::Existing(existing_id));
         }
         self.insert_created(saga_id, first)?;
@@ -502,9 +579,19 @@ impl SledStore {
         if !saga.is_settled() {
             return Ok(());
         }
-        // A version-2 log says itself when the saga finished (retention walks the logs); a saga
-        // of an older log is found through the `finished` index.
-        if !self.events.contains_key(saga.id.as_bytes())? {
+        // A version-2 log says itself when the saga finished (retention walks the logs) and
+        // moves to the archive; a saga of an older log is found through the `finished` index;
+        // an archived saga (resumed by a resubmission of its key) has nothing left to do.
+        if self.events.contains_key(saga.id.as_bytes())? {
+            let mut queue = self.archive_queue.lock().expect("archive queue poisoned");
+            if queue.settled.len() < ARCHIVE_QUEUE_MAX {
+                queue.settled.push(saga.id.clone());
+            } else {
+                // A walk from the start finds this saga and every one dropped with the queue.
+                queue.settled.clear();
+                queue.scan_from = Some(Vec::new());
+            }
+        } else if self.events.contains_key(event_key(&saga.id, 0))? {
             let mut key = saga.updated_at.to_be_bytes().to_vec();
             key.extend_from_slice(saga.id.as_bytes());
             telemetry::log_written(key.len());
@@ -520,6 +607,8 @@ impl SledStore {
     /// `events` in id order, which is creation order, up to the first saga created after the
     /// cutoff (a version-2 saga has no `finished` entry: one key less per retained saga).
     fn delete_expired(&self, finished_before: Millis, limit: usize) -> Result<usize, StoreError> {
+        // Not alongside a move to the archive (see `archive_batch`).
+        let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
         let mut expired = 0;
         for item in self
             .finished
@@ -589,32 +678,33 @@ impl SledStore {
             .archive_retention_walk
             .lock()
             .expect("retention walk poisoned");
-        let mut after = walk.take();
+        let mut after = walk.clone();
         let mut expired = Vec::new();
+        // Where the next call goes on from: the last saga looked at when the limit is reached;
+        // `None` (start over) at the first saga created after the cutoff, or at the end.
+        let mut resume_at = None;
         'walk: loop {
-            let logs = self
-                .archive
-                .logs_after(after.as_deref(), ARCHIVE_LISTING_CHUNK)?;
+            let logs = self.archive.logs_after(after.as_deref(), LISTING_WINDOW)?;
             if logs.is_empty() {
                 break;
             }
             for (id, log) in logs {
-                if expired.len() == limit {
-                    *walk = after;
-                    break 'walk;
-                }
-                after = Some(id.clone());
                 let saga = match rebuild(&id, self, None, [Ok::<_, StoreError>((0, &log))]) {
                     Ok(Some((saga, _))) => saga,
-                    Ok(None) => continue,
+                    Ok(None) => {
+                        after = Some(id);
+                        continue;
+                    }
                     Err(e) => {
                         tracing::warn!(saga = %id, error = %e, "retention: the archived saga's log does not load; kept");
+                        after = Some(id);
                         continue;
                     }
                 };
                 if saga.created_at >= finished_before {
                     break 'walk;
                 }
+                after = Some(id.clone());
                 if saga.updated_at < finished_before {
                     expired.push(ArchivedSaga {
                         id,
@@ -622,28 +712,39 @@ impl SledStore {
                         business_key: saga.business_key.clone(),
                         log,
                     });
+                    if expired.len() == limit {
+                        resume_at = after;
+                        break 'walk;
+                    }
                 }
             }
         }
         self.archive.remove(&expired)?;
+        // Only once they are gone: after a failed removal the next call looks at them again.
+        *walk = resume_at;
         Ok(expired.len())
     }
 
-    /// Moves up to `limit` settled sagas to the archive: walks `events` in id order, takes
-    /// each version-2 log whose saga is settled, writes them all to the archive in one durable
-    /// transaction, then lets sled go of each (its log, idempotency key and business key). A
-    /// crash in between leaves a saga in both, which reads and listings see once and the next
-    /// call moves again. Active sagas, logs that outgrew one record and logs written before
-    /// version 2 stay in sled, where retention finds them.
-    fn archive_batch(&self, limit: usize) -> Result<usize, StoreError> {
-        let mut sagas = Vec::new();
-        let mut logs = Vec::new();
-        let mut from: Vec<u8> = Vec::new();
-        while sagas.len() < limit {
-            let Some(item) = self.events.range(from.clone()..).next() else {
+    /// Settled sagas that may be moved to the archive, at most `limit`: those settled since
+    /// the last call, or, on the first calls after opening (a crash may have left settled
+    /// sagas that no queue remembers), every version-2 log not active, found by walking
+    /// `events` in slices.
+    fn archive_candidates(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut queue = self.archive_queue.lock().expect("archive queue poisoned");
+        let Some(mut from) = queue.scan_from.take() else {
+            let n = queue.settled.len().min(limit);
+            return Ok(queue.settled.drain(..n).collect());
+        };
+        let mut ids = Vec::new();
+        loop {
+            if ids.len() == limit {
+                queue.scan_from = Some(from);
+                break;
+            }
+            let Some(key) = self.events.range(from.clone()..).keys().next() else {
                 break;
             };
-            let (key, log) = item?;
+            let key = key?;
             // Round keys (`{id}/{seq}`): an old log or a long log's tail, both staying.
             if let Some(slash) = key.iter().position(|&b| b == b'/') {
                 from = key[..slash].to_vec();
@@ -652,10 +753,35 @@ impl SledStore {
             }
             from = key.to_vec();
             from.push(0);
-            if log.len() >= LOG_RECORD_MAX || self.active.contains_key(&key)? {
+            if !self.active.contains_key(&key)? {
+                ids.push(String::from_utf8_lossy(&key).into_owned());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Moves up to `limit` settled sagas to the archive: makes sled's writes durable (the
+    /// archive only ever holds what sled's durable log says), writes the sagas to the archive
+    /// in one durable transaction, then lets sled go of each: its idempotency key and business
+    /// key, then its log, last, so that a crash in between leaves the log for the next move
+    /// to find. A saga in both is read and listed once. Active sagas, logs that outgrew one
+    /// record and logs written before version 2 stay in sled, where retention finds them.
+    /// Returns how many left sled.
+    fn archive_batch(&self, limit: usize) -> Result<usize, StoreError> {
+        // Not alongside retention: a saga retention removes from sled while it is being
+        // archived would come back in the archive.
+        let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
+        let mut candidates = self.archive_candidates(limit)?.into_iter();
+        let mut sagas = Vec::new();
+        let mut logs = Vec::new();
+        let mut bytes = 0;
+        for id in candidates.by_ref() {
+            let Some(log) = self.events.get(id.as_bytes())? else {
+                continue;
+            };
+            if log.len() >= LOG_RECORD_MAX || self.active.contains_key(id.as_bytes())? {
                 continue;
             }
-            let id = String::from_utf8_lossy(&key).into_owned();
             let saga = match rebuild(&id, self, None, [Ok::<_, StoreError>((0, &log))]) {
                 Ok(Some((saga, _))) if saga.is_settled() => saga,
                 // Not settled: a submission a crash cut short before it was acknowledged.
@@ -666,6 +792,7 @@ impl SledStore {
                     continue;
                 }
             };
+            bytes += log.len();
             sagas.push(ArchivedSaga {
                 id,
                 log: log.to_vec(),
@@ -673,21 +800,23 @@ impl SledStore {
                 business_key: saga.business_key,
             });
             logs.push(log);
+            if bytes >= ARCHIVE_BATCH_BYTES {
+                break;
+            }
         }
+        // What a batch full by bytes left, for the next call.
+        self.archive_queue
+            .lock()
+            .expect("archive queue poisoned")
+            .settled
+            .extend(candidates);
         if sagas.is_empty() {
             return Ok(0);
         }
+        self.db.flush()?;
         self.archive.insert(&sagas)?;
+        let mut released = 0;
         for (saga, log) in sagas.iter().zip(logs) {
-            // Only the log that was archived; one written since stays, to be archived again.
-            let removed = self.events.compare_and_swap(
-                saga.id.as_bytes(),
-                Some(&log),
-                None as Option<&[u8]>,
-            )?;
-            if removed.is_err() {
-                continue;
-            }
             if let Some(key) = &saga.idempotency_key {
                 let _ = self.idempotency.compare_and_swap(
                     key.as_bytes(),
@@ -699,8 +828,16 @@ impl SledStore {
                 self.business_keys
                     .remove(business_key_entry(key, &saga.id))?;
             }
+            // Only the log that was archived (a settled saga's does not change; the archived
+            // copy reads the same either way).
+            let removed = self.events.compare_and_swap(
+                saga.id.as_bytes(),
+                Some(&log),
+                None as Option<&[u8]>,
+            )?;
+            released += usize::from(removed.is_ok());
         }
-        Ok(sagas.len())
+        Ok(released)
     }
 
     /// Removes a settled saga: its keys, then its log, rounds, snapshot and active entry.
@@ -856,37 +993,21 @@ impl SledStore {
         if let Some(business_key) = &filter.business_key {
             return self.read_page_by_business_key(business_key, filter, cursor, limit);
         }
-        let keys = match cursor {
-            Some(c) => self.events.range::<&[u8], _>((
-                std::ops::Bound::Excluded(c.as_bytes()),
-                std::ops::Bound::Unbounded,
-            )),
-            None => self.events.iter(),
-        };
-        let mut last: Option<Vec<u8>> = cursor.map(|c| c.as_bytes().to_vec());
-        let ids = keys.keys().filter_map(move |key| {
-            let key = match key {
-                Ok(key) => key,
-                Err(e) => return Some(Err(StoreError::from(e))),
-            };
-            // A saga id never holds '/': what follows the first one is a round's number.
-            let id = key.split(|&b| b == b'/').next().unwrap_or(&key);
-            // Once each; and never at or before the cursor (an id that is a prefix of another
-            // followed by a byte below '/' sorts after it by its round keys).
-            if last.as_deref() == Some(id) || cursor.is_some_and(|c| id <= c.as_bytes()) {
-                return None;
-            }
-            last = Some(id.to_vec());
-            Some(Ok(String::from_utf8_lossy(id).into_owned()))
-        });
         // Archived sagas are settled: a listing of running or stuck sagas need not walk them.
-        let archived = archived_ids(cursor, |after, n| {
-            if filter.state.is_some_and(|s| !s.is_terminal()) {
-                return Ok(Vec::new());
-            }
-            self.archive.ids_after(after, n)
-        });
-        self.page_of(merge_ids(ids, archived), filter, limit)
+        let settled_only_absent = filter.state.is_some_and(|s| !s.is_terminal());
+        let ids = merged_ids(
+            cursor,
+            |after, n| self.log_ids_after(after, n),
+            |after, upto, n| {
+                if settled_only_absent {
+                    return Ok(Vec::new());
+                }
+                self.archive
+                    .ids_in(after, upto, n)
+                    .map_err(StoreError::from)
+            },
+        );
+        self.page_of(ids, filter, limit)
     }
 
     fn read_key(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -1182,60 +1303,80 @@ impl RegistryStore for SledStore {
     }
 }
 
-/// How many ids a listing reads from the archive per read transaction.
-const ARCHIVE_LISTING_CHUNK: usize = 256;
+/// How many ids a listing reads at a time from sled, and from the archive.
+const LISTING_WINDOW: usize = 256;
 
-/// The archive's ids in order after `cursor`, read `ARCHIVE_LISTING_CHUNK` at a time by `fetch`
-/// (`fetch(after, n)`: up to `n` ids after `after`), so a listing reads no more than it pages.
-fn archived_ids<'a>(
+/// Ids in id order after `cursor`, from sled (`sled(after, n)`: up to `n` ids after `after`)
+/// and the archive (`archive(after, upto, n)`: up to `n` ids after `after` and at most `upto`),
+/// each once, read a window at a time. In each window sled is read first and the archive, for
+/// the same range of ids, after it: a saga is in the archive before sled lets it go, so a saga
+/// moved in between is found by the second read (reading the archive first could miss it in
+/// both). A saga in both (a move cut short by a crash) is listed once.
+fn merged_ids<'a>(
     cursor: Option<&str>,
-    mut fetch: impl FnMut(Option<&str>, usize) -> Result<Vec<String>, redb::Error> + 'a,
+    mut sled: impl FnMut(Option<&str>, usize) -> Result<Vec<String>, StoreError> + 'a,
+    mut archive: impl FnMut(Option<&str>, Option<&str>, usize) -> Result<Vec<String>, StoreError> + 'a,
 ) -> impl Iterator<Item = Result<String, StoreError>> + 'a {
     let mut after = cursor.map(str::to_owned);
-    let mut chunk = Vec::<String>::new().into_iter();
-    let mut exhausted = false;
+    let mut pending = std::collections::VecDeque::new();
+    let mut done = false;
     std::iter::from_fn(move || {
         loop {
-            if let Some(id) = chunk.next() {
-                after = Some(id.clone());
+            if let Some(id) = pending.pop_front() {
                 return Some(Ok(id));
             }
-            if exhausted {
+            if done {
                 return None;
             }
-            match fetch(after.as_deref(), ARCHIVE_LISTING_CHUNK) {
-                Ok(ids) => {
-                    exhausted = ids.len() < ARCHIVE_LISTING_CHUNK;
-                    chunk = ids.into_iter();
-                }
+            let window = match sled(after.as_deref(), LISTING_WINDOW) {
+                Ok(ids) => ids,
                 Err(e) => {
-                    exhausted = true;
-                    return Some(Err(e.into()));
+                    done = true;
+                    return Some(Err(e));
                 }
+            };
+            // A full window may have more after it: this round covers ids up to its last.
+            let sled_upto = if window.len() == LISTING_WINDOW {
+                window.last().cloned()
+            } else {
+                None
+            };
+            let archived = match archive(after.as_deref(), sled_upto.as_deref(), LISTING_WINDOW) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e));
+                }
+            };
+            // ... or up to the archive's last, if its window is full and ends first.
+            let upto = match (sled_upto, archived.last()) {
+                (sled_upto, Some(last)) if archived.len() == LISTING_WINDOW => {
+                    Some(sled_upto.map_or(last.clone(), |s| s.min(last.clone())))
+                }
+                (sled_upto, _) => sled_upto,
+            };
+            let within = |id: &String| upto.as_ref().is_none_or(|u| id <= u);
+            let mut sled_ids = window.into_iter().filter(within).peekable();
+            let mut archive_ids = archived.into_iter().filter(within).peekable();
+            loop {
+                let next = match (sled_ids.peek(), archive_ids.peek()) {
+                    (None, None) => break,
+                    (Some(_), None) => sled_ids.next(),
+                    (None, Some(_)) => archive_ids.next(),
+                    (Some(a), Some(b)) => match a.cmp(b) {
+                        std::cmp::Ordering::Less => sled_ids.next(),
+                        std::cmp::Ordering::Greater => archive_ids.next(),
+                        std::cmp::Ordering::Equal => {
+                            archive_ids.next();
+                            sled_ids.next()
+                        }
+                    },
+                };
+                pending.extend(next);
             }
+            done = upto.is_none();
+            after = upto;
         }
-    })
-}
-
-/// Two streams of ids in id order as one, each id once: a saga being archived is in both sled
-/// and the archive for a moment. An error is passed on as soon as it is met.
-fn merge_ids<E>(
-    a: impl Iterator<Item = Result<String, E>>,
-    b: impl Iterator<Item = Result<String, E>>,
-) -> impl Iterator<Item = Result<String, E>> {
-    let (mut a, mut b) = (a.peekable(), b.peekable());
-    std::iter::from_fn(move || match (a.peek(), b.peek()) {
-        (None, None) => None,
-        (Some(Err(_)), _) | (Some(_), None) => a.next(),
-        (None, Some(_)) | (Some(Ok(_)), Some(Err(_))) => b.next(),
-        (Some(Ok(x)), Some(Ok(y))) => match x.cmp(y) {
-            std::cmp::Ordering::Less => a.next(),
-            std::cmp::Ordering::Greater => b.next(),
-            std::cmp::Ordering::Equal => {
-                b.next();
-                a.next()
-            }
-        },
     })
 }
 
@@ -1254,4 +1395,61 @@ fn workflow_key(name: &str, version: u32) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(&version.to_be_bytes());
     key
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    use super::{LISTING_WINDOW, StoreError, merged_ids};
+
+    /// Sagas move from sled to the archive while a listing walks both (before each read, every
+    /// third saga still in sled moves, ahead of the listing or behind it): each is listed once,
+    /// in id order, and a cursor in the middle goes on from there.
+    #[test]
+    fn a_listing_sees_every_saga_once_while_sagas_move_to_the_archive() {
+        let all: Vec<String> = (0..3 * LISTING_WINDOW + 7)
+            .map(|i| format!("s{i:05}"))
+            .collect();
+        for cursor in [None, Some("s00300")] {
+            let sled: RefCell<BTreeSet<String>> = RefCell::new(all.iter().cloned().collect());
+            let archive: RefCell<BTreeSet<String>> = RefCell::default();
+            let range = |set: &BTreeSet<String>, after: Option<&str>, upto: Option<&str>, n| {
+                set.iter()
+                    .filter(|id| after.is_none_or(|a| id.as_str() > a))
+                    .filter(|id| upto.is_none_or(|u| id.as_str() <= u))
+                    .take(n)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            // A move: into the archive first, then out of sled.
+            let move_some = || {
+                let moving: Vec<String> = sled.borrow().iter().step_by(3).cloned().collect();
+                for id in moving {
+                    archive.borrow_mut().insert(id.clone());
+                    sled.borrow_mut().remove(&id);
+                }
+            };
+            let listed: Vec<String> = merged_ids(
+                cursor,
+                |after, n| {
+                    move_some();
+                    Ok(range(&sled.borrow(), after, None, n))
+                },
+                |after, upto, n| {
+                    move_some();
+                    Ok::<_, StoreError>(range(&archive.borrow(), after, upto, n))
+                },
+            )
+            .collect::<Result<_, _>>()
+            .unwrap();
+            let expected: Vec<String> = all
+                .iter()
+                .filter(|id| cursor.is_none_or(|c| id.as_str() > c))
+                .cloned()
+                .collect();
+            assert_eq!(listed, expected, "cursor {cursor:?}");
+        }
+    }
 }

@@ -368,6 +368,11 @@ async fn a_settled_saga_moves_to_the_archive_and_reads_as_before() {
         Creation::Existing(settled.into())
     );
     assert_eq!(store.key_counts()["idempotency"], 1);
+    // The resubmission resumes the archived saga, settled: nothing is written for it.
+    let (archived, seq) = store.load(settled).await.unwrap().unwrap();
+    store.save_snapshot(&archived, seq).unwrap();
+    let counts = store.key_counts();
+    assert_eq!((counts["finished"], counts["events"]), (0, 1), "{counts:?}");
 
     // Retention removes from the archive too.
     assert_eq!(store.expire_finished(u64::MAX, 10).await.unwrap(), 2);
