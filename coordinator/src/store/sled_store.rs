@@ -78,8 +78,15 @@ pub struct SledStore {
     /// Where the retention walk of the archive stopped at its limit, as
     /// [`SledStore::retention_walk`] for `events`.
     archive_retention_walk: Mutex<Option<String>>,
-    /// Which sagas the next [`SagaLog::archive_settled`] looks at.
-    archive_queue: Mutex<ArchiveQueue>,
+    /// `{saga_id}` -> empty: settled sagas not yet moved to the archive, written when a saga
+    /// settles and removed when it moved, so a move finds them without walking the log, after
+    /// a crash too.
+    unarchived: sled::Tree,
+    /// `walked` -> empty once the walk below went through `events`.
+    archive_state: sled::Tree,
+    /// Where a walk of `events` for settled sagas with no `unarchived` entry goes on: a data
+    /// directory written before the archive existed is walked once; `None` when done.
+    archive_walk: Mutex<Option<Vec<u8>>>,
     /// Held by a move to the archive and by a retention sweep, so they never work on the same
     /// saga at once.
     maintenance: Mutex<()>,
@@ -107,18 +114,8 @@ pub struct SledStore {
     claimed: std::sync::atomic::AtomicBool,
 }
 
-/// The sagas a move to the archive looks at.
-struct ArchiveQueue {
-    /// Sagas settled in this process since the last move, in the order they settled.
-    settled: Vec<String>,
-    /// Where a walk of `events` for settled sagas not in `settled` goes on: from the start
-    /// after opening (a crash forgets the queue), and after the queue overflowed.
-    scan_from: Option<Vec<u8>>,
-}
-
-/// Beyond this many queued sagas (the archive failing for a long time) the queue is dropped
-/// and the next move walks `events` instead.
-const ARCHIVE_QUEUE_MAX: usize = 100_000;
+/// The `archive_state` key saying the one walk of `events` for settled sagas is done.
+const ARCHIVE_WALKED: &[u8] = b"walked";
 
 /// A move to the archive stops taking sagas once their logs reach this many bytes.
 const ARCHIVE_BATCH_BYTES: usize = 16 << 20;
@@ -183,8 +180,16 @@ impl SledStore {
             .path(dir)
             .cache_capacity(options.cache_bytes)
             .open()?;
+        let events = db.open_tree("events")?;
+        let archive_state = db.open_tree("archive_state")?;
+        // A data directory written before the archive existed is walked once for its settled
+        // sagas; an empty one has none.
+        if events.is_empty() {
+            archive_state.insert(ARCHIVE_WALKED, &[])?;
+        }
+        let archive_walk = (!archive_state.contains_key(ARCHIVE_WALKED)?).then(Vec::new);
         Ok(SledStore {
-            events: db.open_tree("events")?,
+            events,
             sagas: db.open_tree("sagas")?,
             plans: db.open_tree("plans")?,
             plan_cache: Mutex::default(),
@@ -194,10 +199,9 @@ impl SledStore {
                 usize::try_from(options.archive_cache_bytes).unwrap_or(usize::MAX),
             )?,
             archive_retention_walk: Mutex::default(),
-            archive_queue: Mutex::new(ArchiveQueue {
-                settled: Vec::new(),
-                scan_from: Some(Vec::new()),
-            }),
+            unarchived: db.open_tree("unarchived")?,
+            archive_walk: Mutex::new(archive_walk),
+            archive_state,
             maintenance: Mutex::new(()),
             active: db.open_tree("active")?,
             idempotency: db.open_tree("idempotency")?,
@@ -425,6 +429,7 @@ impl SledStore {
             ("finished", &self.finished),
             ("idempotency", &self.idempotency),
             ("business_keys", &self.business_keys),
+            ("unarchived", &self.unarchived),
         ]
         .into_iter()
         .map(|(name, tree)| (name, tree.len()))
@@ -471,6 +476,28 @@ impl SledStore {
                 business_key,
             }])
             .expect("archive");
+    }
+
+    /// A data directory as a coordinator before the archive left it: no `unarchived` entries,
+    /// never walked.
+    #[cfg(test)]
+    pub(super) fn forget_archive_progress(&self) {
+        self.unarchived.clear().expect("clear");
+        self.archive_state.clear().expect("clear");
+        *self.archive_walk.lock().expect("archive walk poisoned") = Some(Vec::new());
+    }
+
+    /// Whether the one walk of `events` for settled sagas is done (and recorded).
+    #[cfg(test)]
+    pub(super) fn archive_walked(&self) -> bool {
+        self.archive_walk
+            .lock()
+            .expect("archive walk poisoned")
+            .is_none()
+            && self
+                .archive_state
+                .contains_key(ARCHIVE_WALKED)
+                .expect("read")
     }
 
     /// What a crash can leave behind: a key claimed for a saga whose first event was lost.
@@ -582,16 +609,8 @@ impl SledStore {
         // A version-2 log says itself when the saga finished (retention walks the logs) and
         // moves to the archive; a saga of an older log is found through the `finished` index;
         // an archived saga (resumed by a resubmission of its key) has nothing left to do.
-        if self.events.contains_key(saga.id.as_bytes())? {
-            let mut queue = self.archive_queue.lock().expect("archive queue poisoned");
-            if queue.settled.len() < ARCHIVE_QUEUE_MAX {
-                queue.settled.push(saga.id.clone());
-            } else {
-                // A walk from the start finds this saga and every one dropped with the queue.
-                queue.settled.clear();
-                queue.scan_from = Some(Vec::new());
-            }
-        } else if self.events.contains_key(event_key(&saga.id, 0))? {
+        let in_log = self.events.contains_key(saga.id.as_bytes())?;
+        if !in_log && self.events.contains_key(event_key(&saga.id, 0))? {
             let mut key = saga.updated_at.to_be_bytes().to_vec();
             key.extend_from_slice(saga.id.as_bytes());
             telemetry::log_written(key.len());
@@ -599,6 +618,10 @@ impl SledStore {
         }
         self.sagas.remove(saga.id.as_bytes())?;
         self.active.remove(saga.id.as_bytes())?;
+        // After the active entry went: a move skips (and keeps for later) a saga still active.
+        if in_log {
+            self.unarchived.insert(saga.id.as_bytes(), &[])?;
+        }
         Ok(())
     }
 
@@ -725,38 +748,63 @@ impl SledStore {
         Ok(expired.len())
     }
 
-    /// Settled sagas that may be moved to the archive, at most `limit`: those settled since
-    /// the last call, or, on the first calls after opening (a crash may have left settled
-    /// sagas that no queue remembers), every version-2 log not active, found by walking
-    /// `events` in slices.
+    /// Settled sagas that may be moved to the archive, at most `limit`: those with an
+    /// `unarchived` entry, and, in a data directory written before the archive existed, the
+    /// version-2 logs not active found by walking `events` (once, in slices).
     fn archive_candidates(&self, limit: usize) -> Result<Vec<String>, StoreError> {
-        let mut queue = self.archive_queue.lock().expect("archive queue poisoned");
-        let Some(mut from) = queue.scan_from.take() else {
-            let n = queue.settled.len().min(limit);
-            return Ok(queue.settled.drain(..n).collect());
+        let mut ids = self
+            .unarchived
+            .iter()
+            .keys()
+            .take(limit)
+            .map(|key| Ok(String::from_utf8_lossy(&key?).into_owned()))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut walk = self.archive_walk.lock().expect("archive walk poisoned");
+        let Some(from) = walk.clone() else {
+            return Ok(ids);
         };
-        let mut ids = Vec::new();
-        loop {
-            if ids.len() == limit {
-                queue.scan_from = Some(from);
-                break;
-            }
-            let Some(key) = self.events.range(from.clone()..).keys().next() else {
-                break;
-            };
+        // One pass over `events` beside one over `active` (both in key order), not a lookup
+        // per log.
+        let mut active = self
+            .active
+            .range(from.clone()..)
+            .keys()
+            .map(|key| key.map_err(StoreError::from))
+            .peekable();
+        let mut next = None;
+        for key in self.events.range(from..).keys() {
             let key = key?;
             // Round keys (`{id}/{seq}`): an old log or a long log's tail, both staying.
-            if let Some(slash) = key.iter().position(|&b| b == b'/') {
-                from = key[..slash].to_vec();
-                from.push(b'/' + 1);
+            if key.contains(&b'/') {
                 continue;
             }
-            from = key.to_vec();
-            from.push(0);
-            if !self.active.contains_key(&key)? {
+            if ids.len() >= limit {
+                next = Some(key.to_vec());
+                break;
+            }
+            let is_active = loop {
+                match active.peek() {
+                    Some(Ok(entry)) if entry.as_ref() < key.as_ref() => {
+                        active.next();
+                    }
+                    Some(Ok(entry)) => break entry.as_ref() == key.as_ref(),
+                    Some(Err(_)) => {
+                        if let Some(Err(e)) = active.next() {
+                            return Err(e);
+                        }
+                    }
+                    None => break false,
+                }
+            };
+            if !is_active {
                 ids.push(String::from_utf8_lossy(&key).into_owned());
             }
         }
+        if next.is_none() {
+            self.archive_state.insert(ARCHIVE_WALKED, &[])?;
+        }
+        // Only now: after an error the next call walks the same slice again.
+        *walk = next;
         Ok(ids)
     }
 
@@ -764,31 +812,44 @@ impl SledStore {
     /// archive only ever holds what sled's durable log says), writes the sagas to the archive
     /// in one durable transaction, then lets sled go of each: its idempotency key and business
     /// key, then its log, last, so that a crash in between leaves the log for the next move
-    /// to find. A saga in both is read and listed once. Active sagas, logs that outgrew one
-    /// record and logs written before version 2 stay in sled, where retention finds them.
-    /// Returns how many left sled.
+    /// to find, and its `unarchived` entry last of all. A saga in both is read and listed
+    /// once. Active sagas, logs that outgrew one record and logs written before version 2 stay
+    /// in sled, where retention finds them. Returns how many left sled.
     fn archive_batch(&self, limit: usize) -> Result<usize, StoreError> {
         // Not alongside retention: a saga retention removes from sled while it is being
         // archived would come back in the archive.
         let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
-        let mut candidates = self.archive_candidates(limit)?.into_iter();
+        let candidates = self.archive_candidates(limit)?;
         let mut sagas = Vec::new();
         let mut logs = Vec::new();
+        // Entries of sagas that stay in sled for good (or are gone): nothing to move later.
+        let mut staying = Vec::new();
         let mut bytes = 0;
-        for id in candidates.by_ref() {
+        for id in candidates {
+            // Settling removes the active entry before it writes the `unarchived` one; an
+            // active saga here (a crash's leftover, resumed) keeps its entry for later.
+            if self.active.contains_key(id.as_bytes())? {
+                continue;
+            }
             let Some(log) = self.events.get(id.as_bytes())? else {
+                staying.push(id);
                 continue;
             };
-            if log.len() >= LOG_RECORD_MAX || self.active.contains_key(id.as_bytes())? {
+            if log.len() >= LOG_RECORD_MAX {
+                staying.push(id);
                 continue;
             }
             let saga = match rebuild(&id, self, None, [Ok::<_, StoreError>((0, &log))]) {
                 Ok(Some((saga, _))) if saga.is_settled() => saga,
                 // Not settled: a submission a crash cut short before it was acknowledged.
-                Ok(_) => continue,
+                Ok(_) => {
+                    staying.push(id);
+                    continue;
+                }
                 Err(e) => {
                     // Retention reports it (and keeps it) when its time comes.
                     tracing::debug!(saga = %id, error = %e, "archive: the saga's log does not load; kept in sled");
+                    staying.push(id);
                     continue;
                 }
             };
@@ -804,12 +865,9 @@ impl SledStore {
                 break;
             }
         }
-        // What a batch full by bytes left, for the next call.
-        self.archive_queue
-            .lock()
-            .expect("archive queue poisoned")
-            .settled
-            .extend(candidates);
+        for id in &staying {
+            self.unarchived.remove(id.as_bytes())?;
+        }
         if sagas.is_empty() {
             return Ok(0);
         }
@@ -836,6 +894,8 @@ impl SledStore {
                 None as Option<&[u8]>,
             )?;
             released += usize::from(removed.is_ok());
+            // Last: until then the next move finds the saga again (and finishes the job).
+            self.unarchived.remove(saga.id.as_bytes())?;
         }
         Ok(released)
     }
@@ -887,6 +947,7 @@ impl SledStore {
         // Left behind if settling was cut short by a crash and the saga expired before
         // recovery got to it.
         self.active.remove(id.as_bytes())?;
+        self.unarchived.remove(id.as_bytes())?;
         Ok(())
     }
 

@@ -73,6 +73,7 @@ async fn a_finished_saga_is_its_log_record_and_its_keys_nothing_more() {
         ("finished", 0),
         ("idempotency", 1),
         ("business_keys", 0),
+        ("unarchived", 1),
         ("archive", 0),
     ];
     assert_eq!(counts, expected.into_iter().collect(), "{counts:?}");
@@ -328,6 +329,7 @@ async fn a_settled_saga_moves_to_the_archive_and_reads_as_before() {
         ("active", 1),
         ("idempotency", 1),
         ("business_keys", 1),
+        ("unarchived", 0),
         ("archive", 2),
     ] {
         assert_eq!(counts[tree], n, "{tree}: {counts:?}");
@@ -429,4 +431,34 @@ async fn a_move_cut_short_by_a_crash_is_read_once_and_finished_by_the_next() {
         .filter(|(tree, n)| **n > 0 && **tree != "plans")
         .collect();
     assert!(left.is_empty(), "nothing left: {counts:?}");
+}
+
+#[tokio::test]
+async fn settled_sagas_of_a_data_directory_from_before_the_archive_are_found_by_one_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let ids: Vec<String> = (1..=3)
+        .map(|i| format!("0190b6c8-0000-7000-8000-00000000020{i}"))
+        .collect();
+    settle(&store, &ids[0], Some("kw1")).await;
+    store.create(&created(&ids[1], None), None).await.unwrap();
+    settle(&store, &ids[2], None).await;
+    store.forget_archive_progress();
+
+    // In slices: the running saga between them is passed over and stays.
+    assert_eq!(store.archive_settled(1).unwrap(), 1);
+    assert!(!store.archive_walked());
+    assert_eq!(store.archive_settled(10).unwrap(), 1);
+    assert!(store.archive_walked());
+    assert_eq!(store.archive_settled(10).unwrap(), 0);
+    let counts = store.key_counts();
+    assert_eq!(
+        (counts["events"], counts["active"], counts["archive"]),
+        (1, 1, 2),
+        "{counts:?}"
+    );
+    assert_eq!(
+        store.saga_for_key("kw1").await.unwrap().as_deref(),
+        Some(ids[0].as_str())
+    );
 }
