@@ -748,16 +748,17 @@ impl SledStore {
         Ok(expired.len())
     }
 
-    /// Settled sagas that may be moved to the archive, at most `limit`: those with an
-    /// `unarchived` entry, and, in a data directory written before the archive existed, the
-    /// version-2 logs not active found by walking `events` (once, in slices).
-    fn archive_candidates(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+    /// Sagas that may be moved to the archive, at most `limit`, each with whether it is known
+    /// settled: those with an `unarchived` entry (written only when a saga settled), and, in a
+    /// data directory written before the archive existed, the version-2 logs not active found
+    /// by walking `events` (once, in slices), which a move must replay to know.
+    fn archive_candidates(&self, limit: usize) -> Result<Vec<(String, bool)>, StoreError> {
         let mut ids = self
             .unarchived
             .iter()
             .keys()
             .take(limit)
-            .map(|key| Ok(String::from_utf8_lossy(&key?).into_owned()))
+            .map(|key| Ok((String::from_utf8_lossy(&key?).into_owned(), true)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut walk = self.archive_walk.lock().expect("archive walk poisoned");
         let Some(from) = walk.clone() else {
@@ -797,7 +798,7 @@ impl SledStore {
                 }
             };
             if !is_active {
-                ids.push(String::from_utf8_lossy(&key).into_owned());
+                ids.push((String::from_utf8_lossy(&key).into_owned(), false));
             }
         }
         if next.is_none() {
@@ -825,7 +826,7 @@ impl SledStore {
         // Entries of sagas that stay in sled for good (or are gone): nothing to move later.
         let mut staying = Vec::new();
         let mut bytes = 0;
-        for id in candidates {
+        for (id, known_settled) in candidates {
             // Settling removes the active entry before it writes the `unarchived` one; an
             // active saga here (a crash's leftover, resumed) keeps its entry for later.
             if self.active.contains_key(id.as_bytes())? {
@@ -839,13 +840,25 @@ impl SledStore {
                 staying.push(id);
                 continue;
             }
-            let saga = match rebuild(&id, self, None, [Ok::<_, StoreError>((0, &log))]) {
-                Ok(Some((saga, _))) if saga.is_settled() => saga,
-                // Not settled: a submission a crash cut short before it was acknowledged.
-                Ok(_) => {
-                    staying.push(id);
-                    continue;
+            // A walk's find is replayed to know whether it settled; an `unarchived` entry says
+            // so already, and its keys are read from the first event without replaying.
+            let keys = if known_settled {
+                format::created_keys(&log).map_err(|e| e.to_string())
+            } else {
+                match rebuild(&id, self, None, [Ok::<_, StoreError>((0, &log))]) {
+                    Ok(Some((saga, _))) if saga.is_settled() => {
+                        Ok((saga.idempotency_key, saga.business_key))
+                    }
+                    // Not settled: a submission a crash cut short before it was acknowledged.
+                    Ok(_) => {
+                        staying.push(id);
+                        continue;
+                    }
+                    Err(e) => Err(e.to_string()),
                 }
+            };
+            let (idempotency_key, business_key) = match keys {
+                Ok(keys) => keys,
                 Err(e) => {
                     // Retention reports it (and keeps it) when its time comes.
                     tracing::debug!(saga = %id, error = %e, "archive: the saga's log does not load; kept in sled");
@@ -857,8 +870,8 @@ impl SledStore {
             sagas.push(ArchivedSaga {
                 id,
                 log: log.to_vec(),
-                idempotency_key: saga.idempotency_key,
-                business_key: saga.business_key,
+                idempotency_key,
+                business_key,
             });
             logs.push(log);
             if bytes >= ARCHIVE_BATCH_BYTES {
