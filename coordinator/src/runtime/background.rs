@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::Runtime;
 use crate::clock;
+use crate::store::{Store, StoreError};
 
 impl Runtime {
     /// Wakes parked sagas when they are due, until shutdown.
@@ -39,25 +40,21 @@ impl Runtime {
                 }
                 let cutoff = runtime.clock.now().saturating_sub(clock::millis(retention));
                 // In slices, so a large backlog never holds up the log for long; on a blocking
-                // thread, since the embedded store's sweep reads and commits as it goes.
+                // thread, since the embedded store's sweep reads and commits as it goes. The
+                // store's future is awaited there with `Handle::block_on` (allowed on a
+                // blocking thread; PostgreSQL's I/O is still driven by the runtime), and for
+                // sled it has done its work by the time it is made.
                 loop {
-                    let store = runtime.store.clone();
                     let handle = tokio::runtime::Handle::current();
-                    let slice = tokio::task::spawn_blocking(move || {
-                        handle.block_on(store.expire_finished(cutoff, 1_000))
-                    });
-                    match slice.await {
-                        Ok(Ok(0)) => break,
-                        Ok(Ok(n)) => {
+                    let slice = runtime
+                        .on_blocking_thread("retention sweep", move |store| {
+                            handle.block_on(store.expire_finished(cutoff, 1_000))
+                        })
+                        .await;
+                    match slice {
+                        Some(0) | None => break,
+                        Some(n) => {
                             tracing::debug!(expired = n, "finished sagas past retention removed")
-                        }
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %e, "retention sweep failed");
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "the retention task failed");
-                            break;
                         }
                     }
                     if runtime.shutdown.is_cancelled() {
@@ -83,26 +80,40 @@ impl Runtime {
                 }
                 // Batch after batch while they come full (a backlog), unless shutting down.
                 while !runtime.shutdown.is_cancelled() {
-                    let store = runtime.store.clone();
-                    match tokio::task::spawn_blocking(move || store.archive_settled(BATCH)).await {
-                        Ok(Ok(moved)) => {
-                            crate::telemetry::sagas_archived(moved);
-                            if moved < BATCH {
-                                break;
-                            }
-                        }
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %e, "moving settled sagas to the archive failed");
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "the archive task failed");
-                            break;
-                        }
+                    let moved = runtime
+                        .on_blocking_thread("moving settled sagas to the archive", |store| {
+                            store.archive_settled(BATCH)
+                        })
+                        .await;
+                    let Some(moved) = moved else { break };
+                    crate::telemetry::sagas_archived(moved);
+                    if moved < BATCH {
+                        break;
                     }
                 }
             }
         });
+    }
+
+    /// Runs `work` on the store on a blocking thread (store work that waits on the disk);
+    /// `None`, logged as `what` failing, when it fails.
+    async fn on_blocking_thread<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Option<T> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || work(store.as_ref())).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "{what} failed");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "{what}: its task failed");
+                None
+            }
+        }
     }
 
     /// Runs the Prometheus recorder's upkeep every `every`, until shutdown. The recorder keeps

@@ -151,21 +151,7 @@ impl SettledArchive {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
-        let tx = self.db.begin_read()?;
-        let logs = tx.open_table(LOGS)?;
-        let range = match after {
-            Some(after) => {
-                logs.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))?
-            }
-            None => logs.range::<&str>(..)?,
-        };
-        range
-            .take(limit)
-            .map(|item| {
-                let (id, log) = item?;
-                Ok((id.value().to_owned(), log.value().to_vec()))
-            })
-            .collect()
+        self.scan_logs(after, None, limit, |id, log| (id.to_owned(), log.to_vec()))
     }
 
     /// Up to `limit` ids of sagas in id order after `after` (from the first if `None`) and at
@@ -176,6 +162,18 @@ impl SettledArchive {
         upto: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, redb::Error> {
+        self.scan_logs(after, upto, limit, |id, _| id.to_owned())
+    }
+
+    /// `each(id, log)` of up to `limit` sagas in id order after `after` and at most `upto`, in
+    /// one read transaction.
+    fn scan_logs<T>(
+        &self,
+        after: Option<&str>,
+        upto: Option<&str>,
+        limit: usize,
+        each: impl Fn(&str, &[u8]) -> T,
+    ) -> Result<Vec<T>, redb::Error> {
         let tx = self.db.begin_read()?;
         let logs = tx.open_table(LOGS)?;
         let range = logs.range::<&str>((
@@ -184,7 +182,10 @@ impl SettledArchive {
         ))?;
         range
             .take(limit)
-            .map(|item| Ok(item?.0.value().to_owned()))
+            .map(|item| {
+                let (id, log) = item?;
+                Ok(each(id.value(), log.value()))
+            })
             .collect()
     }
 

@@ -128,9 +128,9 @@ impl SagaFilter {
 /// the fold of its events. The runtime asks for a snapshot when the saga settles (for listing
 /// and retention) and whenever the events since the last one grow past
 /// [`crate::engine::EngineOptions::snapshot_every`], which bounds the work of a load on
-/// PostgreSQL. A store
-/// that reads a saga's whole log in one record (sled, format version 2) keeps no snapshot:
-/// for it a settled saga's snapshot is its `finished` entry and leaving the active index.
+/// PostgreSQL. A store that reads a saga's whole log in one record (sled, format version 2)
+/// keeps no snapshot: for it a settled saga's snapshot is leaving the active index (and being
+/// marked for [`SagaLog::archive_settled`]).
 pub trait SagaLog: Send + Sync + 'static {
     /// Creates a saga driven by this instance: claims its idempotency key (if any), writes its
     /// first event (sequence 0) and marks it active. Durable when the future resolves

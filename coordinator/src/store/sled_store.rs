@@ -1068,12 +1068,12 @@ impl SledStore {
             return self.read_page_by_business_key(business_key, filter, cursor, limit);
         }
         // Archived sagas are settled: a listing of running or stuck sagas need not walk them.
-        let settled_only_absent = filter.state.is_some_and(|s| !s.is_terminal());
+        let wants_unsettled_only = filter.state.is_some_and(|s| !s.is_terminal());
         let ids = merged_ids(
             cursor,
             |after, n| self.log_ids_after(after, n),
             |after, upto, n| {
-                if settled_only_absent {
+                if wants_unsettled_only {
                     return Ok(Vec::new());
                 }
                 self.archive

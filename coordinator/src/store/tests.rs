@@ -130,10 +130,15 @@ async fn a_saga_begun_in_a_version_1_log_goes_on_in_rounds_and_reads_whole() {
     assert!(counts.values().all(|&n| n == 0), "nothing left: {counts:?}");
 }
 
-/// Settles `id` (one step, committed) in two rounds.
+/// Settles `id` (one step, committed).
 async fn settle(store: &SledStore, id: &str, key: Option<&str>) -> crate::engine::Saga {
-    let first = created(id, key);
-    store.create(&first, key).await.unwrap();
+    settle_created(store, created(id, key)).await
+}
+
+/// Creates the saga `first` describes and commits it in one round.
+async fn settle_created(store: &SledStore, first: crate::engine::Created) -> crate::engine::Saga {
+    let key = first.idempotency_key.clone();
+    store.create(&first, key.as_deref()).await.unwrap();
     let mut saga = crate::engine::Saga::create(&first).unwrap();
     let events = commit_round();
     for e in &events {
@@ -285,15 +290,7 @@ async fn settle_with_business_key(
 ) -> crate::engine::Saga {
     let mut first = created(id, key);
     first.business_key = Some(business_key.into());
-    store.create(&first, key).await.unwrap();
-    let mut saga = crate::engine::Saga::create(&first).unwrap();
-    let events = commit_round();
-    for e in &events {
-        saga.apply(e).unwrap();
-    }
-    store.append(&saga, 1, &events).unwrap();
-    store.save_snapshot(&saga, 4).unwrap();
-    saga
+    settle_created(store, first).await
 }
 
 #[tokio::test]
